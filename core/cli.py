@@ -1,0 +1,212 @@
+"""The ``polyadapt`` command line.
+
+Start-up stays light: this module imports typer, rich and the plugin manager only. torch
+and the plugins' heavy modules are imported by the commands that train, evaluate or serve.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polyadapt import __version__
+from polyadapt.errors import ConfigError, PolyadaptError
+
+app = typer.Typer(
+    name="polyadapt",
+    help="Domain-adapt foundation models with LoRA: text, code, speech and image.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+plugins_app = typer.Typer(help="List and install plugins.", invoke_without_command=True)
+app.add_typer(plugins_app, name="plugins")
+
+console = Console()
+err_console = Console(stderr=True)
+
+FIRST_PARTY = {"text": "polyadapt-text", "code": "polyadapt-code", "speech": "polyadapt-speech", "image": "polyadapt-image"}
+
+
+def _fail(exc: PolyadaptError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2 if isinstance(exc, ConfigError) else 1)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"polyadapt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """polyadapt: one tool for LoRA domain adaptation with governance and lineage."""
+
+
+# -- plugins -------------------------------------------------------------------------------
+
+
+@plugins_app.callback()
+def plugins_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show every plugin: name, version, tasks and status (ok or broken, with the error)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from polyadapt.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    if as_json:
+        console.print_json(json.dumps([info.__dict__ for info in pm.plugins]))
+        return
+    table = Table(title="polyadapt plugins")
+    for column in ("name", "distribution", "version", "tasks", "status"):
+        table.add_column(column)
+    for info in pm.plugins:
+        status = "[green]ok[/]" if info.status == "ok" else f"[red]broken[/]: {info.error}"
+        table.add_row(info.name, info.distribution or "-", info.version or "-", ", ".join(info.tasks) or "-", status)
+    console.print(table)
+    if not pm.plugins:
+        console.print("No plugins installed. Try: polyadapt plugins install text")
+    for conflict in pm.conflicts:
+        err_console.print(f"[yellow]warning:[/] {conflict}")
+
+
+def local_plugin_path(name: str) -> Path | None:
+    """The folder of first-party plugin ``name`` in this checkout, when running from one."""
+    short = name.removeprefix("polyadapt-")
+    if short not in FIRST_PARTY:
+        return None
+    candidate = Path(__file__).resolve().parent.parent / "plugins" / short
+    return candidate if (candidate / "pyproject.toml").is_file() else None
+
+
+@plugins_app.command("install")
+def plugins_install(
+    names: Annotated[list[str], typer.Argument(help="Plugin distributions (e.g. text, polyadapt-text, ./my-plugin).")],
+    editable: Annotated[bool, typer.Option("--editable/--no-editable", help="Editable install for local folders.")] = True,
+) -> None:
+    """pip-install plugin distributions into polyadapt's own environment.
+
+    First-party plugins (text, code, speech, image) install from this checkout when
+    polyadapt runs from one, else from the package index.
+    """
+    args: list[str] = []
+    for name in names:
+        local = local_plugin_path(name)
+        if local is None and Path(name).is_dir():
+            local = Path(name).resolve()
+        if local is not None:
+            args += ["-e", str(local)] if editable else [str(local)]
+        else:
+            args.append(FIRST_PARTY.get(name, name))
+    command = [sys.executable, "-m", "pip", "install", *args]
+    console.print(f"[dim]$ {' '.join(command)}[/]")
+    result = subprocess.run(command, check=False)
+    raise typer.Exit(code=result.returncode)
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def _show_report(report) -> None:
+    table = Table(title="evaluation: base vs adapted")
+    for column in ("dataset", "metric", "base", "adapted", "change"):
+        table.add_column(column, justify="right" if column in {"base", "adapted", "change"} else "left")
+    for row in report.rows:
+        change = (row.adapted - row.base) / row.base * 100 if row.base else 0.0
+        colour = "green" if row.improved else "red"
+        table.add_row(row.dataset, row.metric, f"{row.base:.4g}", f"{row.adapted:.4g}", f"[{colour}]{change:+.1f}%[/]")
+    console.print(table)
+
+
+@app.command()
+def adapt(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE, e.g. training.max_steps=20.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run of this config from its last checkpoint.")] = False,
+) -> None:
+    """Train a LoRA adapter as CONFIG says, then evaluate it against the base."""
+    from polyadapt import runner
+    from polyadapt.config import load_config
+    from polyadapt.plugins import get_plugin_manager
+
+    try:
+        run_config = load_config(config, overrides or [])
+        pm = get_plugin_manager()
+        run, adapter, report = runner.adapt(pm, run_config, resume=resume)
+    except PolyadaptError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted:[/] a checkpoint was saved; continue with --resume")
+        raise typer.Exit(code=130) from None
+    console.print(f"run folder: [bold]{run.dir}[/]")
+    console.print(f"adapter:    [bold]{adapter.path}[/]")
+    if report is not None:
+        _show_report(report)
+
+
+@app.command()
+def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `polyadapt adapt`.")]) -> None:
+    """Evaluate a finished run's adapter against its base again and rewrite metrics.json."""
+    from polyadapt import runner
+    from polyadapt.plugins import get_plugin_manager
+
+    try:
+        pm = get_plugin_manager()
+        run, adapter = runner.load_run(pm, run_dir)
+        report = runner.evaluate(pm, run, adapter)
+    except PolyadaptError as exc:
+        _fail(exc)
+    _show_report(report)
+
+
+@app.command()
+def serve(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders whose adapters to serve.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most requests answered in one batch.")] = 8,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long to wait to fill a batch.")] = 5.0,
+) -> None:
+    """Serve run adapters with an OpenAI-compatible API (one base loaded once per model)."""
+    from polyadapt.plugins import get_plugin_manager
+    from polyadapt.serving.app import build_app_from_runs
+
+    try:
+        pm = get_plugin_manager()
+        application = build_app_from_runs(pm, runs, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+    except PolyadaptError as exc:
+        _fail(exc)
+    import uvicorn
+
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of run configs (every field, its type and default)."""
+    from polyadapt.config import RunConfig
+
+    console.print_json(json.dumps(RunConfig.model_json_schema()))
+
+
+def main() -> None:
+    """Entry point of the ``polyadapt`` command."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,268 @@
+"""Run configs: one YAML file that says what to adapt, on which data, and how.
+
+The file is validated with pydantic; an invalid file gets one message that names the file,
+the line, the field, the bad value and what is allowed (:class:`ConfigError`). ``--set
+key=value`` overrides use dotted field paths and YAML values (``--set training.lr=1e-4``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from polyadapt.errors import ConfigError
+
+
+class _Section(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BaseModelConfig(_Section):
+    """The pretrained model to adapt."""
+
+    id: str = Field(description="Hub id (e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct') or local path")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    gguf_file: str | None = Field(
+        None, description="GGUF file inside `id` (a folder), or a path to a .gguf file"
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer id or path when not beside the model")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype of the frozen base; auto = bf16 where it is fast"
+    )
+    trust_remote_code: bool = False
+
+
+class DataConfig(_Section):
+    """Training and evaluation data."""
+
+    train: Path = Field(description="Training data file (jsonl, csv or parquet)")
+    eval: Path | None = Field(None, description="Held-out domain data; else split from train")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train held out when no eval")
+    general_eval: Path | Literal["builtin", "none"] = Field(
+        "builtin", description="General-capability text for the forgetting check"
+    )
+    replay: Path | Literal["builtin"] | None = Field(
+        None, description="General text mixed into training to limit forgetting"
+    )
+    replay_fraction: float = Field(0.0, ge=0, lt=1, description="Share of replay examples")
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    kind: Literal["auto", "text", "instruction", "chat"] = Field(
+        "auto", description="Record kind; auto detects from the fields present"
+    )
+    licence: str | None = Field(None, description="SPDX licence id of the data")
+
+
+class LoraConfig(_Section):
+    """Where the LoRA adapter goes and how big it is."""
+
+    r: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: Literal["auto", "all-linear"] | list[str] = Field(
+        "auto", description="auto = the plugin's choice for the model family"
+    )
+    dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA)")
+    rslora: bool = False
+
+
+class TrainingConfig(_Section):
+    """The shared trainer's settings."""
+
+    epochs: float = Field(1, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs")
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    batch_size: int = Field(4, ge=1)
+    grad_accumulation: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
+    packing: bool = Field(True, description="Pack several examples into one sequence")
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 on CUDA and on CPUs with bf16 units, else fp32"
+    )
+    eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps")
+    checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N steps")
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
+
+
+class EvaluationConfig(_Section):
+    """How base and adapted are compared after training."""
+
+    enabled: bool = True
+    max_examples: int | None = Field(None, ge=1, description="Cap on evaluation examples")
+    samples: list[str] = Field(default_factory=list, description="Prompts to generate from")
+    num_samples: int = Field(3, ge=0, description="Held-out prompts to sample when none given")
+    max_new_tokens: int = Field(48, ge=1)
+
+
+class OutputConfig(_Section):
+    """Where runs are written."""
+
+    dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run")
+    name: str | None = Field(None, description="Run name; default: task, time and config hash")
+    adapter_name: str | None = Field(None, description="Name clients use in 'base:NAME'")
+
+
+class RunConfig(_Section):
+    """One adaptation run."""
+
+    task: str
+    base_model: BaseModelConfig
+    data: DataConfig
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    task_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_model", mode="before")
+    @classmethod
+    def _base_model_shorthand(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _replay_needs_fraction(self) -> RunConfig:
+        if self.data.replay is not None and self.data.replay_fraction == 0:
+            raise ValueError("data.replay is set but data.replay_fraction is 0; set a share such as 0.2")
+        return self
+
+    def hash(self) -> str:
+        """A stable SHA-256 of the resolved config (what makes two runs the same run)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML, every default written out."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line in the YAML source of the field at ``loc``, or of its nearest parent."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(key)), None)
+            if node is not None:
+                line = node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _format_validation_error(
+    error: ValidationError, source: str, root: yaml.Node | None, data: Any
+) -> str:
+    lines = [f"{source}: invalid run config"]
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic appends union member names ("list[str]") to loc; keep the config path only
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"literal"})))
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(root, loc)
+        where = f"line {line}, " if line else ""
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "required field is missing; add it"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field; check the spelling (see `polyadapt config-schema`)"
+        value = item.get("input")
+        shown = "" if item["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"  {where}{field}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to the raw config mapping."""
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. training.max_steps=10")
+        key, raw_value = override.split("=", 1)
+        try:
+            value = yaml.safe_load(raw_value) if raw_value else ""
+        except yaml.YAMLError:
+            value = raw_value
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif isinstance(child, str) and part == "base_model":
+                child = node[part] = {"id": child}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {override!r}: {part!r} in {source} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def parse_config(
+    text: str, source: str = "<config>", overrides: list[str] | None = None, base_dir: Path | None = None
+) -> RunConfig:
+    """Validate YAML ``text`` as a :class:`RunConfig`; relative data paths resolve against ``base_dir``."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a run config must be a mapping of fields, got {type(data).__name__}")
+    data = apply_overrides(data, overrides or [], source)
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source, root, data)) from None
+    if base_dir is not None:
+        _resolve_paths(config, base_dir)
+    return config
+
+
+def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
+    def resolve(p: Any) -> Any:
+        return (base_dir / p).resolve() if isinstance(p, Path) and not p.is_absolute() else p
+
+    data = config.data
+    data.train = resolve(data.train)
+    data.eval = resolve(data.eval)
+    data.general_eval = resolve(data.general_eval)
+    data.replay = resolve(data.replay)
+    base = config.base_model
+    candidate = base_dir / base.id
+    if not Path(base.id).is_absolute() and (base.id.startswith(".") or candidate.exists()):
+        base.id = str(candidate.resolve())
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConfig:
+    """Read and validate the run config at ``path`` (relative paths inside resolve against it)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(path), overrides, base_dir=path.resolve().parent)

@@ -1,0 +1,149 @@
+"""The hooks a polyadapt plugin implements.
+
+A plugin is a module (or object) registered under the ``polyadapt`` entry-point group whose
+functions carry the :data:`hookimpl` marker and the names below. The core calls them in
+this order for one run (``polyadapt adapt CONFIG``)::
+
+    polyadapt_tasks()                 # at start-up: which tasks exist and who owns them
+    polyadapt_adapt(run)              # the owning plugin trains and saves an adapter
+    polyadapt_evaluate(run, adapter)  # the owning plugin compares base and adapted
+
+and for serving (``polyadapt serve``)::
+
+    polyadapt_tasks()
+    polyadapt_serve(spec)             # the owning plugin loads the base, returns a Servable
+
+``adapt``, ``evaluate`` and ``serve`` are *dispatched*: the core calls only the plugin that
+declared the run's task (plus any hook wrappers), so an implementation never has to check
+whether a run is its own. They are ``firstresult`` hooks: the first non-None answer wins.
+
+Hook names are prefixed ``polyadapt_``; an implementation may take fewer arguments than
+the spec names (pluggy passes only those it asks for).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec, Task
+
+PROJECT_NAME = "polyadapt"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Decorate a plugin's hook functions with this marker.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def polyadapt_tasks() -> list[Task]:
+    """Declare the tasks this plugin can adapt, evaluate and serve.
+
+    Called once on every plugin when the plugin manager starts. Must be cheap: return
+    records only, import nothing heavy.
+
+    :returns: a list of :class:`polyadapt.types.Task` records. Task names are global: two
+        plugins declaring the same name is reported as a conflict and the later one loses.
+
+    Call semantics: called on all plugins; the results are concatenated.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_tasks():
+            return [Task(name="text-generation", modality="text",
+                         description="Causal LM fine-tuning", default_base="gpt2")]
+
+    Added in plugin API 1.0.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Run lifecycle
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def polyadapt_adapt(run: Run) -> AdapterArtifact | None:
+    """Train a LoRA adapter for ``run`` and save it to ``run.adapter_dir``.
+
+    Called by ``polyadapt adapt`` after the config is validated and the run folder made.
+    The implementation loads the base model and the data, hands them to the shared
+    trainer (:func:`polyadapt.training.train`) and saves the adapter atomically (see
+    :func:`polyadapt.fileio.atomic_directory`) in a format plain PEFT (or diffusers) loads.
+    When ``run.resume`` is true, the trainer continues from the last checkpoint in
+    ``run.checkpoint_dir``.
+
+    :param run: the validated config, the task, and the run folder.
+    :returns: an :class:`polyadapt.types.AdapterArtifact` describing what was saved.
+
+    Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_adapt(run):
+            model = load_base(run.config.base_model)
+            result = train(TrainingJob(model=model, ...), run.config.training, run.dir)
+            save_adapter(model, run.adapter_dir)
+            return AdapterArtifact(path=run.adapter_dir, base_model=...)
+
+    Added in plugin API 1.0.
+    """
+
+
+@hookspec(firstresult=True)
+def polyadapt_evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport | None:
+    """Compare the base model with base + ``adapter`` on the run's held-out data.
+
+    Called by ``polyadapt adapt`` after ``polyadapt_adapt`` and by ``polyadapt evaluate
+    RUN``. The report holds, for each evaluation set (the held-out domain split, a
+    general-capability set for the forgetting check, ...), one
+    :class:`polyadapt.types.MetricRow` per metric with the base and adapted values, plus a
+    few example outputs. The core writes it to ``run.metrics_path`` and prints it.
+
+    :param run: the run whose adapter is evaluated (its config says which data to use).
+    :param adapter: the artifact ``polyadapt_adapt`` returned (or one re-read from disk).
+    :returns: an :class:`polyadapt.types.EvalReport`.
+
+    Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_evaluate(run, adapter):
+            base, adapted = perplexity(base_model), perplexity(adapted_model)
+            return EvalReport(rows=[MetricRow("domain", "perplexity", base, adapted)])
+
+    Added in plugin API 1.0.
+    """
+
+
+@hookspec(firstresult=True)
+def polyadapt_serve(spec: ServeSpec) -> Servable | None:
+    """Load ``spec.base_model`` once and return a :class:`polyadapt.types.Servable`.
+
+    Called by ``polyadapt serve`` for each base model it must host. The servable keeps the
+    base in memory, loads each adapter of ``spec.adapters`` on first use (or at once), and
+    answers batches of requests in which each request may name a different adapter.
+
+    :param spec: the task, the base model, the name clients use for it, and the adapters.
+    :returns: an object implementing :class:`polyadapt.types.Servable`.
+
+    Call semantics: ``firstresult``; dispatched to the plugin that declared ``spec.task``.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_serve(spec):
+            return TextServable(spec)
+
+    Added in plugin API 1.0.
+    """

@@ -1,0 +1,188 @@
+"""The typed records that flow between the core and plugins.
+
+All of them are plain dataclasses with no heavy imports, so that plugin entry modules can
+import them at start-up for free.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
+
+    from polyadapt.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Task:
+    """One kind of adaptation a plugin offers, returned by ``polyadapt_tasks``.
+
+    ``name`` is what a run config's ``task:`` field names (``text-generation``). ``modality``
+    is one of ``text``, ``code``, ``speech``, ``image`` or a plugin's own. ``options_model``
+    is an optional pydantic model that validates the run config's ``task_options:`` block.
+    ``plugin`` is filled in by the plugin manager with the name of the plugin that declared
+    the task; plugins leave it empty.
+    """
+
+    name: str
+    modality: str
+    description: str = ""
+    default_base: str | None = None
+    options_model: type[BaseModel] | None = None
+    plugin: str = ""
+
+
+@dataclass
+class Run:
+    """Everything a plugin needs to adapt or evaluate: the validated config and the run folder.
+
+    The folder layout is fixed so that ``evaluate`` and ``serve`` find what ``adapt`` wrote:
+    ``config.yaml`` (resolved config), ``data_summary.json``, ``adapter/`` (the adapter),
+    ``checkpoints/``, ``logs/`` (loss log and curve) and ``metrics.json``.
+    """
+
+    id: str
+    config: RunConfig
+    task: Task
+    dir: Path
+    resume: bool = False
+    task_options: Any = None
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.dir / "adapter"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.json"
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        """Write ``payload`` as JSON to ``name`` inside the run folder, atomically."""
+        from polyadapt.fileio import atomic_write_text
+
+        path = self.dir / name
+        atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+        return path
+
+
+@dataclass
+class AdapterArtifact:
+    """What ``polyadapt_adapt`` returns: where the adapter lies and how training went."""
+
+    path: Path
+    base_model: str
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+@dataclass
+class MetricRow:
+    """One metric on one evaluation set, base against adapted."""
+
+    dataset: str
+    metric: str
+    base: float
+    adapted: float
+    lower_is_better: bool = True
+
+    @property
+    def improved(self) -> bool:
+        return self.adapted < self.base if self.lower_is_better else self.adapted > self.base
+
+
+@dataclass
+class EvalReport:
+    """What ``polyadapt_evaluate`` returns: base-vs-adapted metrics plus example outputs."""
+
+    rows: list[MetricRow] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": [asdict(row) | {"improved": row.improved} for row in self.rows],
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalReport:
+        rows = [
+            MetricRow(**{k: v for k, v in row.items() if k != "improved"})
+            for row in data.get("metrics", [])
+        ]
+        return cls(rows=rows, samples=list(data.get("samples", [])))
+
+
+@dataclass
+class ServeSpec:
+    """What ``polyadapt_serve`` is asked to load: one base model and the adapters on it.
+
+    ``adapters`` maps the name a client uses (``model="base:NAME"``) to an adapter folder.
+    """
+
+    task: Task
+    base_model: str
+    base_name: str
+    adapters: dict[str, Path] = field(default_factory=dict)
+    config: RunConfig | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """One prompt to complete; ``adapter`` is None for the base model."""
+
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    adapter: str | None = None
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """The text generated for one :class:`GenerationRequest` and its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+
+
+@runtime_checkable
+class Servable(Protocol):
+    """A loaded base model that a server can route requests to, returned by ``polyadapt_serve``.
+
+    The base is loaded once; :meth:`load_adapter` adds an adapter without reloading it, and
+    :meth:`generate` takes a batch whose requests may each name a different adapter.
+    """
+
+    base_name: str
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Load the adapter at ``path`` under ``name`` (no-op if already loaded)."""
+
+    def adapter_names(self) -> list[str]:
+        """The names of the adapters loaded so far."""
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Answer a batch of requests, each with its own adapter (or the base)."""

@@ -1,0 +1,81 @@
+"""The dataset container every modality loader returns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that was rejected: where it was and why (never its content)."""
+
+    source: str
+    index: int
+    reason: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "index": self.index, "line": self.line, "reason": self.reason}
+
+
+def record_hash(record: Any) -> str:
+    """SHA-256 of a record's normalised content (sorted keys, UTF-8, no whitespace)."""
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Dataset:
+    """Normalised records of one modality, with what was rejected on the way."""
+
+    source: Path
+    kind: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def fingerprint(self) -> str:
+        """One root hash over the ordered record hashes: same content, same hash, any machine."""
+        digest = hashlib.sha256()
+        for record in self.records:
+            digest.update(record_hash(record).encode())
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and hashes for the run folder's ``data_summary.json``."""
+        reasons: dict[str, int] = {}
+        for item in self.quarantined:
+            key = item.reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        return {
+            "source": str(self.source),
+            "kind": self.kind,
+            "records": len(self.records),
+            "quarantined": len(self.quarantined),
+            "quarantine_reasons": reasons,
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def split_holdout(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Split ``records`` into (train, held-out) reproducibly: the same seed, the same split.
+
+    At least one record is held out and at least one kept.
+    """
+    import random
+
+    if len(records) < 2:
+        return list(records), []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_holdout = min(len(records) - 1, max(1, round(len(records) * fraction)))
+    held = set(order[:n_holdout])
+    train = [r for i, r in enumerate(records) if i not in held]
+    holdout = [r for i, r in enumerate(records) if i in held]
+    return train, holdout

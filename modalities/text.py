@@ -1,0 +1,112 @@
+"""Text records: plain text, instruction pairs and chat conversations.
+
+Every record is normalised to one of two shapes:
+
+- ``{"text": str}`` for plain text (kind ``text``);
+- ``{"messages": [{"role": ..., "content": ...}, ...]}`` for instruction pairs and chats
+  (kinds ``instruction`` and ``chat``); an instruction pair becomes a user turn (the
+  instruction, plus its input) and an assistant turn (the response).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polyadapt.errors import DataError
+from polyadapt.modalities.records import Dataset, Quarantined
+from polyadapt.modalities.tabular import ParseFailure, read_records
+
+PROMPT_FIELDS = ("instruction", "prompt", "question")
+INPUT_FIELDS = ("input", "context")
+RESPONSE_FIELDS = ("response", "output", "completion", "answer")
+ROLES = {"system", "user", "assistant"}
+KINDS = ("text", "instruction", "chat")
+
+#: The fields governance must scan in a normalised text record.
+SCANNED_FIELDS = ("text", "messages[].content")
+
+
+def detect_kind(record: dict[str, Any]) -> str | None:
+    """The kind a raw record looks like, or None when it matches none."""
+    if "messages" in record:
+        return "chat"
+    if any(f in record for f in PROMPT_FIELDS) and any(f in record for f in RESPONSE_FIELDS):
+        return "instruction"
+    if "text" in record:
+        return "text"
+    return None
+
+
+def _first(record: dict[str, Any], fields: tuple[str, ...]) -> Any:
+    return next((record[f] for f in fields if record.get(f) not in (None, "")), None)
+
+
+def normalise(record: Any, kind: str) -> dict[str, Any] | str:
+    """The normalised record, or a string saying why it was rejected."""
+    if isinstance(record, ParseFailure):
+        return str(record)
+    if not isinstance(record, dict):
+        return f"not an object: got {type(record).__name__}"
+    if kind == "text":
+        text = record.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return "empty text: field 'text' is missing or blank"
+        return {"text": text}
+    if kind == "instruction":
+        prompt, response = _first(record, PROMPT_FIELDS), _first(record, RESPONSE_FIELDS)
+        if not isinstance(prompt, str) or not prompt.strip():
+            return f"missing prompt: none of {', '.join(PROMPT_FIELDS)} holds text"
+        if not isinstance(response, str) or not response.strip():
+            return f"missing response: none of {', '.join(RESPONSE_FIELDS)} holds text"
+        extra = _first(record, INPUT_FIELDS)
+        user = f"{prompt}\n\n{extra}" if isinstance(extra, str) and extra.strip() else prompt
+        messages = []
+        if isinstance(record.get("system"), str) and record["system"].strip():
+            messages.append({"role": "system", "content": record["system"]})
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
+        return {"messages": messages}
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "bad messages: 'messages' must be a non-empty list of {role, content}"
+    cleaned = []
+    for position, turn in enumerate(messages):
+        if not isinstance(turn, dict) or turn.get("role") not in ROLES or not isinstance(turn.get("content"), str):
+            return (
+                f"bad message {position}: each turn needs role (system, user or assistant) "
+                "and content (text)"
+            )
+        cleaned.append({"role": turn["role"], "content": turn["content"]})
+    if not any(turn["role"] == "assistant" and turn["content"].strip() for turn in cleaned):
+        return "no assistant turn: a chat record needs at least one non-empty assistant message"
+    return {"messages": cleaned}
+
+
+def load_text_dataset(path: Path, declared_format: str = "auto", kind: str = "auto") -> Dataset:
+    """Load and validate a text dataset; rejected records are quarantined with reasons."""
+    rows = read_records(Path(path), declared_format)
+    if kind == "auto":
+        kind = next(
+            (detected for _, rec in rows if isinstance(rec, dict) and (detected := detect_kind(rec))),
+            None,
+        )
+        if kind is None:
+            raise DataError(
+                f"{path}: no record has the fields of a known kind: 'text' (plain text), "
+                f"'instruction'/'prompt' + 'response'/'output' (instruction pairs) or "
+                f"'messages' (chat); set data.kind or rename the fields"
+            )
+    if kind not in KINDS:
+        raise DataError(f"{path}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
+    dataset = Dataset(source=Path(path), kind=kind)
+    for index, (line, raw) in enumerate(rows):
+        result = normalise(raw, kind)
+        if isinstance(result, str):
+            dataset.quarantined.append(Quarantined(str(path), index, result, line))
+        else:
+            dataset.records.append(result)
+    if not dataset.records:
+        first = dataset.quarantined[0] if dataset.quarantined else None
+        detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""
+        raise DataError(f"{path}: no usable {kind} records{detail}")
+    return dataset

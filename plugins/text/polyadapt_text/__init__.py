@@ -1,0 +1,49 @@
+"""polyadapt-text: LoRA adaptation of Hugging Face causal language models.
+
+This entry module is imported when polyadapt starts, so it imports nothing heavy: the hook
+implementations import torch, transformers and peft inside their bodies.
+"""
+
+from __future__ import annotations
+
+from polyadapt.hookspecs import hookimpl
+from polyadapt.types import Task
+
+POLYADAPT_API = ">=1,<2"
+
+TASK = Task(
+    name="text-generation",
+    modality="text",
+    description="Causal LM on plain text, instruction pairs or chat (any AutoModelForCausalLM; GGUF too)",
+    default_base="HuggingFaceTB/SmolLM2-135M-Instruct",
+)
+
+
+@hookimpl
+def polyadapt_tasks():
+    """Declare the text-generation task."""
+    return [TASK]
+
+
+@hookimpl
+def polyadapt_adapt(run):
+    """Train a LoRA adapter on the run's text data with the shared trainer."""
+    from polyadapt_text.adapt import adapt
+
+    return adapt(run)
+
+
+@hookimpl
+def polyadapt_evaluate(run, adapter):
+    """Perplexity base vs adapted on held-out domain text and general text, plus samples."""
+    from polyadapt_text.evaluate import evaluate
+
+    return evaluate(run, adapter)
+
+
+@hookimpl
+def polyadapt_serve(spec):
+    """Load the base once and serve completions and chat with per-request adapters."""
+    from polyadapt_text.serve import TextServable
+
+    return TextServable(spec)

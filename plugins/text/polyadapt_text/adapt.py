@@ -1,0 +1,48 @@
+"""The text plugin's ``adapt``: data → LoRA on the base → shared trainer → saved adapter."""
+
+from __future__ import annotations
+
+import json
+
+from polyadapt.fileio import atomic_directory, atomic_write_text
+from polyadapt.training import TrainingJob, train
+from polyadapt.types import AdapterArtifact, Run
+from polyadapt_text.data import Collator, build_examples
+from polyadapt_text.datasets import load_run_data, quarantine_rows
+from polyadapt_text.loss import CausalLMLoss, summed_loss
+from polyadapt_text.model import attach_lora, count_parameters, load_base
+
+
+def adapt(run: Run) -> AdapterArtifact:
+    """Train and save a LoRA adapter for ``run`` (see ``polyadapt_adapt``)."""
+    config = run.config
+    run_data = load_run_data(config)
+    run.write_json("data_summary.json", run_data.summary())
+    quarantined = quarantine_rows(run_data)
+    atomic_write_text(run.dir / "quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantined))
+
+    base, tokenizer = load_base(config.base_model)
+    model = attach_lora(base, config.lora)
+    training = config.training
+    train_examples = build_examples(tokenizer, run_data.train + run_data.replay, training.max_length, training.packing)
+    eval_examples = build_examples(tokenizer, run_data.heldout, training.max_length, training.packing)
+    job = TrainingJob(
+        model=CausalLMLoss(model),
+        train_data=train_examples,
+        collate=Collator(tokenizer.pad_token_id),
+        loss=summed_loss,
+        eval_data=eval_examples or None,
+    )
+    result = train(job, training, run.dir, resume=run.resume)
+
+    with atomic_directory(run.adapter_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    trainable, total = count_parameters(model)
+    return AdapterArtifact(
+        path=run.adapter_dir,
+        base_model=config.base_model.id,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        train_metrics=result.to_dict() | {"train_sequences": len(train_examples)},
+    )

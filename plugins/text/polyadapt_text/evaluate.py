@@ -1,0 +1,96 @@
+"""The text plugin's ``evaluate``: perplexity base vs adapted, and generated samples.
+
+Two sets are scored: the held-out domain split (the gain) and general text (the
+forgetting check). The base is scored through the same PEFT model with the adapter
+disabled, so one copy of the weights serves both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+
+from polyadapt.training.trainer import evaluate_loss
+from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
+from polyadapt_text.data import Collator, build_examples, render_chat
+from polyadapt_text.datasets import load_run_data
+from polyadapt_text.loss import CausalLMLoss, summed_loss
+from polyadapt_text.model import load_base
+
+EVAL_BATCH = 8
+
+
+def device() -> torch.device:
+    """The device evaluation and serving run on: CUDA when present."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def perplexity(scorer: CausalLMLoss, examples: list, collate: Collator) -> float:
+    """exp(mean token loss) of ``scorer`` over ``examples``."""
+    if not examples:
+        return float("nan")
+    dev = next(scorer.parameters()).device
+    mean = evaluate_loss(scorer, examples, collate, summed_loss, EVAL_BATCH, dev, contextlib.nullcontext)
+    return math.exp(min(mean, 50.0))
+
+
+def sample_prompts(run: Run, heldout: list[dict[str, Any]]) -> list[list[dict[str, str]] | str]:
+    """The prompts to generate from: the config's, else the first held-out records'."""
+    config = run.config.evaluation
+    if config.samples:
+        return [[{"role": "user", "content": prompt}] for prompt in config.samples]
+    prompts: list[list[dict[str, str]] | str] = []
+    for record in heldout[: config.num_samples]:
+        if "messages" in record:
+            first_reply = next(i for i, m in enumerate(record["messages"]) if m["role"] == "assistant")
+            prompts.append(record["messages"][:first_reply])
+        else:
+            words = record["text"].split()
+            prompts.append(" ".join(words[: max(4, len(words) // 3)]))
+    return prompts
+
+
+@torch.no_grad()
+def generate(model: Any, tokenizer: Any, prompt: list[dict[str, str]] | str, max_new_tokens: int) -> str:
+    """Greedy continuation of ``prompt`` (a chat or plain text)."""
+    text = render_chat(tokenizer, prompt, add_generation_prompt=True) if isinstance(prompt, list) else prompt
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not isinstance(prompt, list)).to(device())
+    output = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
+    """Score base and adapted on held-out domain and general text (see ``polyadapt_evaluate``)."""
+    from peft import PeftModel
+
+    config = run.config
+    run_data = load_run_data(config)
+    base, tokenizer = load_base(config.base_model)
+    model = PeftModel.from_pretrained(base, str(adapter.path)).to(device()).eval()
+    scorer = CausalLMLoss(model)
+    collate = Collator(tokenizer.pad_token_id)
+    length, packing = config.training.max_length, config.training.packing
+    sets = {
+        "domain (held-out)": build_examples(tokenizer, run_data.heldout, length, packing),
+        "general": build_examples(tokenizer, run_data.general, length, packing),
+    }
+    rows = []
+    for name, examples in sets.items():
+        if not examples:
+            continue
+        with model.disable_adapter():
+            base_ppl = perplexity(scorer, examples, collate)
+        rows.append(MetricRow(name, "perplexity", round(base_ppl, 4), round(perplexity(scorer, examples, collate), 4)))
+    samples = []
+    for prompt in sample_prompts(run, run_data.heldout):
+        with model.disable_adapter():
+            base_text = generate(model, tokenizer, prompt, config.evaluation.max_new_tokens)
+        adapted_text = generate(model, tokenizer, prompt, config.evaluation.max_new_tokens)
+        shown = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+        samples.append({"prompt": shown, "base": base_text, "adapted": adapted_text})
+    return EvalReport(rows=rows, samples=samples)

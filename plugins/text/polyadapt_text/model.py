@@ -1,0 +1,192 @@
+"""Loading a causal LM base (hub id, local folder or GGUF file) and attaching LoRA."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polyadapt.config import BaseModelConfig, LoraConfig
+from polyadapt.errors import ConfigError, PolyadaptError
+
+#: LoRA targets when ``target_modules: auto``: the attention projections of the family.
+ATTENTION_TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "phi3": ["qkv_proj", "o_proj"],
+    "gpt2": ["c_attn", "c_proj"],
+    "gpt_neox": ["query_key_value", "dense"],
+    "starcoder2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+
+
+def cache_root() -> Path:
+    """Where converted base models are cached (``POLYADAPT_CACHE`` or ~/.cache/polyadapt)."""
+    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """The torch dtype for ``base_model.dtype``; ``auto`` is bf16 where bf16 is fast."""
+    if name == "auto":
+        from polyadapt.training.precision import fast_weight_dtype
+
+        return fast_weight_dtype()
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _gguf_location(config: BaseModelConfig) -> tuple[str, str] | None:
+    """(folder or repo, file name) when the base is a GGUF file, else None."""
+    if config.gguf_file:
+        path = Path(config.gguf_file)
+        if path.is_absolute() or path.exists():
+            return str(path.parent), path.name
+        return config.id, config.gguf_file
+    if config.id.endswith(".gguf"):
+        path = Path(config.id)
+        return str(path.parent), path.name
+    return None
+
+
+def _gguf_cache_dir(folder: str, filename: str) -> Path:
+    path = Path(folder) / filename
+    if path.is_file():
+        stat = path.stat()
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    else:
+        key = f"{folder}/{filename}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{Path(filename).stem}-{digest}"
+
+
+def _clear_quantizer_marks(model: Any) -> None:
+    """transformers marks GGUF models as quantized although it dequantizes them to plain
+    layers; the marks make training and ``save_pretrained`` refuse the model."""
+    for attr in ("hf_quantizer", "quantization_method"):
+        if hasattr(model, attr):
+            try:
+                delattr(model, attr)
+            except AttributeError:
+                setattr(model, attr, None)
+    if hasattr(model, "is_quantized"):
+        try:
+            model.is_quantized = False
+        except AttributeError:
+            pass
+    if hasattr(model.config, "quantization_config"):
+        try:
+            delattr(model.config, "quantization_config")
+        except AttributeError:
+            model.config.quantization_config = None
+
+
+def convert_gguf(folder: str, filename: str) -> Path:
+    """Dequantize a GGUF file once into a safetensors folder in the cache; return the folder.
+
+    Parsing GGUF takes tens of seconds; loading the cached copy takes a fraction of one.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from polyadapt.fileio import atomic_directory
+
+    target = _gguf_cache_dir(folder, filename)
+    if (target / "config.json").is_file():
+        return target
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise PolyadaptError(f"cannot read GGUF model {Path(folder) / filename}: {exc}") from None
+    _clear_quantizer_marks(model)
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def model_source(config: BaseModelConfig) -> str:
+    """The folder or hub id transformers loads (a GGUF base is converted and cached first)."""
+    gguf = _gguf_location(config)
+    return str(convert_gguf(*gguf)) if gguf else config.id
+
+
+def load_tokenizer(config: BaseModelConfig, source: str | None = None):
+    """The base model's tokenizer, with a pad token (the EOS token when it has none)."""
+    from transformers import AutoTokenizer
+
+    source = source or model_source(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.tokenizer or source, revision=config.revision, trust_remote_code=config.trust_remote_code
+        )
+    except OSError as exc:
+        raise ConfigError(f"base_model: cannot load the tokenizer of {config.id!r}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
+    """Load the frozen base model and its tokenizer from a hub id, a folder or a GGUF file."""
+    from transformers import AutoModelForCausalLM
+
+    source = model_source(config)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            revision=config.revision,
+            dtype=dtype or resolve_dtype(config.dtype),
+            trust_remote_code=config.trust_remote_code,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"base_model.id: cannot load {config.id!r}: {exc}. Give a local folder with "
+            "config.json and weights, a .gguf file, or a hub id reachable from this machine"
+        ) from None
+    model.requires_grad_(False)
+    return model, load_tokenizer(config, source)
+
+
+def lora_targets(model: Any, lora: LoraConfig) -> list[str] | str:
+    """The module names LoRA attaches to: the config's list, or the family's attention."""
+    if lora.target_modules != "auto":
+        return lora.target_modules
+    return ATTENTION_TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
+
+
+def attach_lora(model: Any, lora: LoraConfig, adapter_name: str = "default"):
+    """Wrap ``model`` in a PEFT model with a fresh, trainable LoRA adapter."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora_targets(model, lora),
+        use_dora=lora.dora,
+        use_rslora=lora.rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        peft_model = get_peft_model(model, peft_config, adapter_name=adapter_name)
+    except ValueError as exc:
+        raise ConfigError(f"lora.target_modules: {exc}") from None
+    # Adapter weights train in fp32 even on a bf16 base: small, and it keeps updates exact.
+    for param in peft_model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return peft_model
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
