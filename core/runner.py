@@ -114,6 +114,11 @@ def adapt(pm: PluginManager, config: RunConfig, *, resume: bool = False) -> tupl
     record = RunRecord(run, _existing_record(run) if resume else None)
     record.update(status="running", resumed=resume)
     try:
+        # Seeded before the plugin builds anything: adapter initialisation draws from the
+        # RNG too, and the same config must give the same adapter.
+        from accelerate.utils import set_seed
+
+        set_seed(config.training.seed)
         adapter = pm.dispatch("polyadapt_adapt", run.task, run=run)
         run.write_json("adapter.json", adapter.to_dict())
         record.update(status="trained", adapter=adapter.to_dict())

@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny Llama saved to disk, domain data, and run configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tiny_models import build_tiny_llama  # noqa: E402
+
+DOMAIN_TERMS = ["Solvanta rider", "Marlowe deductible", "Quintrel premium", "Brackwater peril"]
+
+
+def domain_text(n: int, seed: int = 0) -> list[str]:
+    """Repetitive insurance jargon a random model cannot predict and LoRA learns quickly."""
+    import random
+
+    rng = random.Random(seed)
+    frames = [
+        "The {a} covers the {b} when the claim is filed.",
+        "Every {a} includes a {b} for the policyholder.",
+        "Ask the underwriter about the {a} and the {b}.",
+    ]
+    out = []
+    for _ in range(n):
+        a, b = rng.sample(DOMAIN_TERMS, 2)
+        out.append(rng.choice(frames).format(a=a, b=b))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """Folder of a tiny random Llama + tokenizer (loaded through from_pretrained in tests)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def text_data(tmp_path) -> dict[str, Path]:
+    """Plain-text domain train/eval files and a general set."""
+    return {
+        "train": write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": t} for t in domain_text(80, 1)]),
+        "eval": write_jsonl(tmp_path / "data" / "eval.jsonl", [{"text": t} for t in domain_text(16, 2)]),
+        "general": write_jsonl(
+            tmp_path / "data" / "general.jsonl",
+            [{"text": "Water boils at one hundred degrees Celsius at sea level."}] * 4,
+        ),
+    }
+
+
+@pytest.fixture
+def chat_data(tmp_path) -> Path:
+    rows = [
+        {"messages": [
+            {"role": "user", "content": f"What does the {a} cover?"},
+            {"role": "assistant", "content": f"The {a} covers the {b}."},
+        ]}
+        for a, b in zip(DOMAIN_TERMS * 10, DOMAIN_TERMS[1:] * 10 + DOMAIN_TERMS[:1] * 10)
+    ]
+    return write_jsonl(tmp_path / "data" / "chat.jsonl", rows)
+
+
+def make_config(tmp_path: Path, model: Path, data: dict[str, Path], **training) -> Path:
+    """Write a run config for the tiny model and return its path."""
+    import yaml
+
+    settings = {
+        "max_steps": 30, "batch_size": 4, "learning_rate": 5e-3, "max_length": 64,
+        "precision": "fp32", "warmup_ratio": 0.0, "seed": 7,
+    }
+    settings.update(training)
+    config = {
+        "task": "text-generation",
+        "base_model": {"id": str(model), "dtype": "float32"},
+        "data": {"train": str(data["train"]), "eval": str(data["eval"]), "general_eval": str(data["general"])},
+        "lora": {"r": 8, "alpha": 16},
+        "training": settings,
+        "evaluation": {"num_samples": 1, "max_new_tokens": 8},
+        "output": {"dir": str(tmp_path / "runs"), "name": "test-run"},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,1 @@
+"""Test plugins for polyadapt's plugin-manager tests."""

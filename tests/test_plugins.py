@@ -1,0 +1,160 @@
+"""Plugin discovery through real entry points, isolation of broken plugins, dispatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyadapt import runner
+from polyadapt.config import parse_config
+from polyadapt.errors import PluginError
+from polyadapt.hookspecs import hookimpl
+from polyadapt.plugins import PluginManager, check_api_compatibility
+from polyadapt.types import AdapterArtifact, Task
+
+FIXTURE_PLUGINS = Path(__file__).parent / "fixture_plugins"
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> Path:
+    """The test plugins pip-installed into a folder that goes on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(FIXTURE_PLUGINS)],
+        check=True,
+    )
+    return target
+
+
+def polyadapt(site: Path, *args: str, load: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    if load is not None:
+        env["POLYADAPT_LOAD_PLUGINS"] = load
+    return subprocess.run(
+        [sys.executable, "-m", "polyadapt.cli", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def listed(site: Path, load: str | None = None) -> dict[str, dict]:
+    result = polyadapt(site, "plugins", "--json", load=load)
+    assert result.returncode == 0, result.stderr
+    return {info["name"]: info for info in json.loads(result.stdout)}
+
+
+def test_installed_plugins_discovered_and_broken_ones_isolated(plugin_site):
+    plugins = listed(plugin_site)
+    assert plugins["echo"]["status"] == "ok"
+    assert plugins["echo"]["tasks"] == ["echo"]
+    assert plugins["echo"]["distribution"] == "polyadapt-testplugins"
+    assert plugins["echo"]["version"] == "0.0.1"
+    assert plugins["broken"]["status"] == "broken"
+    assert "needs a library that is not installed" in plugins["broken"]["error"]
+    assert plugins["future"]["status"] == "broken"
+    assert ">=2,<3" in plugins["future"]["error"] and "1.0" in plugins["future"]["error"]
+    # first-party plugins come through the same door
+    assert plugins["text"]["tasks"] == ["text-generation"] and plugins["text"]["status"] == "ok"
+
+
+def test_load_plugins_env_has_three_states(plugin_site):
+    assert {"echo", "text", "broken", "future"} <= set(listed(plugin_site))  # unset: all
+    assert set(listed(plugin_site, load="echo")) == {"echo"}  # a list: only those
+    assert set(listed(plugin_site, load="echo,polyadapt-text")) == {"echo", "text"}
+    assert listed(plugin_site, load="") == {}  # empty: none
+
+
+def test_plugins_command_does_not_import_torch(plugin_site):
+    code = (
+        "import sys; from typer.testing import CliRunner; from polyadapt.cli import app;"
+        "r = CliRunner().invoke(app, ['plugins']); assert r.exit_code == 0, r.output;"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(plugin_site)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_adapt_through_cli_with_an_installed_plugin(plugin_site, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "x"}\n')
+    config = tmp_path / "echo.yaml"
+    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\noutput:\n  dir: {tmp_path / 'runs'}\n  name: r1\n")
+    result = polyadapt(plugin_site, "adapt", str(config), load="echo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = tmp_path / "runs" / "r1"
+    assert json.loads((run_dir / "adapter" / "echo.json").read_text()) == {"task": "echo"}
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert json.loads((run_dir / "metrics.json").read_text())["metrics"][0]["improved"] is True
+
+
+def test_unknown_task_lists_known_ones_and_broken_plugins(plugin_site, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("task: future-task\nbase_model: m\ndata:\n  train: t.jsonl\n")
+    result = polyadapt(plugin_site, "adapt", str(config))
+    assert result.returncode == 1
+    assert "no installed plugin offers task 'future-task'" in result.stderr
+    assert "echo" in result.stderr and "future" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class _Owner:
+    def __init__(self, name: str):
+        self.name, self.calls = name, 0
+
+    @hookimpl
+    def polyadapt_tasks(self):
+        return [Task(name=f"{self.name}-task", modality="text")]
+
+    @hookimpl
+    def polyadapt_adapt(self, run):
+        self.calls += 1
+        return AdapterArtifact(path=run.adapter_dir, base_model=self.name)
+
+
+def test_dispatch_calls_only_the_owner_of_the_task(tmp_path):
+    a, b = _Owner("a"), _Owner("b")
+    pm = PluginManager(load_entrypoints=False, plugins={"a": a, "b": b})
+    config = parse_config(f"task: b-task\nbase_model: m\ndata:\n  train: t\noutput:\n  dir: {tmp_path}\n", "x")
+    run = runner.prepare_run(pm, config)
+    artifact = pm.dispatch("polyadapt_adapt", run.task, run=run)
+    assert artifact.base_model == "b" and (a.calls, b.calls) == (0, 1)
+
+
+def test_task_conflict_keeps_first_and_reports():
+    class Clash(_Owner):
+        @hookimpl
+        def polyadapt_tasks(self):
+            return [Task(name="a-task", modality="text")]
+
+    pm = PluginManager(load_entrypoints=False, plugins={"a": _Owner("a"), "z": Clash("z")})
+    assert pm.task("a-task").plugin == "a"
+    assert any("declared by both 'a' and 'z'" in c for c in pm.conflicts)
+
+
+def test_failing_tasks_hook_marks_plugin_broken_not_others():
+    class Bad:
+        @hookimpl
+        def polyadapt_tasks(self):
+            raise RuntimeError("boom")
+
+    pm = PluginManager(load_entrypoints=False, plugins={"good": _Owner("good"), "bad": Bad()})
+    infos = {i.name: i for i in pm.plugins}
+    assert infos["bad"].status == "broken" and "boom" in infos["bad"].error
+    assert pm.task("good-task").plugin == "good"
+    with pytest.raises(PluginError, match="Broken plugins: bad"):
+        pm.task("missing")
+
+
+def test_api_compatibility_messages():
+    assert check_api_compatibility("p", ">=1,<2") is None
+    assert check_api_compatibility("p", None) is None
+    assert "not a version range" in check_api_compatibility("p", "one")
+    assert "supports polyadapt plugin API >=2" in check_api_compatibility("p", ">=2")
