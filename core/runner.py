@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from polyadapt import __version__
+from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config
 from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.fileio import atomic_write_text
@@ -67,6 +67,20 @@ def _find_resumable(config: RunConfig) -> Path:
     return sorted(candidates)[-1][1]
 
 
+def _make_run_dir(config: RunConfig, resume: bool) -> Path:
+    if resume:
+        return _find_resumable(config)
+    run_dir = Path(config.output.dir) / _new_run_id(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise PolyadaptError(
+            f"{run_dir} already holds a run; choose another output.name, or pass --resume "
+            "to continue it"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    return run_dir
+
+
 class RunRecord:
     """``run.json`` in the run folder: status, timings, versions and results."""
 
@@ -87,23 +101,25 @@ class RunRecord:
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
+        if not distributed.is_main_process():
+            return
         atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
 def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False) -> Run:
     """Make (or, with ``resume``, find) the run folder and write the resolved config."""
     task, options = _validate_task_options(pm, config)
-    if resume:
-        run_dir = _find_resumable(config)
-    else:
-        run_dir = Path(config.output.dir) / _new_run_id(config)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise PolyadaptError(
-                f"{run_dir} already holds a run; choose another output.name, or pass --resume "
-                "to continue it"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    # Under `accelerate launch` the main process picks the folder and the others follow.
+    outcome: tuple[str, str] = ("", "")
+    if distributed.is_main_process():
+        try:
+            outcome = ("ok", str(_make_run_dir(config, resume)))
+        except PolyadaptError as exc:
+            outcome = ("error", str(exc))
+    status, value = distributed.broadcast_from_main(outcome)
+    if status == "error":
+        raise PolyadaptError(value)
+    run_dir = Path(value)
     return Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
                task_options=options)
 
@@ -120,6 +136,9 @@ def adapt(pm: PluginManager, config: RunConfig, *, resume: bool = False) -> tupl
 
         set_seed(config.training.seed)
         adapter = pm.dispatch("polyadapt_adapt", run.task, run=run)
+        distributed.wait_for_everyone()
+        if not distributed.is_main_process():  # the other processes helped train; done
+            return run, adapter, None
         run.write_json("adapter.json", adapter.to_dict())
         record.update(status="trained", adapter=adapter.to_dict())
         report = evaluate(pm, run, adapter) if config.evaluation.enabled else None

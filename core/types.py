@@ -69,11 +69,16 @@ class Run:
         return self.dir / "metrics.json"
 
     def write_json(self, name: str, payload: Any) -> Path:
-        """Write ``payload`` as JSON to ``name`` inside the run folder, atomically."""
+        """Write ``payload`` as JSON to ``name`` inside the run folder, atomically.
+
+        Under several processes only the main one writes.
+        """
+        from polyadapt.distributed import is_main_process
         from polyadapt.fileio import atomic_write_text
 
         path = self.dir / name
-        atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+        if is_main_process():
+            atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
         return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from polyadapt.distributed import is_main_process
 from polyadapt.fileio import atomic_directory, atomic_write_text
 from polyadapt.training import TrainingJob, train
 from polyadapt.types import AdapterArtifact, Run
@@ -18,8 +19,9 @@ def adapt(run: Run) -> AdapterArtifact:
     config = run.config
     run_data = load_run_data(config)
     run.write_json("data_summary.json", run_data.summary())
-    quarantined = quarantine_rows(run_data)
-    atomic_write_text(run.dir / "quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantined))
+    if is_main_process():
+        quarantined = quarantine_rows(run_data)
+        atomic_write_text(run.dir / "quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantined))
 
     base, tokenizer = load_base(config.base_model)
     model = attach_lora(base, config.lora)
@@ -35,9 +37,10 @@ def adapt(run: Run) -> AdapterArtifact:
     )
     result = train(job, training, run.dir, resume=run.resume)
 
-    with atomic_directory(run.adapter_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    if is_main_process():
+        with atomic_directory(run.adapter_dir) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
     trainable, total = count_parameters(model)
     return AdapterArtifact(
         path=run.adapter_dir,

@@ -1,0 +1,35 @@
+"""Every hook is documented the same way: arguments, return, call semantics, an example."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from polyadapt import hookspecs
+
+HOOKS = [obj for name, obj in vars(hookspecs).items() if name.startswith("polyadapt_") and callable(obj)]
+
+
+def test_hook_names_are_prefixed_and_known():
+    assert {hook.__name__ for hook in HOOKS} == {
+        "polyadapt_tasks", "polyadapt_adapt", "polyadapt_evaluate", "polyadapt_serve",
+    }
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda h: h.__name__)
+def test_hook_docstring_documents_every_part(hook):
+    doc = inspect.getdoc(hook)
+    assert doc, f"{hook.__name__} has no docstring"
+    for parameter in inspect.signature(hook).parameters:
+        assert f":param {parameter}:" in doc, f"{hook.__name__} does not document {parameter}"
+    assert ":returns:" in doc
+    assert "Call semantics:" in doc
+    assert "Example::" in doc
+    assert "Added in plugin API" in doc
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda h: h.__name__)
+def test_dispatched_hooks_are_firstresult(hook):
+    opts = getattr(hook, "polyadapt_spec")
+    assert opts["firstresult"] is (hook.__name__ != "polyadapt_tasks")
