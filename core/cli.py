@@ -7,6 +7,7 @@ and the plugins' heavy modules are imported by the commands that train, evaluate
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 FIRST_PARTY = {"text": "polyadapt-text", "code": "polyadapt-code", "speech": "polyadapt-speech", "image": "polyadapt-image"}
+
+
+def _quiet_libraries() -> None:
+    """Our progress bar and tables are the output; hide the libraries' loading bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _fail(exc: PolyadaptError) -> None:
@@ -121,6 +128,10 @@ def plugins_install(
 # -- runs ----------------------------------------------------------------------------------
 
 
+def _say(message: str) -> None:
+    console.print(f"[dim]>[/] {message}", highlight=False)
+
+
 def _show_report(report) -> None:
     table = Table(title="evaluation: base vs adapted")
     for column in ("dataset", "metric", "base", "adapted", "change"):
@@ -130,6 +141,13 @@ def _show_report(report) -> None:
         colour = "green" if row.improved else "red"
         table.add_row(row.dataset, row.metric, f"{row.base:.4g}", f"{row.adapted:.4g}", f"[{colour}]{change:+.1f}%[/]")
     console.print(table)
+    if report.samples:
+        samples = Table(title="samples", show_lines=True)
+        for column in ("prompt", "base", "adapted"):
+            samples.add_column(column, overflow="fold")
+        for sample in report.samples:
+            samples.add_row(*(str(sample.get(key, "")) for key in ("prompt", "base", "adapted")))
+        console.print(samples)
 
 
 @app.command()
@@ -139,6 +157,7 @@ def adapt(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run of this config from its last checkpoint.")] = False,
 ) -> None:
     """Train a LoRA adapter as CONFIG says, then evaluate it against the base."""
+    _quiet_libraries()
     from polyadapt import runner
     from polyadapt.config import load_config
     from polyadapt.plugins import get_plugin_manager
@@ -146,14 +165,13 @@ def adapt(
     try:
         run_config = load_config(config, overrides or [])
         pm = get_plugin_manager()
-        run, adapter, report = runner.adapt(pm, run_config, resume=resume)
+        run, adapter, report = runner.adapt(pm, run_config, resume=resume, notify=_say)
     except PolyadaptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] a checkpoint was saved; continue with --resume")
         raise typer.Exit(code=130) from None
-    console.print(f"run folder: [bold]{run.dir}[/]")
-    console.print(f"adapter:    [bold]{adapter.path}[/]")
+    console.print(f"adapter: [bold]{adapter.path}[/]")
     if report is not None:
         _show_report(report)
 
@@ -161,12 +179,13 @@ def adapt(
 @app.command()
 def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder made by `polyadapt adapt`.")]) -> None:
     """Evaluate a finished run's adapter against its base again and rewrite metrics.json."""
+    _quiet_libraries()
     from polyadapt import runner
     from polyadapt.plugins import get_plugin_manager
 
     try:
         pm = get_plugin_manager()
-        run, adapter = runner.load_run(pm, run_dir)
+        run, adapter = runner.load_run(pm, run_dir, notify=_say)
         report = runner.evaluate(pm, run, adapter)
     except PolyadaptError as exc:
         _fail(exc)
@@ -182,6 +201,7 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait to fill a batch.")] = 5.0,
 ) -> None:
     """Serve run adapters with an OpenAI-compatible API (one base loaded once per model)."""
+    _quiet_libraries()
     from polyadapt.plugins import get_plugin_manager
     from polyadapt.serving.app import build_app_from_runs
 

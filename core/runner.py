@@ -106,7 +106,7 @@ class RunRecord:
         atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
 
-def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False) -> Run:
+def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None) -> Run:
     """Make (or, with ``resume``, find) the run folder and write the resolved config."""
     task, options = _validate_task_options(pm, config)
     # Under `accelerate launch` the main process picks the folder and the others follow.
@@ -121,12 +121,18 @@ def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False) -
         raise PolyadaptError(value)
     run_dir = Path(value)
     return Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
-               task_options=options)
+               task_options=options, notify=notify)
 
 
-def adapt(pm: PluginManager, config: RunConfig, *, resume: bool = False) -> tuple[Run, AdapterArtifact, EvalReport | None]:
-    """Run ``polyadapt adapt``: train the adapter, then evaluate it unless disabled."""
-    run = prepare_run(pm, config, resume=resume)
+def adapt(
+    pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None
+) -> tuple[Run, AdapterArtifact, EvalReport | None]:
+    """Run ``polyadapt adapt``: train the adapter, then evaluate it unless disabled.
+
+    ``notify`` receives progress messages for the user (the CLI passes its console).
+    """
+    run = prepare_run(pm, config, resume=resume, notify=notify)
+    run.say(f"run folder: {run.dir}")
     record = RunRecord(run, _existing_record(run) if resume else None)
     record.update(status="running", resumed=resume)
     try:
@@ -157,12 +163,13 @@ def _existing_record(run: Run) -> dict[str, Any] | None:
 
 def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact) -> EvalReport:
     """Evaluate base against adapted for ``run`` and write ``metrics.json``."""
+    run.say("evaluating base and adapted...")
     report = pm.dispatch("polyadapt_evaluate", run.task, run=run, adapter=adapter)
     run.write_json("metrics.json", report.to_dict())
     return report
 
 
-def load_run(pm: PluginManager, run_dir: Path | str) -> tuple[Run, AdapterArtifact]:
+def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, AdapterArtifact]:
     """Re-open a finished run folder: its resolved config and its adapter."""
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -170,7 +177,8 @@ def load_run(pm: PluginManager, run_dir: Path | str) -> tuple[Run, AdapterArtifa
         raise PolyadaptError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); pass a folder under runs/")
     config = parse_config(config_path.read_text(), str(config_path))
     task, options = _validate_task_options(pm, config)
-    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options)
+    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options,
+              notify=notify)
     adapter_record = run_dir / "adapter.json"
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():
         raise PolyadaptError(f"{run_dir}: the run has no adapter yet; finish it with `polyadapt adapt --resume`")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
@@ -51,6 +51,15 @@ class Run:
     dir: Path
     resume: bool = False
     task_options: Any = None
+    #: Where :meth:`say` sends progress messages (the CLI's console); None keeps quiet.
+    notify: Callable[[str], None] | None = None
+
+    def say(self, message: str) -> None:
+        """Tell the user what is happening (data loaded, model loaded, ...)."""
+        from polyadapt.distributed import is_main_process
+
+        if self.notify is not None and is_main_process():
+            self.notify(message)
 
     @property
     def adapter_dir(self) -> Path:

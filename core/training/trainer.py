@@ -257,6 +257,8 @@ def train(
     if accelerator.is_main_process:
         write_loss_log(logs_dir, log)
     wall = time.perf_counter() - started
+    # every process counted its own tokens; the figure is for the whole run
+    tokens_seen = int(accelerator.reduce(torch.tensor(tokens_seen, device=accelerator.device), "sum"))
     job.model = accelerator.unwrap_model(model)
     return TrainingResult(
         steps=step,

@@ -6,10 +6,15 @@ implementations import torch, transformers and peft inside their bodies.
 
 from __future__ import annotations
 
+import warnings
+
 from polyadapt.hookspecs import hookimpl
 from polyadapt.types import Task
 
 POLYADAPT_API = ">=1,<2"
+
+# peft 0.21 calls a transformers 5 method that was renamed; the warning says nothing to users.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 TASK = Task(
     name="text-generation",

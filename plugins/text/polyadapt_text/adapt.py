@@ -18,11 +18,19 @@ def adapt(run: Run) -> AdapterArtifact:
     """Train and save a LoRA adapter for ``run`` (see ``polyadapt_adapt``)."""
     config = run.config
     run_data = load_run_data(config)
-    run.write_json("data_summary.json", run_data.summary())
+    summary = run_data.summary()
+    run.write_json("data_summary.json", summary)
+    rejected = sum(d["quarantined"] for d in summary["datasets"])
+    run.say(
+        f"data: {summary['train_records']} training records, {summary['heldout_records']} held out, "
+        f"{summary['replay_records']} replay, {rejected} quarantined"
+        + (f" (reasons in {run.dir / 'quarantine.jsonl'})" if rejected else "")
+    )
     if is_main_process():
         quarantined = quarantine_rows(run_data)
         atomic_write_text(run.dir / "quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantined))
 
+    run.say(f"loading base model {config.base_model.id}")
     base, tokenizer = load_base(config.base_model)
     model = attach_lora(base, config.lora)
     training = config.training
@@ -35,13 +43,14 @@ def adapt(run: Run) -> AdapterArtifact:
         loss=summed_loss,
         eval_data=eval_examples or None,
     )
+    trainable, total = count_parameters(model)
+    run.say(f"LoRA: {trainable:,} trainable of {total:,} parameters; {len(train_examples)} training sequences")
     result = train(job, training, run.dir, resume=run.resume)
 
     if is_main_process():
         with atomic_directory(run.adapter_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-    trainable, total = count_parameters(model)
     return AdapterArtifact(
         path=run.adapter_dir,
         base_model=config.base_model.id,
