@@ -158,3 +158,24 @@ def test_api_compatibility_messages():
     assert check_api_compatibility("p", None) is None
     assert "not a version range" in check_api_compatibility("p", "one")
     assert "supports polyadapt plugin API >=2" in check_api_compatibility("p", ">=2")
+
+
+def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import polyadapt.cli as cli
+
+    commands = []
+    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    local = tmp_path / "my-plugin"
+    local.mkdir()
+    result = CliRunner().invoke(cli.app, ["plugins", "install", "text", "polyadapt-speech", str(local), "someone-elses-plugin"])
+    assert result.exit_code == 0, result.output
+    (command,) = commands
+    assert command[:4] == [sys.executable, "-m", "pip", "install"]
+    checkout_text = str(Path(cli.__file__).resolve().parent.parent / "plugins" / "text")
+    assert command[4:6] == ["-e", checkout_text]
+    # speech has no folder in this checkout yet: it comes from the index by its distribution name
+    assert "polyadapt-speech" in command
+    assert ["-e", str(local.resolve())] == command[command.index(str(local.resolve())) - 1 : command.index(str(local.resolve())) + 1]
+    assert command[-1] == "someone-elses-plugin"
