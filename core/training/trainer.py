@@ -125,150 +125,192 @@ def train(
     result equals an uninterrupted run. Ctrl-C saves a checkpoint at the last completed
     step before stopping.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     if len(job.train_data) == 0:
         raise PolyadaptError("no training examples left after loading and filtering the data")
-    precision = resolve_precision(config.precision)
-    accelerator = Accelerator(mixed_precision=precision if precision != "fp32" else "no")
-    set_seed(config.seed)
-    run_dir = Path(run_dir)
-    checkpoint_dir, logs_dir = run_dir / "checkpoints", run_dir / "logs"
-
-    model = job.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise PolyadaptError("the model has no trainable parameters; was the adapter attached?")
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    batches = _Batches(
-        len(job.train_data), config.batch_size, config.seed,
-        accelerator.process_index, accelerator.num_processes,
-    )
-    steps_per_epoch = max(1, math.ceil(batches.per_epoch / config.grad_accumulation))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = int(config.warmup_ratio * total_steps)
-    scheduler = make_scheduler(optimizer, config.schedule, warmup, total_steps)
-
-    step, epoch, batch_pos, log, resumed_from = 0, 0, 0, [], None
+    loop = _TrainingLoop(job, config, Path(run_dir), show_progress=progress)
     if resume:
-        existing = ckpt.list_checkpoints(checkpoint_dir)
+        loop.restore_latest_checkpoint()
+    return loop.run()
+
+
+class _TrainingLoop:
+    """The state of one training run and the steps that advance it.
+
+    Read :meth:`run` top to bottom: gather the micro-batches of one optimizer step,
+    accumulate their gradients, step, log, evaluate and checkpoint when due.
+    """
+
+    def __init__(self, job: TrainingJob, config: TrainingConfig, run_dir: Path, show_progress: bool):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.job, self.config = job, config
+        self.checkpoint_dir, self.logs_dir = run_dir / "checkpoints", run_dir / "logs"
+        self.precision = resolve_precision(config.precision)
+        self.accelerator = Accelerator(mixed_precision=self.precision if self.precision != "fp32" else "no")
+        set_seed(config.seed)
+
+        self.params = [p for p in job.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise PolyadaptError("the model has no trainable parameters; was the adapter attached?")
+        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(job.model, optimizer)
+
+        acc = self.accelerator
+        self.batches = _Batches(len(job.train_data), config.batch_size, config.seed, acc.process_index, acc.num_processes)
+        steps_per_epoch = max(1, math.ceil(self.batches.per_epoch / config.grad_accumulation))
+        self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+        warmup = int(config.warmup_ratio * self.total_steps)
+        self.scheduler = make_scheduler(self.optimizer, config.schedule, warmup, self.total_steps)
+
+        self.step, self.epoch, self.batch_pos = 0, 0, 0
+        self.log: list[dict[str, Any]] = []
+        self.resumed_from: int | None = None
+        self.tokens_seen = 0
+        self.show_progress = show_progress and acc.is_main_process
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def restore_latest_checkpoint(self) -> None:
+        existing = ckpt.list_checkpoints(self.checkpoint_dir)
         if not existing:
-            raise PolyadaptError(f"--resume: no checkpoint in {checkpoint_dir} to resume from")
+            raise PolyadaptError(f"--resume: no checkpoint in {self.checkpoint_dir} to resume from")
         state = ckpt.load_checkpoint(
-            existing[-1], model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler
+            existing[-1], model=self.accelerator.unwrap_model(self.model),
+            optimizer=self.optimizer, scheduler=self.scheduler,
         )
-        step, epoch, batch_pos = state["step"], state["epoch"], state["batch"]
-        log, resumed_from = state.get("log", []), step
+        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch"]
+        self.log, self.resumed_from = state.get("log", []), self.step
 
-    def autocast():
-        return accelerator.autocast()
+    def position(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch_pos}
 
-    def save(at_step: int, rng_state, position) -> None:
-        if accelerator.is_main_process:
+    def save_checkpoint(self, rng_state: dict[str, Any], position: dict[str, int]) -> None:
+        if self.accelerator.is_main_process:
             ckpt.save_checkpoint(
-                checkpoint_dir, at_step, model=accelerator.unwrap_model(model), optimizer=optimizer,
-                scheduler=scheduler, rng_state=rng_state, position={**position, "log": log},
-                keep=config.keep_checkpoints,
+                self.checkpoint_dir, self.step, model=self.accelerator.unwrap_model(self.model),
+                optimizer=self.optimizer, scheduler=self.scheduler, rng_state=rng_state,
+                position={**position, "log": self.log}, keep=self.config.keep_checkpoints,
             )
-            write_loss_log(logs_dir, log)
-        accelerator.wait_for_everyone()
+            write_loss_log(self.logs_dir, self.log)
+        self.accelerator.wait_for_everyone()
 
-    bar = _progress_bar(progress and accelerator.is_main_process, total_steps, step)
-    epoch_batches = batches.epoch_batches(epoch)
-    tokens_seen, started = 0, time.perf_counter()
-    last_train_loss: float | None = None
-    eval_loss: float | None = None
-    snapshot_step = -1
-    model.train()
-    try:
-        while step < total_steps:
-            # RNG and position at the start of the step: what a checkpoint taken on
-            # interrupt must restore, since a half-done step is thrown away.
-            step_rng, step_position = ckpt.capture_rng_state(), {"epoch": epoch, "batch": batch_pos}
-            snapshot_step = step
-            micro = []
-            while len(micro) < config.grad_accumulation:
-                if batch_pos >= len(epoch_batches):
-                    epoch, batch_pos = epoch + 1, 0
-                    epoch_batches = batches.epoch_batches(epoch)
-                    if micro:  # an optimizer step never spans two epochs
-                        break
-                    continue
-                micro.append(job.collate([job.train_data[i] for i in epoch_batches[batch_pos]]))
-                batch_pos += 1
-            local_items = sum(_items(b) for b in micro)
-            step_items = int(accelerator.reduce(torch.tensor(local_items, device=accelerator.device), "sum"))
-            step_loss = 0.0
-            for index, batch in enumerate(micro):
-                batch = _move(batch, accelerator.device)
-                # Gradients sync across processes only on the last micro-batch.
-                sync = index == len(micro) - 1
-                with (accelerator.no_sync(model) if not sync else contextlib.nullcontext()), autocast():
-                    loss_sum = job.loss(model, batch)
-                    # DDP averages gradients over processes; scale so the update is the
-                    # mean over every item of the step on every process.
-                    loss = loss_sum * accelerator.num_processes / max(step_items, 1)
-                accelerator.backward(loss)
-                step_loss += float(loss_sum.detach())
-                tokens_seen += int(batch.get("num_tokens", 0))
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            last_train_loss = step_loss / max(local_items, 1)
-            elapsed = time.perf_counter() - started
-            record: dict[str, Any] = {
-                "step": step,
-                "epoch": round(epoch + batch_pos / max(len(epoch_batches), 1), 4),
-                "train_loss": round(last_train_loss, 6),
-                "learning_rate": scheduler.get_last_lr()[0],
-                "tokens_per_s": round(tokens_seen / elapsed, 2) if elapsed else None,
-                "elapsed_s": round(elapsed, 3),
-            }
-            if job.eval_data and config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                record["eval_loss"] = eval_loss = evaluate_loss(
-                    model, job.eval_data, job.collate, job.loss, config.batch_size, accelerator.device, autocast
-                )
-            if step % config.log_every == 0 or step == total_steps:
-                log.append(record)
-            bar.update(step, record)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
-                save(step, ckpt.capture_rng_state(), {"epoch": epoch, "batch": batch_pos})
-    except KeyboardInterrupt:
-        bar.close()
-        if step > 0:
-            if step == snapshot_step:  # stopped inside a step: restart that step
-                save(step, step_rng, step_position)
-            else:  # stopped between steps
-                save(step, ckpt.capture_rng_state(), {"epoch": epoch, "batch": batch_pos})
-        raise
-    bar.close()
-    if job.eval_data:
-        eval_loss = evaluate_loss(
-            model, job.eval_data, job.collate, job.loss, config.batch_size, accelerator.device, autocast
+    # -- one step -----------------------------------------------------------------------
+
+    def next_micro_batches(self) -> list[dict[str, Any]]:
+        """The collated micro-batches of the next optimizer step (never spanning two epochs)."""
+        micro: list[dict[str, Any]] = []
+        epoch_batches = self.batches.epoch_batches(self.epoch)
+        while len(micro) < self.config.grad_accumulation:
+            if self.batch_pos >= len(epoch_batches):
+                self.epoch, self.batch_pos = self.epoch + 1, 0
+                epoch_batches = self.batches.epoch_batches(self.epoch)
+                if micro:
+                    break
+                continue
+            indices = epoch_batches[self.batch_pos]
+            micro.append(self.job.collate([self.job.train_data[i] for i in indices]))
+            self.batch_pos += 1
+        return micro
+
+    def optimizer_step(self, micro: list[dict[str, Any]]) -> float:
+        """Accumulate the gradients of ``micro`` and update; return the mean loss per item."""
+        acc = self.accelerator
+        local_items = sum(_items(b) for b in micro)
+        step_items = int(acc.reduce(torch.tensor(local_items, device=acc.device), "sum"))
+        step_loss = 0.0
+        for index, batch in enumerate(micro):
+            batch = _move(batch, acc.device)
+            # Gradients sync across processes only on the last micro-batch.
+            last = index == len(micro) - 1
+            with (contextlib.nullcontext() if last else acc.no_sync(self.model)), acc.autocast():
+                loss_sum = self.job.loss(self.model, batch)
+                # DDP averages gradients over processes; scale so the update is the mean
+                # over every item of the step on every process.
+                loss = loss_sum * acc.num_processes / max(step_items, 1)
+            acc.backward(loss)
+            step_loss += float(loss_sum.detach())
+            self.tokens_seen += int(batch.get("num_tokens", 0))
+        if self.config.max_grad_norm:
+            acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return step_loss / max(local_items, 1)
+
+    def eval_loss(self) -> float:
+        return evaluate_loss(
+            self.model, self.job.eval_data, self.job.collate, self.job.loss, self.config.batch_size,
+            self.accelerator.device, self.accelerator.autocast,
         )
-        if log:
-            log[-1]["eval_loss"] = round(eval_loss, 6)
-    if accelerator.is_main_process:
-        write_loss_log(logs_dir, log)
-    wall = time.perf_counter() - started
-    # every process counted its own tokens; the figure is for the whole run
-    tokens_seen = int(accelerator.reduce(torch.tensor(tokens_seen, device=accelerator.device), "sum"))
-    job.model = accelerator.unwrap_model(model)
-    return TrainingResult(
-        steps=step,
-        epochs=round(epoch + batch_pos / max(len(epoch_batches), 1), 4),
-        train_loss=last_train_loss,
-        eval_loss=eval_loss,
-        tokens=tokens_seen,
-        wall_s=round(wall, 3),
-        tokens_per_s=round(tokens_seen / wall, 2) if wall else 0.0,
-        precision=precision,
-        resumed_from=resumed_from,
-        log=log,
-    )
+
+    def epoch_progress(self) -> float:
+        return round(self.epoch + self.batch_pos / max(self.batches.per_epoch, 1), 4)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> TrainingResult:
+        config, total = self.config, self.total_steps
+        bar = _progress_bar(self.show_progress, total, self.step)
+        started = time.perf_counter()
+        train_loss: float | None = None
+        eval_loss: float | None = None
+        # RNG and position at the start of the step in progress: what a checkpoint taken on
+        # Ctrl-C must restore, since a half-done step is thrown away.
+        step_rng, step_position, step_started_at = None, self.position(), -1
+        self.model.train()
+        try:
+            while self.step < total:
+                step_rng, step_position, step_started_at = ckpt.capture_rng_state(), self.position(), self.step
+                train_loss = self.optimizer_step(self.next_micro_batches())
+                elapsed = time.perf_counter() - started
+                record: dict[str, Any] = {
+                    "step": self.step,
+                    "epoch": self.epoch_progress(),
+                    "train_loss": round(train_loss, 6),
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                    "tokens_per_s": round(self.tokens_seen / elapsed, 2) if elapsed else None,
+                    "elapsed_s": round(elapsed, 3),
+                }
+                due = lambda every: bool(every) and self.step % every == 0 and self.step < total  # noqa: E731
+                if self.job.eval_data and due(config.eval_every):
+                    eval_loss = self.eval_loss()
+                    record["eval_loss"] = round(eval_loss, 6)
+                if self.step % config.log_every == 0 or self.step == total:
+                    self.log.append(record)
+                bar.update(self.step, record)
+                if due(config.checkpoint_every):
+                    self.save_checkpoint(ckpt.capture_rng_state(), self.position())
+        except KeyboardInterrupt:
+            bar.close()
+            if self.step > 0:
+                if self.step == step_started_at:  # stopped inside a step: redo that step
+                    self.save_checkpoint(step_rng, step_position)
+                else:  # stopped between steps
+                    self.save_checkpoint(ckpt.capture_rng_state(), self.position())
+            raise
+        bar.close()
+        if self.job.eval_data:
+            eval_loss = self.eval_loss()
+            if self.log:
+                self.log[-1]["eval_loss"] = round(eval_loss, 6)
+        if self.accelerator.is_main_process:
+            write_loss_log(self.logs_dir, self.log)
+        wall = time.perf_counter() - started
+        acc = self.accelerator
+        # every process counted its own tokens; the figure is for the whole run
+        tokens = int(acc.reduce(torch.tensor(self.tokens_seen, device=acc.device), "sum"))
+        self.job.model = acc.unwrap_model(self.model)
+        return TrainingResult(
+            steps=self.step,
+            epochs=self.epoch_progress(),
+            train_loss=train_loss,
+            eval_loss=eval_loss,
+            tokens=tokens,
+            wall_s=round(wall, 3),
+            tokens_per_s=round(tokens / wall, 2) if wall else 0.0,
+            precision=self.precision,
+            resumed_from=self.resumed_from,
+            log=self.log,
+        )
