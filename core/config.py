@@ -111,7 +111,10 @@ class OutputConfig(_Section):
 
     dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run")
     name: str | None = Field(None, description="Run name; default: task, time and config hash")
-    adapter_name: str | None = Field(None, description="Name clients use in 'base:NAME'")
+    adapter_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="Name clients use in 'base:NAME': letters, digits, '-' and '_'",
+    )
 
 
 class RunConfig(_Section):

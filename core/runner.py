@@ -183,5 +183,5 @@ def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, 
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():
         raise PolyadaptError(f"{run_dir}: the run has no adapter yet; finish it with `polyadapt adapt --resume`")
     data = json.loads(adapter_record.read_text())
-    data["path"] = Path(data["path"])
+    data["path"] = run.adapter_dir  # not the recorded path: the folder may have moved
     return run, AdapterArtifact(**data)

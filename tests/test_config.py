@@ -87,3 +87,9 @@ def test_config_hash_is_stable_and_sensitive():
 def test_shipped_configs_validate():
     for path in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_adapter_name_must_be_servable():
+    assert parse_config(VALID, "x.yaml", ["output.adapter_name=claims-v2"]).output.adapter_name == "claims-v2"
+    with pytest.raises(ConfigError, match="output.adapter_name"):
+        parse_config(VALID, "x.yaml", ["output.adapter_name=base:claims"])

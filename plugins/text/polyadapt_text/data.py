@@ -69,11 +69,28 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: in
     for token, (start, end) in zip(ids, encoded["offset_mapping"]):
         inside = any(s <= start < e or (start == end and s < end <= e and start >= s) for s, e in spans)
         labels.append(token if inside else IGNORE)
-    if tokenizer.bos_token_id is not None and not text.startswith(tokenizer.bos_token or "\0"):
-        # Templates that do not write BOS themselves still expect it (as generation does).
-        if getattr(tokenizer, "add_bos_token", False):
-            ids, labels = [tokenizer.bos_token_id] + ids, [IGNORE] + labels
-    return Example(ids[:max_length], labels[:max_length])
+    with_bos = prepend_bos(tokenizer, text, ids)
+    labels = [IGNORE] * (len(with_bos) - len(ids)) + labels
+    return Example(with_bos[:max_length], labels[:max_length])
+
+
+def prepend_bos(tokenizer: Any, text: str, ids: list[int]) -> list[int]:
+    """``ids`` with BOS in front when the tokenizer adds BOS but the chat template did not."""
+    if tokenizer.bos_token_id is None or text.startswith(tokenizer.bos_token or "\0"):
+        return list(ids)
+    return [tokenizer.bos_token_id, *ids] if getattr(tokenizer, "add_bos_token", False) else list(ids)
+
+
+def encode_prompt(tokenizer: Any, prompt: list[dict[str, str]] | str) -> list[int]:
+    """Token ids to generate from, encoded exactly as training encodes the same text.
+
+    A chat (list of messages) goes through the chat template with the generation prompt;
+    a plain string is tokenized with the tokenizer's special tokens.
+    """
+    if isinstance(prompt, list):
+        text = render_chat(tokenizer, prompt, add_generation_prompt=True)
+        return prepend_bos(tokenizer, text, tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
 
 def tokenize_text(tokenizer: Any, text: str) -> list[int]:

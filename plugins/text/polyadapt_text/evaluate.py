@@ -15,7 +15,7 @@ import torch
 
 from polyadapt.training.trainer import evaluate_loss
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
-from polyadapt_text.data import Collator, build_examples, render_chat
+from polyadapt_text.data import Collator, build_examples, encode_prompt
 from polyadapt_text.datasets import load_run_data
 from polyadapt_text.loss import CausalLMLoss, summed_loss
 from polyadapt_text.model import load_base
@@ -56,12 +56,12 @@ def sample_prompts(run: Run, heldout: list[dict[str, Any]]) -> list[list[dict[st
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompt: list[dict[str, str]] | str, max_new_tokens: int) -> str:
     """Greedy continuation of ``prompt`` (a chat or plain text)."""
-    text = render_chat(tokenizer, prompt, add_generation_prompt=True) if isinstance(prompt, list) else prompt
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not isinstance(prompt, list)).to(device())
+    input_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device())
     output = model.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+        do_sample=False, pad_token_id=tokenizer.pad_token_id,
     )
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:

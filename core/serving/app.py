@@ -1,0 +1,341 @@
+"""The OpenAI-compatible HTTP API of ``polyadapt serve``.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{model}``,
+``POST /v1/completions`` and ``POST /v1/chat/completions``. A request's ``model`` names a
+base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
+
+Each base has one :class:`MicroBatcher`: requests wait up to ``batch_wait_ms`` (or until
+``max_batch`` are waiting) and are then answered by one ``servable.generate`` call in a
+worker thread, one batch at a time per base, so concurrent requests for different adapters
+of one base share a forward pass. Adapters load on first use.
+
+Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 404 for an
+unknown model (the message lists the known ones), 400 for a bad body.
+
+This module imports FastAPI and pydantic but not torch; the plugins import torch when
+they load a base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from polyadapt.errors import PluginError, PolyadaptError
+from polyadapt.serving.batcher import MicroBatcher
+from polyadapt.serving.schemas import (
+    ApiError, ChatBody, CompletionBody, GenerationParams, error_response, validation_message,
+)
+from polyadapt.types import GenerationRequest, GenerationResult, Servable, ServeSpec
+
+#: OpenAI's default ``max_tokens`` for ``/v1/completions``.
+DEFAULT_COMPLETION_TOKENS = 16
+#: The default for ``/v1/chat/completions``, where OpenAI's is "up to the context".
+DEFAULT_CHAT_TOKENS = 256
+#: What a client writes between a base and an adapter name.
+SEPARATOR = ":"
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServedBase:
+    """One base model: its servable, the adapters it offers and its batcher."""
+
+    servable: Servable
+    adapters: dict[str, Path]
+    batcher: MicroBatcher
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def adapter_names(self) -> list[str]:
+        """Every adapter a client may name: configured ones and any loaded otherwise."""
+        return list(dict.fromkeys([*self.adapters, *self.servable.adapter_names()]))
+
+
+class ModelRegistry:
+    """The served bases and the ``model`` names clients use for them."""
+
+    def __init__(self, servables: dict[str, Servable], adapters: dict[str, dict[str, Path]],
+                 *, max_batch: int, batch_wait_ms: float):
+        self.bases: dict[str, ServedBase] = {}
+        for name, servable in servables.items():
+            paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
+            batcher = MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+            self.bases[name] = ServedBase(servable, paths, batcher)
+
+    def model_names(self) -> list[str]:
+        """Every base name and every ``base:adapter`` name."""
+        names = []
+        for base, served in self.bases.items():
+            names.append(base)
+            names.extend(f"{base}{SEPARATOR}{adapter}" for adapter in served.adapter_names())
+        return names
+
+    def resolve(self, model: str) -> tuple[str, str | None]:
+        """(base, adapter or None) for a ``model`` name; :class:`ApiError` 404 if unknown."""
+        if model in self.bases:
+            return model, None
+        for base, served in self.bases.items():
+            prefix = base + SEPARATOR
+            if model.startswith(prefix) and model[len(prefix):] in served.adapter_names():
+                return base, model[len(prefix):]
+        known = ", ".join(self.model_names()) or "none"
+        raise ApiError(404, f"the model {model!r} does not exist; known models: {known}",
+                       param="model", code="model_not_found")
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        """``/v1/models`` entries for every base and adapter."""
+        cards = []
+        for base, served in self.bases.items():
+            card = {"object": "model", "created": served.created, "owned_by": "polyadapt", "root": base}
+            cards.append({"id": base, **card, "parent": None})
+            cards.extend({"id": f"{base}{SEPARATOR}{a}", **card, "parent": base} for a in served.adapter_names())
+        return cards
+
+    async def generate(self, base: str, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Answer ``requests`` on ``base`` through its batcher; errors become :class:`ApiError`."""
+        try:
+            return await self.bases[base].batcher.submit(requests)
+        except PolyadaptError as exc:
+            raise ApiError(400, str(exc)) from exc
+        except Exception as exc:
+            raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error") from exc
+
+    def _stop_stale_worker(self) -> None:
+        """Cancel the task left on another, still running loop (a test client's, say)."""
+        if self._worker is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._worker.cancel)
+
+    async def close(self) -> None:
+        """Stop every batcher."""
+        for served in self.bases.values():
+            await served.batcher.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------------------
+
+
+def usage(results: list[GenerationResult]) -> dict[str, int]:
+    """OpenAI's ``usage`` block summed over ``results``."""
+    prompt = sum(r.prompt_tokens for r in results)
+    completion = sum(r.completion_tokens for r in results)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def completion_response(model: str, results: list[GenerationResult]) -> dict[str, Any]:
+    """The ``text_completion`` object for ``results`` (one choice per prompt)."""
+    choices = [
+        {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+        for i, r in enumerate(results)
+    ]
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+        "model": model, "choices": choices, "usage": usage(results),
+    }
+
+
+def chat_response(model: str, result: GenerationResult) -> dict[str, Any]:
+    """The ``chat.completion`` object for one answer."""
+    choice = {
+        "index": 0, "message": {"role": "assistant", "content": result.text},
+        "logprobs": None, "finish_reason": result.finish_reason,
+    }
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "model": model, "choices": [choice], "usage": usage([result]),
+    }
+
+
+def generation_request(body: GenerationParams, adapter: str | None, max_tokens: int, **prompt: Any) -> GenerationRequest:
+    """The :class:`GenerationRequest` for ``body`` with ``prompt=`` or ``messages=``."""
+    return GenerationRequest(
+        adapter=adapter, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+        stop=body.stop_list(), seed=body.seed, **prompt,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Application
+# ---------------------------------------------------------------------------------------
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Answer every error in OpenAI's shape (400 for a bad body, not FastAPI's 422)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = validation_message(exc)
+        return error_response(400, message, param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(exc.status_code, str(exc.detail), type=kind)
+
+
+def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
+    """The health, model-listing and generation endpoints."""
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, the served model names and the adapters loaded so far."""
+        loaded = {base: s.servable.adapter_names() for base, s in registry.bases.items()}
+        return {"status": "ok", "models": registry.model_names(), "loaded_adapters": loaded}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        """Every base and every ``base:adapter``, in OpenAI's model-list shape."""
+        return {"object": "list", "data": registry.model_cards()}
+
+    @app.get("/v1/models/{model:path}")
+    async def get_model(model: str) -> dict[str, Any]:
+        """One model card; 404 if the model is not served."""
+        registry.resolve(model)
+        return next(card for card in registry.model_cards() if card["id"] == model)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody) -> dict[str, Any]:
+        """Complete a prompt (or each of a list of prompts)."""
+        base, adapter = registry.resolve(body.model)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        max_tokens = body.max_tokens or DEFAULT_COMPLETION_TOKENS
+        requests = [generation_request(body, adapter, max_tokens, prompt=p) for p in prompts]
+        return completion_response(body.model, await registry.generate(base, requests))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatBody) -> dict[str, Any]:
+        """Answer a conversation with the assistant's next message."""
+        base, adapter = registry.resolve(body.model)
+        max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_TOKENS
+        messages = [m.as_dict() for m in body.messages]
+        request = generation_request(body, adapter, max_tokens, messages=messages)
+        (result,) = await registry.generate(base, [request])
+        return chat_response(body.model, result)
+
+
+def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, Path]] | None = None,
+              max_batch: int = 8, batch_wait_ms: float = 5.0) -> FastAPI:
+    """The FastAPI application serving ``servables`` (base name → servable).
+
+    ``adapters`` maps a base name to the adapters it offers (name → folder); they are
+    loaded on first use. Adapters a servable has loaded already are served as well.
+    """
+    if max_batch < 1:
+        raise PolyadaptError(f"--max-batch must be at least 1, got {max_batch}")
+    if batch_wait_ms < 0:
+        raise PolyadaptError(f"--batch-wait-ms must not be negative, got {batch_wait_ms}")
+    registry = ModelRegistry(servables, adapters or {}, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await registry.close()
+
+    app = FastAPI(title="polyadapt", description="OpenAI-compatible completions with LoRA adapters",
+                  lifespan=lifespan)
+    app.state.registry = registry
+    _add_error_handlers(app)
+    _add_routes(app, registry)
+    return app
+
+
+# ---------------------------------------------------------------------------------------
+# From run folders
+# ---------------------------------------------------------------------------------------
+
+
+def base_display_name(base_model: Any) -> str:
+    """A short name for a base: the GGUF file's stem, else the last part of the id or path."""
+    gguf = base_model.gguf_file or (base_model.id if base_model.id.endswith(".gguf") else None)
+    name = Path(gguf).stem if gguf else Path(base_model.id.rstrip("/\\")).name or base_model.id
+    return name.replace(SEPARATOR, "-")
+
+
+def _base_key(run: Any) -> tuple:
+    """Runs with equal keys share one loaded base."""
+    base = run.config.base_model
+    return (run.task.name, base.id, base.revision, base.gguf_file, base.tokenizer, base.dtype)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3`` … when another base already took it."""
+    candidate, number = name, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{name}-{number}"
+    used.add(candidate)
+    return candidate
+
+
+def _adapter_map(runs: list[Any], base_name: str) -> dict[str, Path]:
+    """Adapter name → adapter folder for runs on one base; a clash is an error."""
+    adapters: dict[str, Path] = {}
+    owners: dict[str, Path] = {}
+    for run in runs:
+        name = run.config.output.adapter_name or run.dir.name
+        if name == "__base__" or SEPARATOR in name or not name:
+            raise PolyadaptError(f"{run.dir}: adapter name {name!r} cannot be served; set output.adapter_name")
+        if name in adapters:
+            raise PolyadaptError(
+                f"runs {owners[name]} and {run.dir} both serve adapter {base_name}{SEPARATOR}{name}; "
+                "give one of them another output.adapter_name"
+            )
+        adapters[name], owners[name] = run.adapter_dir, run.dir
+    return adapters
+
+
+def serve_specs(pm: Any, run_dirs: Iterable[Path | str]) -> list[ServeSpec]:
+    """One :class:`ServeSpec` per (task, base model) among the run folders."""
+    from polyadapt.runner import load_run
+
+    groups: dict[tuple, list[Any]] = {}
+    seen: set[Path] = set()
+    for run_dir in run_dirs:
+        run, _ = load_run(pm, run_dir)
+        if run.dir not in seen:
+            seen.add(run.dir)
+            groups.setdefault(_base_key(run), []).append(run)
+    if not groups:
+        raise PolyadaptError("give at least one run folder to serve")
+    specs, used = [], set()
+    for runs in groups.values():
+        first = runs[0]
+        name = _unique(base_display_name(first.config.base_model), used)
+        specs.append(ServeSpec(task=first.task, base_model=first.config.base_model.id, base_name=name,
+                               adapters=_adapter_map(runs, name), config=first.config))
+    return specs
+
+
+def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str], *, max_batch: int = 8,
+                        batch_wait_ms: float = 5.0) -> FastAPI:
+    """Load each base of the run folders once (via ``polyadapt_serve``) and build the app."""
+    specs = serve_specs(pm, run_dirs)
+    servables: dict[str, Servable] = {}
+    for spec in specs:
+        servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)
+        if not isinstance(servable, Servable):
+            raise PluginError(f"plugin {spec.task.plugin!r} returned {type(servable).__name__} "
+                              "from polyadapt_serve, not a Servable")
+        servables[spec.base_name] = servable
+    adapters = {spec.base_name: dict(spec.adapters) for spec in specs}
+    return build_app(servables, adapters=adapters, max_batch=max_batch, batch_wait_ms=batch_wait_ms)

@@ -1,0 +1,137 @@
+"""Request bodies and errors of the OpenAI-compatible API, in OpenAI's shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# ---------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape with HTTP status ``status``."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def response(self) -> JSONResponse:
+        """The JSON response for this error."""
+        return error_response(self.status, self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_response(status: int, message: str, *, type: str = "invalid_request_error",
+                   param: str | None = None, code: str | None = None) -> JSONResponse:
+    """A JSON response ``{"error": {"message", "type", "param", "code"}}``."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(status_code=status, content=body)
+
+
+def _field_path(loc: Iterable[Any]) -> str | None:
+    """The body field a pydantic error points at, without pydantic's union-member tags."""
+    parts = [str(p) for p in loc if p != "body"]
+    parts = [p for p in parts if "[" not in p and p not in {"str", "int", "float", "bool", "list", "dict"}]
+    return ".".join(parts) or None
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """(message, param) for a request body that failed validation."""
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "the request body is not valid JSON", None
+    problems = []
+    for error in errors:
+        path = _field_path(error.get("loc", ()))
+        message = "required field is missing" if error.get("type") == "missing" else error.get("msg", "invalid")
+        problems.append(f"{path}: {message}" if path else message)
+    param = _field_path(errors[0].get("loc", ())) if errors else None
+    return "invalid request: " + "; ".join(problems), param
+
+
+# ---------------------------------------------------------------------------------------
+# Request bodies
+# ---------------------------------------------------------------------------------------
+
+
+class GenerationParams(BaseModel):
+    """The generation parameters both endpoints take (unknown OpenAI fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = 1
+    stream: bool = False
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("streaming is not supported; send stream=false")
+        return value
+
+    def stop_list(self) -> list[str]:
+        """``stop`` as a list, empty strings dropped."""
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return [stop for stop in stops if stop]
+
+
+class CompletionBody(GenerationParams):
+    """``POST /v1/completions``: one prompt or a list of prompts."""
+
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _some_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one prompt")
+        return value
+
+
+class TextPart(BaseModel):
+    """One part of a message's content in OpenAI's list form; only text is accepted."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One chat turn."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The turn as ``{"role", "content"}`` with list content joined into text."""
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        return {"role": self.role, "content": content or ""}
+
+
+class ChatBody(GenerationParams):
+    """``POST /v1/chat/completions``: a conversation to answer."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)

@@ -1,0 +1,314 @@
+"""The text plugin's ``serve``: one base in memory, LoRA adapters switched per request.
+
+:class:`TextServable` loads the base once. Adapters join the same PEFT model on first use
+(``PeftModel.from_pretrained`` for the first, ``load_adapter`` for the rest), so the base
+weights are never loaded twice. Inside PEFT they are named ``adapter0``, ``adapter1`` …:
+client names such as ``a`` (a substring of PEFT's ``lora_`` prefix) or ``v1.2`` (a dot)
+would break PEFT's weight loading or module naming. A batch whose requests name different adapters runs as one
+``generate`` call through PEFT's mixed-batch path (``adapter_names=[...]``, with
+``"__base__"`` for requests to the bare base). DoRA adapters cannot take that path; a batch
+that holds one is split into one ``generate`` per adapter instead.
+
+Requests with different sampling settings are split into sub-batches; ``max_tokens`` and
+``stop`` are per request: the batch generates up to the largest ``max_tokens`` (stopping
+early once every row is done) and each row is cut at its own limit, EOS or stop string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polyadapt.config import BaseModelConfig
+from polyadapt.errors import PolyadaptError
+from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
+from polyadapt_text.data import encode_prompt
+from polyadapt_text.evaluate import device
+from polyadapt_text.model import load_base
+
+#: The name PEFT's mixed-batch path uses for "no adapter".
+BASE_ADAPTER = "__base__"
+
+
+def _base_config(spec: ServeSpec) -> BaseModelConfig:
+    """The base-model section to load: the run config's, else one built from the id."""
+    if spec.config is not None:
+        return spec.config.base_model
+    return BaseModelConfig(id=spec.base_model)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every token id that ends a generation (tokenizer EOS and the model's configured ones)."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value is not None:
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _sampling_key(index: int, request: GenerationRequest) -> tuple:
+    """Requests with equal keys can share one ``generate`` call.
+
+    Greedy requests all share one key. Sampled requests share one when temperature and
+    top_p match; a seeded one runs alone so that its seed alone decides its answer.
+    """
+    if request.temperature <= 0:
+        return ("greedy",)
+    alone = index if request.seed is not None else None
+    return ("sample", request.temperature, request.top_p, request.seed, alone)
+
+
+def group_by_sampling(requests: list[GenerationRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by :func:`_sampling_key`, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(_sampling_key(index, request), []).append(index)
+    return list(groups.values())
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every row padded on the left to the longest."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            attention[index, width - len(row):] = 1
+    return input_ids, attention
+
+
+def first_stop(text: str, stops: list[str]) -> int:
+    """The index in ``text`` where the earliest of ``stops`` begins, or -1."""
+    found = [text.find(stop) for stop in stops if stop]
+    found = [index for index in found if index >= 0]
+    return min(found) if found else -1
+
+
+def finish_row(new_tokens: list[int], request: GenerationRequest, eos_ids: set[int], decode) -> GenerationResult:
+    """Cut one row's generated tokens at its EOS, ``max_tokens`` or first stop string.
+
+    ``completion_tokens`` counts the tokens the model produced for this request: through
+    the EOS token, through the token that completed a stop string, or ``max_tokens``.
+    """
+    limit = min(len(new_tokens), request.max_tokens)
+    tokens = new_tokens[:limit]
+    eos_at = next((i for i, token in enumerate(tokens) if token in eos_ids), None)
+    if eos_at is not None:
+        text, count, reason = decode(tokens[:eos_at]), eos_at + 1, "stop"
+    else:
+        text, count, reason = decode(tokens), limit, "length"
+    cut = first_stop(text, request.stop)
+    if cut >= 0:
+        count = _tokens_until_stop(tokens[:count], request.stop, decode)
+        text, reason = text[:cut], "stop"
+    return GenerationResult(text=text, prompt_tokens=0, completion_tokens=count, finish_reason=reason)
+
+
+def _tokens_until_stop(tokens: list[int], stops: list[str], decode) -> int:
+    """The fewest leading ``tokens`` whose text holds a stop string (binary search)."""
+    low, high = 1, len(tokens)
+    while low < high:
+        middle = (low + high) // 2
+        if first_stop(decode(tokens[:middle]), stops) >= 0:
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+class RowStops:
+    """A ``StoppingCriteria`` that ends each row at its own EOS, ``max_tokens`` or stop string.
+
+    It only lets ``generate`` stop early once every row is done; :func:`finish_row` cuts
+    the rows afterwards, so the answers do not depend on it.
+    """
+
+    def __init__(self, requests: list[GenerationRequest], prompt_width: int, eos_ids: set[int], decode):
+        self.requests = requests
+        self.prompt_width = prompt_width
+        self.eos_ids = eos_ids
+        self.decode = decode
+        self.done = [False] * len(requests)
+
+    def _row_done(self, row: int, new_tokens: list[int]) -> bool:
+        request = self.requests[row]
+        if len(new_tokens) >= request.max_tokens or new_tokens[-1] in self.eos_ids:
+            return True
+        return bool(request.stop) and first_stop(self.decode(new_tokens), request.stop) >= 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        """One flag per row: True once that row needs no more tokens."""
+        new = input_ids[:, self.prompt_width:].tolist()
+        for row, tokens in enumerate(new):
+            if not self.done[row] and tokens:
+                self.done[row] = self._row_done(row, tokens)
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+
+class TextServable:
+    """A causal LM base held in memory with LoRA adapters loaded on demand (a ``Servable``)."""
+
+    def __init__(self, spec: ServeSpec):
+        """Load the base of ``spec`` once, in eval mode, on CUDA when present."""
+        self.spec = spec
+        self.base_name = spec.base_name
+        self.device = device()
+        base, tokenizer = load_base(_base_config(spec))
+        self.model = base.to(self.device).eval()
+        tokenizer.padding_side = "left"
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(base, tokenizer)
+        self._adapters: dict[str, Path] = {}
+        self._peft_names: dict[str, str] = {}
+        self._attempts = 0  # a failed load may leave its PEFT name taken: never reuse one
+        self._lock = threading.RLock()
+
+    # -- adapters --------------------------------------------------------------------------
+
+    def adapter_names(self) -> list[str]:
+        """The names of the adapters loaded so far."""
+        return list(self._adapters)
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Add the adapter at ``path`` under ``name`` to the model; no-op if already loaded."""
+        from peft import PeftModel
+
+        with self._lock:
+            if name in self._adapters:
+                return
+            peft_name = f"adapter{self._attempts}"
+            self._attempts += 1
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(path), adapter_name=peft_name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=peft_name)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise PolyadaptError(f"cannot load adapter {name!r} from {path} onto {self.spec.base_model!r}: {exc}") from exc
+            self.model.to(self.device).eval()
+            self._adapters[name] = Path(path)
+            self._peft_names[name] = peft_name
+
+    def _ensure_adapters(self, requests: list[GenerationRequest]) -> None:
+        """Load the adapters the requests name from ``spec.adapters`` on first use."""
+        for name in dict.fromkeys(r.adapter for r in requests if r.adapter is not None):
+            if name in self._adapters:
+                continue
+            if name not in self.spec.adapters:
+                known = ", ".join(sorted(self.spec.adapters)) or "none"
+                raise PolyadaptError(f"no adapter {name!r} on base {self.base_name!r}; known adapters: {known}")
+            self.load_adapter(name, self.spec.adapters[name])
+
+    def _uses_dora(self, name: str) -> bool:
+        """Whether the PEFT adapter ``name`` is DoRA (which PEFT's mixed batch refuses)."""
+        config = getattr(self.model, "peft_config", {}).get(name)
+        return bool(getattr(config, "use_dora", False))
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Answer a batch of requests, each with its own adapter (None for the base)."""
+        if not requests:
+            return []
+        with self._lock:
+            self._ensure_adapters(requests)
+            results: list[GenerationResult | None] = [None] * len(requests)
+            for group in group_by_sampling(requests):
+                for index, result in zip(group, self._generate_group([requests[i] for i in group])):
+                    results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _generate_group(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """One sampling setting: a single mixed-adapter ``generate``, or one per adapter for DoRA."""
+        names = [self._peft_names[r.adapter] if r.adapter else BASE_ADAPTER for r in requests]
+        if not any(self._uses_dora(name) for name in set(names)):
+            return self._generate_rows(requests, names if self._adapters else None)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for name in dict.fromkeys(names):
+            indices = [i for i, n in enumerate(names) if n == name]
+            with self._only(name):
+                answers = self._generate_rows([requests[i] for i in indices], None)
+            for index, answer in zip(indices, answers):
+                results[index] = answer
+        return results  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _only(self, name: str) -> Iterator[None]:
+        """Run with the single adapter ``name`` active (the bare base for ``__base__``)."""
+        if name == BASE_ADAPTER:
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(name, inference_mode=True)
+            yield
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        """The prompt token ids: chat through the chat template, plain text as is."""
+        prompt = request.messages if request.messages is not None else (request.prompt or "")
+        ids = encode_prompt(self.tokenizer, prompt)
+        if not ids:
+            raise PolyadaptError("the prompt is empty; send some text to complete")
+        return ids
+
+    def decode(self, tokens: list[int]) -> str:
+        """Text of generated ``tokens``, special tokens left out."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _generation_kwargs(self, requests: list[GenerationRequest], names: list[str] | None) -> dict[str, Any]:
+        """Sampling arguments for one ``generate`` call, and ``adapter_names`` unless None."""
+        first = requests[0]
+        kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_tokens for r in requests)}
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if names is not None:
+            kwargs["adapter_names"] = names
+        return kwargs
+
+    @torch.inference_mode()
+    def _generate_rows(self, requests: list[GenerationRequest], names: list[str] | None) -> list[GenerationResult]:
+        """One ``generate`` over ``requests``: per-row adapters ``names``, or the active ones if None."""
+        from transformers import StoppingCriteriaList
+
+        prompts = [self.encode(r) for r in requests]
+        input_ids, attention = left_pad(prompts, self.tokenizer.pad_token_id)
+        width = input_ids.shape[1]
+        stops = RowStops(requests, width, self.eos_ids, self.decode)
+        kwargs = self._generation_kwargs(requests, names)
+        with seeded(requests[0], self.device):
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids) or None,
+                stopping_criteria=StoppingCriteriaList([stops]),
+                **kwargs,
+            )
+        results = []
+        for row, request in enumerate(requests):
+            result = finish_row(output[row, width:].tolist(), request, self.eos_ids, self.decode)
+            result.prompt_tokens = len(prompts[row])
+            results.append(result)
+        return results
+
+
+@contextlib.contextmanager
+def seeded(request: GenerationRequest, dev: torch.device) -> Iterator[None]:
+    """Seed torch for one sampled ``generate`` without disturbing the global RNG state."""
+    if request.temperature <= 0 or request.seed is None:
+        yield
+        return
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(request.seed)
+        yield
