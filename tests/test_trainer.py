@@ -159,3 +159,10 @@ def test_schedules_warm_up_then_decay(kind):
         assert factor(109) == 1.0
     else:
         assert factor(60) == pytest.approx(0.5, abs=0.02) and factor(110) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_runs_in_one_process_may_use_different_precisions(tmp_path):
+    first = train(job(), config(precision="fp32"), tmp_path / "a", progress=False)
+    second = train(job(), config(precision="bf16"), tmp_path / "b", progress=False)
+    assert (first.precision, second.precision) == ("fp32", "bf16")
+    assert second.train_loss is not None and second.train_loss == second.train_loss  # not NaN

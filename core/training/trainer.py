@@ -142,9 +142,13 @@ class _TrainingLoop:
 
     def __init__(self, job: TrainingJob, config: TrainingConfig, run_dir: Path, show_progress: bool):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
 
         self.job, self.config = job, config
+        # accelerate keeps one precision per process; several runs in one process (a
+        # notebook, the tests) may each ask for their own. The process group is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.checkpoint_dir, self.logs_dir = run_dir / "checkpoints", run_dir / "logs"
         self.precision = resolve_precision(config.precision)
         self.accelerator = Accelerator(mixed_precision=self.precision if self.precision != "fp32" else "no")
