@@ -221,8 +221,10 @@ class _TrainingLoop:
         """Accumulate the gradients of ``micro`` and update; return the mean loss per item."""
         acc = self.accelerator
         local_items = sum(_items(b) for b in micro)
-        step_items = int(acc.reduce(torch.tensor(local_items, device=acc.device), "sum"))
-        step_loss = 0.0
+        step_items = local_items
+        if acc.num_processes > 1:
+            step_items = int(acc.reduce(torch.tensor(local_items, device=acc.device), "sum"))
+        step_loss = torch.zeros((), device=acc.device)  # summed on the device: no sync per micro-batch
         for index, batch in enumerate(micro):
             batch = _move(batch, acc.device)
             # Gradients sync across processes only on the last micro-batch.
@@ -233,7 +235,7 @@ class _TrainingLoop:
                 # over every item of the step on every process.
                 loss = loss_sum * acc.num_processes / max(step_items, 1)
             acc.backward(loss)
-            step_loss += float(loss_sum.detach())
+            step_loss += loss_sum.detach().float()
             self.tokens_seen += int(batch.get("num_tokens", 0))
         if self.config.max_grad_norm:
             acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
@@ -241,7 +243,7 @@ class _TrainingLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return step_loss / max(local_items, 1)
+        return float(step_loss) / max(local_items, 1)
 
     def eval_loss(self) -> float:
         return evaluate_loss(
