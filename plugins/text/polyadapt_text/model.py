@@ -42,14 +42,18 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def _gguf_location(config: BaseModelConfig) -> tuple[str, str] | None:
-    """(folder or repo, file name) when the base is a GGUF file, else None."""
+    """(folder or repo, file name) when the base is a GGUF file, else None.
+
+    ``~`` in ``id`` and ``gguf_file`` means the home folder, so a config can name a file in
+    the user's cache (``~/.cache/polyadapt/models/x.gguf``) the same way on every machine.
+    """
     if config.gguf_file:
-        path = Path(config.gguf_file)
+        path = Path(config.gguf_file).expanduser()
         if path.is_absolute() or path.exists():
             return str(path.parent), path.name
-        return config.id, config.gguf_file
+        return str(Path(config.id).expanduser()) if config.id.startswith("~") else config.id, config.gguf_file
     if config.id.endswith(".gguf"):
-        path = Path(config.id)
+        path = Path(config.id).expanduser()
         return str(path.parent), path.name
     return None
 
@@ -86,11 +90,26 @@ def _clear_quantizer_marks(model: Any) -> None:
             model.config.quantization_config = None
 
 
+def _make_readable(folder: Path) -> None:
+    """Give a cache folder made with mkdtemp (mode 0700) the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for item in folder.iterdir():
+        if item.is_file():
+            item.chmod(0o666 & ~umask)
+
+
 def convert_gguf(folder: str, filename: str) -> Path:
     """Dequantize a GGUF file once into a safetensors folder in the cache; return the folder.
 
-    Parsing GGUF takes tens of seconds; loading the cached copy takes a fraction of one.
+    Parsing GGUF takes tens of seconds (SmolLM2-135M Q4_1: ~20 s on 2 CPU cores); loading
+    the cached copy takes a fraction of one. The copy is fp32 (what transformers
+    dequantizes to) and keeps the GGUF's tokenizer with its chat template. ``load_base``
+    casts it to ``base_model.dtype`` when loading.
     """
+    import sys
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from polyadapt.fileio import atomic_directory
@@ -98,15 +117,23 @@ def convert_gguf(folder: str, filename: str) -> Path:
     target = _gguf_cache_dir(folder, filename)
     if (target / "config.json").is_file():
         return target
+    source = Path(folder) / filename
+    if Path(folder).is_dir() and not source.is_file():
+        raise ConfigError(f"base_model: GGUF file {source} does not exist")
+    print(f"polyadapt: converting {source} to safetensors once (cached in {target})",
+          file=sys.stderr, flush=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise PolyadaptError(f"cannot read GGUF model {Path(folder) / filename}: {exc}") from None
+    except ImportError as exc:  # the gguf package is missing or too old
+        raise PolyadaptError(f"cannot read GGUF model {source}: {exc}") from None
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise PolyadaptError(f"cannot read GGUF model {source}: {type(exc).__name__}: {exc}") from None
     _clear_quantizer_marks(model)
     with atomic_directory(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _make_readable(tmp)
     return target
 
 
