@@ -46,6 +46,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _apply_umask_modes(tmp)  # mkdtemp makes the folder owner-only
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old")
@@ -54,3 +55,12 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _apply_umask_modes(folder: Path) -> None:
+    """Give ``folder`` and what lies in it the modes a plain mkdir/open would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for item in folder.rglob("*"):
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)

@@ -93,3 +93,4 @@ def test_adapter_name_must_be_servable():
     assert parse_config(VALID, "x.yaml", ["output.adapter_name=claims-v2"]).output.adapter_name == "claims-v2"
     with pytest.raises(ConfigError, match="output.adapter_name"):
         parse_config(VALID, "x.yaml", ["output.adapter_name=base:claims"])
+

@@ -90,16 +90,6 @@ def _clear_quantizer_marks(model: Any) -> None:
             model.config.quantization_config = None
 
 
-def _make_readable(folder: Path) -> None:
-    """Give a cache folder made with mkdtemp (mode 0700) the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for item in folder.iterdir():
-        if item.is_file():
-            item.chmod(0o666 & ~umask)
-
-
 def convert_gguf(folder: str, filename: str) -> Path:
     """Dequantize a GGUF file once into a safetensors folder in the cache; return the folder.
 
@@ -133,7 +123,6 @@ def convert_gguf(folder: str, filename: str) -> Path:
     with atomic_directory(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        _make_readable(tmp)
     return target
 
 
