@@ -53,5 +53,5 @@ if [ -n "$RUN_DIR" ]; then
     echo "run folder: $ROOT/$RUN_DIR"
     echo "  metrics.json      base vs adapted perplexity (held-out insurance chats, general text)"
     echo "  adapter/          the LoRA adapter (PEFT format)"
-    echo "  logs/loss.png     the training curve; run.json: timings, versions, lineage"
+    echo "  logs/loss.png     the training curve; run.json: status, config hash, versions"
 fi
