@@ -166,3 +166,10 @@ def test_runs_in_one_process_may_use_different_precisions(tmp_path):
     second = train(job(), config(precision="bf16"), tmp_path / "b", progress=False)
     assert (first.precision, second.precision) == ("fp32", "bf16")
     assert second.train_loss is not None and second.train_loss == second.train_loss  # not NaN
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    broken = job()
+    broken.loss = lambda model, batch: model(batch) * float("nan")
+    with pytest.raises(PolyadaptError, match="training loss became nan at step 1"):
+        train(broken, config(), tmp_path, progress=False)

@@ -270,6 +270,13 @@ class _TrainingLoop:
             while self.step < total:
                 step_rng, step_position, step_started_at = ckpt.capture_rng_state(), self.position(), self.step
                 train_loss = self.optimizer_step(self.next_micro_batches())
+                if not math.isfinite(train_loss):
+                    raise PolyadaptError(
+                        f"training loss became {train_loss} at step {self.step}; the adapter is "
+                        "not saved. Lower training.learning_rate, or set training.precision: fp32 "
+                        f"if it happens in bf16/fp16 ({self.precision} now); checkpoints before "
+                        "this step are kept"
+                    )
                 elapsed = time.perf_counter() - started
                 record: dict[str, Any] = {
                     "step": self.step,
