@@ -85,7 +85,7 @@ class RunRecord:
     """``run.json`` in the run folder: status, timings, versions and results."""
 
     def __init__(self, run: Run, data: dict[str, Any] | None = None):
-        self.path = run.dir / RUN_RECORD
+        self.run = run
         self.data = data or {
             "run_id": run.id,
             "task": run.task.name,
@@ -101,9 +101,7 @@ class RunRecord:
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
-        if not distributed.is_main_process():
-            return
-        atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
+        self.run.write_json(RUN_RECORD, self.data)
 
 
 def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None) -> Run:

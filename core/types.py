@@ -77,8 +77,8 @@ class Run:
     def metrics_path(self) -> Path:
         return self.dir / "metrics.json"
 
-    def write_json(self, name: str, payload: Any) -> Path:
-        """Write ``payload`` as JSON to ``name`` inside the run folder, atomically.
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` to ``name`` inside the run folder, atomically.
 
         Under several processes only the main one writes.
         """
@@ -87,8 +87,12 @@ class Run:
 
         path = self.dir / name
         if is_main_process():
-            atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+            atomic_write_text(path, text)
         return path
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        """Write ``payload`` as JSON to ``name`` inside the run folder (see :meth:`write_text`)."""
+        return self.write_text(name, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from polyadapt.distributed import is_main_process
-from polyadapt.fileio import atomic_directory, atomic_write_text
+from polyadapt.fileio import atomic_directory
 from polyadapt.training import TrainingJob, train
 from polyadapt.types import AdapterArtifact, Run
 from polyadapt_text.data import Collator, build_examples
@@ -26,9 +26,7 @@ def adapt(run: Run) -> AdapterArtifact:
         f"{summary['replay_records']} replay, {rejected} quarantined"
         + (f" (reasons in {run.dir / 'quarantine.jsonl'})" if rejected else "")
     )
-    if is_main_process():
-        quarantined = quarantine_rows(run_data)
-        atomic_write_text(run.dir / "quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantined))
+    run.write_text("quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantine_rows(run_data)))
 
     run.say(f"loading base model {config.base_model.id}")
     base, tokenizer = load_base(config.base_model)
