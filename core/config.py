@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from polyadapt.errors import ConfigError
+from polyadapt.yamlfile import parse_mapping, read_text, validate
 
 
 class _Section(BaseModel):
@@ -37,6 +38,15 @@ class BaseModelConfig(_Section):
         "auto", description="Weights dtype of the frozen base; auto = bf16 where it is fast"
     )
     trust_remote_code: bool = False
+
+    def display_name(self) -> str:
+        """A short name for the base: the GGUF file's stem, else the last part of the id or path.
+
+        Clients name it in ``model=`` at serving, and the registry files adapters under it.
+        """
+        gguf = self.gguf_file or (self.id if self.id.endswith(".gguf") else None)
+        name = Path(gguf).stem if gguf else Path(self.id.rstrip("/\\")).name or self.id
+        return name.replace(":", "-")
 
 
 class DataConfig(_Section):
@@ -113,7 +123,29 @@ class OutputConfig(_Section):
     name: str | None = Field(None, description="Run name; default: task, time and config hash")
     adapter_name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        description="Name clients use in 'base:NAME': letters, digits, '-' and '_'",
+        description="Name clients use in 'base:NAME' and the adapter's name in the registry "
+        "(default: the run folder's name at serving, the task name in the registry); "
+        "letters, digits, '-' and '_'",
+    )
+
+
+class GovernanceConfig(_Section):
+    """Which policy the run's data (and, at serving, its prompts and outputs) must follow."""
+
+    policy: Path | None = Field(
+        None, description="Policy file (YAML, see configs/policies/); default: the strict built-in policy"
+    )
+
+
+class LineageConfig(_Section):
+    """Where the run's lineage goes besides the lineage store.
+
+    The store itself is chosen by ``$POLYADAPT_DB_URL`` (any SQLAlchemy URL) and defaults to
+    SQLite in the project's state folder (``$POLYADAPT_HOME``, else ``./.polyadapt``).
+    """
+
+    openlineage: str | None = Field(
+        None, description="OpenLineage RunEvents: a file (JSON lines) or an http(s) URL to POST to"
     )
 
 
@@ -127,6 +159,8 @@ class RunConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    lineage: LineageConfig = Field(default_factory=LineageConfig)
     task_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("base_model", mode="before")
@@ -141,8 +175,14 @@ class RunConfig(_Section):
         return self
 
     def hash(self) -> str:
-        """A stable SHA-256 of the resolved config (what makes two runs the same run)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable SHA-256 of the resolved config: what makes two runs the same run.
+
+        Where a run is written (``output.dir``, ``output.name``) and where its lineage
+        events go do not change what it trains, so they are left out: a reproduction of a
+        run in another folder has the original's hash.
+        """
+        recipe = self.model_dump(mode="json", exclude={"output": {"dir", "name"}, "lineage": True})
+        canonical = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_yaml(self) -> str:
@@ -153,47 +193,6 @@ class RunConfig(_Section):
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line in the YAML source of the field at ``loc``, or of its nearest parent."""
-    node, line = root, None
-    for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(key)), None)
-            if node is not None:
-                line = node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _format_validation_error(
-    error: ValidationError, source: str, root: yaml.Node | None, data: Any
-) -> str:
-    lines = [f"{source}: invalid run config"]
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # pydantic appends union member names ("list[str]") to loc; keep the config path only
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"literal"})))
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(root, loc)
-        where = f"line {line}, " if line else ""
-        message = item["msg"]
-        if item["type"] == "missing":
-            message = "required field is missing; add it"
-        elif item["type"] == "extra_forbidden":
-            message = "unknown field; check the spelling (see `polyadapt config-schema`)"
-        value = item.get("input")
-        shown = "" if item["type"] == "missing" else f" (got {value!r})"
-        lines.append(f"  {where}{field}: {message}{shown}")
-    return "\n".join(lines)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -225,20 +224,9 @@ def parse_config(
     text: str, source: str = "<config>", overrides: list[str] | None = None, base_dir: Path | None = None
 ) -> RunConfig:
     """Validate YAML ``text`` as a :class:`RunConfig`; relative data paths resolve against ``base_dir``."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a run config must be a mapping of fields, got {type(data).__name__}")
+    root, data = parse_mapping(text, source, "run config")
     data = apply_overrides(data, overrides or [], source)
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source, root, data)) from None
+    config = validate(RunConfig, data, source, root, what="run config", schema_hint="`polyadapt config-schema`")
     if base_dir is not None:
         _resolve_paths(config, base_dir)
     return config
@@ -253,6 +241,10 @@ def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
     data.eval = resolve(data.eval)
     data.general_eval = resolve(data.general_eval)
     data.replay = resolve(data.replay)
+    config.governance.policy = resolve(config.governance.policy)
+    target = config.lineage.openlineage
+    if target and "://" not in target:
+        config.lineage.openlineage = str(resolve(Path(target)))
     base = config.base_model
     candidate = base_dir / base.id
     if not Path(base.id).is_absolute() and (base.id.startswith(".") or candidate.exists()):
@@ -262,10 +254,4 @@ def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
 def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConfig:
     """Read and validate the run config at ``path`` (relative paths inside resolve against it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(text, str(path), overrides, base_dir=path.resolve().parent)
+    return parse_config(read_text(path, "config file"), str(path), overrides, base_dir=path.resolve().parent)

@@ -22,3 +22,7 @@ class DataError(PolyadaptError):
 
 class PluginError(PolyadaptError):
     """No plugin can serve a request, or a plugin misbehaved."""
+
+
+class GovernanceError(PolyadaptError):
+    """Data or a request breaks the governance policy (licence, consent, PII, blocked terms)."""

@@ -1,0 +1,74 @@
+"""The serving audit log: one JSON line per governance decision, never any content.
+
+Each line is ``{"time", "model", "adapter", "direction", "rule", "action", "count"}``:
+when, which base model and adapter, whether a prompt, an output or a transcript was
+scanned, which rule fired (``pii.email``, ``blocked_terms``), what was done and how many
+times. Several threads and processes may append to the same file: every line is written
+with one ``write`` on a descriptor opened with ``O_APPEND``, under a lock per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DIRECTIONS = ("prompt", "output", "transcript")
+
+
+class AuditLog:
+    """Append-only JSON-lines audit log at ``path`` (created with mode 0600 on first write)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        adapter: str | None,
+        model: str,
+        direction: str,
+        rule: str,
+        action: str,
+        count: int = 1,
+    ) -> dict[str, Any]:
+        """Append one decision and return the entry written.
+
+        ``direction`` is ``"prompt"``, ``"output"`` or ``"transcript"``; ``rule`` names
+        the policy rule (``"pii.email"``); ``action`` what was done (``"redact"``).
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be a non-negative integer, got {count!r}")
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "model": model,
+            "adapter": adapter,
+            "direction": direction,
+            "rule": rule,
+            "action": action,
+            "count": count,
+        }
+        data = (json.dumps(entry, ensure_ascii=True) + "\n").encode("ascii")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):  # pragma: no cover - only on a full disk
+                    raise OSError(f"{self.path}: short write to the audit log ({written} of {len(data)} bytes)")
+            finally:
+                os.close(fd)
+        return entry
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every entry so far, oldest first (an absent file reads as empty)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]

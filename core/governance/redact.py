@@ -1,0 +1,212 @@
+"""Apply a policy to one text: find PII, rewrite it and say what was done.
+
+The same :class:`Redactor` serves data preparation (every scanned field of every record)
+and serving (prompts, outputs, transcripts). What it returns, :class:`TextOutcome`, holds
+the rewritten text and counts by type, never a matched value.
+
+Actions per finding type (from the policy):
+
+- ``redact``: a typed placeholder, ``[EMAIL]``, ``[PHONE]``, ``[PAYMENT_CARD]``, ...;
+- ``mask``: every letter and digit becomes ``*``, separators stay; payment cards and
+  phone numbers keep their last four digits (``**** **** **** 1111``);
+- ``hash``: ``[EMAIL:1a2b3c4d5e6f]``, the first 12 hex digits of HMAC-SHA256 with the
+  project's key (:func:`load_or_create_key`) over the normalised value: the same address
+  gives the same token within a project, and without the key it cannot be brute-forced;
+- ``allow``: left as it is;
+- ``drop``: the record is dropped (the text is still redacted, so it never travels);
+- ``refuse``: the rule (``pii.secret``) is listed in ``refused``; the text is redacted too.
+
+Blocked terms (whole words, any case) are counted; ``drop`` or ``refuse`` as the policy says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from polyadapt.errors import ConfigError
+from polyadapt.governance.policy import Policy
+from polyadapt.governance.scanners import Finding, Scanner, scan_text
+
+KEY_FILE = "governance.key"
+KEY_BYTES = 32
+
+#: Actions that rewrite the text in place (the record is kept).
+REWRITING = ("redact", "mask", "hash")
+
+
+@dataclass
+class TextOutcome:
+    """What the policy did to one text: the new text and counts, never a raw value.
+
+    ``findings`` counts findings by type (allowed ones included); ``actions`` gives the
+    action taken per type found; ``refused`` lists the rules that refuse the text
+    (``"pii.secret"``, ``"blocked_terms"``); ``dropped`` says the record must be dropped.
+    """
+
+    text: str
+    findings: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, str] = field(default_factory=dict)
+    blocked_terms: int = 0
+    refused: list[str] = field(default_factory=list)
+    dropped: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """True when some finding was rewritten (redact, mask, hash, drop or refuse)."""
+        return any(action != "allow" for action in self.actions.values())
+
+    def audit_entries(self) -> list[tuple[str, str, int]]:
+        """``(rule, action, count)`` per finding type and for blocked terms, for an audit log."""
+        entries = [(f"pii.{kind}", self.actions[kind], count) for kind, count in sorted(self.findings.items())]
+        if self.blocked_terms:
+            action = "refuse" if "blocked_terms" in self.refused else "drop"
+            entries.append(("blocked_terms", action, self.blocked_terms))
+        return entries
+
+
+def _normalise(kind: str, value: str) -> str:
+    """The form of a value that is hashed, so that formatting does not change the token."""
+    if kind == "email":
+        return value.strip().lower()
+    if kind in ("phone", "payment_card", "iban", "national_id"):
+        return re.sub(r"[^0-9A-Za-z+]", "", value).upper()
+    if kind == "ip_address":
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return value
+    return value
+
+
+def mask_value(kind: str, value: str) -> str:
+    """Every letter and digit as ``*``, separators kept; cards and phones keep 4 last digits."""
+    keep = 4 if kind in ("payment_card", "phone") else 0
+    out = []
+    digits_left = sum(ch.isdigit() for ch in value)
+    for ch in value:
+        if ch.isdigit():
+            out.append(ch if digits_left <= keep else "*")
+            digits_left -= 1
+        elif ch.isalnum():
+            out.append("*")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Redactor:
+    """Applies ``policy`` to texts with ``scanners`` (built-in ones plus any plugin's).
+
+    ``hash_key`` keys the ``hash`` action (see :func:`load_or_create_key`). A policy that
+    names a PII type no scanner reports is a :class:`ConfigError` (a typo would otherwise
+    switch detection off silently).
+    """
+
+    def __init__(self, policy: Policy, scanners: Iterable[Scanner], hash_key: bytes) -> None:
+        self.policy = policy
+        self.scanners = list(scanners)
+        if not isinstance(hash_key, (bytes, bytearray)) or len(hash_key) < 16:
+            raise ValueError("hash_key must be at least 16 bytes (see load_or_create_key)")
+        self._key = bytes(hash_key)
+        known = {kind for scanner in self.scanners for kind in scanner.types}
+        unknown = sorted(set(policy.pii) - known)
+        if unknown:
+            raise ConfigError(
+                f"policy {policy.name!r}: pii names type(s) {', '.join(unknown)} that no scanner "
+                f"reports; known types: {', '.join(sorted(known))} (fix the spelling or install "
+                "the plugin that adds the scanner)"
+            )
+        self._blocked = None
+        if policy.blocked_terms:
+            alternatives = "|".join(
+                re.escape(term.strip()) for term in sorted(policy.blocked_terms, key=len, reverse=True)
+            )
+            self._blocked = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+    def scan(self, text: str) -> list[Finding]:
+        """Every finding in ``text`` by every scanner, overlaps resolved."""
+        return scan_text(text, self.scanners)
+
+    def token(self, kind: str, value: str) -> str:
+        """The ``hash`` action's token for ``value``: ``[TYPE:<12 hex digits>]``."""
+        digest = hmac.new(self._key, _normalise(kind, value).encode("utf-8"), hashlib.sha256)
+        return f"[{kind.upper()}:{digest.hexdigest()[:12]}]"
+
+    def apply(self, text: str) -> TextOutcome:
+        """Scan ``text`` and apply the policy's action to each finding (see module docs)."""
+        outcome = TextOutcome(text=text)
+        pieces: list[str] = []
+        position = 0
+        for finding in self.scan(text):
+            kind = finding.type
+            action = self.policy.action_for(kind)
+            outcome.findings[kind] = outcome.findings.get(kind, 0) + 1
+            outcome.actions[kind] = action
+            value = text[finding.start:finding.end]
+            if action == "allow":
+                replacement = value
+            elif action == "mask":
+                replacement = mask_value(kind, value)
+            elif action == "hash":
+                replacement = self.token(kind, value)
+            else:  # redact, drop and refuse: the value never travels further
+                replacement = f"[{kind.upper()}]"
+            if action == "drop":
+                outcome.dropped = True
+            elif action == "refuse" and f"pii.{kind}" not in outcome.refused:
+                outcome.refused.append(f"pii.{kind}")
+            pieces.append(text[position:finding.start])
+            pieces.append(replacement)
+            position = finding.end
+        pieces.append(text[position:])
+        outcome.text = "".join(pieces)
+        if self._blocked is not None:
+            outcome.blocked_terms = sum(1 for _ in self._blocked.finditer(text))
+            if outcome.blocked_terms:
+                if self.policy.blocked_terms_action == "refuse":
+                    outcome.refused.append("blocked_terms")
+                else:
+                    outcome.dropped = True
+        return outcome
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """The project's hashing key: 32 random bytes in ``state_dir/governance.key`` (mode 0600).
+
+    Created on first use, atomically: when two processes create it at once, both end up
+    with the key that reached the disk first.
+    """
+    from polyadapt.fileio import atomic_write_bytes
+
+    state_dir = Path(state_dir)
+    path = state_dir / KEY_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        atomic_write_bytes(tmp, secrets.token_bytes(KEY_BYTES))
+        try:
+            os.chmod(tmp, 0o600)
+            os.link(tmp, path)  # fails if another process got there first: keep theirs
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system: rename unless already there
+            if not path.exists():
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise ConfigError(
+            f"{path}: the governance key must be {KEY_BYTES} bytes, found {len(key)}; "
+            "restore it from a backup, or delete it to start a new one (hashed tokens will change)"
+        )
+    return key
