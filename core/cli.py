@@ -19,6 +19,7 @@ from rich.table import Table
 
 from polyadapt import __version__
 from polyadapt.errors import ConfigError, PolyadaptError
+from polyadapt.lineage.cli import adapters_app, lineage_app
 
 app = typer.Typer(
     name="polyadapt",
@@ -29,6 +30,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List and install plugins.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(adapters_app, name="adapters")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -194,25 +197,65 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder made by 
 
 @app.command()
 def serve(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders whose adapters to serve.")],
+    runs: Annotated[list[Path] | None, typer.Argument(help="Run folders whose adapters to serve.")] = None,
+    registry: Annotated[bool, typer.Option("--registry", help="Serve the registry's active adapters and follow promotions and rollbacks.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="Lineage database URL for --registry (default: $POLYADAPT_DB_URL, else .polyadapt/lineage.db).")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Serving policy (default: the served runs' policy, else the strict one).")] = None,
+    audit_log: Annotated[Path | None, typer.Option(help="Audit log of policy decisions (default: .polyadapt/audit.jsonl).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most requests answered in one batch.")] = 8,
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait to fill a batch.")] = 5.0,
 ) -> None:
-    """Serve run adapters with an OpenAI-compatible API (one base loaded once per model)."""
+    """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
+
+    Give run folders, or --registry to serve every active adapter of the registry; either
+    way prompts and outputs pass the governance policy and each decision is audited.
+    """
     _quiet_libraries()
     from polyadapt.plugins import get_plugin_manager
     from polyadapt.serving.app import build_app_from_runs
 
+    if bool(runs) == registry:
+        _fail(PolyadaptError("give run folders or --registry (one of the two)"))
     try:
-        pm = get_plugin_manager()
-        application = build_app_from_runs(pm, runs, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+        store = None
+        if registry:
+            from polyadapt.lineage.store import LineageStore
+
+            store = LineageStore.open(db)
+        application = build_app_from_runs(get_plugin_manager(), runs or [], max_batch=max_batch,
+                                          batch_wait_ms=batch_wait_ms, registry_store=store,
+                                          policy=policy, audit_log=audit_log)
     except PolyadaptError as exc:
         _fail(exc)
     import uvicorn
 
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def reproduce(run_dir: Annotated[Path, typer.Argument(help="A finished run folder to train again.")]) -> None:
+    """Train RUN again from its recorded config and seed; compare the adapter weights hashes.
+
+    The reproduction is a new run beside the original (``<run>-repro-<time>``). Exit code 0
+    when the adapters are bit-identical, 1 when they differ.
+    """
+    _quiet_libraries()
+    from polyadapt import runner
+    from polyadapt.plugins import get_plugin_manager
+
+    try:
+        outcome = runner.reproduce(get_plugin_manager(), run_dir, notify=_say)
+    except PolyadaptError as exc:
+        _fail(exc)
+    same = outcome["identical"]
+    colour, verdict = ("green", "identical") if same else ("red", "DIFFERENT")
+    console.print(f"original     {outcome['original']}: {outcome['original_hash']}")
+    console.print(f"reproduction {outcome['reproduction']}: {outcome['reproduced_hash']}")
+    console.print(f"adapter weights: [bold {colour}]{verdict}[/]"
+                  + ("" if outcome["data_identical"] else "  (the training data changed since the original run)"))
+    raise typer.Exit(code=0 if same else 1)
 
 
 @app.command("config-schema")

@@ -8,7 +8,11 @@ this order for one run (``polyadapt adapt CONFIG``)::
     polyadapt_adapt(run)              # the owning plugin trains and saves an adapter
     polyadapt_evaluate(run, adapter)  # the owning plugin compares base and adapted
 
-and for serving (``polyadapt serve``)::
+Around the run, on every plugin: ``polyadapt_scanners()`` once before the data is loaded
+(extra governance scanners) and ``polyadapt_run_event(event)`` when the run starts,
+completes or fails (lineage listeners).
+
+For serving (``polyadapt serve``)::
 
     polyadapt_tasks()
     polyadapt_serve(spec)             # the owning plugin loads the base, returns a Servable
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.governance.scanners import Scanner
     from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec, Task
 
 PROJECT_NAME = "polyadapt"
@@ -144,6 +149,66 @@ def polyadapt_serve(spec: ServeSpec) -> Servable | None:
         @hookimpl
         def polyadapt_serve(spec):
             return TextServable(spec)
+
+    Added in plugin API 1.0.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Cross-cutting: called on every plugin
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def polyadapt_scanners() -> list[Scanner]:
+    """Add governance scanners that look for sensitive content in text.
+
+    Called once per run (and once per ``polyadapt serve``) on every plugin. The scanners
+    returned join the built-in ones (emails, phone numbers, payment cards, IBANs, national
+    ids, IP addresses, secrets) and run on every text field of every record a modality
+    declares, before tokenisation, and on prompts and outputs at serving. What happens to
+    a finding is the policy's choice: ``pii.<type>`` in the policy file, else its
+    ``default_action``.
+
+    :returns: a list of objects with ``name`` (str), ``types`` (the finding types they
+        report, e.g. ``("person",)``) and ``scan(text) -> list[Finding]``; see
+        :class:`polyadapt.governance.scanners.Scanner`.
+
+    Call semantics: called on all plugins; the results are concatenated. A plugin whose
+    hook raises stops the run with an error naming it (no data may pass unscanned).
+
+    Example::
+
+        @hookimpl
+        def polyadapt_scanners():
+            return [EmployeeIdScanner()]   # finds "EMP-123456" as type "employee_id"
+
+    Added in plugin API 1.0.
+    """
+
+
+@hookspec
+def polyadapt_run_event(event: dict) -> None:
+    """Observe a run's lineage events (an experiment tracker, a catalogue, a chat bot).
+
+    Called on every plugin when a run starts, completes or fails, with the same OpenLineage
+    RunEvent that polyadapt writes to ``lineage.openlineage``: ``eventType`` (``START``,
+    ``COMPLETE`` or ``FAIL``), ``eventTime``, ``run.runId``, ``job.name``, ``inputs`` (the
+    dataset manifests' root hashes) and ``outputs`` (the adapter and its weights hash).
+    Events carry no raw data.
+
+    :param event: the RunEvent as a JSON-ready dict; do not modify it.
+    :returns: nothing.
+
+    Call semantics: called on all plugins; return values are ignored. An exception in a
+    listener is reported as a warning and never fails the run.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_run_event(event):
+            if event["eventType"] == "COMPLETE":
+                mlflow.log_dict(event, "lineage.json")
 
     Added in plugin API 1.0.
     """

@@ -203,6 +203,50 @@ class PluginManager:
         return result
 
 
+    # -- cross-cutting hooks (called on every plugin) -------------------------------------
+
+    def scanners(self) -> list[Any]:
+        """The governance scanners every plugin adds through ``polyadapt_scanners``.
+
+        A plugin whose hook fails stops the caller with a :class:`PluginError` naming it:
+        data must not pass with a scanner silently missing.
+        """
+        found: list[Any] = []
+        for impl in self.pm.hook.polyadapt_scanners.get_hookimpls():
+            try:
+                added = list(impl.function() or [])
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: polyadapt_scanners failed: {type(exc).__name__}: {exc}; "
+                    "fix or disable the plugin (POLYADAPT_LOAD_PLUGINS)"
+                ) from exc
+            for scanner in added:
+                if not callable(getattr(scanner, "scan", None)) or not getattr(scanner, "types", None):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: polyadapt_scanners returned {scanner!r}, which "
+                        "has no scan(text) method or no finding types"
+                    )
+            found.extend(added)
+        return found
+
+    def notify_run_event(self, event: dict) -> list[str]:
+        """Give ``event`` to every plugin's ``polyadapt_run_event``; return the failures as warnings."""
+        warnings = []
+        for impl in self.pm.hook.polyadapt_run_event.get_hookimpls():
+            try:
+                impl.function(**{name: event for name in impl.argnames})
+            except Exception as exc:  # a listener must never fail the run
+                warnings.append(f"plugin {impl.plugin_name!r}: polyadapt_run_event failed: {type(exc).__name__}: {exc}")
+        return warnings
+
+    def loaded_plugins(self) -> list[dict[str, Any]]:
+        """Name, distribution and version of every plugin that loaded (for run records)."""
+        return [
+            {"name": info.name, "distribution": info.distribution, "version": info.version}
+            for info in self.plugins if info.status == "ok"
+        ]
+
+
 def installed_distribution_version(name: str) -> str | None:
     """The installed version of distribution ``name``, or None."""
     try:

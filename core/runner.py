@@ -1,24 +1,25 @@
-"""One run end to end: config → run folder → adapt → evaluate → results on disk.
+"""One run end to end: config → run folder → governed data → adapt → registry → evaluate.
 
-The runner knows no model family: it validates, makes the run folder, dispatches the
-hooks to the plugin that owns the task, and writes what they return.
+The runner knows no model family: it validates, makes the run folder, opens the data gate
+(governance and manifests), dispatches the hooks to the plugin that owns the task, stamps
+and registers the adapter, and records it all in the lineage store.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
 from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config
-from polyadapt.errors import ConfigError, PolyadaptError
+from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
 from polyadapt.fileio import atomic_write_text
+from polyadapt.gate import open_gate
+from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
+from polyadapt.tracking import RunTracker, base_model_record
 from polyadapt.types import AdapterArtifact, EvalReport, Run
 
 RUN_RECORD = "run.json"
@@ -53,7 +54,9 @@ def _find_resumable(config: RunConfig) -> Path:
     root = Path(config.output.dir)
     candidates = []
     if root.is_dir():
-        for record_path in root.glob(f"*/{RUN_RECORD}"):
+        # a named run resumes in its own folder; the hash leaves the name out
+        pattern = f"{config.output.name}/{RUN_RECORD}" if config.output.name else f"*/{RUN_RECORD}"
+        for record_path in root.glob(pattern):
             try:
                 record = json.loads(record_path.read_text())
             except (OSError, json.JSONDecodeError):
@@ -82,7 +85,7 @@ def _make_run_dir(config: RunConfig, resume: bool) -> Path:
 
 
 class RunRecord:
-    """``run.json`` in the run folder: status, timings, versions and results."""
+    """``run.json`` in the run folder: status, timings, environment and results."""
 
     def __init__(self, run: Run, data: dict[str, Any] | None = None):
         self.run = run
@@ -95,8 +98,6 @@ class RunRecord:
             "base_model": run.config.base_model.id,
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
             "status": "running",
-            "versions": {"polyadapt": __version__, "python": sys.version.split()[0]},
-            "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
         }
 
     def update(self, **fields: Any) -> None:
@@ -105,7 +106,7 @@ class RunRecord:
 
 
 def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None) -> Run:
-    """Make (or, with ``resume``, find) the run folder and write the resolved config."""
+    """Make (or, with ``resume``, find) the run folder, write the resolved config, open the gate."""
     task, options = _validate_task_options(pm, config)
     # Under `accelerate launch` the main process picks the folder and the others follow.
     outcome: tuple[str, str] = ("", "")
@@ -118,21 +119,31 @@ def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, n
     if status == "error":
         raise PolyadaptError(value)
     run_dir = Path(value)
-    return Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
-               task_options=options, notify=notify)
+    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
+              task_options=options, notify=notify)
+    run.gate = open_gate(pm, run)
+    return run
 
 
 def adapt(
-    pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None
+    pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None, store: Any = None
 ) -> tuple[Run, AdapterArtifact, EvalReport | None]:
-    """Run ``polyadapt adapt``: train the adapter, then evaluate it unless disabled.
+    """Run ``polyadapt adapt``: govern the data, train, register and evaluate the adapter.
 
-    ``notify`` receives progress messages for the user (the CLI passes its console).
+    ``notify`` receives progress messages for the user (the CLI passes its console);
+    ``store`` is the lineage store (default: the one ``$POLYADAPT_DB_URL`` or the state
+    folder names).
     """
     run = prepare_run(pm, config, resume=resume, notify=notify)
     run.say(f"run folder: {run.dir}")
+    tracker = RunTracker(pm, run, store)
+    run.gate.on_manifest = tracker.dataset_admitted
     record = RunRecord(run, _existing_record(run) if resume else None)
-    record.update(status="running", resumed=resume)
+    environment = capture_environment(pm.loaded_plugins())
+    base_model = base_model_record(config)
+    record.update(status="running", resumed=resume, environment=environment, base_model_record=base_model)
+    tracker.started(environment, base_model)
+    adapter_output: dict[str, Any] | None = None
     try:
         # Seeded before the plugin builds anything: adapter initialisation draws from the
         # RNG too, and the same config must give the same adapter.
@@ -140,18 +151,85 @@ def adapt(
 
         set_seed(config.training.seed)
         adapter = pm.dispatch("polyadapt_adapt", run.task, run=run)
+        if "train" not in run.gate.manifests:
+            raise PluginError(
+                f"plugin {run.task.plugin!r} trained without passing its training data through "
+                "run.admit(dataset, role='train'); no data may reach a model ungoverned"
+            )
         distributed.wait_for_everyone()
         if not distributed.is_main_process():  # the other processes helped train; done
             return run, adapter, None
         run.write_json("adapter.json", adapter.to_dict())
-        record.update(status="trained", adapter=adapter.to_dict())
-        report = evaluate(pm, run, adapter) if config.evaluation.enabled else None
+        adapter_output = _register(run, adapter, tracker)
+        record.update(status="trained", adapter=adapter.to_dict(), provenance=adapter_output,
+                      governance=run.gate.summaries)
+        report = evaluate(pm, run, adapter, tracker=tracker) if config.evaluation.enabled else None
     except BaseException as exc:
-        record.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                      error=f"{type(exc).__name__}: {exc}")
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if isinstance(exc, GovernanceError):
+            status = "refused"
+        error = f"{type(exc).__name__}: {exc}"
+        record.update(status=status, error=error)
+        tracker.finished(status, error=error)
         raise
     record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
+    tracker.finished("completed", adapter=adapter_output)
     return run, adapter, report
+
+
+def registry_name(run: Run) -> str:
+    """The adapter's name in the registry: ``output.adapter_name``, else the task name."""
+    return run.config.output.adapter_name or run.task.name
+
+
+def _register(run: Run, adapter: AdapterArtifact, tracker: RunTracker) -> dict[str, Any]:
+    """Stamp the adapter with its provenance and file it in the registry as a candidate."""
+    from polyadapt.lineage.provenance import stamp_adapter, weights_hash
+
+    train_root = run.gate.manifests["train"]["root_hash"]
+    stamp_adapter(adapter.path, run_id=run.id, dataset_root=train_root,
+                  extra={"polyadapt_version": __version__, "task": run.task.name,
+                         "base_model": run.config.base_model.display_name()})
+    digest = weights_hash(adapter.path)
+    name, base = registry_name(run), run.config.base_model.display_name()
+    version = tracker.adapter_saved(name=name, base_model=base, weights_hash=digest)
+    run.say(f"registry: {base}:{name} version {version.version} ({version.status})")
+    return {"name": name, "base_model": base, "version": version.version, "weights_hash": digest,
+            "path": str(adapter.path), "dataset_root": train_root}
+
+
+def reproduce(pm: PluginManager, run_dir: Path | str, *, notify=None, store: Any = None) -> dict[str, Any]:
+    """Run a finished run again from its record and compare the adapters' weights hashes.
+
+    The resolved config (``config.yaml``, seed included) trains again into a sibling folder
+    ``<run>-repro-<time>``. On CPU with the same versions, the adapter is bit-identical.
+
+    :returns: ``{"original", "reproduction", "original_hash", "reproduced_hash", "identical",
+        "data_identical"}``.
+    """
+    original, original_adapter = load_run(pm, run_dir)
+    provenance = _existing_record(original) or {}
+    original_hash = (provenance.get("provenance") or {}).get("weights_hash")
+    if not original_hash:
+        from polyadapt.lineage.provenance import weights_hash
+
+        original_hash = weights_hash(original_adapter.path)
+    config = original.config.model_copy(deep=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    config.output.dir = original.dir.parent
+    config.output.name = f"{original.id}-repro-{stamp}"
+    run, _, _ = adapt(pm, config, notify=notify, store=store)
+    record = _existing_record(run) or {}
+    reproduced_hash = record["provenance"]["weights_hash"]
+    original_root = (provenance.get("provenance") or {}).get("dataset_root")
+    outcome = {
+        "original": original.id, "reproduction": run.id,
+        "original_hash": original_hash, "reproduced_hash": reproduced_hash,
+        "identical": original_hash == reproduced_hash,
+        "data_identical": original_root == record["provenance"]["dataset_root"],
+    }
+    RunRecord(run, record).update(reproduces=outcome)
+    return outcome
 
 
 def _existing_record(run: Run) -> dict[str, Any] | None:
@@ -159,11 +237,19 @@ def _existing_record(run: Run) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact) -> EvalReport:
-    """Evaluate base against adapted for ``run`` and write ``metrics.json``."""
+def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact, *, tracker: RunTracker | None = None) -> EvalReport:
+    """Evaluate base against adapted for ``run``, write ``metrics.json``, record the metrics.
+
+    Generated samples pass the run's policy before they are stored or shown.
+    """
     run.say("evaluating base and adapted...")
     report = pm.dispatch("polyadapt_evaluate", run.task, run=run, adapter=adapter)
+    report.samples = [
+        {key: run.redact_text(value) if isinstance(value, str) else value for key, value in sample.items()}
+        for sample in report.samples
+    ]
     run.write_json("metrics.json", report.to_dict())
+    (tracker or RunTracker(pm, run)).evaluated(report.to_dict()["metrics"])
     return report
 
 
@@ -177,6 +263,7 @@ def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, 
     task, options = _validate_task_options(pm, config)
     run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options,
               notify=notify)
+    run.gate = open_gate(pm, run)
     adapter_record = run_dir / "adapter.json"
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():
         raise PolyadaptError(f"{run_dir}: the run has no adapter yet; finish it with `polyadapt adapt --resume`")

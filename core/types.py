@@ -53,6 +53,31 @@ class Run:
     task_options: Any = None
     #: Where :meth:`say` sends progress messages (the CLI's console); None keeps quiet.
     notify: Callable[[str], None] | None = None
+    #: The governance and lineage door for data (:class:`polyadapt.gate.DataGate`), set by
+    #: the runner; plugins use it through :meth:`admit` and :meth:`redact_text`.
+    gate: Any = None
+
+    def admit(self, dataset: Any, *, role: str, **options: Any) -> Any:
+        """Pass a loaded dataset through governance and lineage; train only on what it returns.
+
+        Every dataset a plugin trains or evaluates on must go through here: the policy's
+        licence and consent checks, PII redaction, a manifest with content hashes. ``role``
+        names what the data is for (``train``, ``eval``, ``general``, ``replay``...);
+        ``licence=`` overrides the run config's ``data.licence`` for data the plugin ships
+        itself. See :meth:`polyadapt.gate.DataGate.admit`.
+        """
+        return self._require_gate().admit(dataset, role=role, **options)
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with what the run's policy forbids to show or store removed."""
+        return self._require_gate().redact_text(text)
+
+    def _require_gate(self) -> Any:
+        if self.gate is None:  # no data may pass ungoverned, not even in a plugin's own tests
+            from polyadapt.errors import PluginError
+
+            raise PluginError("this run has no data gate; make runs with polyadapt.runner.prepare_run")
+        return self.gate
 
     def say(self, message: str) -> None:
         """Tell the user what is happening (data loaded, model loaded, ...)."""
@@ -113,13 +138,19 @@ class AdapterArtifact:
 
 @dataclass
 class MetricRow:
-    """One metric on one evaluation set, base against adapted."""
+    """One metric on one evaluation set, base against adapted.
+
+    ``role`` tells the registry's promotion gate what the set measures: ``"domain"`` (the
+    adapter must beat the base here), ``"general"`` (the forgetting check: it may not
+    regress beyond the policy's threshold) or ``"other"`` (shown, not gated).
+    """
 
     dataset: str
     metric: str
     base: float
     adapted: float
     lower_is_better: bool = True
+    role: str = "other"
 
     @property
     def improved(self) -> bool:

@@ -36,6 +36,11 @@ class Dataset:
     kind: str
     records: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
+    #: Where free text lies in a record, for governance to scan: ``"text"`` is a top-level
+    #: string field, ``"messages[].content"`` the ``content`` of every item of a list.
+    scanned_fields: tuple[str, ...] = ()
+    #: The source line of each record in ``records`` (None where the format has no lines).
+    lines: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -98,13 +98,14 @@ def load_text_dataset(path: Path, declared_format: str = "auto", kind: str = "au
             )
     if kind not in KINDS:
         raise DataError(f"{path}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
-    dataset = Dataset(source=Path(path), kind=kind)
+    dataset = Dataset(source=Path(path), kind=kind, scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
         result = normalise(raw, kind)
         if isinstance(result, str):
             dataset.quarantined.append(Quarantined(str(path), index, result, line))
         else:
             dataset.records.append(result)
+            dataset.lines.append(line)
     if not dataset.records:
         first = dataset.quarantined[0] if dataset.quarantined else None
         detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""

@@ -35,6 +35,15 @@ def domain_text(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def project_state(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own state folder (lineage store, project key), never the checkout's."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("POLYADAPT_HOME", str(state))
+    monkeypatch.delenv("POLYADAPT_DB_URL", raising=False)
+    return state
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """Folder of a tiny random Llama + tokenizer (loaded through from_pretrained in tests)."""
@@ -84,7 +93,8 @@ def make_config(tmp_path: Path, model: Path, data: dict[str, Path], **training) 
     config = {
         "task": "text-generation",
         "base_model": {"id": str(model), "dtype": "float32"},
-        "data": {"train": str(data["train"]), "eval": str(data["eval"]), "general_eval": str(data["general"])},
+        "data": {"train": str(data["train"]), "eval": str(data["eval"]), "general_eval": str(data["general"]),
+                 "licence": "CC0-1.0"},
         "lora": {"r": 8, "alpha": 16},
         "training": settings,
         "evaluation": {"num_samples": 1, "max_new_tokens": 8},

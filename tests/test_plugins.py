@@ -86,11 +86,11 @@ def test_adapt_through_cli_with_an_installed_plugin(plugin_site, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x"}\n')
     config = tmp_path / "echo.yaml"
-    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\noutput:\n  dir: {tmp_path / 'runs'}\n  name: r1\n")
+    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\noutput:\n  dir: {tmp_path / 'runs'}\n  name: r1\n")
     result = polyadapt(plugin_site, "adapt", str(config), load="echo")
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = tmp_path / "runs" / "r1"
-    assert json.loads((run_dir / "adapter" / "echo.json").read_text()) == {"task": "echo"}
+    assert json.loads((run_dir / "adapter" / "echo.json").read_text()) == {"task": "echo", "records": 1}
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     assert json.loads((run_dir / "metrics.json").read_text())["metrics"][0]["improved"] is True
 

@@ -53,28 +53,48 @@ SEPARATOR = ":"
 
 @dataclass
 class ServedBase:
-    """One base model: its servable, the adapters it offers and its batcher."""
+    """One base model: its servable, the adapters it offers and its batcher.
+
+    ``adapters`` maps the servable's adapter keys to folders; ``routes`` maps the names
+    clients use to those keys. They are the same unless the registry is followed, where
+    ``insurance`` routes to the key of its active version (``insurance@3``), so a promotion
+    or rollback re-routes the name without touching adapters already loaded.
+    """
 
     servable: Servable
     adapters: dict[str, Path]
     batcher: MicroBatcher
+    routes: dict[str, str] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def adapter_names(self) -> list[str]:
-        """Every adapter a client may name: configured ones and any loaded otherwise."""
-        return list(dict.fromkeys([*self.adapters, *self.servable.adapter_names()]))
+        """Every adapter name a client may use: routed ones and any loaded otherwise."""
+        targets = set(self.routes.values())
+        loaded = [name for name in self.servable.adapter_names() if name not in targets]
+        return list(dict.fromkeys([*self.routes, *loaded]))
+
+    def key_of(self, name: str) -> str:
+        """The servable's adapter key for the client-facing ``name``."""
+        return self.routes.get(name, name)
 
 
 class ModelRegistry:
-    """The served bases and the ``model`` names clients use for them."""
+    """The served bases and the ``model`` names clients use for them.
+
+    With a ``guard`` every prompt and output passes the serving policy; with a ``follower``
+    the adapter routes follow the registry's active versions.
+    """
 
     def __init__(self, servables: dict[str, Servable], adapters: dict[str, dict[str, Path]],
-                 *, max_batch: int, batch_wait_ms: float):
+                 *, max_batch: int, batch_wait_ms: float, routes: dict[str, dict[str, str]] | None = None,
+                 guard: Any = None, follower: Any = None):
         self.bases: dict[str, ServedBase] = {}
+        self.guard, self.follower = guard, follower
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
             batcher = MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
-            self.bases[name] = ServedBase(servable, paths, batcher)
+            base_routes = (routes or {}).get(name) or {key: key for key in paths}
+            self.bases[name] = ServedBase(servable, paths, batcher, dict(base_routes))
 
     def model_names(self) -> list[str]:
         """Every base name and every ``base:adapter`` name."""
@@ -85,13 +105,15 @@ class ModelRegistry:
         return names
 
     def resolve(self, model: str) -> tuple[str, str | None]:
-        """(base, adapter or None) for a ``model`` name; :class:`ApiError` 404 if unknown."""
+        """(base, the servable's adapter key or None) for a ``model`` name; 404 if unknown."""
+        if self.follower is not None:
+            self.follower.refresh(self)
         if model in self.bases:
             return model, None
         for base, served in self.bases.items():
             prefix = base + SEPARATOR
             if model.startswith(prefix) and model[len(prefix):] in served.adapter_names():
-                return base, model[len(prefix):]
+                return base, served.key_of(model[len(prefix):])
         known = ", ".join(self.model_names()) or "none"
         raise ApiError(404, f"the model {model!r} does not exist; known models: {known}",
                        param="model", code="model_not_found")
@@ -105,10 +127,20 @@ class ModelRegistry:
             cards.extend({"id": f"{base}{SEPARATOR}{a}", **card, "parent": base} for a in served.adapter_names())
         return cards
 
-    async def generate(self, base: str, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Answer ``requests`` on ``base`` through its batcher; errors become :class:`ApiError`."""
+    async def generate(self, base: str, requests: list[GenerationRequest], *, model: str) -> list[GenerationResult]:
+        """Answer ``requests`` for ``model`` on ``base`` through its batcher and the policy.
+
+        Errors become :class:`ApiError`; a prompt the policy refuses never reaches the model.
+        """
+        guard = self.guard
+        if guard is not None:
+            requests = [guard.check_request(request, model=model) for request in requests]
         try:
-            return await self.bases[base].batcher.submit(requests)
+            results = await self.bases[base].batcher.submit(requests)
+            if guard is not None:
+                results = [guard.check_result(result, model=model, adapter=request.adapter)
+                           for request, result in zip(requests, results)]
+            return results
         except PolyadaptError as exc:
             raise ApiError(400, str(exc)) from exc
         except Exception as exc:
@@ -220,7 +252,7 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         max_tokens = body.max_tokens or DEFAULT_COMPLETION_TOKENS
         requests = [generation_request(body, adapter, max_tokens, prompt=p) for p in prompts]
-        return completion_response(body.model, await registry.generate(base, requests))
+        return completion_response(body.model, await registry.generate(base, requests, model=body.model))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatBody) -> dict[str, Any]:
@@ -229,22 +261,28 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_TOKENS
         messages = [m.as_dict() for m in body.messages]
         request = generation_request(body, adapter, max_tokens, messages=messages)
-        (result,) = await registry.generate(base, [request])
+        (result,) = await registry.generate(base, [request], model=body.model)
         return chat_response(body.model, result)
 
 
 def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, Path]] | None = None,
-              max_batch: int = 8, batch_wait_ms: float = 5.0) -> FastAPI:
+              max_batch: int = 8, batch_wait_ms: float = 5.0, routes: dict[str, dict[str, str]] | None = None,
+              guard: Any = None, follower: Any = None) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
-    ``adapters`` maps a base name to the adapters it offers (name → folder); they are
+    ``adapters`` maps a base name to the adapters it offers (key → folder); they are
     loaded on first use. Adapters a servable has loaded already are served as well.
+    ``routes`` (base → client name → key) defaults to each key under its own name;
+    ``guard`` (:class:`polyadapt.serving.guard.ServingGuard`) applies the serving policy;
+    ``follower`` (:class:`polyadapt.serving.follow.RegistryFollower`) keeps routes on the
+    registry's active versions.
     """
     if max_batch < 1:
         raise PolyadaptError(f"--max-batch must be at least 1, got {max_batch}")
     if batch_wait_ms < 0:
         raise PolyadaptError(f"--batch-wait-ms must not be negative, got {batch_wait_ms}")
-    registry = ModelRegistry(servables, adapters or {}, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+    registry = ModelRegistry(servables, adapters or {}, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                             routes=routes, guard=guard, follower=follower)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -262,13 +300,6 @@ def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, P
 # ---------------------------------------------------------------------------------------
 # From run folders
 # ---------------------------------------------------------------------------------------
-
-
-def base_display_name(base_model: Any) -> str:
-    """A short name for a base: the GGUF file's stem, else the last part of the id or path."""
-    gguf = base_model.gguf_file or (base_model.id if base_model.id.endswith(".gguf") else None)
-    name = Path(gguf).stem if gguf else Path(base_model.id.rstrip("/\\")).name or base_model.id
-    return name.replace(SEPARATOR, "-")
 
 
 def _base_key(run: Any) -> tuple:
@@ -304,32 +335,40 @@ def _adapter_map(runs: list[Any], base_name: str) -> dict[str, Path]:
     return adapters
 
 
+def group_runs_by_base(runs: list[Any]) -> list[tuple[str, list[Any]]]:
+    """Runs grouped by the base they share, each group under a unique base name."""
+    groups: dict[tuple, list[Any]] = {}
+    for run in runs:
+        groups.setdefault(_base_key(run), []).append(run)
+    used: set[str] = set()
+    return [(_unique(group[0].config.base_model.display_name(), used), group) for group in groups.values()]
+
+
 def serve_specs(pm: Any, run_dirs: Iterable[Path | str]) -> list[ServeSpec]:
     """One :class:`ServeSpec` per (task, base model) among the run folders."""
     from polyadapt.runner import load_run
 
-    groups: dict[tuple, list[Any]] = {}
+    runs: list[Any] = []
     seen: set[Path] = set()
     for run_dir in run_dirs:
         run, _ = load_run(pm, run_dir)
         if run.dir not in seen:
             seen.add(run.dir)
-            groups.setdefault(_base_key(run), []).append(run)
-    if not groups:
-        raise PolyadaptError("give at least one run folder to serve")
-    specs, used = [], set()
-    for runs in groups.values():
-        first = runs[0]
-        name = _unique(base_display_name(first.config.base_model), used)
-        specs.append(ServeSpec(task=first.task, base_model=first.config.base_model.id, base_name=name,
-                               adapters=_adapter_map(runs, name), config=first.config))
-    return specs
+            runs.append(run)
+    if not runs:
+        raise PolyadaptError("give at least one run folder to serve, or --registry")
+    return [
+        ServeSpec(task=group[0].task, base_model=group[0].config.base_model.id, base_name=name,
+                  adapters=_adapter_map(group, name), config=group[0].config)
+        for name, group in group_runs_by_base(runs)
+    ]
 
 
-def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str], *, max_batch: int = 8,
-                        batch_wait_ms: float = 5.0) -> FastAPI:
-    """Load each base of the run folders once (via ``polyadapt_serve``) and build the app."""
-    specs = serve_specs(pm, run_dirs)
+def build_app_from_specs(pm: Any, specs: list[ServeSpec], **options: Any) -> FastAPI:
+    """Load each base of ``specs`` once (via ``polyadapt_serve``) and build the app.
+
+    ``options`` go to :func:`build_app` (batching, routes, guard, follower).
+    """
     servables: dict[str, Servable] = {}
     for spec in specs:
         servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)
@@ -338,4 +377,49 @@ def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str], *, max_batch: i
                               "from polyadapt_serve, not a Servable")
         servables[spec.base_name] = servable
     adapters = {spec.base_name: dict(spec.adapters) for spec in specs}
-    return build_app(servables, adapters=adapters, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+    return build_app(servables, adapters=adapters, **options)
+
+
+def serving_policy_path(specs: list[ServeSpec], explicit: Path | None) -> Path | None:
+    """The policy to serve under: ``explicit``, else the one every served run's config names.
+
+    ``None`` means the strict default. Runs that name different policies need ``--policy``.
+    """
+    if explicit is not None:
+        return explicit
+    named = {spec.config.governance.policy if spec.config else None for spec in specs}
+    if len(named) > 1:
+        shown = ", ".join(sorted(str(p or "the strict default") for p in named))
+        raise PolyadaptError(f"the served runs were trained under different policies ({shown}); "
+                             "choose the serving policy with --policy FILE")
+    return named.pop() if named else None
+
+
+def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str] = (), *, max_batch: int = 8,
+                        batch_wait_ms: float = 5.0, registry_store: Any = None, follow_interval_s: float = 2.0,
+                        policy: Path | None = None, audit_log: Path | None = None) -> FastAPI:
+    """The app for ``polyadapt serve``: run folders, or the registry's active adapters.
+
+    With ``registry_store`` the adapters are the registry's active versions and follow it
+    (promotions and rollbacks take effect within ``follow_interval_s``). Every prompt and
+    output passes the serving policy (``policy``, else the runs' own), and every decision is
+    appended to ``audit_log`` (default: ``audit.jsonl`` in the state folder).
+    """
+    from polyadapt.gate import build_redactor
+    from polyadapt.governance.audit import AuditLog
+    from polyadapt.governance.policy import load_policy
+    from polyadapt.lineage.state import state_dir
+    from polyadapt.serving.follow import RegistryFollower, registry_specs
+    from polyadapt.serving.guard import ServingGuard
+
+    routes, follower = None, None
+    if registry_store is not None:
+        specs, routes = registry_specs(pm, registry_store)
+        follower = RegistryFollower(registry_store, interval_s=follow_interval_s)
+    else:
+        specs = serve_specs(pm, run_dirs)
+    serving_policy = load_policy(serving_policy_path(specs, policy))
+    guard = ServingGuard(serving_policy, build_redactor(pm, serving_policy),
+                         AuditLog(audit_log or state_dir() / "audit.jsonl"))
+    return build_app_from_specs(pm, specs, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                                routes=routes, guard=guard, follower=follower)

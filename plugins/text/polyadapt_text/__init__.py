@@ -9,12 +9,15 @@ from __future__ import annotations
 import warnings
 
 from polyadapt.hookspecs import hookimpl
+from polyadapt.lineage.provenance import silence_peft_provenance_warning
 from polyadapt.types import Task
 
 POLYADAPT_API = ">=1,<2"
 
 # peft 0.21 calls a transformers 5 method that was renamed; the warning says nothing to users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+# peft ignores (and warns about) the provenance block polyadapt adds to adapter_config.json.
+silence_peft_provenance_warning()
 
 TASK = Task(
     name="text-generation",

@@ -17,7 +17,7 @@ from polyadapt_text.model import attach_lora, count_parameters, load_base
 def adapt(run: Run) -> AdapterArtifact:
     """Train and save a LoRA adapter for ``run`` (see ``polyadapt_adapt``)."""
     config = run.config
-    run_data = load_run_data(config)
+    run_data = load_run_data(run)
     summary = run_data.summary()
     run.write_json("data_summary.json", summary)
     rejected = sum(d["quarantined"] for d in summary["datasets"])

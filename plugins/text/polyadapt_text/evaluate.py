@@ -69,23 +69,24 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
     from peft import PeftModel
 
     config = run.config
-    run_data = load_run_data(config)
+    run_data = load_run_data(run)
     base, tokenizer = load_base(config.base_model)
     model = PeftModel.from_pretrained(base, str(adapter.path)).to(device()).eval()
     scorer = CausalLMLoss(model)
     collate = Collator(tokenizer.pad_token_id)
     length, packing = config.training.max_length, config.training.packing
     sets = {
-        "domain (held-out)": build_examples(tokenizer, run_data.heldout, length, packing),
-        "general": build_examples(tokenizer, run_data.general, length, packing),
+        ("domain (held-out)", "domain"): build_examples(tokenizer, run_data.heldout, length, packing),
+        ("general", "general"): build_examples(tokenizer, run_data.general, length, packing),
     }
     rows = []
-    for name, examples in sets.items():
+    for (name, role), examples in sets.items():
         if not examples:
             continue
         with model.disable_adapter():
             base_ppl = perplexity(scorer, examples, collate)
-        rows.append(MetricRow(name, "perplexity", round(base_ppl, 4), round(perplexity(scorer, examples, collate), 4)))
+        rows.append(MetricRow(name, "perplexity", round(base_ppl, 4),
+                              round(perplexity(scorer, examples, collate), 4), role=role))
     samples = []
     for prompt in sample_prompts(run, run_data.heldout):
         with model.disable_adapter():

@@ -1,0 +1,107 @@
+"""The one door data passes on its way to a model: governance first, then the manifest.
+
+Every dataset a plugin trains or evaluates on goes through :meth:`DataGate.admit` (plugins
+call it as ``run.admit(dataset, role=...)``): the policy's licence and consent checks, PII
+scanning and redaction of every text field the modality declares, then a manifest of the
+records that remain (hashes over the *governed* content, so no manifest hashes raw PII).
+The decisions (kept, redacted, dropped: finding types and counts, never values) go to the
+run folder as ``governance/<role>.jsonl``, the manifest as ``manifests/<role>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from polyadapt.errors import PluginError
+from polyadapt.modalities.records import Dataset
+
+#: ``admit(licence=...)`` left out: the run config's ``data.licence`` applies.
+CONFIG_LICENCE = object()
+
+
+@dataclass
+class DataGate:
+    """Governs and fingerprints the datasets of one run.
+
+    ``on_manifest(role, manifest)`` is called for each admitted dataset (the runner records
+    it in the lineage store); ``write_text(name, text)`` writes into the run folder.
+    """
+
+    policy: Any
+    redactor: Any
+    modality: str
+    default_licence: str | None
+    write_text: Callable[[str, str], Any]
+    on_manifest: Callable[[str, dict[str, Any]], None] | None = None
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def admit(self, dataset: Dataset, *, role: str, licence: Any = CONFIG_LICENCE) -> Dataset:
+        """Apply the policy to ``dataset`` and return what may reach the model.
+
+        :param dataset: records as a modality loader returned them (``scanned_fields`` set).
+        :param role: what the data is for: ``train``, ``eval``, ``general``, ``replay``...;
+            one manifest per role (a second admit under a role replaces the first).
+        :param licence: the SPDX licence of this dataset; by default the run config's
+            ``data.licence`` (data a plugin ships itself declares its own).
+        :raises GovernanceError: the licence is not allowed, consent is missing, a record
+            holds what the policy refuses, or too many records hold findings.
+        """
+        from polyadapt.governance.engine import govern_dataset
+        from polyadapt.lineage.manifest import build_manifest
+
+        if not dataset.scanned_fields:
+            raise PluginError(
+                f"{dataset.source}: the loader declared no text fields to scan (Dataset.scanned_fields); "
+                "governance cannot check this data. Set scanned_fields in the modality loader"
+            )
+        chosen = self.default_licence if licence is CONFIG_LICENCE else licence
+        governed = govern_dataset(
+            dataset, policy=self.policy, redactor=self.redactor, modality=self.modality,
+            licence=chosen, role=role,
+        )
+        manifest = build_manifest(governed.dataset, role=role, governance=governed.summary)
+        self.write_text(f"governance/{role}.jsonl",
+                        "".join(json.dumps(d.to_dict()) + "\n" for d in governed.decisions))
+        self.write_text(f"manifests/{role}.json", json.dumps(manifest, indent=2) + "\n")
+        self.manifests[role] = manifest
+        self.summaries[role] = governed.summary
+        if self.on_manifest is not None:
+            self.on_manifest(role, manifest)
+        return governed.dataset
+
+    def redact_text(self, text: str) -> str:
+        """``text`` as the policy lets it be shown or stored (outputs, samples, logs)."""
+        outcome = self.redactor.apply(text)
+        if outcome.refused or outcome.dropped:
+            rules = ", ".join(outcome.refused) or "a dropped finding"
+            return f"[withheld by policy: {rules}]"
+        return outcome.text
+
+
+def manifest_root(manifests: dict[str, dict[str, Any]], role: str = "train") -> str | None:
+    """The root hash of the dataset admitted as ``role``, or None."""
+    manifest = manifests.get(role)
+    return manifest.get("root_hash") if manifest else None
+
+
+def build_redactor(pm: Any, policy: Any) -> Any:
+    """The policy's redactor: built-in scanners plus every plugin's, keyed by the project key."""
+    from polyadapt.governance.redact import Redactor, load_or_create_key
+    from polyadapt.governance.scanners import builtin_scanners
+    from polyadapt.lineage.state import state_dir
+
+    return Redactor(policy, [*builtin_scanners(), *pm.scanners()], load_or_create_key(state_dir()))
+
+
+def open_gate(pm: Any, run: Any, on_manifest: Callable[[str, dict[str, Any]], None] | None = None) -> DataGate:
+    """The data gate of ``run``: its config's policy (or the strict default) and redactor."""
+    from polyadapt.governance.policy import load_policy
+
+    policy = load_policy(run.config.governance.policy)
+    return DataGate(policy=policy, redactor=build_redactor(pm, policy), modality=run.task.modality,
+                    default_licence=run.config.data.licence, write_text=run.write_text,
+                    on_manifest=on_manifest)

@@ -1,0 +1,70 @@
+"""The governance policy at serving: prompts and outputs scanned, redacted or refused.
+
+Every prompt (each chat message) passes the policy's redactor before the model sees it and
+every output before the client does. A finding the policy redacts, masks or hashes is
+rewritten; one it refuses (or drops) refuses the request (HTTP 400, ``content_policy``) or,
+for an output, withholds it (``finish_reason: "content_filter"``). Each decision becomes one
+line of the audit log: time, model, adapter, direction, rule, action, count; never content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from polyadapt.serving.schemas import ApiError
+from polyadapt.types import GenerationRequest, GenerationResult
+
+#: What a client gets instead of an output the policy withholds.
+WITHHELD = ""
+
+
+class ServingGuard:
+    """Applies ``policy`` through ``redactor`` to prompts and outputs and audits each decision."""
+
+    def __init__(self, policy: Any, redactor: Any, audit: Any):
+        self.policy, self.redactor, self.audit = policy, redactor, audit
+
+    def _audit(self, outcome: Any, *, model: str, adapter: str | None, direction: str) -> None:
+        for kind, count in outcome.findings.items():
+            self.audit.record(adapter=adapter, model=model, direction=direction, rule=f"pii.{kind}",
+                              action=outcome.actions.get(kind, "redact"), count=count)
+        if outcome.blocked_terms:
+            self.audit.record(adapter=adapter, model=model, direction=direction, rule="blocked_terms",
+                              action=self.policy.blocked_terms_action, count=outcome.blocked_terms)
+
+    def _apply(self, text: str, *, model: str, adapter: str | None, direction: str) -> tuple[str, bool]:
+        """(text as it may pass, whether the policy refuses it)."""
+        outcome = self.redactor.apply(text)
+        self._audit(outcome, model=model, adapter=adapter, direction=direction)
+        return outcome.text, bool(outcome.refused or outcome.dropped)
+
+    def check_request(self, request: GenerationRequest, *, model: str) -> GenerationRequest:
+        """``request`` with its prompt redacted; :class:`ApiError` 400 when the policy refuses it."""
+        if not self.policy.serving.scan_prompts:
+            return request
+        refused = False
+        prompt, messages = request.prompt, request.messages
+        if prompt is not None:
+            prompt, refused = self._apply(prompt, model=model, adapter=request.adapter, direction="prompt")
+        if messages is not None:
+            cleaned = []
+            for message in messages:
+                content, refused_here = self._apply(message["content"], model=model, adapter=request.adapter,
+                                                    direction="prompt")
+                refused = refused or refused_here
+                cleaned.append({**message, "content": content})
+            messages = cleaned
+        if refused:
+            raise ApiError(400, "the request was refused by the serving policy: the prompt holds content "
+                           "the policy does not allow (see the audit log for the rule)", code="content_policy")
+        return replace(request, prompt=prompt, messages=messages)
+
+    def check_result(self, result: GenerationResult, *, model: str, adapter: str | None) -> GenerationResult:
+        """``result`` with its text redacted, or withheld (``content_filter``) when refused."""
+        if not self.policy.serving.scan_outputs:
+            return result
+        text, refused = self._apply(result.text, model=model, adapter=adapter, direction="output")
+        if refused:
+            return replace(result, text=WITHHELD, finish_reason="content_filter")
+        return replace(result, text=text)
