@@ -54,4 +54,9 @@ if [ -n "$RUN_DIR" ]; then
     echo "  metrics.json      base vs adapted perplexity (held-out insurance chats, general text)"
     echo "  adapter/          the LoRA adapter (PEFT format)"
     echo "  logs/loss.png     the training curve; run.json: status, config hash, versions"
+    echo "  governance/, manifests/   what the policy did to each dataset, and its hashes"
+    echo "next:"
+    echo "  .venv/bin/polyadapt lineage show $(basename "$RUN_DIR")      data -> run -> adapter -> evaluation"
+    echo "  .venv/bin/polyadapt adapters promote insurance         gated on the evaluation above"
+    echo "  .venv/bin/polyadapt serve --registry                    OpenAI-compatible API on :8000"
 fi

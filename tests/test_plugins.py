@@ -179,3 +179,37 @@ def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_pa
     assert "polyadapt-speech" in command
     assert ["-e", str(local.resolve())] == command[command.index(str(local.resolve())) - 1 : command.index(str(local.resolve())) + 1]
     assert command[-1] == "someone-elses-plugin"
+
+
+def test_two_processes_running_at_once_lose_no_lineage(plugin_site, tmp_path):
+    """Two `polyadapt adapt` loops at the same moment on one lineage store: every run,
+    dataset link and adapter version arrives, and versions are unique and gap-free."""
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "a claim under the Marlowe deductible"}\n')
+    script = (
+        "import sys; from polyadapt import runner; from polyadapt.config import parse_config;"
+        "from polyadapt.plugins import get_plugin_manager; pm = get_plugin_manager();"
+        "[runner.adapt(pm, parse_config(f'task: echo\\nbase_model: none\\ndata:\\n  train: {sys.argv[1]}\\n"
+        "  licence: MIT\\noutput:\\n  dir: {sys.argv[2]}\\n  name: {sys.argv[3]}-{i}\\n  adapter_name: echo\\n'))"
+        " for i in range(4)]"
+    )
+    env = {**os.environ, "PYTHONPATH": str(plugin_site), "POLYADAPT_LOAD_PLUGINS": "echo"}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(data), str(tmp_path / "runs"), who], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for who in ("left", "right")
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+
+    from polyadapt.lineage.store import LineageStore
+
+    store = LineageStore.open()
+    versions = store.list_adapters(name="echo")
+    assert sorted(v.version for v in versions) == list(range(1, 9))
+    assert {v.run_id for v in versions} == {f"{who}-{i}" for who in ("left", "right") for i in range(4)}
+    for version in versions:
+        run = store.get_run(version.run_id)
+        assert run["status"] == "completed"
+        assert store.lineage(version.run_id)["data"], f"{version.run_id} lost its dataset link"
