@@ -137,6 +137,11 @@ def adapt(
     run = prepare_run(pm, config, resume=resume, notify=notify)
     run.say(f"run folder: {run.dir}")
     tracker = RunTracker(pm, run, store)
+    try:
+        tracker.check_new()
+    except PolyadaptError:
+        _discard_fresh_folder(run)
+        raise
     run.gate.on_manifest = tracker.dataset_admitted
     record = RunRecord(run, _existing_record(run) if resume else None)
     environment = capture_environment(pm.loaded_plugins())
@@ -175,6 +180,13 @@ def adapt(
     record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
     tracker.finished("completed", adapter=adapter_output)
     return run, adapter, report
+
+
+def _discard_fresh_folder(run: Run) -> None:
+    """Remove the folder :func:`prepare_run` just made (it holds only config.yaml)."""
+    if distributed.is_main_process() and {p.name for p in run.dir.iterdir()} <= {CONFIG_FILE}:
+        (run.dir / CONFIG_FILE).unlink(missing_ok=True)
+        run.dir.rmdir()
 
 
 def registry_name(run: Run) -> str:

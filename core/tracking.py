@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from polyadapt.distributed import is_main_process
+from polyadapt.errors import PolyadaptError
 from polyadapt.types import Run
 
 
@@ -57,6 +58,22 @@ class RunTracker:
 
     # -- milestones ------------------------------------------------------------------------
 
+    def check_new(self) -> None:
+        """Refuse a fresh run whose id the store already holds: its lineage would be overwritten.
+
+        That happens when a run folder with a fixed ``output.name`` was deleted and the run is
+        started again; a resumed run continues its own record.
+        """
+        if not self.active or self.run.resume:
+            return
+        known = self.store.get_run(self.run.id)
+        if known is not None:
+            raise PolyadaptError(
+                f"run id {self.run.id!r} is already in the lineage store (recorded at "
+                f"{known.get('run_dir')}, status {known.get('status')}); choose another output.name, "
+                "or leave it unset for a fresh name"
+            )
+
     def started(self, environment: dict[str, Any], base_model: dict[str, Any]) -> None:
         """The run began: its record in the store and a START event."""
         if not self.active:
@@ -86,9 +103,17 @@ class RunTracker:
         )
 
     def evaluated(self, metrics: list[dict[str, Any]]) -> None:
-        """Evaluation rows (base vs adapted) for the promotion gate."""
-        if self.active:
+        """Evaluation rows (base vs adapted) for the promotion gate.
+
+        A run the store does not know (recorded in another store) keeps its metrics.json;
+        the user is told the registry cannot gate on them.
+        """
+        if not self.active:
+            return
+        try:
             self.store.record_metrics(self.run.id, metrics)
+        except PolyadaptError as exc:
+            self.run.say(f"warning: metrics not recorded in the lineage store: {exc}")
 
     def finished(self, status: str, *, error: str | None = None, adapter: dict[str, Any] | None = None) -> None:
         """The run ended: status in the store and a COMPLETE or FAIL event."""

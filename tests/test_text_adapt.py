@@ -16,6 +16,7 @@ from conftest import make_config
 from polyadapt import runner
 from polyadapt.cli import app
 from polyadapt.config import load_config
+from polyadapt.errors import PolyadaptError
 from polyadapt.plugins import PluginManager
 
 
@@ -78,7 +79,8 @@ def test_interrupted_run_resumes_to_identical_adapter(pm, tiny_llama, text_data,
     overrides = dict(max_steps=12, checkpoint_every=4)
     reference_dir = tmp_path / "ref"
     reference_dir.mkdir()
-    reference = load_config(make_config(reference_dir, tiny_llama, text_data, **overrides), ["lora.dropout=0.1"])
+    reference = load_config(make_config(reference_dir, tiny_llama, text_data, **overrides),
+                            ["lora.dropout=0.1", "output.name=reference"])
     reference.evaluation.enabled = False
     ref_run, _, _ = runner.adapt(pm, reference)
 
@@ -142,3 +144,16 @@ def test_chat_data_trains_on_assistant_turns(pm, tiny_llama, chat_data, text_dat
     domain = next(r for r in report.rows if r.dataset.startswith("domain"))
     assert domain.adapted < domain.base / 3
     assert json.loads((run.dir / "data_summary.json").read_text())["datasets"][0]["kind"] == "chat"
+
+
+def test_a_reused_run_name_is_refused_instead_of_overwriting_lineage(pm, tiny_llama, text_data, tmp_path):
+    """The store keys runs by name: a second fresh run called `test-run` (its old folder
+    deleted, or another output.dir) would overwrite the first one's lineage."""
+    config = load_config(make_config(tmp_path, tiny_llama, text_data, max_steps=1))
+    config.evaluation.enabled = False
+    first, _, _ = runner.adapt(pm, config)
+    other = config.model_copy(deep=True)
+    other.output.dir = tmp_path / "elsewhere"
+    with pytest.raises(PolyadaptError, match="already in the lineage store"):
+        runner.adapt(pm, other)
+    assert not (tmp_path / "elsewhere" / "test-run").exists(), "the refused run left its folder behind"

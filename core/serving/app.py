@@ -68,9 +68,13 @@ class ServedBase:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def adapter_names(self) -> list[str]:
-        """Every adapter name a client may use: routed ones and any loaded otherwise."""
+        """Every adapter name a client may use: routed ones and any loaded otherwise.
+
+        A key of ``adapters`` is only reachable through a route: a registry version that is
+        no longer routed (``insurance@2`` after a rollback) stays loaded but is not served.
+        """
         targets = set(self.routes.values())
-        loaded = [name for name in self.servable.adapter_names() if name not in targets]
+        loaded = [name for name in self.servable.adapter_names() if name not in targets and name not in self.adapters]
         return list(dict.fromkeys([*self.routes, *loaded]))
 
     def key_of(self, name: str) -> str:
