@@ -75,17 +75,7 @@ class DataGate:
 
     def redact_text(self, text: str) -> str:
         """``text`` as the policy lets it be shown or stored (outputs, samples, logs)."""
-        outcome = self.redactor.apply(text)
-        if outcome.refused or outcome.dropped:
-            rules = ", ".join(outcome.refused) or "a dropped finding"
-            return f"[withheld by policy: {rules}]"
-        return outcome.text
-
-
-def manifest_root(manifests: dict[str, dict[str, Any]], role: str = "train") -> str | None:
-    """The root hash of the dataset admitted as ``role``, or None."""
-    manifest = manifests.get(role)
-    return manifest.get("root_hash") if manifest else None
+        return shown_text(self.redactor, text)
 
 
 def build_redactor(pm: Any, policy: Any) -> Any:
@@ -97,11 +87,39 @@ def build_redactor(pm: Any, policy: Any) -> Any:
     return Redactor(policy, [*builtin_scanners(), *pm.scanners()], load_or_create_key(state_dir()))
 
 
-def open_gate(pm: Any, run: Any, on_manifest: Callable[[str, dict[str, Any]], None] | None = None) -> DataGate:
-    """The data gate of ``run``: its config's policy (or the strict default) and redactor."""
+def shown_text(redactor: Any, text: str) -> str:
+    """``text`` redacted, or a note naming the rules when the policy refuses or drops it."""
+    outcome = redactor.apply(text)
+    if outcome.refused or outcome.dropped:
+        return f"[withheld by policy: {', '.join(outcome.refused) or 'a dropped finding'}]"
+    return outcome.text
+
+
+def policy_and_redactor(pm: Any, config: Any) -> tuple[Any, Any]:
+    """The run config's policy (or the strict default) and its redactor."""
     from polyadapt.governance.policy import load_policy
 
-    policy = load_policy(run.config.governance.policy)
-    return DataGate(policy=policy, redactor=build_redactor(pm, policy), modality=run.task.modality,
-                    default_licence=run.config.data.licence, write_text=run.write_text,
-                    on_manifest=on_manifest)
+    policy = load_policy(config.governance.policy)
+    return policy, build_redactor(pm, policy)
+
+
+def govern_config(config: Any, redactor: Any) -> Any:
+    """``config`` with its free text (evaluation sample prompts) passed through the policy.
+
+    The config is stored verbatim in the run folder and the lineage store, and the sample
+    prompts reach the model, so they are governed like data. Redaction is deterministic:
+    the same file gives the same config hash again (``--resume`` finds its run).
+    """
+    samples = config.evaluation.samples
+    governed = [shown_text(redactor, text) for text in samples]
+    if governed == samples:
+        return config
+    config = config.model_copy(deep=True)
+    config.evaluation.samples = governed
+    return config
+
+
+def open_gate(run: Any, policy: Any, redactor: Any) -> DataGate:
+    """The data gate of ``run`` under ``policy``."""
+    return DataGate(policy=policy, redactor=redactor, modality=run.task.modality,
+                    default_licence=run.config.data.licence, write_text=run.write_text)

@@ -16,7 +16,7 @@ from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config
 from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
 from polyadapt.fileio import atomic_write_text
-from polyadapt.gate import open_gate
+from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
 from polyadapt.tracking import RunTracker, base_model_record
@@ -108,6 +108,8 @@ class RunRecord:
 def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None) -> Run:
     """Make (or, with ``resume``, find) the run folder, write the resolved config, open the gate."""
     task, options = _validate_task_options(pm, config)
+    policy, redactor = policy_and_redactor(pm, config)
+    config = govern_config(config, redactor)
     # Under `accelerate launch` the main process picks the folder and the others follow.
     outcome: tuple[str, str] = ("", "")
     if distributed.is_main_process():
@@ -121,7 +123,7 @@ def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, n
     run_dir = Path(value)
     run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
               task_options=options, notify=notify)
-    run.gate = open_gate(pm, run)
+    run.gate = open_gate(run, policy, redactor)
     return run
 
 
@@ -275,7 +277,7 @@ def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, 
     task, options = _validate_task_options(pm, config)
     run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options,
               notify=notify)
-    run.gate = open_gate(pm, run)
+    run.gate = open_gate(run, *policy_and_redactor(pm, config))
     adapter_record = run_dir / "adapter.json"
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():
         raise PolyadaptError(f"{run_dir}: the run has no adapter yet; finish it with `polyadapt adapt --resume`")
