@@ -16,7 +16,6 @@ from polyadapt.lineage.openlineage import (
     SCHEMA_URL,
     OpenLineageEmitter,
     OpenLineageWarning,
-    build_run_event,
     run_event,
     run_uuid,
 )
@@ -56,10 +55,10 @@ def assert_valid_run_event(event: dict) -> None:
 
 
 def test_events_have_the_run_event_shape():
-    start = build_run_event("START", run_id="run-1", job_name="text-generation", inputs=[MANIFEST])
-    done = build_run_event("COMPLETE", run_id="run-1", job_name="text-generation", inputs=[MANIFEST],
+    start = run_event("START", run_id="run-1", job_name="text-generation", inputs=[MANIFEST])
+    done = run_event("COMPLETE", run_id="run-1", job_name="text-generation", inputs=[MANIFEST],
                            outputs=[ADAPTER])
-    failed = build_run_event("FAIL", run_id="run-1", job_name="text-generation", error="GovernanceError: licence")
+    failed = run_event("FAIL", run_id="run-1", job_name="text-generation", error="GovernanceError: licence")
     for event in (start, done, failed):
         assert_valid_run_event(event)
     assert start["run"]["runId"] == done["run"]["runId"] == failed["run"]["runId"] == run_uuid("run-1")
@@ -72,22 +71,23 @@ def test_events_have_the_run_event_shape():
     [output] = done["outputs"]
     assert output["name"] == "SmolLM2:claims@3" and output["facets"]["version"]["datasetVersion"] == "f" * 64
     assert output["facets"]["polyadapt_adapter"]["path"] == "/runs/r1/adapter"
-    assert run_event is build_run_event
     bare = run_event("COMPLETE", run_id="r", job_name="j", outputs=[{"name": "claims", "weights_hash": "0"}])
     assert bare["outputs"][0]["name"] == "claims"
     error = failed["run"]["facets"]["errorMessage"]
     assert error["message"] == "GovernanceError: licence" and error["programmingLanguage"] == "python"
     assert "errorMessage" not in done["run"]["facets"]
     with pytest.raises(ValueError):
-        build_run_event("DONE", run_id="r", job_name="j")
+        run_event("DONE", run_id="r", job_name="j")
 
 
 def test_file_target_appends_json_lines(tmp_path):
     target = tmp_path / "lineage" / "events.jsonl"
     emitter = OpenLineageEmitter(target)
-    emitter.run_event("START", run_id="r1", job_name="text-generation", inputs=[MANIFEST])
-    emitter.run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST], outputs=[ADAPTER])
-    OpenLineageEmitter(f"file://{target}").run_event("FAIL", run_id="r2", job_name="text-generation", error="boom")
+    emitter.emit(run_event("START", run_id="r1", job_name="text-generation", inputs=[MANIFEST]))
+    emitter.emit(run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST],
+                           outputs=[ADAPTER]))
+    OpenLineageEmitter(f"file://{target}").emit(run_event("FAIL", run_id="r2", job_name="text-generation",
+                                                          error="boom"))
     events = [json.loads(line) for line in target.read_text().splitlines()]
     assert [e["eventType"] for e in events] == ["START", "COMPLETE", "FAIL"]
     for event in events:
@@ -122,8 +122,8 @@ def server():
 
 def test_http_target_posts_json(server):
     emitter = OpenLineageEmitter(f"{server}/api/v1/lineage", headers={"Authorization": "Bearer t"})
-    event = emitter.run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST],
-                              outputs=[ADAPTER])
+    event = run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST], outputs=[ADAPTER])
+    assert emitter.emit(event) is True
     [(path, content_type, body)] = _Collector.received
     assert path == "/api/v1/lineage" and content_type == "application/json"
     assert body == event
@@ -133,13 +133,13 @@ def test_http_target_posts_json(server):
 def test_delivery_failures_warn_and_never_raise(server):
     _Collector.status = 500
     with pytest.warns(OpenLineageWarning, match="not delivered"):
-        assert OpenLineageEmitter(server).emit(build_run_event("START", run_id="r", job_name="j")) is False
+        assert OpenLineageEmitter(server).emit(run_event("START", run_id="r", job_name="j")) is False
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.warns(OpenLineageWarning):
-        event = OpenLineageEmitter(f"http://127.0.0.1:{port}/", timeout=2).run_event("START", run_id="r", job_name="j")
-    assert event["eventType"] == "START"
+        assert OpenLineageEmitter(f"http://127.0.0.1:{port}/", timeout=2).emit(
+            run_event("START", run_id="r", job_name="j")) is False
 
 
 def test_unknown_scheme_is_a_config_error():

@@ -46,32 +46,27 @@ AWS_KEY = "AKIAQ7RZXW3PLM4K2N8T"
 OUTPUT_SECRET = "AKIAZZ9Y8X7W6V5U4T3S"
 
 
-def passing_rows() -> list[dict]:
-    """Domain 20 → 15 perplexity (25 % better); general 30 → 30.5 (1.7 % worse, allowed 5 %)."""
+def metric_rows(domain: tuple[float, float], general: tuple[float, float]) -> list[dict]:
+    """Perplexity rows (base, adapted) for the domain and the general (forgetting) set."""
     return [
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20.0, "adapted": 15.0,
+        {"dataset": "eval.jsonl", "metric": "perplexity", "base": domain[0], "adapted": domain[1],
          "lower_is_better": True, "role": "domain"},
-        {"dataset": "general.jsonl", "metric": "perplexity", "base": 30.0, "adapted": 30.5,
+        {"dataset": "general.jsonl", "metric": "perplexity", "base": general[0], "adapted": general[1],
          "lower_is_better": True, "role": "general"},
     ]
+
+
+def passing_rows() -> list[dict]:
+    """Domain 20 → 15 perplexity (25 % better); general 30 → 30.5 (1.7 % worse, allowed 5 %)."""
+    return metric_rows((20.0, 15.0), (30.0, 30.5))
 
 
 def domain_worse_rows() -> list[dict]:
-    return [
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20.0, "adapted": 24.0,
-         "lower_is_better": True, "role": "domain"},
-        {"dataset": "general.jsonl", "metric": "perplexity", "base": 30.0, "adapted": 30.0,
-         "lower_is_better": True, "role": "general"},
-    ]
+    return metric_rows((20.0, 24.0), (30.0, 30.0))
 
 
 def general_regresses_rows() -> list[dict]:
-    return [
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20.0, "adapted": 10.0,
-         "lower_is_better": True, "role": "domain"},
-        {"dataset": "general.jsonl", "metric": "perplexity", "base": 30.0, "adapted": 36.0,
-         "lower_is_better": True, "role": "general"},
-    ]
+    return metric_rows((20.0, 10.0), (30.0, 36.0))
 
 
 # -- fixtures ------------------------------------------------------------------------------

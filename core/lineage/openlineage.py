@@ -135,10 +135,6 @@ def run_event(
     }
 
 
-#: The former name of :func:`run_event`.
-build_run_event = run_event
-
-
 class OpenLineageEmitter:
     """Sends RunEvents to ``target``: a file path (JSON lines, appended) or an http(s) URL.
 
@@ -198,21 +194,3 @@ class OpenLineageEmitter:
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             response.read()
-
-    def run_event(
-        self,
-        event_type: str,
-        *,
-        run_id: str,
-        job_name: str,
-        inputs: list[dict[str, Any]] | None = None,
-        outputs: list[dict[str, Any]] | None = None,
-        error: str | None = None,
-    ) -> dict[str, Any]:
-        """Build a RunEvent (:func:`run_event`), send it, and return it."""
-        event = run_event(
-            event_type, run_id=run_id, job_name=job_name, inputs=inputs, outputs=outputs,
-            error=error, namespace=self.namespace,
-        )
-        self.emit(event)
-        return event
