@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from polyadapt import __version__
+from polyadapt import PLUGIN_API_VERSION, __version__
 from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.lineage.cli import adapters_app, lineage_app
 
@@ -28,8 +28,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-plugins_app = typer.Typer(help="List and install plugins.", invoke_without_command=True)
+plugins_app = typer.Typer(help="List, install and uninstall plugins.", invoke_without_command=True)
 app.add_typer(plugins_app, name="plugins")
+plugin_app = typer.Typer(help="Write a plugin: a ready template, the hook reference.", no_args_is_help=True)
+app.add_typer(plugin_app, name="plugin")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(adapters_app, name="adapters")
 
@@ -43,6 +45,10 @@ def _quiet_libraries() -> None:
     """Our progress bar and tables are the output; hide the libraries' loading bars."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # the provenance block polyadapt stamps into adapter_config.json makes peft warn, in any plugin
+    from polyadapt.lineage.provenance import silence_peft_provenance_warning
+
+    silence_peft_provenance_warning()
 
 
 def _fail(exc: PolyadaptError) -> None:
@@ -52,7 +58,7 @@ def _fail(exc: PolyadaptError) -> None:
 
 def _version_callback(value: bool) -> None:
     if value:
-        console.print(f"polyadapt {__version__}")
+        console.print(f"polyadapt {__version__} (plugin API {PLUGIN_API_VERSION})")
         raise typer.Exit()
 
 
@@ -81,17 +87,28 @@ def plugins_list(
     if as_json:
         console.print_json(json.dumps([info.__dict__ for info in pm.plugins]))
         return
-    table = Table(title="polyadapt plugins")
-    for column in ("name", "distribution", "version", "tasks", "status"):
+    table = Table(title="polyadapt plugins",
+                  caption=f"this core implements plugin API {PLUGIN_API_VERSION}; "
+                          "a plugin states the range it supports (POLYADAPT_API)")
+    for column in ("name", "distribution", "version", "api", "tasks", "status"):
         table.add_column(column)
     for info in pm.plugins:
         status = "[green]ok[/]" if info.status == "ok" else f"[red]broken[/]: {info.error}"
-        table.add_row(info.name, info.distribution or "-", info.version or "-", ", ".join(info.tasks) or "-", status)
+        table.add_row(info.name, info.distribution or "-", info.version or "-", info.api or "-",
+                      ", ".join(info.tasks) or "-", status)
     console.print(table)
     if not pm.plugins:
         console.print("No plugins installed. Try: polyadapt plugins install text")
     for conflict in pm.conflicts:
         err_console.print(f"[yellow]warning:[/] {conflict}")
+    undeclared = [info.name for info in pm.plugins if info.status == "ok" and info.api is None]
+    if undeclared:
+        from polyadapt.scaffold import api_range
+
+        for name in undeclared:
+            err_console.print(f"[yellow]warning:[/] plugin {name!r} does not declare the plugin API it supports "
+                              f"(POLYADAPT_API = \"{api_range()}\" in its entry module); it may break with a "
+                              "future polyadapt", soft_wrap=True, highlight=False)
 
 
 def local_plugin_path(name: str) -> Path | None:
@@ -126,6 +143,51 @@ def plugins_install(
     console.print(f"[dim]$ {' '.join(command)}[/]")
     result = subprocess.run(command, check=False)
     raise typer.Exit(code=result.returncode)
+
+
+@plugins_app.command("uninstall")
+def plugins_uninstall(
+    names: Annotated[list[str], typer.Argument(help="Plugin distributions (e.g. text, polyadapt-keywords).")],
+) -> None:
+    """pip-uninstall plugin distributions from polyadapt's own environment."""
+    command = [sys.executable, "-m", "pip", "uninstall", "-y", *(FIRST_PARTY.get(name, name) for name in names)]
+    console.print(f"[dim]$ {' '.join(command)}[/]")
+    result = subprocess.run(command, check=False)
+    raise typer.Exit(code=result.returncode)
+
+
+# -- writing plugins -----------------------------------------------------------------------
+
+
+@plugin_app.command("new")
+def plugin_new(
+    name: Annotated[str, typer.Argument(help="The plugin's name, e.g. support-chat (distribution polyadapt-support-chat).")],
+    task: Annotated[str | None, typer.Option(help="The task it declares (default: the name).")] = None,
+    modality: Annotated[str, typer.Option(help="The task's modality: text, code, or your own text-shaped one.")] = "text",
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to write it (default: ./polyadapt-NAME).")] = None,
+) -> None:
+    """Write a ready plugin: pyproject with the entry point, hooks on the shared trainer, tests, README."""
+    from polyadapt.scaffold import PluginNames, new_plugin
+
+    try:
+        target = new_plugin(name, task=task, modality=modality, directory=directory)
+        names = PluginNames.make(name, task, modality)
+    except PolyadaptError as exc:
+        _fail(exc)
+    console.print(f"wrote [bold]{target}[/]: plugin {names.name!r} (distribution {names.dist}, module "
+                  f"{names.module}) with task {names.task!r} ({names.modality})", highlight=False)
+    console.print(f"next:\n  cd {target}\n  pip install -e .          # or: polyadapt plugins install .\n"
+                  f"  python -m pytest          # its own tests, on a tiny model\n"
+                  f"  polyadapt plugins         # lists {names.name}\n"
+                  f"  polyadapt adapt example.yaml", highlight=False)
+
+
+@plugin_app.command("hooks")
+def plugin_hooks() -> None:
+    """Print the hook reference (Markdown): when each hook is called, its arguments, an example."""
+    from polyadapt.hookdocs import render
+
+    sys.stdout.write(render())
 
 
 # -- runs ----------------------------------------------------------------------------------

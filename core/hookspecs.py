@@ -80,14 +80,17 @@ def polyadapt_adapt(run: Run) -> AdapterArtifact | None:
     """Train a LoRA adapter for ``run`` and save it to ``run.adapter_dir``.
 
     Called by ``polyadapt adapt`` after the config is validated and the run folder made.
-    The implementation loads the base model and the data, hands them to the shared
-    trainer (:func:`polyadapt.training.train`) and saves the adapter atomically (see
-    :func:`polyadapt.fileio.atomic_directory`) in a format plain PEFT (or diffusers) loads.
-    When ``run.resume`` is true, the trainer continues from the last checkpoint in
-    ``run.checkpoint_dir``.
+    The implementation loads the data and passes every dataset through
+    ``run.admit(dataset, role=...)`` (the policy's licence, consent and PII rules, and the
+    lineage manifest: only what it returns may reach the model; the runner refuses a run
+    whose ``train`` data was not admitted). It loads the base model, hands model and
+    examples to the shared trainer (:func:`polyadapt.training.train`) and saves the
+    adapter atomically (see :func:`polyadapt.fileio.atomic_directory`) as ``*.safetensors``
+    files in a format plain PEFT (or diffusers) loads. When ``run.resume`` is true, the
+    trainer continues from the last checkpoint in ``run.checkpoint_dir``.
 
-    :param run: the validated config, the task, and the run folder.
-    :returns: an :class:`polyadapt.types.AdapterArtifact` describing what was saved.
+    :param run: the validated config, the task, the run folder and the data gate.
+    :returns: the :class:`polyadapt.types.AdapterArtifact` describing what was saved.
 
     Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
 
@@ -95,10 +98,15 @@ def polyadapt_adapt(run: Run) -> AdapterArtifact | None:
 
         @hookimpl
         def polyadapt_adapt(run):
-            model = load_base(run.config.base_model)
-            result = train(TrainingJob(model=model, ...), run.config.training, run.dir)
-            save_adapter(model, run.adapter_dir)
-            return AdapterArtifact(path=run.adapter_dir, base_model=...)
+            data = run.admit(load_text_dataset(run.config.data.train), role="train")
+            model = attach_lora(load_base(run.config.base_model), run.config.lora)
+            job = TrainingJob(model=model, train_data=encode(data.records),
+                              collate=collate, loss=summed_loss)
+            result = train(job, run.config.training, run.dir, resume=run.resume)
+            with atomic_directory(run.adapter_dir) as folder:
+                model.save_pretrained(folder, safe_serialization=True)
+            return AdapterArtifact(path=run.adapter_dir, base_model=run.config.base_model.id,
+                                   train_metrics=result.to_dict())
 
     Added in plugin API 1.0.
     """
@@ -109,14 +117,16 @@ def polyadapt_evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport | None:
     """Compare the base model with base + ``adapter`` on the run's held-out data.
 
     Called by ``polyadapt adapt`` after ``polyadapt_adapt`` and by ``polyadapt evaluate
-    RUN``. The report holds, for each evaluation set (the held-out domain split, a
-    general-capability set for the forgetting check, ...), one
-    :class:`polyadapt.types.MetricRow` per metric with the base and adapted values, plus a
-    few example outputs. The core writes it to ``run.metrics_path`` and prints it.
+    RUN``. Evaluation data passes ``run.admit`` like training data. The report holds, for
+    each evaluation set (the held-out domain split, a general-capability set for the
+    forgetting check, ...), one :class:`polyadapt.types.MetricRow` per metric with the base
+    and adapted values and a ``role`` (``domain``, ``general``: what the registry's
+    promotion gate checks), plus a few example outputs. The core passes the samples through
+    the policy, writes the report to ``run.metrics_path`` and prints it.
 
     :param run: the run whose adapter is evaluated (its config says which data to use).
     :param adapter: the artifact ``polyadapt_adapt`` returned (or one re-read from disk).
-    :returns: an :class:`polyadapt.types.EvalReport`.
+    :returns: the :class:`polyadapt.types.EvalReport`.
 
     Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
 
@@ -124,8 +134,9 @@ def polyadapt_evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport | None:
 
         @hookimpl
         def polyadapt_evaluate(run, adapter):
-            base, adapted = perplexity(base_model), perplexity(adapted_model)
-            return EvalReport(rows=[MetricRow("domain", "perplexity", base, adapted)])
+            heldout = run.admit(load_text_dataset(run.config.data.eval), role="eval")
+            base, adapted = perplexity(base_model, heldout), perplexity(adapted_model, heldout)
+            return EvalReport(rows=[MetricRow("domain", "perplexity", base, adapted, role="domain")])
 
     Added in plugin API 1.0.
     """
@@ -140,7 +151,7 @@ def polyadapt_serve(spec: ServeSpec) -> Servable | None:
     answers batches of requests in which each request may name a different adapter.
 
     :param spec: the task, the base model, the name clients use for it, and the adapters.
-    :returns: an object implementing :class:`polyadapt.types.Servable`.
+    :returns: an object implementing the :class:`polyadapt.types.Servable` protocol.
 
     Call semantics: ``firstresult``; dispatched to the plugin that declared ``spec.task``.
 

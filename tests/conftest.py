@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny Llama saved to disk, domain data, and run configs."""
+"""Shared fixtures: a tiny Llama saved to disk, domain data, and run configs.
+
+The state folder and the tiny model come from polyadapt's own pytest plugin
+(``polyadapt.testing``, the one plugin authors use), so both test suites share them.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from tiny_models import build_tiny_llama  # noqa: E402
 
 DOMAIN_TERMS = ["Solvanta rider", "Marlowe deductible", "Quintrel premium", "Brackwater peril"]
 
@@ -36,18 +38,15 @@ def domain_text(n: int, seed: int = 0) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def project_state(tmp_path, monkeypatch) -> Path:
+def project_state(polyadapt_state) -> Path:
     """Each test gets its own state folder (lineage store, project key), never the checkout's."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("POLYADAPT_HOME", str(state))
-    monkeypatch.delenv("POLYADAPT_DB_URL", raising=False)
-    return state
+    return polyadapt_state
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
+def tiny_llama(tiny_text_model) -> Path:
     """Folder of a tiny random Llama + tokenizer (loaded through from_pretrained in tests)."""
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    return tiny_text_model
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

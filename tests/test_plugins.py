@@ -167,16 +167,18 @@ def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_pa
 
     commands = []
     monkeypatch.setattr(cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    # a first-party plugin without a folder in the checkout (one not written yet)
+    monkeypatch.setitem(cli.FIRST_PARTY, "video", "polyadapt-video")
     local = tmp_path / "my-plugin"
     local.mkdir()
-    result = CliRunner().invoke(cli.app, ["plugins", "install", "text", "polyadapt-speech", str(local), "someone-elses-plugin"])
+    result = CliRunner().invoke(cli.app, ["plugins", "install", "text", "polyadapt-video", str(local), "someone-elses-plugin"])
     assert result.exit_code == 0, result.output
     (command,) = commands
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
     checkout_text = str(Path(cli.__file__).resolve().parent.parent / "plugins" / "text")
     assert command[4:6] == ["-e", checkout_text]
-    # speech has no folder in this checkout yet: it comes from the index by its distribution name
-    assert "polyadapt-speech" in command
+    # video has no folder in this checkout: it comes from the index by its distribution name
+    assert "polyadapt-video" in command
     assert ["-e", str(local.resolve())] == command[command.index(str(local.resolve())) - 1 : command.index(str(local.resolve())) + 1]
     assert command[-1] == "someone-elses-plugin"
 
@@ -213,3 +215,47 @@ def test_two_processes_running_at_once_lose_no_lineage(plugin_site, tmp_path):
         run = store.get_run(version.run_id)
         assert run["status"] == "completed"
         assert store.lineage(version.run_id)["data"], f"{version.run_id} lost its dataset link"
+
+
+def test_plugins_uninstall_runs_pip_in_polyadapts_environment(monkeypatch):
+    from typer.testing import CliRunner
+
+    import polyadapt.cli as cli
+
+    commands = []
+    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    result = CliRunner().invoke(cli.app, ["plugins", "uninstall", "text", "polyadapt-keywords"])
+    assert result.exit_code == 0, result.output
+    assert commands == [[sys.executable, "-m", "pip", "uninstall", "-y", "polyadapt-text", "polyadapt-keywords"]]
+
+
+def test_plugins_table_shows_the_api_ranges_and_the_core_api(monkeypatch):
+    from typer.testing import CliRunner
+
+    import polyadapt.cli as cli
+    import polyadapt.plugins as plugins
+
+    class Undeclared(_Owner):
+        pass
+
+    class Future(_Owner):
+        POLYADAPT_API = ">=2,<3"
+
+    class Current(_Owner):
+        POLYADAPT_API = ">=1,<2"
+
+    pm = PluginManager(load_entrypoints=False, plugins={
+        "old": Undeclared("old"), "next": Future("next"), "now": Current("now")})
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda: pm)
+    monkeypatch.setattr(cli, "console", cli.Console(width=300))
+    monkeypatch.setattr(cli, "err_console", cli.Console(width=300, stderr=True))
+    result = CliRunner().invoke(cli.app, ["plugins"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 2}
+    assert ">=1,<2" in rows["now"] and "ok" in rows["now"]
+    assert "broken" in rows["next"] and "supports polyadapt plugin API >=2,<3 but this core implements 1.0" in rows["next"]
+    assert "this core implements plugin API 1.0" in result.output
+    assert "plugin 'old' does not declare the plugin API it supports" in result.output
+    assert "'now' does not declare" not in result.output
+    version = CliRunner().invoke(cli.app, ["--version"])
+    assert "plugin API 1.0" in version.output
