@@ -3,9 +3,11 @@
 Every adapter is a numbered version per (base model, name) with a status: ``candidate``
 (registered, not served), ``active`` (the one ``serve`` uses) or ``retired``. A reference
 names a version the way users type it: ``name``, ``name@3``, ``base:name@3`` (``base`` is the
-base model's id or its short name). Promotion is gated by the run's evaluation: every
-``domain`` metric must beat the base by the policy's margin, and no ``general`` metric may
-regress by more than the policy's threshold (both relative to the base, 0.05 = 5 %).
+base model's id or its short name). Promotion is gated by the run's evaluation: no
+``domain`` metric may be worse than the base and at least one must beat it by the policy's
+margin (a run reports several domain figures, such as loss and exact match, and a small
+model may move only some of them), and no ``general`` metric may regress by more than the
+policy's threshold (both relative to the base, 0.05 = 5 %).
 
 The storage lives in :mod:`polyadapt.lineage.store`; this module is pure logic.
 """
@@ -156,7 +158,7 @@ class GateCheck:
         else:
             change = f"{_pct(-self.improvement)} worse"
         if self.role == "domain":
-            need = "needs > 0%" if self.bound == 0 else f"needs >= {_pct(self.bound)} better"
+            need = "must not be worse"
         else:
             need = f"allowed <= {_pct(self.bound)} worse"
         verdict = "ok" if self.passed else "FAILS"
@@ -243,9 +245,10 @@ def normalise_metric_rows(metrics: Any) -> list[dict[str, Any]]:
 def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
     """Hold a run's metric rows to the gate; see the module docstring for the rules.
 
-    A domain metric passes when it improves by at least ``min_domain_improvement``
-    (strictly, when that is 0: the adapter must beat the base). A general metric passes when
-    it regresses by at most ``max_general_regression``. No domain metric at all fails.
+    A domain metric passes when it is not worse than the base, and at least one must improve
+    by ``min_domain_improvement`` (strictly, when that is 0: the adapter must beat the base
+    somewhere). A general metric passes when it regresses by at most
+    ``max_general_regression``. No domain metric at all fails.
     """
     min_gain = float(gate.min_domain_improvement)
     max_loss = float(gate.max_general_regression)
@@ -258,7 +261,7 @@ def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
         if math.isnan(gain):
             passed = False
         elif role == "domain":
-            passed = gain >= min_gain and (gain > 0 or min_gain < 0)
+            passed = gain >= 0
         else:
             passed = -gain <= max_loss
         result.checks.append(GateCheck(
@@ -266,9 +269,24 @@ def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
             adapted=row["adapted"], lower_is_better=row["lower_is_better"], improvement=gain,
             bound=min_gain if role == "domain" else max_loss, passed=passed,
         ))
-    if not any(check.role == "domain" for check in result.checks):
+    domain = [check for check in result.checks if check.role == "domain"]
+    if not domain:
         result.problems.append(
             "the run has no domain evaluation (no metric row with role 'domain'); evaluate it "
             "with `polyadapt evaluate RUN_DIR` on held-out domain data first"
         )
+    elif not any(_beats(check.improvement, min_gain) for check in domain):
+        best = max(domain, key=lambda c: -math.inf if math.isnan(c.improvement) else c.improvement)
+        need = "better than the base" if min_gain <= 0 else f"at least {_pct(min_gain)} better"
+        change = "not a number" if math.isnan(best.improvement) else (
+            f"{_pct(best.improvement)} better" if best.improvement >= 0 else f"{_pct(-best.improvement)} worse")
+        result.problems.append(
+            f"no domain metric is {need}; the best, {best.dataset} {best.metric}, has base "
+            f"{best.base:.6g}, adapted {best.adapted:.6g} ({change})"
+        )
     return result
+
+
+def _beats(gain: float, min_gain: float) -> bool:
+    """Whether an improvement of ``gain`` clears the margin (strictly above 0 when it is 0)."""
+    return not math.isnan(gain) and gain >= min_gain and (gain > 0 or min_gain < 0)
