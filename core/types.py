@@ -88,18 +88,22 @@ class Run:
 
     @property
     def adapter_dir(self) -> Path:
+        """Where ``polyadapt_adapt`` saves the adapter: ``<run>/adapter``."""
         return self.dir / "adapter"
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Where the shared trainer keeps checkpoints for ``--resume``: ``<run>/checkpoints``."""
         return self.dir / "checkpoints"
 
     @property
     def logs_dir(self) -> Path:
+        """The loss log and curve: ``<run>/logs``."""
         return self.dir / "logs"
 
     @property
     def metrics_path(self) -> Path:
+        """Where the core writes the evaluation report: ``<run>/metrics.json``."""
         return self.dir / "metrics.json"
 
     def write_text(self, name: str, text: str) -> Path:
@@ -154,6 +158,7 @@ class MetricRow:
 
     @property
     def improved(self) -> bool:
+        """Whether the adapted value beats the base (lower or higher, as the metric says)."""
         return self.adapted < self.base if self.lower_is_better else self.adapted > self.base
 
 
@@ -195,7 +200,11 @@ class ServeSpec:
 
 @dataclass
 class GenerationRequest:
-    """One prompt to complete; ``adapter`` is None for the base model."""
+    """One prompt to complete; ``adapter`` is None for the base model.
+
+    ``suffix`` asks for fill-in-the-middle: the text that follows the completion (OpenAI's
+    completions ``suffix``); only servables of code models accept it.
+    """
 
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
@@ -205,6 +214,7 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    suffix: str | None = None
 
 
 @dataclass
@@ -217,12 +227,73 @@ class GenerationResult:
     finish_reason: str = "stop"
 
 
+@dataclass
+class TranscriptionRequest:
+    """One audio file to transcribe (``/v1/audio/transcriptions``); ``adapter`` None is the base.
+
+    ``audio`` holds the uploaded file's bytes as sent (any format the servable decodes);
+    ``prompt`` is OpenAI's optional text to condition on.
+    """
+
+    audio: bytes
+    adapter: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    filename: str = ""
+
+
+@dataclass
+class TranscriptionResult:
+    """The transcript of one :class:`TranscriptionRequest`.
+
+    ``segments`` are ``{"id", "start", "end", "text"}`` dicts (seconds) for the
+    ``verbose_json``, ``srt`` and ``vtt`` formats.
+    """
+
+    text: str
+    language: str
+    duration_s: float
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ImageRequest:
+    """One prompt to draw ``n`` images for (``/v1/images/generations``); ``adapter`` None is the base.
+
+    ``width``/``height`` None mean the servable's trained resolution; ``seed`` None draws one.
+    """
+
+    prompt: str
+    adapter: str | None = None
+    n: int = 1
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+
+
+@dataclass
+class ImageResult:
+    """The images drawn for one :class:`ImageRequest`: PNG bytes without metadata, and the seed."""
+
+    images: list[bytes]
+    seed: int | None = None
+
+
 @runtime_checkable
 class Servable(Protocol):
     """A loaded base model that a server can route requests to, returned by ``polyadapt_serve``.
 
     The base is loaded once; :meth:`load_adapter` adds an adapter without reloading it, and
     :meth:`generate` takes a batch whose requests may each name a different adapter.
+
+    A speech servable also has ``transcribe(requests: list[TranscriptionRequest]) ->
+    list[TranscriptionResult]`` (optional, so not part of the protocol): the server's
+    ``/v1/audio/transcriptions`` calls it; its ``generate`` may refuse text prompts.
+    An image servable likewise has ``generate_images(requests: list[ImageRequest]) ->
+    list[ImageResult]`` for ``/v1/images/generations``.
     """
 
     base_name: str

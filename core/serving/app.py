@@ -1,7 +1,10 @@
 """The OpenAI-compatible HTTP API of ``polyadapt serve``.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{model}``,
-``POST /v1/completions`` and ``POST /v1/chat/completions``. A request's ``model`` names a
+``POST /v1/completions`` and ``POST /v1/chat/completions``, plus
+``POST /v1/audio/transcriptions`` when a servable transcribes (see
+:mod:`polyadapt.serving.transcriptions`), and ``POST /v1/images/generations`` when a
+servable draws images (see :mod:`polyadapt.serving.images`). A request's ``model`` names a
 base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
 
 Each base has one :class:`MicroBatcher`: requests wait up to ``batch_wait_ms`` (or until
@@ -255,7 +258,7 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         base, adapter = registry.resolve(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         max_tokens = body.max_tokens or DEFAULT_COMPLETION_TOKENS
-        requests = [generation_request(body, adapter, max_tokens, prompt=p) for p in prompts]
+        requests = [generation_request(body, adapter, max_tokens, prompt=p, suffix=body.suffix) for p in prompts]
         return completion_response(body.model, await registry.generate(base, requests, model=body.model))
 
     @app.post("/v1/chat/completions")
@@ -298,6 +301,14 @@ def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, P
     app.state.registry = registry
     _add_error_handlers(app)
     _add_routes(app, registry)
+    if any(callable(getattr(s, "transcribe", None)) for s in servables.values()):
+        from polyadapt.serving.transcriptions import add_transcription_routes  # needs python-multipart
+
+        add_transcription_routes(app, registry)
+    if any(callable(getattr(s, "generate_images", None)) for s in servables.values()):
+        from polyadapt.serving.images import add_image_routes
+
+        add_image_routes(app, registry)
     return app
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from polyadapt.serving.schemas import ApiError
-from polyadapt.types import GenerationRequest, GenerationResult
+from polyadapt.types import GenerationRequest, GenerationResult, TranscriptionRequest, TranscriptionResult
 
 #: What a client gets instead of an output the policy withholds.
 WITHHELD = ""
@@ -44,9 +44,12 @@ class ServingGuard:
         if not self.policy.serving.scan_prompts:
             return request
         refused = False
-        prompt, messages = request.prompt, request.messages
+        prompt, messages, suffix = request.prompt, request.messages, request.suffix
         if prompt is not None:
             prompt, refused = self._apply(prompt, model=model, adapter=request.adapter, direction="prompt")
+        if suffix is not None:  # fill-in-the-middle: the suffix reaches the model too
+            suffix, refused_here = self._apply(suffix, model=model, adapter=request.adapter, direction="prompt")
+            refused = refused or refused_here
         if messages is not None:
             cleaned = []
             for message in messages:
@@ -58,7 +61,7 @@ class ServingGuard:
         if refused:
             raise ApiError(400, "the request was refused by the serving policy: the prompt holds content "
                            "the policy does not allow (see the audit log for the rule)", code="content_policy")
-        return replace(request, prompt=prompt, messages=messages)
+        return replace(request, prompt=prompt, messages=messages, suffix=suffix)
 
     def check_result(self, result: GenerationResult, *, model: str, adapter: str | None) -> GenerationResult:
         """``result`` with its text redacted, or withheld (``content_filter``) when refused."""
@@ -68,3 +71,26 @@ class ServingGuard:
         if refused:
             return replace(result, text=WITHHELD, finish_reason="content_filter")
         return replace(result, text=text)
+
+    def check_transcription_request(self, request: TranscriptionRequest, *, model: str) -> TranscriptionRequest:
+        """``request`` with its text ``prompt`` redacted; :class:`ApiError` 400 when refused."""
+        if not self.policy.serving.scan_prompts or not request.prompt:
+            return request
+        prompt, refused = self._apply(request.prompt, model=model, adapter=request.adapter, direction="prompt")
+        if refused:
+            raise ApiError(400, "the request was refused by the serving policy: the prompt holds content "
+                           "the policy does not allow (see the audit log for the rule)", code="content_policy")
+        return replace(request, prompt=prompt)
+
+    def check_transcript(self, result: TranscriptionResult, *, model: str,
+                         adapter: str | None) -> TranscriptionResult:
+        """``result`` with its text and segments redacted (audited once, as ``transcript``),
+        or withheld (empty text, no segments) when the policy refuses what it holds."""
+        if not self.policy.serving.scan_outputs:
+            return result
+        text, refused = self._apply(result.text, model=model, adapter=adapter, direction="transcript")
+        if refused:
+            return replace(result, text=WITHHELD, segments=[])
+        segments = [{**segment, "text": self.redactor.apply(str(segment.get("text", ""))).text}
+                    for segment in result.segments]
+        return replace(result, text=text, segments=segments)

@@ -95,9 +95,14 @@ class GenerationParams(BaseModel):
 
 
 class CompletionBody(GenerationParams):
-    """``POST /v1/completions``: one prompt or a list of prompts."""
+    """``POST /v1/completions``: one prompt or a list of prompts.
+
+    ``suffix`` (OpenAI's field) is the text after the completion: fill-in-the-middle, for
+    code models; the same suffix applies to every prompt of a list.
+    """
 
     prompt: str | list[str]
+    suffix: str | None = None
 
     @field_validator("prompt")
     @classmethod

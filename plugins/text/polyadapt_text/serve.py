@@ -242,6 +242,19 @@ class TextServable:
         return results  # type: ignore[return-value]
 
     @contextlib.contextmanager
+    def use_adapter(self, name: str | None) -> Iterator[None]:
+        """Run with the loaded adapter ``name`` alone active, or the bare base for None.
+
+        For scoring outside :meth:`generate` (a plugin's evaluation); hold no other call meanwhile.
+        """
+        with self._lock:
+            if name is None and not self._adapters:  # no adapter loaded yet: the model is the base
+                yield
+                return
+            with self._only(self._peft_names[name] if name is not None else BASE_ADAPTER):
+                yield
+
+    @contextlib.contextmanager
     def _only(self, name: str) -> Iterator[None]:
         """Run with the single adapter ``name`` active (the bare base for ``__base__``)."""
         if name == BASE_ADAPTER:
@@ -253,6 +266,11 @@ class TextServable:
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """The prompt token ids: chat through the chat template, plain text as is."""
+        if request.suffix is not None:
+            raise PolyadaptError(
+                f"suffix (fill-in-the-middle) needs a code model; {self.base_name!r} serves task "
+                f"{self.spec.task.name!r}, which does not support it"
+            )
         prompt = request.messages if request.messages is not None else (request.prompt or "")
         ids = encode_prompt(self.tokenizer, prompt)
         if not ids:
