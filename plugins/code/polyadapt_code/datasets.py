@@ -1,0 +1,156 @@
+"""Which files a code run trains and evaluates on, the same way in adapt and evaluate.
+
+The order matters for governance:
+
+1. :func:`polyadapt.modalities.code.load_repository` reads the repository and quarantines
+   vendored, generated, minified, binary, oversize files and files whose licence the
+   policy refuses (``task_options.licence_action``);
+2. ``run.admit(files, role="train")``: the policy's secret and PII scanners run on every
+   file's content. What happens to a file with a secret is the policy's ``pii.secret``
+   action: the strict default refuses the run, ``drop`` drops the file, ``redact`` keeps
+   the file with ``[SECRET]`` in place of the value (``configs/policies/code.yaml``).
+   Nothing below sees a raw secret;
+3. exact and near duplicates are removed (:func:`~polyadapt.modalities.code.deduplicate`);
+4. whole files are split into train and held-out (``data.eval_fraction``, seeded), unless
+   ``data.eval`` names a second repository, which is admitted as ``eval``.
+
+The ``train`` manifest covers the governed repository before de-duplication and the split
+(as the text plugin's covers train and held-out when it splits); ``data_summary.json``
+lists which paths went where.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyadapt.modalities.code import (
+    IngestOptions,
+    combined_licence,
+    deduplicate,
+    load_repository,
+    split_by_file,
+)
+from polyadapt.modalities.records import Dataset
+from polyadapt.modalities.text import load_text_dataset
+from polyadapt.types import Run
+
+from polyadapt_code.options import CodeOptions
+
+
+@dataclass
+class CodeData:
+    """The files of one run and the general text for the forgetting check."""
+
+    train: list[dict[str, Any]]
+    heldout: list[dict[str, Any]]
+    general: list[dict[str, Any]]
+    sources: list[Dataset]
+    repository: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "train_files": len(self.train),
+            "heldout_files": len(self.heldout),
+            "general_records": len(self.general),
+            "repository": self.repository,
+            "train_paths": [r["path"] for r in self.train],
+            "heldout_paths": [r["path"] for r in self.heldout],
+            "datasets": [source.summary() for source in self.sources],
+        }
+
+    def quarantine_rows(self) -> list[dict[str, Any]]:
+        """Every skipped file with its reason (never its content)."""
+        return [item.to_dict() for source in self.sources for item in source.quarantined]
+
+
+def options_of(run: Run) -> CodeOptions:
+    """The run's validated task options (defaults when a test built the run by hand)."""
+    options = run.task_options
+    if isinstance(options, CodeOptions):
+        return options
+    return CodeOptions.model_validate(options or {})
+
+
+def ingest_options(options: CodeOptions) -> IngestOptions:
+    return IngestOptions(
+        languages=tuple(options.languages) if options.languages else None,
+        max_file_bytes=options.max_file_bytes, max_line_length=options.max_line_length,
+        exclude=tuple(options.exclude),
+    )
+
+
+def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, revision: str | None) -> Dataset:
+    loaded = load_repository(
+        path, revision=revision, options=ingest_options(options),
+        repository_licence=run.config.data.licence, policy=run.gate.policy if run.gate else None,
+        licence_action=options.licence_action,
+    )
+    report = loaded.report.to_dict()  # type: ignore[attr-defined]
+    governed = run.admit(loaded, role=role, licence=combined_licence(loaded.records))
+    deduplicated = deduplicate(governed, threshold=options.near_duplicate_threshold,
+                               shingle_size=options.shingle_size)
+    deduplicated.report = report  # type: ignore[attr-defined]
+    return deduplicated
+
+
+def load_code_data(run: Run) -> CodeData:
+    """Load, govern, de-duplicate and split the run's repository (see the module docs)."""
+    config, options = run.config, options_of(run)
+    data = config.data
+    repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
+    sources = [repo]
+    if data.eval is not None:
+        held = _admitted_repository(run, Path(data.eval), "eval", options, None)
+        sources.append(held)
+        train, heldout = repo.records, held.records
+    else:
+        train, heldout = split_by_file(repo.records, data.eval_fraction, config.training.seed)
+    general: list[dict[str, Any]] = []
+    if data.general_eval != "none":
+        from polyadapt_text.datasets import BUILTIN_LICENCE, builtin_path
+
+        builtin = data.general_eval == "builtin"
+        path = builtin_path("general_eval") if builtin else Path(data.general_eval)
+        loaded = load_text_dataset(path)
+        general_set = run.admit(loaded, role="general", **({"licence": BUILTIN_LICENCE} if builtin else {}))
+        sources.append(general_set)
+        general = general_set.records
+    cap = config.evaluation.max_examples
+    if cap:
+        general = general[:cap]
+    return CodeData(train=train, heldout=heldout, general=general, sources=sources,
+                    repository=repo.report)  # type: ignore[attr-defined]
+
+
+def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
+    """A HumanEval-format task set, admitted under role ``tasks`` (prompts and tests scanned)."""
+    from polyadapt.errors import DataError
+    from polyadapt.modalities.records import Quarantined
+
+    options = options_of(run)
+    dataset = Dataset(source=Path(path), kind="tasks", scanned_fields=("prompt", "test"))
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"task_options.tasks: cannot read {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            task = json.loads(line)
+        except json.JSONDecodeError as exc:
+            dataset.quarantined.append(Quarantined(str(path), number - 1, f"bad json: {exc.msg}", number))
+            continue
+        missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(task.get(k), str)]
+        if missing:
+            dataset.quarantined.append(Quarantined(str(path), number - 1, f"missing fields: {', '.join(missing)}", number))
+            continue
+        dataset.records.append({k: task[k] for k in ("task_id", "prompt", "test", "entry_point")})
+        dataset.lines.append(number)
+    if not dataset.records:
+        raise DataError(f"{path}: no task with task_id, prompt, test and entry_point")
+    licence = options.tasks_licence or run.config.data.licence
+    return run.admit(dataset, role="tasks", licence=licence).records

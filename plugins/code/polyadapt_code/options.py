@@ -1,0 +1,59 @@
+"""``task_options`` of the ``code-generation`` task (pydantic only: cheap to import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CodeOptions(BaseModel):
+    """What a code run reads, how it builds samples and how it evaluates.
+
+    Relative paths (``tasks``) are taken from the folder ``polyadapt`` runs in.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # -- ingestion (data.train is the repository folder) ----------------------------------
+    revision: str | None = Field(
+        None, description="Read data.train as a git repository at this branch, tag or commit (git archive)"
+    )
+    languages: list[str] | None = Field(None, description="Keep only these languages (e.g. [python]); default all")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns of paths to skip")
+    max_file_bytes: int = Field(256_000, ge=64, description="Skip files larger than this")
+    max_line_length: int = Field(1000, ge=80, description="A longer line marks a file as minified")
+    licence_action: Literal["drop", "refuse"] = Field(
+        "drop", description="A file whose licence the policy refuses: drop it (quarantined) or refuse the run"
+    )
+    near_duplicate_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard for near duplicates")
+    shingle_size: int = Field(5, ge=1, le=50, description="Tokens per shingle for near-duplicate detection")
+
+    # -- training samples --------------------------------------------------------------
+    fim_rate: float = Field(0.5, ge=0, le=1, description="Share of chunks turned into fill-in-the-middle samples")
+    fim_fallback: Literal["text", "off"] = Field(
+        "text", description="Without FIM tokens in the tokenizer: spell the sentinels as text, or no FIM"
+    )
+
+    # -- evaluation --------------------------------------------------------------------
+    eval_lines: int = Field(32, ge=0, description="Held-out lines scored for next-line exact match")
+    eval_fim: int = Field(32, ge=0, description="Held-out lines scored for FIM middle exact match")
+    max_line_tokens: int = Field(48, ge=1, description="Tokens generated for one line")
+    context_tokens: int | None = Field(None, ge=8, description="Prompt budget in tokens; default training.max_length")
+    tasks: Path | None = Field(None, description="HumanEval-format jsonl (task_id, prompt, test, entry_point) for pass@k")
+    tasks_licence: str | None = Field(None, description="SPDX licence of the task set; default data.licence")
+    tasks_role: Literal["domain", "general", "other"] = Field("other", description="Gate role of the pass@k rows")
+    pass_k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k (each <= samples_per_task)")
+    samples_per_task: int = Field(1, ge=1, le=200, description="Completions per task (1: greedy)")
+    sample_temperature: float = Field(0.8, gt=0, le=2)
+    completion_tokens: int = Field(128, ge=1, description="Tokens generated per task completion")
+    timeout_s: float = Field(10.0, gt=0, le=600, description="CPU seconds (and twice that wall time) per program")
+    memory_mb: int = Field(1024, ge=64, description="Address-space limit per program (RLIMIT_AS)")
+
+    @model_validator(mode="after")
+    def _k_within_samples(self) -> CodeOptions:
+        too_big = [k for k in self.pass_k if k < 1 or k > self.samples_per_task]
+        if too_big:
+            raise ValueError(f"pass_k {too_big}: each k must be between 1 and samples_per_task ({self.samples_per_task})")
+        return self
