@@ -1,0 +1,232 @@
+"""Speech records: an audio folder with a metadata file (the Hugging Face audiofolder layout).
+
+A dataset is a folder holding audio files and ``metadata.csv`` or ``metadata.jsonl`` (or
+that metadata file itself). Each metadata row names its audio file (``file_name``; also
+``file``, ``audio`` or ``path``) relative to the metadata file, its transcript
+(``transcription``; also ``text``, ``transcript`` or ``sentence``) and optionally
+``speaker_id``, ``consent`` and ``language``::
+
+    clips/metadata.csv
+        file_name,transcription,speaker_id,consent
+        a.wav,The Solvanta rider covers the Marlowe deductible.,spk1,yes
+
+Every file is decoded once while loading (soundfile: WAV, FLAC, OGG/Vorbis/Opus, MP3; FFmpeg
+for anything else when it is installed), downmixed to mono, resampled to 16 kHz and
+checked: a missing, empty, corrupt, silent or too-long file, or a blank transcript, is
+quarantined with its reason and the run goes on.
+
+A normalised record holds no samples, only what governance and lineage need (it is hashed
+and stored as JSON)::
+
+    {"audio": "/abs/path/a.wav", "audio_sha256": "...", "duration_s": 3.2,
+     "text": "The Solvanta rider ...", "speaker_id": "spk1", "consent": "yes", "language": "en"}
+
+The transcript is in ``text`` (a scanned field: PII in transcripts is found and redacted
+like any text), consent in ``consent`` for the policy's per-record consent rule. Models get
+the samples with :func:`load_waveform`, which checks the file is still the one admitted.
+
+This module imports numpy and soundfile inside its functions, torch (torchaudio) only to
+resample: importing it is free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from polyadapt.errors import DataError
+from polyadapt.modalities.records import Dataset, Quarantined
+from polyadapt.modalities.tabular import ParseFailure, read_records
+
+#: Whisper's sample rate; every waveform is resampled to it.
+SAMPLE_RATE = 16_000
+#: Whisper's window: longer clips would be cut, so they are quarantined instead.
+MAX_DURATION_S = 30.0
+#: A clip whose RMS level is below this (dB relative to full scale) counts as silent.
+SILENCE_DBFS = -60.0
+#: The metadata file names looked for in a folder, in order.
+METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.json")
+FILE_FIELDS = ("file_name", "file", "audio", "path")
+TRANSCRIPT_FIELDS = ("transcription", "text", "transcript", "sentence")
+OPTIONAL_FIELDS = ("speaker_id", "consent", "language")
+#: The fields governance scans in a normalised record: the transcript.
+SCANNED_FIELDS = ("text",)
+
+
+class AudioError(Exception):
+    """A clip that cannot be used; ``str(error)`` is the quarantine reason."""
+
+
+def find_metadata(path: Path) -> Path:
+    """The metadata file of ``path``: itself when a file, else the folder's metadata file."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in METADATA_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise DataError(
+            f"{path}: an audio folder needs a metadata file ({', '.join(METADATA_FILES)}) with "
+            f"columns file_name and transcription (see polyadapt.modalities.audio)"
+        )
+    raise DataError(f"{path}: no such audio folder or metadata file")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ffmpeg_decode(source: Path | bytes, sample_rate: int) -> Any:
+    """Mono float32 samples at ``sample_rate`` through the ffmpeg command, or AudioError."""
+    import numpy as np
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError("corrupt: soundfile cannot decode it (damaged, or a format it lacks) "
+                         "and ffmpeg is not installed")
+    command = [ffmpeg, "-nostdin", "-threads", "0", "-i", "pipe:0" if isinstance(source, bytes) else str(source),
+               "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]
+    try:
+        out = subprocess.run(command, input=source if isinstance(source, bytes) else None,
+                             capture_output=True, check=True, timeout=120).stdout
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise AudioError(f"corrupt: neither soundfile nor ffmpeg can decode it ({type(exc).__name__})") from None
+    return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
+
+
+def decode_audio(source: Path | bytes, sample_rate: int = SAMPLE_RATE) -> Any:
+    """Decode a file (or its bytes) to mono float32 samples at ``sample_rate`` (numpy array).
+
+    Raises :class:`AudioError` with the reason (``empty: ...``, ``corrupt: ...``).
+    """
+    import io
+
+    import numpy as np
+    import soundfile
+
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise AudioError("empty: the file has no bytes")
+        handle: Any = io.BytesIO(bytes(source))
+    else:
+        if Path(source).stat().st_size == 0:
+            raise AudioError("empty: the file has no bytes")
+        handle = str(source)
+    try:
+        samples, rate = soundfile.read(handle, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        samples = _ffmpeg_decode(bytes(source) if isinstance(source, bytes | bytearray) else Path(source), sample_rate)
+        rate = sample_rate
+    else:
+        samples = samples.mean(axis=1)  # downmix
+    if samples.size == 0:
+        raise AudioError("empty: the file holds no samples")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("corrupt: the samples hold NaN or infinite values")
+    if rate != sample_rate:
+        import torch
+        import torchaudio.functional as AF
+
+        samples = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), rate, sample_rate).numpy()
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def level_dbfs(samples: Any) -> float:
+    """RMS level of ``samples`` in dB relative to full scale (-inf for digital silence)."""
+    import numpy as np
+
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20 * math.log10(rms) if rms > 0 else float("-inf")
+
+
+def check_clip(samples: Any, *, max_duration_s: float = MAX_DURATION_S, silence_dbfs: float = SILENCE_DBFS,
+               sample_rate: int = SAMPLE_RATE) -> str | None:
+    """Why the decoded clip cannot be used (``too long: ...``, ``silent: ...``), or None."""
+    duration = len(samples) / sample_rate
+    if duration > max_duration_s:
+        return f"too long: {duration:.1f} s is over the {max_duration_s:g} s limit (Whisper's window)"
+    level = level_dbfs(samples)
+    if level < silence_dbfs:
+        shown = "-inf" if math.isinf(level) else f"{level:.1f}"
+        return f"silent: RMS level {shown} dBFS is under the {silence_dbfs:g} dBFS threshold"
+    return None
+
+
+def _first(record: dict[str, Any], fields: tuple[str, ...]) -> Any:
+    return next((record[f] for f in fields if record.get(f) not in (None, "")), None)
+
+
+def _normalise(raw: Any, root: Path, *, max_duration_s: float, silence_dbfs: float) -> dict[str, Any] | str:
+    """The normalised record for one metadata row, or the reason it is rejected."""
+    if isinstance(raw, ParseFailure):
+        return str(raw)
+    if not isinstance(raw, dict):
+        return f"not an object: got {type(raw).__name__}"
+    name = _first(raw, FILE_FIELDS)
+    if not isinstance(name, str):
+        return f"missing file: none of {', '.join(FILE_FIELDS)} names the audio file"
+    text = _first(raw, TRANSCRIPT_FIELDS)
+    if not isinstance(text, str) or not text.strip():
+        return f"empty transcript: none of {', '.join(TRANSCRIPT_FIELDS)} holds text"
+    path = (root / name).resolve()
+    if not path.is_file():
+        return f"missing file: {name} does not exist beside the metadata file"
+    try:
+        samples = decode_audio(path)
+    except AudioError as exc:
+        return f"{exc} ({name})"
+    problem = check_clip(samples, max_duration_s=max_duration_s, silence_dbfs=silence_dbfs)
+    if problem:
+        return f"{problem} ({name})"
+    record: dict[str, Any] = {
+        "audio": str(path),
+        "audio_sha256": file_sha256(path),
+        "duration_s": round(len(samples) / SAMPLE_RATE, 3),
+        "text": text.strip(),
+    }
+    for field in OPTIONAL_FIELDS:
+        if raw.get(field) not in (None, ""):
+            record[field] = raw[field]
+    return record
+
+
+def load_audio_dataset(path: Path, *, max_duration_s: float = MAX_DURATION_S,
+                       silence_dbfs: float = SILENCE_DBFS) -> Dataset:
+    """Load and check an audio folder (or its metadata file); bad clips are quarantined.
+
+    Raises :class:`DataError` when no clip is usable.
+    """
+    metadata = find_metadata(Path(path))
+    rows = read_records(metadata, "jsonl" if metadata.suffix == ".json" else "auto")
+    dataset = Dataset(source=metadata, kind="audio", scanned_fields=SCANNED_FIELDS)
+    for index, (line, raw) in enumerate(rows):
+        result = _normalise(raw, metadata.parent, max_duration_s=max_duration_s, silence_dbfs=silence_dbfs)
+        if isinstance(result, str):
+            dataset.quarantined.append(Quarantined(str(metadata), index, result, line))
+        else:
+            dataset.records.append(result)
+            dataset.lines.append(line)
+    if not dataset.records:
+        first = dataset.quarantined[0] if dataset.quarantined else None
+        detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""
+        raise DataError(f"{metadata}: no usable audio clips{detail}")
+    return dataset
+
+
+def load_waveform(record: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> Any:
+    """The samples of an admitted record; DataError if the file changed since it was admitted."""
+    path = Path(record["audio"])
+    expected = record.get("audio_sha256")
+    if expected and file_sha256(path) != expected:
+        raise DataError(f"{path}: the audio file changed after it was admitted (hash differs); run again")
+    return decode_audio(path, sample_rate)

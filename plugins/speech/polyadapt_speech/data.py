@@ -1,0 +1,190 @@
+"""Which clips a speech run trains and evaluates on, and how they become model inputs.
+
+Every set passes ``run.admit`` (licence, per-record consent, PII in transcripts) before any
+sample is read for the model. An example is a clip's log-mel input and the token sequence
+``<|startoftranscript|> [<|lang|> <|task|>] <|notimestamps|> transcript <|endoftext|>``;
+the loss is taken on the transcript tokens and the end token only (teacher forcing).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from polyadapt.modalities.audio import load_audio_dataset, load_waveform
+from polyadapt.modalities.records import Dataset, split_holdout
+from polyadapt.types import Run
+from polyadapt_speech.model import log_mel, record_language, tokenizer_for
+from polyadapt_speech.options import SpecAugmentOptions, SpeechOptions
+
+IGNORE = -100
+
+
+@dataclass
+class RunData:
+    """The clips of one run: training, held-out domain, general (forgetting check), replay."""
+
+    train: list[dict[str, Any]]
+    heldout: list[dict[str, Any]]
+    general: list[dict[str, Any]]
+    replay: list[dict[str, Any]]
+    sources: list[Dataset]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "train_records": len(self.train),
+            "heldout_records": len(self.heldout),
+            "general_records": len(self.general),
+            "replay_records": len(self.replay),
+            "train_audio_s": round(sum(r["duration_s"] for r in self.train), 2),
+            "datasets": [source.summary() for source in self.sources],
+        }
+
+    def quarantine_rows(self) -> list[dict[str, Any]]:
+        """Every rejected clip of every source, with its reason (never its content)."""
+        return [item.to_dict() for source in self.sources for item in source.quarantined]
+
+
+def options_of(run: Run) -> SpeechOptions:
+    """The run's validated task options (defaults when the config has none)."""
+    options = run.task_options
+    if isinstance(options, SpeechOptions):
+        return options
+    return SpeechOptions.model_validate(options or {})
+
+
+def _governed(run: Run, path: Path, role: str, options: SpeechOptions) -> Dataset:
+    loaded = load_audio_dataset(path, max_duration_s=options.max_duration_s, silence_dbfs=options.silence_dbfs)
+    return run.admit(loaded, role=role)
+
+
+def load_run_data(run: Run) -> RunData:
+    """Load, govern and split the run's audio as its config says.
+
+    ``data.general_eval`` and ``data.replay`` name audio folders; ``builtin`` means none for
+    speech (no general audio ships with the plugin).
+    """
+    config, options = run.config, options_of(run)
+    data = config.data
+    train_set = _governed(run, data.train, "train", options)
+    sources = [train_set]
+    if data.eval is not None:
+        eval_set = _governed(run, data.eval, "eval", options)
+        sources.append(eval_set)
+        train, heldout = train_set.records, eval_set.records
+    else:
+        train, heldout = split_holdout(train_set.records, data.eval_fraction, config.training.seed)
+    general: list[dict[str, Any]] = []
+    if data.general_eval not in ("none", "builtin"):
+        general_set = _governed(run, Path(data.general_eval), "general", options)
+        sources.append(general_set)
+        general = general_set.records
+    replay: list[dict[str, Any]] = []
+    if data.replay not in (None, "builtin") and data.replay_fraction > 0:
+        replay_set = _governed(run, Path(data.replay), "replay", options)
+        sources.append(replay_set)
+        wanted = round(len(train) * data.replay_fraction / (1 - data.replay_fraction))
+        rng = random.Random(config.training.seed)
+        pool = replay_set.records
+        replay = rng.sample(pool, wanted) if wanted <= len(pool) else [rng.choice(pool) for _ in range(wanted)]
+    cap = config.evaluation.max_examples
+    if cap:
+        heldout, general = heldout[:cap], general[:cap]
+    return RunData(train=train, heldout=heldout, general=general, replay=replay, sources=sources)
+
+
+# ---------------------------------------------------------------------------------------
+# Examples
+# ---------------------------------------------------------------------------------------
+
+
+def prefix_tokens(model: Any, language: str, task: str) -> list[int]:
+    """The start-of-transcript sequence without timestamps for ``language`` and ``task``."""
+    return list(tokenizer_for(model, language, task).sot_sequence_including_notimestamps)
+
+
+def transcript_tokens(model: Any, text: str, language: str, task: str) -> tuple[list[int], int]:
+    """(prefix + transcript + end-of-text token ids cut to the text context, prefix length)."""
+    tokenizer = tokenizer_for(model, language, task)
+    prefix = prefix_tokens(model, language, task)
+    body = tokenizer.encode(" " + text.strip())
+    tokens = (prefix + body)[: model.dims.n_text_ctx] + [tokenizer.eot]
+    return tokens[: model.dims.n_text_ctx + 1], len(prefix)
+
+
+def build_examples(model: Any, records: list[dict[str, Any]], options: SpeechOptions) -> list[dict[str, Any]]:
+    """One example per record: its log-mel input and its token sequence."""
+    examples = []
+    for record in records:
+        language = record_language(record, options)
+        tokens, prefix = transcript_tokens(model, record["text"], language, options.task)
+        examples.append({"mel": log_mel(load_waveform(record), model), "tokens": tokens, "prefix": prefix})
+    return examples
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the mels; pad the tokens; targets only after each start-of-transcript sequence."""
+    length = max(len(e["tokens"]) for e in examples) - 1
+    inputs = torch.zeros(len(examples), length, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE, dtype=torch.long)
+    for row, example in enumerate(examples):
+        tokens = torch.tensor(example["tokens"], dtype=torch.long)
+        n = len(tokens) - 1
+        inputs[row, :n] = tokens[:-1]
+        inputs[row, n:] = tokens[-1]  # pad with end-of-text; never a target
+        labels[row, :n] = tokens[1:]
+        labels[row, : example["prefix"] - 1] = IGNORE
+    items = int((labels != IGNORE).sum())
+    return {"mel": torch.stack([e["mel"] for e in examples]), "tokens": inputs, "labels": labels,
+            "num_items": items, "num_tokens": items}
+
+
+def spec_augment(mel: torch.Tensor, settings: SpecAugmentOptions) -> torch.Tensor:
+    """``mel`` (batch, n_mels, frames) with random frequency bands and time spans masked.
+
+    Draws from torch's global generator, which the trainer checkpoints: a resumed run
+    masks exactly as an uninterrupted one.
+    """
+    mel = mel.clone()
+    batch, channels, frames = mel.shape
+    fill = mel.mean(dim=(1, 2))
+    for row in range(batch):
+        for count, width, size, axis in ((settings.freq_masks, settings.freq_width, channels, 1),
+                                         (settings.time_masks, settings.time_width, frames, 2)):
+            for _ in range(count):
+                span = int(torch.randint(0, min(width, size) + 1, ()))
+                start = int(torch.randint(0, max(size - span, 0) + 1, ()))
+                if axis == 1:
+                    mel[row, start:start + span, :] = fill[row]
+                else:
+                    mel[row, :, start:start + span] = fill[row]
+    return mel
+
+
+class WhisperLoss(torch.nn.Module):
+    """Summed token cross-entropy of a (LoRA) Whisper, teacher-forced on the transcript.
+
+    SpecAugment, when enabled, masks the input in training mode only: the trainer's
+    evaluation (``model.eval()``) and the plugin's evaluation see clean audio.
+    """
+
+    def __init__(self, model: torch.nn.Module, augment: SpecAugmentOptions | None = None):
+        super().__init__()
+        self.model = model
+        self.augment = augment if augment is not None and augment.enabled else None
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.augment is not None and self.training:
+            mel = spec_augment(mel, self.augment)
+        logits = self.model(mel, tokens)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+
+
+def summed_loss(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """The trainer's loss: the summed cross-entropy over the batch's target tokens."""
+    return model(batch["mel"], batch["tokens"], batch["labels"])

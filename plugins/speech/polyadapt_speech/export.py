@@ -1,0 +1,48 @@
+"""Merge an adapter into a plain openai-whisper checkpoint (no polyadapt or peft needed to load it).
+
+The result is what :func:`whisper.load_model` reads: ``{"dims": ..., "model_state_dict": ...}``
+saved with ``torch.save``; every LoRA update is folded into the base weights, so the
+merged model gives the logits of base + adapter. It needs nothing from a run's config.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from polyadapt.errors import PolyadaptError
+
+
+def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: Path | str) -> Path:
+    """Write ``base_checkpoint`` + the peft adapter in ``adapter_dir`` merged to ``output`` (.pt).
+
+    ``base_checkpoint`` is a whisper checkpoint file or, online, a whisper model name. The
+    file is written atomically (a temporary file renamed into place).
+    """
+    import whisper
+    from peft import PeftModel
+
+    from polyadapt_speech.model import check_loadable, whisper_cache
+
+    check_loadable(Path(adapter_dir))
+    base = whisper.load_model(str(base_checkpoint), device="cpu", download_root=str(whisper_cache())).float()
+    expected = set(base.state_dict())
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    state = {k: v.detach().contiguous() for k, v in merged.state_dict().items()}
+    if set(state) != expected:
+        raise PolyadaptError(f"merging {adapter_dir} left unexpected weights: {sorted(set(state) ^ expected)[:5]}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save({"dims": asdict(merged.dims), "model_state_dict": state}, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output
