@@ -13,5 +13,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "installing torch (a few minutes the first time)..."
   "${PIP[@]}" torch==2.9.1
 fi
-"${PIP[@]}" -e ".[test]" -e plugins/text
+"${PIP[@]}" -e ".[test]" -e plugins/text -e plugins/code -e plugins/image -e plugins/speech
 echo "polyadapt is set up in .venv ($(.venv/bin/polyadapt --version))"

@@ -1,0 +1,173 @@
+"""Loading a Stable-Diffusion-style pipeline, attaching LoRA, saving it in diffusers' format.
+
+A base is any ``DiffusionPipeline`` folder or hub id with a ``UNet2DConditionModel``
+(``unet``), an ``AutoencoderKL`` (``vae``), a CLIP text encoder and tokenizer and a
+scheduler: Stable Diffusion 1.x/2.x and their fine-tunes. LoRA goes on the UNet's
+attention projections through peft (``unet.add_adapter``), optionally on the text
+encoder too. The adapter is saved with ``StableDiffusionPipeline.save_lora_weights`` as
+``pytorch_lora_weights.safetensors`` with its LoRA config in the file's metadata, so a
+plain ``pipeline.load_lora_weights(folder)`` uses it with the trained rank and alpha.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polyadapt.config import BaseModelConfig, LoraConfig
+from polyadapt.errors import ConfigError
+
+#: LoRA targets of the UNet for ``target_modules: auto``: the attention projections.
+UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
+#: ``target_modules: all-linear`` on a UNet: attention, transformer projections and feed-forward.
+UNET_ALL_LINEAR = [*UNET_ATTENTION, "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+#: The file diffusers reads (``load_lora_weights``) and the record of how it was trained.
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+ADAPTER_INFO = "polyadapt_image.json"
+#: Internal adapter name while training (diffusers names loaded ones itself).
+TRAIN_ADAPTER = "default"
+
+
+def device() -> torch.device:
+    """Where evaluation and serving run: CUDA when present."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def weight_dtype(config: BaseModelConfig) -> torch.dtype:
+    """The dtype of the frozen UNet and text encoder; ``auto`` is bf16 where bf16 is fast."""
+    if config.dtype == "auto":
+        from polyadapt.training.precision import fast_weight_dtype
+
+        return fast_weight_dtype()
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
+
+
+def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
+    """The base pipeline from a folder or hub id, frozen, progress bars off.
+
+    The VAE stays in fp32 whatever ``dtype`` says: SD VAEs overflow in fp16 and the VAE
+    runs once per image when latents are cached.
+    """
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipeline = DiffusionPipeline.from_pretrained(config.id, revision=config.revision, dtype=torch.float32)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ConfigError(
+            f"base_model.id: cannot load {config.id!r} as a diffusers pipeline: {exc}. Give a "
+            "local pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
+            "scheduler/) or a hub id reachable from this machine"
+        ) from None
+    missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+               if getattr(pipeline, name, None) is None]
+    if missing:
+        raise ConfigError(
+            f"base_model.id: {config.id!r} is a {type(pipeline).__name__} without {', '.join(missing)}; "
+            "the image plugin adapts Stable-Diffusion-style pipelines (UNet + VAE + CLIP text encoder)"
+        )
+    dtype = dtype or weight_dtype(config)
+    for name in ("unet", "vae", "text_encoder"):
+        module = getattr(pipeline, name)
+        module.requires_grad_(False)
+        module.eval()
+    if dtype != torch.float32:
+        pipeline.unet.to(dtype=dtype)
+        pipeline.text_encoder.to(dtype=dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def noise_scheduler(source: str, prediction_type: str = "auto", revision: str | None = None):
+    """The training noise scheduler: DDPM with the pipeline scheduler's betas and settings."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", revision=revision)
+    if prediction_type != "auto":
+        scheduler.register_to_config(prediction_type=prediction_type)
+    return scheduler
+
+
+def unet_targets(lora: LoraConfig) -> list[str]:
+    """The UNet module names LoRA attaches to."""
+    if lora.target_modules == "auto":
+        return list(UNET_ATTENTION)
+    if lora.target_modules == "all-linear":
+        return list(UNET_ALL_LINEAR)
+    return list(lora.target_modules)
+
+
+def _peft_config(lora: LoraConfig, targets: list[str]):
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+        init_lora_weights="gaussian", use_dora=lora.dora, use_rslora=lora.rslora,
+    )
+
+
+def _train_in_fp32(module: torch.nn.Module) -> None:
+    """LoRA weights train in fp32 even on a bf16 base: small, and updates stay exact."""
+    for param in module.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+
+
+def attach_lora(pipeline: Any, lora: LoraConfig, *, text_encoder: bool = False,
+                text_encoder_targets: list[str] | None = None) -> None:
+    """Add a fresh trainable LoRA adapter to the pipeline's UNet (and text encoder)."""
+    try:
+        pipeline.unet.add_adapter(_peft_config(lora, unet_targets(lora)), adapter_name=TRAIN_ADAPTER)
+    except ValueError as exc:
+        raise ConfigError(f"lora.target_modules: {exc}") from None
+    _train_in_fp32(pipeline.unet)
+    if text_encoder:
+        from peft import inject_adapter_in_model
+
+        config = _peft_config(lora, text_encoder_targets or ["q_proj", "k_proj", "v_proj", "out_proj"])
+        try:
+            # peft directly: transformers 5's add_adapter wants peft >= 0.22
+            inject_adapter_in_model(config, pipeline.text_encoder, adapter_name=TRAIN_ADAPTER)
+            pipeline.text_encoder.peft_config = {TRAIN_ADAPTER: config}
+        except ValueError as exc:
+            raise ConfigError(f"task_options.text_encoder_targets: {exc}") from None
+        _train_in_fp32(pipeline.text_encoder)
+
+
+def _lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(module, adapter_name=TRAIN_ADAPTER)
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in convert_state_dict_to_diffusers(state).items()}
+
+
+def save_adapter(pipeline: Any, folder: Path, *, text_encoder: bool, info: dict[str, Any]) -> Path:
+    """Save the trained LoRA into ``folder`` in diffusers' format, plus a small JSON record."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    kwargs: dict[str, Any] = {
+        "unet_lora_layers": _lora_layers(pipeline.unet),
+        "unet_lora_adapter_metadata": pipeline.unet.peft_config[TRAIN_ADAPTER].to_dict(),
+    }
+    if text_encoder:
+        kwargs["text_encoder_lora_layers"] = _lora_layers(pipeline.text_encoder)
+        kwargs["text_encoder_lora_adapter_metadata"] = pipeline.text_encoder.peft_config[TRAIN_ADAPTER].to_dict()
+    StableDiffusionPipeline.save_lora_weights(folder, weight_name=WEIGHTS_NAME, safe_serialization=True, **kwargs)
+    (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return folder / WEIGHTS_NAME
+
+
+def adapter_info(folder: Path) -> dict[str, Any]:
+    """The record :func:`save_adapter` wrote beside the weights (empty if absent)."""
+    path = Path(folder) / ADAPTER_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def count_parameters(*modules: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts over ``modules``."""
+    params = [p for module in modules for p in module.parameters()]
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,219 @@
+"""A tiny Stable-Diffusion-style pipeline for tests, built from configs; nothing is downloaded.
+
+:func:`build_tiny_sd_pipeline` saves a complete ``StableDiffusionPipeline`` folder (UNet,
+VAE, CLIP text model, a CLIP tokenizer made here, DDPM-compatible scheduler) that the
+plugin loads through its real loading code (``DiffusionPipeline.from_pretrained``). It
+trains a step in milliseconds on a CPU. :func:`make_test_images` writes the images the
+tests use: plain PNGs and JPEGs with captions, one photo with EXIF and GPS, a corrupt
+file, a truncated one, a too-small one and a text file dressed as an image.
+
+Register it as the tiny image model of :mod:`polyadapt.testing`::
+
+    from polyadapt.testing import register_tiny_model
+    from polyadapt_image.testing import build_tiny_sd_pipeline
+    register_tiny_model("image", build_tiny_sd_pipeline, name="tiny-sd")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: The tiny pipeline's native resolution (pixels); its VAE downsamples by 2.
+TINY_RESOLUTION = 16
+#: The name of the tiny pipeline's folder (its display name at serving).
+TINY_NAME = "tiny-sd"
+
+_SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
+
+
+def build_clip_tokenizer(folder: Path, model_max_length: int = 32):
+    """A character-level CLIP tokenizer (byte-level alphabet, with and without ``</w>``).
+
+    Real CLIP vocabularies have 49k merges; this one has none, which is enough for tests:
+    every caption still tokenises, and ``CLIPTokenizer.from_pretrained`` loads it.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for token in [*_SPECIALS, *alphabet, *(f"{c}</w>" for c in alphabet)]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def build_tiny_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """Save a tiny random ``StableDiffusionPipeline`` to ``folder`` and return the folder."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=TINY_RESOLUTION // 2, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=4, norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8, sample_size=TINY_RESOLUTION,
+    )
+    tokenizer = build_clip_tokenizer(folder / "tokenizer")
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )
+    pipeline = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------
+
+#: Two visual "brands" the tests adapt to: a colour scheme per caption word.
+PALETTES = {
+    "solvanta": [(200, 30, 40), (250, 220, 40)],
+    "marlowe": [(20, 60, 200), (240, 240, 240)],
+}
+
+
+def brand_image(brand: str, size: int, seed: int):
+    """A striped image in ``brand``'s colours (learnable by a tiny model), with a little noise."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    first, second = PALETTES[brand]
+    image = Image.new("RGB", (size, size))
+    pixels = image.load()
+    stripe = max(2, size // 4)
+    offset = rng.randrange(stripe)
+    for y in range(size):
+        for x in range(size):
+            base = first if ((x + offset) // stripe) % 2 == 0 else second
+            pixels[x, y] = tuple(max(0, min(255, c + rng.randint(-12, 12))) for c in base)
+    return image
+
+
+def exif_with_gps():
+    """EXIF with a camera model, a date and a GPS position (Berlin)."""
+    from PIL import Image
+    from PIL.ExifTags import GPS, IFD, Base
+
+    exif = Image.Exif()
+    exif[Base.Model] = "TestCam 3000"
+    exif[Base.DateTime] = "2024:05:01 12:00:00"
+    gps = exif.get_ifd(IFD.GPSInfo)
+    gps[GPS.GPSLatitudeRef] = "N"
+    gps[GPS.GPSLatitude] = (52.0, 31.0, 12.0)
+    gps[GPS.GPSLongitudeRef] = "E"
+    gps[GPS.GPSLongitude] = (13.0, 24.0, 18.0)
+    return exif
+
+
+def make_test_images(folder: Path, *, n: int = 12, size: int = 24, layout: str = "jsonl",
+                     bad: bool = True, consent: Any = True, brand: str = "solvanta",
+                     seed: int = 0) -> dict[str, Any]:
+    """Write an image folder with captions and return what was written.
+
+    ``layout`` is ``jsonl`` (``metadata.jsonl``), ``csv`` (``metadata.csv``) or ``txt`` (a
+    caption file beside each image). Image 0 is a JPEG with EXIF and GPS. With ``bad``,
+    more files must be quarantined: ``corrupt.png`` (random bytes), ``truncated.jpg``
+    (half a JPEG), ``tiny.png`` (4x4 pixels), ``notes.png`` (text) and, in the metadata
+    layouts, ``readme.txt`` (listed as an image). ``consent`` goes into
+    every metadata row (None leaves the column out).
+    """
+    import csv
+    import io
+    import random
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for index in range(n):
+        image = brand_image(brand, size, seed * 1000 + index)
+        if index == 0:
+            name = "photo-000.jpg"
+            image.save(folder / name, format="JPEG", quality=95, exif=exif_with_gps())
+        else:
+            name = f"img-{index:03d}.png"
+            image.save(folder / name)
+        rows.append({"file_name": name, "text": f"a {brand} style banner, variant {index % 3}"})
+    bad_names: list[str] = []
+    if bad:
+        rng = random.Random(seed)
+        (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.randrange(256) for _ in range(300)))
+        buffer = io.BytesIO()
+        brand_image(brand, size, 99).save(buffer, format="JPEG", quality=95)
+        (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        Image.new("RGB", (4, 4), (10, 10, 10)).save(folder / "tiny.png")
+        (folder / "notes.png").write_text("these are notes, not an image\n")
+        bad_names = ["corrupt.png", "truncated.jpg", "tiny.png", "notes.png"]
+        if layout != "txt":  # (in the caption-file layout a .txt file is a caption)
+            (folder / "readme.txt").write_text("a text file listed as an image\n")
+            bad_names.append("readme.txt")
+        rows.extend({"file_name": name, "text": f"a {brand} style banner, broken"} for name in bad_names)
+    if consent is not None:
+        for row in rows:
+            row["consent"] = consent
+    if layout == "jsonl":
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    elif layout == "csv":
+        with (folder / "metadata.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif layout == "txt":
+        for row in rows:
+            (folder / row["file_name"]).with_suffix(".txt").write_text(row["text"] + "\n")
+    else:
+        raise ValueError(f"layout must be jsonl, csv or txt, not {layout!r}")
+    return {"folder": folder, "rows": rows, "bad": bad_names, "exif_image": rows[0]["file_name"]}
+
+
+def build_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
+    """A tiny random CLIP model and processor (for ``task_options.clip_model``), saved to ``folder``."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_clip_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "max_position_embeddings": tokenizer.model_max_length,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"image_size": TINY_RESOLUTION, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 2, "num_attention_heads": 4},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": TINY_RESOLUTION},
+                                         crop_size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -1,0 +1,157 @@
+"""``POST /v1/images/generations``: one tiny pipeline serves its base and two LoRA adapters,
+switched per request; each answer equals a plain diffusers pipeline with only that adapter
+(``load_lora_weights``); prompts pass the serving policy."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("fastapi")
+
+import numpy as np  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import polyadapt_image  # noqa: E402
+from polyadapt.config import LoraConfig, RunConfig  # noqa: E402
+from polyadapt.plugins import PluginManager  # noqa: E402
+from polyadapt.serving.app import build_app_from_runs  # noqa: E402
+from polyadapt.testing import register_tiny_model  # noqa: E402
+from polyadapt.types import AdapterArtifact  # noqa: E402
+from polyadapt_image.model import attach_lora, load_pipeline, save_adapter  # noqa: E402
+from polyadapt_image.testing import TINY_NAME, build_tiny_sd_pipeline  # noqa: E402
+
+register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
+
+OPTIONS = {"resolution": 16, "inference_steps": 2, "guidance_scale": 3.0}
+PROMPT = "a solvanta style banner"
+SECRET = "AKIAIOSFODNN7EXAMPLE"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_random_adapter(model: Path, target: Path, seed: int, text_encoder: bool = False) -> None:
+    """A diffusers LoRA with random (non-zero) weights, saved the way ``adapt`` saves one."""
+    pipeline = load_pipeline(RunConfig.model_validate(
+        {"task": "text-to-image", "base_model": {"id": str(model), "dtype": "float32"}, "data": {"train": "x"}}
+    ).base_model)
+    torch.manual_seed(seed)
+    attach_lora(pipeline, LoraConfig(r=4, alpha=8), text_encoder=text_encoder)
+    with torch.no_grad():
+        for name, param in pipeline.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)
+    target.mkdir(parents=True)
+    save_adapter(pipeline, target, text_encoder=text_encoder, info={"resolution": 16})
+
+
+def make_run_folder(root: Path, model: Path, name: str, seed: int) -> Path:
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config = RunConfig.model_validate({
+        "task": "text-to-image", "base_model": {"id": str(model), "dtype": "float32"},
+        "data": {"train": str(root / "images")}, "task_options": OPTIONS,
+        "output": {"dir": str(root), "name": name, "adapter_name": name},
+    })
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    save_random_adapter(model, run_dir / "adapter", seed)
+    (run_dir / "adapter.json").write_text(json.dumps(AdapterArtifact(path=run_dir / "adapter",
+                                                                     base_model=str(model)).to_dict()))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def served(tiny_base_model, tmp_path_factory):
+    model = tiny_base_model("image")
+    root = tmp_path_factory.mktemp("image-serve")
+    runs = [make_run_folder(root, model, "brand-a", seed=1), make_run_folder(root, model, "brand-b", seed=2)]
+    pm = PluginManager(load_entrypoints=False, plugins={"image": polyadapt_image})
+    app = build_app_from_runs(pm, runs, audit_log=root / "audit.jsonl")
+    with TestClient(app) as client:
+        yield {"client": client, "model": model, "runs": runs, "app": app, "audit": root / "audit.jsonl"}
+
+
+def decode(item: dict) -> np.ndarray:
+    raw = base64.b64decode(item["b64_json"])
+    with Image.open(io.BytesIO(raw)) as image:
+        assert image.format == "PNG" and not len(image.getexif())
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def reference(model: Path, adapter: Path | None, seed: int, n: int = 1) -> list[np.ndarray]:
+    """The same request on a plain diffusers pipeline (no polyadapt) with only ``adapter``."""
+    from diffusers import DiffusionPipeline
+
+    pipeline = DiffusionPipeline.from_pretrained(model)
+    pipeline.set_progress_bar_config(disable=True)
+    if adapter is not None:
+        pipeline.load_lora_weights(str(adapter))
+    images = pipeline(PROMPT, num_images_per_prompt=n, height=16, width=16, num_inference_steps=2,
+                      guidance_scale=3.0, generator=torch.Generator().manual_seed(seed)).images
+    return [np.asarray(image, dtype=np.int16) for image in images]
+
+
+def generate(client, model: str, **extra):
+    return client.post("/v1/images/generations", json={"model": model, "prompt": PROMPT, "seed": 7, **extra})
+
+
+def test_images_endpoint_switches_two_adapters_per_request(served):
+    client, model = served["client"], served["model"]
+    names = {m["id"] for m in client.get("/v1/models").json()["data"]}
+    assert names == {TINY_NAME, f"{TINY_NAME}:brand-a", f"{TINY_NAME}:brand-b"}
+
+    answers = {}
+    # interleaved, so each request must switch the adapter on the one loaded pipeline
+    for name in ("brand-a", None, "brand-b", "brand-a"):
+        reply = generate(client, f"{TINY_NAME}:{name}" if name else TINY_NAME)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["seed"] == 7 and len(body["data"]) == 1
+        answers.setdefault(name, []).append(decode(body["data"][0]))
+    assert (answers["brand-a"][0] == answers["brand-a"][1]).all()
+    servable = served["app"].state.registry.bases[TINY_NAME].servable
+    assert sorted(servable.adapter_names()) == ["brand-a", "brand-b"]
+
+    runs = dict(zip(["brand-a", "brand-b"], served["runs"]))
+    for name, images in answers.items():
+        expected = reference(model, runs[name] / "adapter" if name else None, seed=7)[0]
+        assert np.abs(images[0] - expected).max() <= 1, name
+    assert np.abs(answers["brand-a"][0] - answers[None][0]).max() > 2
+    assert np.abs(answers["brand-a"][0] - answers["brand-b"][0]).max() > 2
+
+    two = generate(client, f"{TINY_NAME}:brand-b", n=2, size="16x16")
+    assert two.status_code == 200 and len(two.json()["data"]) == 2
+    expected = reference(model, runs["brand-b"] / "adapter", seed=7, n=2)
+    for item, image in zip(two.json()["data"], expected):
+        assert np.abs(decode(item) - image).max() <= 1
+
+
+def test_images_endpoint_errors_and_policy(served):
+    client = served["client"]
+    unknown = generate(client, f"{TINY_NAME}:nope")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    url = generate(client, TINY_NAME, response_format="url")
+    assert url.status_code == 400 and "b64_json" in url.json()["error"]["message"]
+    for bad in ({"size": "big"}, {"size": "17x16"}, {"n": 11}):
+        reply = generate(client, TINY_NAME, **bad)
+        assert reply.status_code == 400, (bad, reply.text)
+    text = client.post("/v1/completions", json={"model": TINY_NAME, "prompt": "hello"})
+    assert text.status_code == 400 and "images/generations" in text.json()["error"]["message"]
+
+    refused = client.post("/v1/images/generations", json={"model": TINY_NAME, "prompt": f"a banner {SECRET}"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy"
+    assert SECRET not in served["audit"].read_text()
+    assert any(json.loads(line)["direction"] == "prompt" for line in served["audit"].read_text().splitlines())
