@@ -139,11 +139,22 @@ def test_plugin_manager_fails_with_the_reason(plugin_manager, monkeypatch):
     assert os.environ["POLYADAPT_LOAD_PLUGINS"] == "text"
 
 
+def test_speech_and_image_tiny_models_come_from_their_plugins(tiny_base_model):
+    pytest.importorskip("polyadapt_speech")
+    pytest.importorskip("polyadapt_image")
+    import whisper
+
+    checkpoint = tiny_base_model("speech")
+    assert checkpoint.suffix == ".pt" and whisper.load_model(str(checkpoint), device="cpu").dims.n_text_layer >= 1
+    pipeline = tiny_base_model("image")
+    assert (pipeline / "model_index.json").is_file() and (pipeline / "unet").is_dir()
+
+
 def test_tiny_models_per_modality(tiny_base_model, tiny_text_model, tmp_path, monkeypatch):
     assert tiny_base_model("text") == tiny_text_model
     assert (tiny_text_model / "config.json").is_file() and (tiny_text_model / "tokenizer.json").is_file()
-    with pytest.raises(LookupError, match="no tiny base model for modality 'speech'.*register_tiny_model"):
-        tiny_base_model("speech")
+    with pytest.raises(LookupError, match="no tiny base model for modality 'video'.*register_tiny_model"):
+        tiny_base_model("video")
     assert tiny_text_model.name == "tiny-llama"  # the base's display name at serving
     monkeypatch.setitem(TINY_MODELS, "toy", None)
     monkeypatch.setitem(TINY_MODEL_NAMES, "toy", None)

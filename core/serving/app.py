@@ -21,6 +21,7 @@ they load a base.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -97,6 +98,7 @@ class ModelRegistry:
                  guard: Any = None, follower: Any = None):
         self.bases: dict[str, ServedBase] = {}
         self.guard, self.follower = guard, follower
+        self._exclusive: dict[str, asyncio.Lock] = {}
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
             batcher = MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
@@ -158,6 +160,27 @@ class ModelRegistry:
         if self._worker is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._worker.cancel)
+
+    async def call_exclusive(self, base: str, adapter: str | None, method: str, request: Any, *, what: str) -> Any:
+        """``servable.<method>([request])`` on ``base`` with ``adapter`` loaded, one call at a time.
+
+        For the endpoints that do not micro-batch (transcriptions, images): the adapter loads
+        on first use and the call runs in a worker thread under a per-base lock, since one
+        loaded model serves one adapter at a time. Errors become :class:`ApiError`.
+        """
+        served = self.bases[base]
+        lock = self._exclusive.setdefault(base, asyncio.Lock())
+        async with lock:
+            problem = await asyncio.to_thread(served.batcher.ensure_adapter, adapter)
+            if problem is not None:
+                raise ApiError(400, str(problem))
+            try:
+                (result,) = await asyncio.to_thread(getattr(served.servable, method), [request])
+            except PolyadaptError as exc:
+                raise ApiError(400, str(exc)) from exc
+            except Exception as exc:
+                raise ApiError(500, f"{what} failed: {type(exc).__name__}: {exc}", type="server_error") from exc
+        return result
 
     async def close(self) -> None:
         """Stop every batcher."""

@@ -125,7 +125,7 @@ class MicroBatcher:
         ready = []
         for index, request in enumerate(requests):
             if request.adapter not in problems:
-                problems[request.adapter] = self._load(request.adapter)
+                problems[request.adapter] = self.ensure_adapter(request.adapter)
             if problems[request.adapter] is not None:
                 outcomes[index] = problems[request.adapter]
             else:
@@ -135,8 +135,11 @@ class MicroBatcher:
             outcomes[index] = answer
         return outcomes  # type: ignore[return-value]
 
-    def _load(self, adapter: str | None) -> Exception | None:
-        """Load ``adapter`` unless it is loaded (or is the base); return the error, if any."""
+    def ensure_adapter(self, adapter: str | None) -> Exception | None:
+        """Load ``adapter`` unless it is loaded (or is the base); return the error, if any.
+
+        Runs in a worker thread: loading reads weights from disk.
+        """
         if adapter is None or adapter in self.servable.adapter_names():
             return None
         path = self.adapter_paths.get(adapter)

@@ -19,6 +19,13 @@ from polyadapt.types import GenerationRequest, GenerationResult, TranscriptionRe
 WITHHELD = ""
 
 
+def refusal() -> ApiError:
+    """The 400 answer to a request whose prompt holds what the policy refuses (no rule named:
+    the audit log has it, and naming it would tell a prober what was found)."""
+    return ApiError(400, "the request was refused by the serving policy: the prompt holds content "
+                    "the policy does not allow (see the audit log for the rule)", code="content_policy")
+
+
 class ServingGuard:
     """Applies ``policy`` through ``redactor`` to prompts and outputs and audits each decision."""
 
@@ -59,8 +66,7 @@ class ServingGuard:
                 cleaned.append({**message, "content": content})
             messages = cleaned
         if refused:
-            raise ApiError(400, "the request was refused by the serving policy: the prompt holds content "
-                           "the policy does not allow (see the audit log for the rule)", code="content_policy")
+            raise refusal()
         return replace(request, prompt=prompt, messages=messages, suffix=suffix)
 
     def check_result(self, result: GenerationResult, *, model: str, adapter: str | None) -> GenerationResult:
@@ -78,8 +84,7 @@ class ServingGuard:
             return request
         prompt, refused = self._apply(request.prompt, model=model, adapter=request.adapter, direction="prompt")
         if refused:
-            raise ApiError(400, "the request was refused by the serving policy: the prompt holds content "
-                           "the policy does not allow (see the audit log for the rule)", code="content_policy")
+            raise refusal()
         return replace(request, prompt=prompt)
 
     def check_transcript(self, result: TranscriptionResult, *, model: str,

@@ -15,7 +15,6 @@ scan. Generations of one base run one at a time in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import time
@@ -24,7 +23,6 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from polyadapt.errors import PolyadaptError
 from polyadapt.serving.schemas import ApiError
 from polyadapt.types import GenerationRequest, ImageRequest, ImageResult
 
@@ -67,12 +65,10 @@ def image_request(body: ImageGenerationBody, adapter: str | None, prompt: str) -
                         steps=body.num_inference_steps, guidance_scale=body.guidance_scale)
 
 
-async def generate_images(registry: Any, locks: dict[str, asyncio.Lock], base: str, body: ImageGenerationBody,
+async def generate_images(registry: Any, base: str, body: ImageGenerationBody,
                           adapter: str | None) -> ImageResult:
     """Draw the images of ``body`` on ``base`` (its adapter loaded on first use) through the policy."""
-    served = registry.bases[base]
-    servable = served.servable
-    if not callable(getattr(servable, "generate_images", None)):
+    if not callable(getattr(registry.bases[base].servable, "generate_images", None)):
         raise ApiError(400, f"the model {body.model!r} does not generate images; use an image model",
                        param="model", code="model_not_supported")
     prompt = body.prompt
@@ -80,23 +76,11 @@ async def generate_images(registry: Any, locks: dict[str, asyncio.Lock], base: s
         prompt = registry.guard.check_request(GenerationRequest(prompt=prompt, adapter=adapter),
                                               model=body.model).prompt
     request = image_request(body, adapter, prompt)
-    lock = locks.setdefault(base, asyncio.Lock())
-    async with lock:
-        problem = await asyncio.to_thread(served.batcher._load, adapter)
-        if problem is not None:
-            raise ApiError(400, str(problem))
-        try:
-            (result,) = await asyncio.to_thread(servable.generate_images, [request])
-        except PolyadaptError as exc:
-            raise ApiError(400, str(exc)) from exc
-        except Exception as exc:
-            raise ApiError(500, f"image generation failed: {type(exc).__name__}: {exc}", type="server_error") from exc
-    return result
+    return await registry.call_exclusive(base, adapter, "generate_images", request, what="image generation")
 
 
 def add_image_routes(app: FastAPI, registry: Any) -> None:
     """Add ``POST /v1/images/generations`` for the servables of ``registry``."""
-    locks: dict[str, asyncio.Lock] = {}
 
     @app.post("/v1/images/generations")
     async def images_generations(body: ImageGenerationBody) -> dict[str, Any]:
@@ -105,7 +89,7 @@ def add_image_routes(app: FastAPI, registry: Any) -> None:
             raise ApiError(400, "response_format 'url' is not supported: the server stores no images; "
                            "use b64_json", param="response_format")
         base, adapter = registry.resolve(body.model)
-        result = await generate_images(registry, locks, base, body, adapter)
+        result = await generate_images(registry, base, body, adapter)
         data = [{"b64_json": base64.b64encode(png).decode("ascii"), "revised_prompt": None}
                 for png in result.images]
         return {"created": int(time.time()), "data": data, "seed": result.seed}

@@ -14,13 +14,11 @@ Transcriptions of one base run one at a time in a worker thread; each request is
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse
 
-from polyadapt.errors import PolyadaptError
 from polyadapt.serving.schemas import ApiError
 from polyadapt.types import TranscriptionRequest, TranscriptionResult
 
@@ -86,28 +84,16 @@ def format_response(result: TranscriptionResult, response_format: str, temperatu
     return {"text": result.text}
 
 
-async def transcribe(registry: Any, locks: dict[str, asyncio.Lock], base: str, request: TranscriptionRequest,
+async def transcribe(registry: Any, base: str, request: TranscriptionRequest,
                      *, model: str) -> TranscriptionResult:
     """Transcribe ``request`` on ``base`` (its adapter loaded on first use) through the policy."""
-    served = registry.bases[base]
-    servable = served.servable
-    if not callable(getattr(servable, "transcribe", None)):
+    if not callable(getattr(registry.bases[base].servable, "transcribe", None)):
         raise ApiError(400, f"the model {model!r} does not transcribe audio; use a speech model",
                        param="model", code="model_not_supported")
     guard = registry.guard
     if guard is not None:
         request = guard.check_transcription_request(request, model=model)
-    lock = locks.setdefault(base, asyncio.Lock())
-    async with lock:
-        problem = await asyncio.to_thread(served.batcher._load, request.adapter)
-        if problem is not None:
-            raise ApiError(400, str(problem))
-        try:
-            (result,) = await asyncio.to_thread(servable.transcribe, [request])
-        except PolyadaptError as exc:
-            raise ApiError(400, str(exc)) from exc
-        except Exception as exc:
-            raise ApiError(500, f"transcription failed: {type(exc).__name__}: {exc}", type="server_error") from exc
+    result = await registry.call_exclusive(base, request.adapter, "transcribe", request, what="transcription")
     if guard is not None:
         result = guard.check_transcript(result, model=model, adapter=request.adapter)
     return result
@@ -115,7 +101,6 @@ async def transcribe(registry: Any, locks: dict[str, asyncio.Lock], base: str, r
 
 def add_transcription_routes(app: FastAPI, registry: Any) -> None:
     """Add ``POST /v1/audio/transcriptions`` for the servables of ``registry``."""
-    locks: dict[str, asyncio.Lock] = {}
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(
@@ -136,5 +121,5 @@ def add_transcription_routes(app: FastAPI, registry: Any) -> None:
             raise ApiError(413, f"the audio file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", param="file")
         request = TranscriptionRequest(audio=audio, adapter=adapter, language=language or None,
                                        prompt=prompt or None, temperature=temperature, filename=file.filename or "")
-        result = await transcribe(registry, locks, base, request, model=model)
+        result = await transcribe(registry, base, request, model=model)
         return format_response(result, response_format, temperature)

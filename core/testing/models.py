@@ -83,11 +83,29 @@ def build_tiny_llama(folder: Path, *, hidden: int = 64, layers: int = 2, seed: i
     return folder
 
 
-#: modality -> builder(folder) -> the folder a plugin loads as its base model.
-TINY_MODELS: dict[str, Callable[[Path], Path]] = {"text": build_tiny_llama}
+def _tiny_whisper(folder: Path) -> Path:
+    """A tiny random openai-whisper checkpoint (needs the speech plugin)."""
+    from polyadapt_speech.testing import build_tiny_whisper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return build_tiny_whisper(folder / "tiny-whisper.pt")
+
+
+def _tiny_diffusion(folder: Path) -> Path:
+    """A tiny random Stable-Diffusion-style pipeline folder (needs the image plugin)."""
+    from polyadapt_image.testing import build_tiny_sd_pipeline
+
+    return build_tiny_sd_pipeline(folder)
+
+
+#: modality -> builder(folder) -> the folder (or file) a plugin loads as its base model.
+#: Speech and image builders live in their plugins and are imported when first used.
+TINY_MODELS: dict[str, Callable[[Path], Path]] = {
+    "text": build_tiny_llama, "speech": _tiny_whisper, "image": _tiny_diffusion,
+}
 #: modality -> the name of the model's folder, which is also the base model's display
 #: name (what clients ask for at serving); ``tiny-<modality>`` when not listed.
-TINY_MODEL_NAMES: dict[str, str] = {"text": "tiny-llama"}
+TINY_MODEL_NAMES: dict[str, str] = {"text": "tiny-llama", "speech": "tiny-whisper", "image": "tiny-sd"}
 
 
 def register_tiny_model(modality: str, builder: Callable[[Path], Path], name: str | None = None) -> None:
@@ -116,4 +134,10 @@ def build_tiny_model(modality: str, folder: Path) -> Path:
             "modalities (code, your own text records) can use 'text'; register a builder "
             "for another with polyadapt.testing.register_tiny_model(modality, builder)"
         ) from None
-    return builder(Path(folder))
+    try:
+        return builder(Path(folder))
+    except ModuleNotFoundError as exc:
+        raise LookupError(
+            f"the tiny {modality} model comes with its plugin, which is not installed ({exc}); "
+            f"install it (polyadapt plugins install {modality})"
+        ) from None
