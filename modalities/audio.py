@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.errors import DataError
-from polyadapt.modalities.records import Dataset, Quarantined
+from polyadapt.modalities.records import Dataset
 from polyadapt.modalities.tabular import ParseFailure, read_records
 
 #: Whisper's sample rate; every waveform is resampled to it.
@@ -210,17 +210,9 @@ def load_audio_dataset(path: Path, *, max_duration_s: float = MAX_DURATION_S,
     rows = read_records(metadata, "jsonl" if metadata.suffix == ".json" else "auto")
     dataset = Dataset(source=metadata, kind="audio", scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
-        result = _normalise(raw, metadata.parent, max_duration_s=max_duration_s, silence_dbfs=silence_dbfs)
-        if isinstance(result, str):
-            dataset.quarantined.append(Quarantined(str(metadata), index, result, line))
-        else:
-            dataset.records.append(result)
-            dataset.lines.append(line)
-    if not dataset.records:
-        first = dataset.quarantined[0] if dataset.quarantined else None
-        detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""
-        raise DataError(f"{metadata}: no usable audio clips{detail}")
-    return dataset
+        dataset.take(index, line, _normalise(raw, metadata.parent, max_duration_s=max_duration_s,
+                                             silence_dbfs=silence_dbfs))
+    return dataset.require_records("audio clips")
 
 
 def load_waveform(record: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> Any:

@@ -45,6 +45,24 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    def take(self, index: int, line: int | None, result: dict[str, Any] | str) -> None:
+        """Keep a normalised record, or quarantine it when ``result`` is why it was rejected."""
+        if isinstance(result, str):
+            self.quarantined.append(Quarantined(str(self.source), index, result, line))
+        else:
+            self.records.append(result)
+            self.lines.append(line)
+
+    def require_records(self, what: str) -> Dataset:
+        """``self``; a :class:`DataError` naming the first rejection when nothing was usable."""
+        if not self.records:
+            from polyadapt.errors import DataError
+
+            first = self.quarantined[0] if self.quarantined else None
+            detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""
+            raise DataError(f"{self.source}: no usable {what}{detail}")
+        return self
+
     def fingerprint(self) -> str:
         """One root hash over the ordered record hashes: same content, same hash, any machine."""
         digest = hashlib.sha256()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.errors import DataError
-from polyadapt.modalities.records import Dataset, Quarantined
+from polyadapt.modalities.records import Dataset
 from polyadapt.modalities.tabular import ParseFailure, read_records
 
 PROMPT_FIELDS = ("instruction", "prompt", "question")
@@ -100,14 +100,5 @@ def load_text_dataset(path: Path, declared_format: str = "auto", kind: str = "au
         raise DataError(f"{path}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
     dataset = Dataset(source=Path(path), kind=kind, scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
-        result = normalise(raw, kind)
-        if isinstance(result, str):
-            dataset.quarantined.append(Quarantined(str(path), index, result, line))
-        else:
-            dataset.records.append(result)
-            dataset.lines.append(line)
-    if not dataset.records:
-        first = dataset.quarantined[0] if dataset.quarantined else None
-        detail = f" (first rejection, line {first.line}: {first.reason})" if first else ""
-        raise DataError(f"{path}: no usable {kind} records{detail}")
-    return dataset
+        dataset.take(index, line, normalise(raw, kind))
+    return dataset.require_records(f"{kind} records")
