@@ -46,12 +46,19 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # benchmarks/measure.py: the helpers every benchmark shares
+from measure import combine, matmul_peak
+from measure import fmt as _fmt
+from measure import memory as _memory
+from measure import reset_train_peak as _reset_train_peak
+from measure import sync as _sync
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "examples" / "insurance" / "train.jsonl"
@@ -84,56 +91,6 @@ def _setup_worker(spec: dict[str, Any]) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-_CUDA_PEAK_BEFORE_TRAINING = 0
-
-
-def _reset_train_peak(device: str) -> None:
-    """Start a fresh high-water mark for the training phase."""
-    import torch
-
-    global _CUDA_PEAK_BEFORE_TRAINING
-    if device == "cuda":
-        _CUDA_PEAK_BEFORE_TRAINING = torch.cuda.max_memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    try:  # Linux: writing 5 to clear_refs resets VmHWM (the peak resident set size)
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _memory(device: str) -> dict[str, float | None]:
-    """Peak memory in GB: the process' (ru_maxrss / max_memory_allocated) and since the reset."""
-    import resource
-
-    import torch
-
-    if device == "cuda":
-        train_peak = torch.cuda.max_memory_allocated()
-        return {
-            "peak_gb": round(max(train_peak, _CUDA_PEAK_BEFORE_TRAINING) / 1e9, 3),
-            "train_peak_gb": round(train_peak / 1e9, 3),
-            "host_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
-        }
-    hwm = None
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                hwm = round(int(line.split()[1]) / 1e6, 3)
-    except OSError:
-        pass
-    return {
-        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
-        "train_peak_gb": hwm,
-    }
 
 
 def _model_shape(peft_model: Any) -> dict[str, int]:
@@ -408,32 +365,7 @@ def worker_trainer(spec: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def worker_peak(spec: dict[str, Any]) -> dict[str, Any]:
     """Best measured dense matmul throughput (TFLOP/s) in bf16 and fp32."""
-    import torch
-
-    device = spec["device"]
-    sizes = [8192] if device == "cuda" else [1024, 2048]
-    result = {}
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        best = 0.0
-        for n in sizes:
-            a = torch.randn(n, n, device=device).to(dtype)
-            b = torch.randn(n, n, device=device).to(dtype)
-            for _ in range(2):
-                torch.matmul(a, b)
-            _sync(device)
-            for _ in range(3):
-                reps, t0 = 0, time.perf_counter()
-                while True:
-                    torch.matmul(a, b)
-                    reps += 1
-                    if reps % 4 == 0 or device == "cpu":
-                        _sync(device)
-                        if time.perf_counter() - t0 > spec["peak_seconds"]:
-                            break
-                elapsed = time.perf_counter() - t0
-                best = max(best, 2 * n**3 * reps / elapsed / 1e12)
-        result[f"peak_{name}_tflops"] = round(best, 4)
-    return result
+    return matmul_peak(spec["device"], spec["peak_seconds"])
 
 
 def worker_switch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -639,42 +571,12 @@ def random_model(source: Path, target: Path, seed: int) -> Path:
 
 
 def run_worker(kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
-    out = work / f"result_{kind}.json"
-    log = work / f"log_{kind}.txt"
-    env = dict(os.environ)
-    env.update({
-        "OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"]),
-        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-    })
-    if spec["device"] == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--spec", str(spec_path),
-               "--out", str(out)]
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        proc = subprocess.run(command, check=False, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=timeout)
-    if proc.returncode != 0 or not out.is_file():
-        tail = log.read_text()[-3000:]
-        raise SystemExit(f"error: worker {kind} failed (exit {proc.returncode}); log {log}:\n{tail}")
-    result = json.loads(out.read_text())
-    result["subprocess_s"] = round(time.perf_counter() - started, 2)
-    return result
+    return measure.run_worker(__file__, kind, spec_path, work, spec, timeout)
 
 
 def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One variant's figures over its repeats: the run of median tokens/s, the highest peaks."""
-    ranked = sorted(runs, key=lambda r: r["tokens_per_s"] or 0.0)
-    result = dict(ranked[(len(ranked) - 1) // 2])
-    for key in ("peak_gb", "train_peak_gb"):
-        values = [r[key] for r in runs if r.get(key) is not None]
-        result[key] = max(values) if values else None
-    result["repeats_tokens_per_s"] = [r["tokens_per_s"] for r in runs]
-    return result
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    return combine(runs, "tokens_per_s")
 
 
 def report(spec, results, peak, switch, args) -> dict[str, Any]:

@@ -45,6 +45,11 @@ def weight_dtype(config: BaseModelConfig) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
 
 
+def pipeline_source(model_id: str) -> str:
+    """A hub id as it is; a local path with ``~`` expanded."""
+    return str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
+
+
 def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     """The base pipeline from a folder or hub id, frozen, progress bars off.
 
@@ -54,7 +59,8 @@ def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     from diffusers import DiffusionPipeline
 
     try:
-        pipeline = DiffusionPipeline.from_pretrained(config.id, revision=config.revision, dtype=torch.float32)
+        pipeline = DiffusionPipeline.from_pretrained(pipeline_source(config.id), revision=config.revision,
+                                                     dtype=torch.float32)
     except (OSError, ValueError, EnvironmentError) as exc:
         raise ConfigError(
             f"base_model.id: cannot load {config.id!r} as a diffusers pipeline: {exc}. Give a "
@@ -80,11 +86,11 @@ def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     return pipeline
 
 
-def noise_scheduler(source: str, prediction_type: str = "auto", revision: str | None = None):
+def noise_scheduler(model_id: str, prediction_type: str = "auto", revision: str | None = None):
     """The training noise scheduler: DDPM with the pipeline scheduler's betas and settings."""
     from diffusers import DDPMScheduler
 
-    scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", revision=revision)
+    scheduler = DDPMScheduler.from_pretrained(pipeline_source(model_id), subfolder="scheduler", revision=revision)
     if prediction_type != "auto":
         scheduler.register_to_config(prediction_type=prediction_type)
     return scheduler

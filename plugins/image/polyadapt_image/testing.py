@@ -22,6 +22,8 @@ from typing import Any
 
 #: The tiny pipeline's native resolution (pixels); its VAE downsamples by 2.
 TINY_RESOLUTION = 16
+#: The small pipeline's native resolution (pixels); its VAE downsamples by 8, like SD's.
+SMALL_RESOLUTION = 128
 #: The name of the tiny pipeline's folder (its display name at serving).
 TINY_NAME = "tiny-sd"
 
@@ -48,6 +50,39 @@ def build_clip_tokenizer(folder: Path, model_max_length: int = 32):
 
 def build_tiny_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
     """Save a tiny random ``StableDiffusionPipeline`` to ``folder`` and return the folder."""
+    return build_sd_pipeline(
+        folder, seed=seed, prediction_type=prediction_type, resolution=TINY_RESOLUTION,
+        unet_channels=(16, 32), unet_layers=1, attention_heads=4, unet_groups=8,
+        vae_channels=(8, 16), vae_groups=8, text_hidden=32, text_layers=2, text_heads=4, max_length=32,
+    )
+
+
+def build_small_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """Save a small random ``StableDiffusionPipeline`` (SD 1.x layout, ~10M parameters) to ``folder``.
+
+    For walkthroughs and benchmarks where no real weights can be fetched: 128x128 images, a
+    VAE that downsamples 8x like SD's (4 blocks, 32-128 channels), a UNet with
+    ``block_out_channels`` (64, 128), two layers per block and cross-attention, a 4-layer CLIP
+    text model of hidden size 128 with 77 tokens. Its weights are random: it learns
+    noise prediction on the adapter's data but generates nothing recognisable.
+    """
+    return build_sd_pipeline(
+        folder, seed=seed, prediction_type=prediction_type, resolution=SMALL_RESOLUTION,
+        unet_channels=(64, 128), unet_layers=2, attention_heads=8, unet_groups=32,
+        vae_channels=(32, 64, 128, 128), vae_groups=16, text_hidden=128, text_layers=4, text_heads=4,
+        max_length=77,
+    )
+
+
+def build_sd_pipeline(folder: Path, *, seed: int, prediction_type: str, resolution: int,
+                      unet_channels: tuple[int, ...], unet_layers: int, attention_heads: int, unet_groups: int,
+                      vae_channels: tuple[int, ...], vae_groups: int, text_hidden: int, text_layers: int,
+                      text_heads: int, max_length: int) -> Path:
+    """Save a random ``StableDiffusionPipeline`` of the given sizes to ``folder``.
+
+    The UNet's first block has cross-attention and its last none (and the reverse going up),
+    as in SD 1.x; the mid block has cross-attention. ``resolution`` is the native image size.
+    """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -55,21 +90,25 @@ def build_tiny_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    levels = len(unet_channels)
     unet = UNet2DConditionModel(
-        sample_size=TINY_RESOLUTION // 2, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=4, norm_num_groups=8,
+        sample_size=resolution // 2 ** (len(vae_channels) - 1), in_channels=4, out_channels=4,
+        layers_per_block=unet_layers, block_out_channels=unet_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+        cross_attention_dim=text_hidden, attention_head_dim=attention_heads, norm_num_groups=unet_groups,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=TINY_RESOLUTION,
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
+        norm_num_groups=vae_groups, sample_size=resolution,
     )
-    tokenizer = build_clip_tokenizer(folder / "tokenizer")
+    tokenizer = build_clip_tokenizer(folder / "tokenizer", model_max_length=max_length)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+        vocab_size=len(tokenizer), hidden_size=text_hidden, intermediate_size=2 * text_hidden,
+        num_hidden_layers=text_layers, num_attention_heads=text_heads,
+        max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     ))
