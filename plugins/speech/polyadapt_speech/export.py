@@ -20,8 +20,9 @@ from polyadapt.errors import PolyadaptError
 def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: Path | str) -> Path:
     """Write ``base_checkpoint`` + the peft adapter in ``adapter_dir`` merged to ``output`` (.pt).
 
-    ``base_checkpoint`` is a whisper checkpoint file or, online, a whisper model name. The
-    file is written atomically (a temporary file renamed into place).
+    ``base_checkpoint`` is a whisper checkpoint file, a CTranslate2 (faster-whisper) folder
+    (converted, see :mod:`polyadapt_speech.ct2`) or, online, a whisper model name. The file
+    is written atomically (a temporary file renamed into place).
     """
     import whisper
     from peft import PeftModel
@@ -29,6 +30,10 @@ def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: 
     from polyadapt_speech.model import check_loadable, whisper_cache
 
     check_loadable(Path(adapter_dir))
+    if Path(base_checkpoint).is_dir() and (Path(base_checkpoint) / "model.bin").is_file():
+        from polyadapt_speech.ct2 import converted_checkpoint
+
+        base_checkpoint = converted_checkpoint(base_checkpoint)
     base = whisper.load_model(str(base_checkpoint), device="cpu", download_root=str(whisper_cache())).float()
     expected = set(base.state_dict())
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

@@ -37,15 +37,18 @@ def whisper_cache() -> Path:
 
 
 def checkpoint_path(config: BaseModelConfig) -> str:
-    """The local checkpoint file or whisper model name ``base_model.id`` stands for."""
+    """The local checkpoint file or whisper model name ``base_model.id`` stands for.
+
+    A CTranslate2 (faster-whisper) folder is converted once into a cached checkpoint
+    (:mod:`polyadapt_speech.ct2`) and that file is returned.
+    """
     source = str(Path(config.id).expanduser()) if config.id.startswith("~") else config.id
     path = Path(source)
     if path.is_dir():
         if (path / "model.bin").is_file():
-            raise ConfigError(
-                f"base_model.id: {config.id} is a CTranslate2 (faster-whisper) folder; converting it is "
-                "not supported yet. Give an openai-whisper .pt checkpoint or a whisper model name"
-            )
+            from polyadapt_speech.ct2 import converted_checkpoint
+
+            return str(converted_checkpoint(path))
         candidates = sorted(path.glob("*.pt"))
         if len(candidates) == 1:
             return str(candidates[0])
@@ -57,8 +60,9 @@ def load_whisper(config: BaseModelConfig, *, map_device: str | torch.device = "c
     """The frozen :class:`whisper.model.Whisper` for ``base_model`` (fp32, eval mode).
 
     ``id`` is a local openai-whisper checkpoint (``.pt`` with ``dims`` and
-    ``model_state_dict``, what :func:`whisper.load_model` reads) or, online, a whisper
-    model name (``tiny.en``, ``base``, ``small``...).
+    ``model_state_dict``, what :func:`whisper.load_model` reads), a folder holding one, a
+    CTranslate2 (faster-whisper) model folder (converted once, see :mod:`polyadapt_speech.ct2`)
+    or, online, a whisper model name (``tiny.en``, ``base``, ``small``...).
     """
     import whisper
 
@@ -72,6 +76,10 @@ def load_whisper(config: BaseModelConfig, *, map_device: str | torch.device = "c
         model = whisper.load_model(source, device=str(map_device), download_root=str(whisper_cache()))
     except (OSError, RuntimeError, KeyError) as exc:
         raise ConfigError(f"base_model.id: cannot load whisper model {config.id!r}: {exc}") from None
+    if Path(source).is_file():
+        from polyadapt_speech.ct2 import apply_alignment_heads
+
+        apply_alignment_heads(model, source)
     model = model.float().eval()
     model.requires_grad_(False)
     return model

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Whisper LoRA training speed and memory: polyadapt against a plain peft loop.
+
+Trains the same Whisper on the same clips and batches, in one run, two ways, each in its
+own subprocess (so peak memory is per variant):
+
+  (a) polyadapt: its own code path, as ``polyadapt adapt`` runs it: ``load_whisper``,
+      ``attach_lora`` (encoder + decoder attention), ``build_examples`` (log-mel +
+      start-of-transcript tokens), ``WhisperLoss`` and the shared ``train()``;
+  (b) plain: openai-whisper + peft as most users write it: ``whisper.load_model``,
+      ``get_peft_model`` on ``query/key/value/out``, a hand-written loop (AdamW, cosine
+      schedule with warm-up, clip 1.0, mean token cross-entropy after the prompt).
+
+Both: LoRA r=8, alpha=16, dropout 0, the same steps, batch size, learning rate, seed,
+threads, precision (fp32) and the same clips (polyadapt's trainer shuffles them into its
+own batches). Steps are timed from the
+start of one step's forward pass to the next one's (steps/s over the steps after
+``--warmup``; so the trainer's set-up and its closing work, logs and loss plot, are left out); peak memory is the process' resident
+high-water mark during training (CPU; the allocator's peak on CUDA). The last line,
+``BENCH_JSON {...}``, holds every figure.
+
+    python benchmarks/speech_lora.py --tiny                          # smoke run, seconds
+    python benchmarks/speech_lora.py --model ~/.cache/polyadapt/models/whisper-tiny.en-ct2 \\
+        --data examples/speech/data/train --steps 6 --batch 8           # the real tiny.en
+
+``--model`` is anything ``base_model.id`` takes (a whisper .pt, a CTranslate2 folder:
+converted once, untimed, before the workers start). ``--data`` is an audio folder (default:
+tones labelled with insurance sentences, enough to time a step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {"a": "polyadapt (attach_lora + shared trainer)", "b": "plain peft loop"}
+LORA_R, LORA_ALPHA = 8, 16
+
+
+def _memory_reset() -> None:
+    try:  # Linux: writing 5 to clear_refs resets VmHWM (the peak resident set size)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_gb(device: str) -> float | None:
+    import torch
+
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1e6, 3)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
+
+
+def _records(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    from polyadapt.modalities.audio import load_audio_dataset
+
+    return load_audio_dataset(Path(spec["data"])).records
+
+
+def _order(spec: dict[str, Any], count: int) -> list[list[int]]:
+    """The clip indices of every step (the same for both variants)."""
+    import random
+
+    rng = random.Random(spec["seed"])
+    return [[rng.randrange(count) for _ in range(spec["batch"])] for _ in range(spec["steps"])]
+
+
+def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
+    from polyadapt.config import BaseModelConfig, LoraConfig, TrainingConfig
+    from polyadapt.training import TrainingJob, train
+    from polyadapt_speech.data import WhisperLoss, build_examples, collate, summed_loss
+    from polyadapt_speech.model import attach_lora, load_whisper
+    from polyadapt_speech.options import SpeechOptions
+
+    base = load_whisper(BaseModelConfig(id=spec["model"]))
+    model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), "both")
+    records = _records(spec)
+    examples = build_examples(base, records, SpeechOptions(language="en"))
+    # the benchmark's clip draws as one pass of data (the trainer shuffles that pass itself)
+    ordered = [examples[i] for step in _order(spec, len(examples)) for i in step]
+    stamps: list[float] = []
+
+    class Timed(WhisperLoss):
+        def forward(self, *args):
+            stamps.append(time.perf_counter())
+            return super().forward(*args)
+
+    job = TrainingJob(model=Timed(model), train_data=ordered, collate=collate, loss=summed_loss)
+    config = TrainingConfig(max_steps=spec["steps"], batch_size=spec["batch"], learning_rate=spec["lr"],
+                            warmup_ratio=0.1, precision="fp32", seed=spec["seed"], log_every=10**6)
+    _memory_reset()
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        result = train(job, config, Path(run_dir), progress=False)
+        end = time.perf_counter()
+    return {"stamps": stamps, "train_loss": result.train_loss, "peak_gb": _peak_gb(spec["device"]),
+            "wall_s": round(end - start, 2)}
+
+
+def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    import whisper
+    from peft import LoraConfig, get_peft_model
+    from polyadapt.modalities.audio import load_waveform
+
+    torch.manual_seed(spec["seed"])
+    device = spec["device"]
+    from polyadapt.config import BaseModelConfig
+    from polyadapt_speech.model import checkpoint_path
+
+    model = whisper.load_model(checkpoint_path(BaseModelConfig(id=spec["model"])), device=device).float()
+    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                             target_modules=["query", "key", "value", "out"]))
+    tokenizer = whisper.tokenizer.get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
+                                                language="en", task="transcribe")
+    prompt = list(tokenizer.sot_sequence_including_notimestamps)
+    clips = []
+    for record in _records(spec):
+        samples = whisper.pad_or_trim(torch.as_tensor(load_waveform(record)), model.dims.n_audio_ctx * 2 * 160)
+        mel = whisper.log_mel_spectrogram(samples, model.dims.n_mels)
+        clips.append((mel, prompt + tokenizer.encode(" " + record["text"].strip()) + [tokenizer.eot]))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
+    warm = max(1, int(0.1 * spec["steps"]))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else
+                                                 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, spec["steps"] - warm))))
+    model.train()
+    stamps, losses = [], []
+    _memory_reset()
+    start = time.perf_counter()
+    for step in _order(spec, len(clips)):
+        stamps.append(time.perf_counter())
+        batch = [clips[i] for i in step]
+        mels = torch.stack([m for m, _ in batch]).to(device)
+        length = max(len(t) for _, t in batch)
+        tokens = torch.full((len(batch), length), tokenizer.eot, dtype=torch.long)
+        labels = torch.full((len(batch), length), -100, dtype=torch.long)
+        for row, (_, seq) in enumerate(batch):
+            tokens[row, :len(seq)] = torch.tensor(seq)
+            labels[row, len(prompt) - 1:len(seq) - 1] = torch.tensor(seq[len(prompt):])
+        logits = model(mels, tokens[:, :-1].to(device))
+        loss = F.cross_entropy(logits.flatten(0, 1), labels[:, :-1].flatten().to(device), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    end = time.perf_counter()
+    return {"stamps": stamps, "train_loss": sum(losses) / len(losses), "peak_gb": _peak_gb(device),
+            "wall_s": round(end - start, 2)}
+
+
+def run_worker(kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
+    out = work / f"result-{kind}.json"
+    command = [sys.executable, __file__, "--worker", kind, "--spec", str(spec_path), "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, timeout=timeout, check=False)
+    if result.returncode != 0:
+        sys.exit(f"error: worker {kind} failed (exit {result.returncode})")
+    data = json.loads(out.read_text())
+    steps = data.pop("stamps")
+    warm = spec["warmup"]
+    timed = steps[-1] - steps[warm] if len(steps) > warm + 1 else 0.0
+    data["steps_per_s"] = round((len(steps) - 1 - warm) / timed, 4) if timed > 0 else None
+    data["subprocess_s"] = round(time.perf_counter() - start, 1)
+    return data
+
+
+def make_tiny(work: Path) -> tuple[str, str]:
+    """A tiny random whisper and an audio folder of tones with insurance transcripts."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from polyadapt_speech.testing import build_tiny_whisper
+    from speech_helpers import audio_folder, sentences
+
+    return (str(build_tiny_whisper(work / "tiny-whisper.pt")),
+            str(audio_folder(work / "clips", sentences(16, 1), seconds=2.0)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="a tiny random whisper and tones (smoke run)")
+    parser.add_argument("--model", help="whisper .pt, CTranslate2 folder or whisper name")
+    parser.add_argument("--data", help="audio folder (metadata + clips); default: tones")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1, help="first steps not timed")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        import torch
+
+        spec = json.loads(args.spec.read_text())
+        torch.set_num_threads(spec["threads"])
+        result = worker_polyadapt(spec) if args.worker == "a" else worker_plain(spec)
+        args.out.write_text(json.dumps(result))
+        return
+    if not 0 <= args.warmup < args.steps:
+        sys.exit("error: need 0 <= --warmup < --steps")
+    with tempfile.TemporaryDirectory(prefix="polyadapt-speech-bench-") as tmp:
+        work = Path(tmp)
+        if args.tiny:
+            model, data = make_tiny(work)
+        else:
+            if not args.model:
+                sys.exit("error: give --model (a whisper .pt or CTranslate2 folder) or --tiny")
+            from polyadapt.config import BaseModelConfig
+            from polyadapt_speech.model import checkpoint_path
+
+            model = args.model
+            checkpoint_path(BaseModelConfig(id=str(Path(model).expanduser())))  # convert once, untimed
+            data = args.data or make_tiny(work)[1]
+        spec = {"model": str(Path(model).expanduser()), "data": str(data), "steps": args.steps,
+                "warmup": args.warmup, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+                "threads": args.threads, "device": args.device}
+        spec_path = work / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        results = {}
+        for kind, label in VARIANTS.items():
+            results[kind] = run_worker(kind, spec_path, work, spec, args.timeout)
+            r = results[kind]
+            print(f"  ({kind}) {label}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
+                  f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]", file=sys.stderr)
+    a, b = results["a"], results["b"]
+    ratio = {"steps_per_s": round(a["steps_per_s"] / b["steps_per_s"], 3) if a["steps_per_s"] and b["steps_per_s"] else None,
+             "peak_gb": round(a["peak_gb"] / b["peak_gb"], 3) if a["peak_gb"] and b["peak_gb"] else None}
+    print()
+    print(f"model {spec['model']}  data {spec['data']}")
+    print(f"batch {args.batch}, {args.steps} steps ({args.warmup} untimed), LoRA r={LORA_R} on encoder+decoder "
+          f"attention, fp32, {args.threads} threads, {args.device}")
+    print(f"{'variant':44} {'steps/s':>9} {'peak GB':>9}")
+    for kind, label in VARIANTS.items():
+        print(f"{label:44} {results[kind]['steps_per_s']!s:>9} {results[kind]['peak_gb']!s:>9}")
+    print(f"{'ratio polyadapt / plain':44} {ratio['steps_per_s']!s:>9} {ratio['peak_gb']!s:>9}")
+    payload = {"spec": spec, "results": results, "ratio": ratio}
+    line = json.dumps(payload, sort_keys=True)
+    if args.json_out:
+        args.json_out.write_text(line + "\n")
+    print("BENCH_JSON " + line)
+
+
+if __name__ == "__main__":
+    main()
