@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from polyadapt.errors import ConfigError
 from polyadapt.yamlfile import parse_mapping, read_text, validate
@@ -23,6 +23,18 @@ class _Section(BaseModel):
     """Base for config sections: unknown keys are errors (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def expand_user(value: Any) -> Any:
+    """A path (or a path-like string) with a leading ``~`` or ``~user`` expanded, as a shell would.
+
+    Other values (``None``, ``"builtin"``, hub ids, URLs) are returned unchanged.
+    """
+    if isinstance(value, Path):
+        return value.expanduser()
+    if isinstance(value, str) and value.startswith("~"):
+        return str(Path(value).expanduser())
+    return value
 
 
 class BaseModelConfig(_Section):
@@ -38,6 +50,11 @@ class BaseModelConfig(_Section):
         "auto", description="Weights dtype of the frozen base; auto = bf16 where it is fast"
     )
     trust_remote_code: bool = False
+
+    @field_validator("id", "gguf_file", "tokenizer")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return expand_user(value)
 
     def display_name(self) -> str:
         """A short name for the base: the GGUF file's stem, else the last part of the id or path.
@@ -67,6 +84,11 @@ class DataConfig(_Section):
         "auto", description="Record kind; auto detects from the fields present"
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
+
+    @field_validator("train", "eval", "general_eval", "replay")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return expand_user(value)
 
 
 class LoraConfig(_Section):
@@ -128,6 +150,11 @@ class OutputConfig(_Section):
         "letters, digits, '-' and '_'",
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return expand_user(value)
+
 
 class GovernanceConfig(_Section):
     """Which policy the run's data (and, at serving, its prompts and outputs) must follow."""
@@ -135,6 +162,11 @@ class GovernanceConfig(_Section):
     policy: Path | None = Field(
         None, description="Policy file (YAML, see configs/policies/); default: the strict built-in policy"
     )
+
+    @field_validator("policy")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return expand_user(value)
 
 
 class LineageConfig(_Section):
@@ -148,9 +180,21 @@ class LineageConfig(_Section):
         None, description="OpenLineage RunEvents: a file (JSON lines) or an http(s) URL to POST to"
     )
 
+    @field_validator("openlineage")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        return expand_user(value)
+
 
 class RunConfig(_Section):
-    """One adaptation run."""
+    """One adaptation run.
+
+    Paths: a leading ``~`` is expanded wherever a path goes (data, ``base_model``, policy,
+    output, lineage file); relative ones resolve against the config file's folder
+    (:attr:`base_dir`) when the config is read from a file. Paths inside ``task_options``
+    resolve the same way when the run starts (:func:`resolve_option_paths`), so the
+    resolved ``config.yaml`` in a run folder holds absolute paths.
+    """
 
     task: str
     base_model: BaseModelConfig
@@ -162,6 +206,14 @@ class RunConfig(_Section):
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
     task_options: dict[str, Any] = Field(default_factory=dict)
+
+    #: The folder relative paths resolve against (the config file's), None when unknown.
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The config file's folder when the config was read from a file (else None)."""
+        return self._base_dir
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -228,7 +280,8 @@ def parse_config(
     data = apply_overrides(data, overrides or [], source)
     config = validate(RunConfig, data, source, root, what="run config", schema_hint="`polyadapt config-schema`")
     if base_dir is not None:
-        _resolve_paths(config, base_dir)
+        config._base_dir = Path(base_dir).resolve()
+        _resolve_paths(config, config._base_dir)
     return config
 
 
@@ -249,6 +302,36 @@ def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
     candidate = base_dir / base.id
     if not Path(base.id).is_absolute() and (base.id.startswith(".") or candidate.exists()):
         base.id = str(candidate.resolve())
+
+
+def resolve_option_paths(options: BaseModel, raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """``raw`` (a ``task_options`` block) with its paths absolute.
+
+    ``options`` is ``raw`` validated by the task's options model: a plugin marks a path by
+    typing the field ``Path`` (also ``Path | None``, ``list[Path]``, a nested model's or a
+    dict's ``Path`` values). Each such value that ``raw`` holds gets ``~`` expanded and, when
+    relative, is resolved against ``base_dir`` (the config file's folder). Everything else
+    is returned as written; ``raw`` itself is not changed.
+    """
+    return _absolute_paths(options, raw, Path(base_dir))
+
+
+def _absolute_paths(value: Any, raw: Any, base_dir: Path) -> Any:
+    if isinstance(value, Path) and isinstance(raw, (str, Path)):
+        path = value.expanduser()
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    if isinstance(value, BaseModel) and isinstance(raw, dict):
+        out = dict(raw)
+        for name, field in type(value).model_fields.items():
+            key = next((k for k in (name, field.alias) if k and k in raw), None)
+            if key is not None:
+                out[key] = _absolute_paths(getattr(value, name), raw[key], base_dir)
+        return out
+    if isinstance(value, (list, tuple)) and isinstance(raw, list) and len(value) == len(raw):
+        return [_absolute_paths(v, r, base_dir) for v, r in zip(value, raw)]
+    if isinstance(value, dict) and isinstance(raw, dict):
+        return {k: _absolute_paths(value[k], r, base_dir) if k in value else r for k, r in raw.items()}
+    return raw
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConfig:

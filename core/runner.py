@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt import __version__, distributed
-from polyadapt.config import RunConfig, parse_config
+from polyadapt.config import RunConfig, parse_config, resolve_option_paths
 from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
 from polyadapt.fileio import atomic_write_text
 from polyadapt.gate import govern_config, open_gate, policy_and_redactor
@@ -27,6 +27,13 @@ CONFIG_FILE = "config.yaml"
 
 
 def _validate_task_options(pm: PluginManager, config: RunConfig) -> tuple[Any, Any]:
+    """The task and its validated options.
+
+    Paths in the options (fields the options model types ``Path``) are made absolute in
+    ``config.task_options`` too: ``~`` expanded, relative ones resolved against the config
+    file's folder (the working directory when the config came from no file), so the run
+    folder's ``config.yaml`` works from any folder.
+    """
     task = pm.task(config.task)
     options = config.task_options
     if task.options_model is not None:
@@ -34,6 +41,10 @@ def _validate_task_options(pm: PluginManager, config: RunConfig) -> tuple[Any, A
 
         try:
             options = task.options_model.model_validate(config.task_options)
+            resolved = resolve_option_paths(options, config.task_options, config.base_dir or Path.cwd())
+            if resolved != config.task_options:
+                config.task_options = resolved
+                options = task.options_model.model_validate(resolved)
         except ValidationError as exc:
             problems = "; ".join(
                 f"task_options.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pytest
-
 from polyadapt.config import load_config, parse_config
 from polyadapt.errors import ConfigError
+from polyadapt.hookspecs import hookimpl
+from polyadapt.types import Task
+from pydantic import BaseModel, ConfigDict
 
 VALID = textwrap.dedent(
     """\
@@ -94,3 +97,128 @@ def test_adapter_name_must_be_servable():
     with pytest.raises(ConfigError, match="output.adapter_name"):
         parse_config(VALID, "x.yaml", ["output.adapter_name=base:claims"])
 
+
+
+def test_home_is_expanded_in_every_path(tmp_path: Path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    text = textwrap.dedent(
+        """\
+        task: text-generation
+        base_model:
+          id: ~/models/m.gguf
+          tokenizer: ~/tok
+        data:
+          train: ~/data/train.jsonl
+          eval: ~/data/eval.jsonl
+          general_eval: builtin
+        governance:
+          policy: ~/policies/p.yaml
+        output:
+          dir: ~/runs
+        lineage:
+          openlineage: ~/events.jsonl
+        """
+    )
+    config = load_config(_write(tmp_path / "cfg" / "run.yaml", text))
+    assert config.base_model.id == str(home / "models" / "m.gguf")
+    assert config.base_model.tokenizer == str(home / "tok")
+    assert config.data.train == home / "data" / "train.jsonl"
+    assert config.data.eval == home / "data" / "eval.jsonl"
+    assert config.data.general_eval == "builtin"
+    assert config.governance.policy == home / "policies" / "p.yaml"
+    assert config.output.dir == home / "runs"
+    assert config.lineage.openlineage == str(home / "events.jsonl")
+    # without a file too, and a hub id is left alone
+    assert parse_config(VALID.replace("data/train.jsonl", "~/t.jsonl"), "x").data.train == home / "t.jsonl"
+    assert parse_config(VALID, "x").base_model.id == "some/model"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+class _Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: Path
+
+
+class _Options(BaseModel):
+    """A plugin's options model: ``Path`` fields are paths, ``str`` fields are not."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: Path | None = None
+    extra_files: list[Path] = []
+    inner: _Inner | None = None
+    named: dict[str, Path] = {}
+    model_id: str = "org/model"
+    mode: Path | Literal["builtin"] = "builtin"
+
+
+def test_option_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch):
+    from polyadapt.config import resolve_option_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    raw = {"tasks": "tasks.jsonl", "extra_files": ["a.txt", "/abs/b.txt", "~/c.txt"],
+           "inner": {"weights": "../w.bin"}, "named": {"x": "x.bin"}, "model_id": "sub/dir", "mode": "builtin"}
+    folder = tmp_path / "configs"
+    resolved = resolve_option_paths(_Options.model_validate(raw), raw, folder)
+    assert resolved == {
+        "tasks": str(folder / "tasks.jsonl"),
+        "extra_files": [str(folder / "a.txt"), "/abs/b.txt", str(tmp_path / "home" / "c.txt")],
+        "inner": {"weights": str(tmp_path / "w.bin")},
+        "named": {"x": str(folder / "x.bin")},
+        "model_id": "sub/dir",  # a str field is not a path
+        "mode": "builtin",
+    }
+    assert raw["tasks"] == "tasks.jsonl"  # the input is not changed
+    assert resolve_option_paths(_Options(), {}, folder) == {}  # defaults are not written in
+
+
+class _PathPlugin:
+    @hookimpl
+    def polyadapt_tasks(self):
+        return [Task(name="paths-task", modality="text", options_model=_Options)]
+
+
+def test_run_folder_config_holds_absolute_option_paths(tmp_path: Path, monkeypatch):
+    """A relative task_options path in a config file resolves against the file's folder, not
+    the working directory, and the run folder's config.yaml holds it absolute: the run
+    re-opens from any folder."""
+    from polyadapt import runner
+    from polyadapt.plugins import PluginManager
+
+    pm = PluginManager(load_entrypoints=False, plugins={"paths": _PathPlugin()})
+    path = _write(tmp_path / "project" / "configs" / "run.yaml", textwrap.dedent(
+        f"""\
+        task: paths-task
+        base_model: m
+        data:
+          train: ../data/train.jsonl
+        output:
+          dir: {tmp_path / "runs"}
+          name: r1
+        task_options:
+          tasks: ../examples/tasks.jsonl
+        """
+    ))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = runner.prepare_run(pm, load_config(path))
+    expected = tmp_path / "project" / "examples" / "tasks.jsonl"
+    assert run.task_options.tasks == expected
+    assert run.config.task_options["tasks"] == str(expected)
+    saved = (run.dir / "config.yaml").read_text()
+    assert f"tasks: {expected}" in saved and f"train: {tmp_path / 'project' / 'data' / 'train.jsonl'}" in saved
+    monkeypatch.chdir(tmp_path)
+    reopened = parse_config(saved, "config.yaml")
+    _, options = runner._validate_task_options(pm, reopened)
+    assert options.tasks == expected
+
+    # a config given as text (no file) resolves against the working directory
+    config = parse_config(path.read_text().replace("name: r1", "name: r2"), "text")
+    run = runner.prepare_run(pm, config)
+    assert run.task_options.tasks == (tmp_path / ".." / "examples" / "tasks.jsonl").resolve()

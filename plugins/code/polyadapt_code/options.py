@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class CodeOptions(BaseModel):
     """What a code run reads, how it builds samples and how it evaluates.
 
-    Relative paths (``tasks``) are taken from the folder ``polyadapt`` runs in.
+    Paths (``tasks``) may start with ``~``; relative ones resolve against the run config's
+    folder, and the run folder's ``config.yaml`` holds them absolute.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +44,10 @@ class CodeOptions(BaseModel):
     context_tokens: int | None = Field(None, ge=8, description="Prompt budget in tokens; default training.max_length")
     tasks: Path | None = Field(None, description="HumanEval-format jsonl (task_id, prompt, test, entry_point) for pass@k")
     tasks_licence: str | None = Field(None, description="SPDX licence of the task set; default data.licence")
-    tasks_role: Literal["domain", "general", "other"] = Field("other", description="Gate role of the pass@k rows")
+    tasks_role: Literal["domain", "general", "other"] = Field(
+        "domain", description="Promotion-gate role of the pass@k rows: domain (the task set tests the "
+        "repository's own code), general (a regression check, e.g. HumanEval) or other (reported only)"
+    )
     pass_k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k (each <= samples_per_task)")
     samples_per_task: int = Field(1, ge=1, le=200, description="Completions per task (1: greedy)")
     sample_temperature: float = Field(0.8, gt=0, le=2)
