@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from polyadapt.errors import ConfigError
 from polyadapt.yamlfile import parse_mapping, read_text, validate
@@ -37,24 +37,26 @@ def expand_user(value: Any) -> Any:
     return value
 
 
+#: A path in a run config: ``~`` expanded as a shell would.
+UserPath = Annotated[Path, AfterValidator(expand_user)]
+#: A string that may be a path (a hub id or a folder, a URL or a file): ``~`` expanded.
+UserPathStr = Annotated[str, AfterValidator(expand_user)]
+
+
 class BaseModelConfig(_Section):
     """The pretrained model to adapt."""
 
-    id: str = Field(description="Hub id (e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct') or local path")
+    id: UserPathStr = Field(description="Hub id (e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct') or local path")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
-    gguf_file: str | None = Field(
+    gguf_file: UserPathStr | None = Field(
         None, description="GGUF file inside `id` (a folder), or a path to a .gguf file"
     )
-    tokenizer: str | None = Field(None, description="Tokenizer id or path when not beside the model")
+    tokenizer: UserPathStr | None = Field(None, description="Tokenizer id or path when not beside the model")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype of the frozen base; auto = bf16 where it is fast"
     )
     trust_remote_code: bool = False
 
-    @field_validator("id", "gguf_file", "tokenizer")
-    @classmethod
-    def _expand_home(cls, value: Any) -> Any:
-        return expand_user(value)
 
     def display_name(self) -> str:
         """A short name for the base: the GGUF file's stem, else the last part of the id or path.
@@ -69,13 +71,13 @@ class BaseModelConfig(_Section):
 class DataConfig(_Section):
     """Training and evaluation data."""
 
-    train: Path = Field(description="Training data file (jsonl, csv or parquet)")
-    eval: Path | None = Field(None, description="Held-out domain data; else split from train")
+    train: UserPath = Field(description="Training data file (jsonl, csv or parquet)")
+    eval: UserPath | None = Field(None, description="Held-out domain data; else split from train")
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train held out when no eval")
-    general_eval: Path | Literal["builtin", "none"] = Field(
+    general_eval: UserPath | Literal["builtin", "none"] = Field(
         "builtin", description="General-capability text for the forgetting check"
     )
-    replay: Path | Literal["builtin"] | None = Field(
+    replay: UserPath | Literal["builtin"] | None = Field(
         None, description="General text mixed into training to limit forgetting"
     )
     replay_fraction: float = Field(0.0, ge=0, lt=1, description="Share of replay examples")
@@ -85,10 +87,6 @@ class DataConfig(_Section):
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
 
-    @field_validator("train", "eval", "general_eval", "replay")
-    @classmethod
-    def _expand_home(cls, value: Any) -> Any:
-        return expand_user(value)
 
 
 class LoraConfig(_Section):
@@ -141,7 +139,7 @@ class EvaluationConfig(_Section):
 class OutputConfig(_Section):
     """Where runs are written."""
 
-    dir: Path = Field(Path("runs"), description="Folder that holds one sub-folder per run")
+    dir: UserPath = Field(Path("runs"), description="Folder that holds one sub-folder per run")
     name: str | None = Field(None, description="Run name; default: task, time and config hash")
     adapter_name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
@@ -150,23 +148,15 @@ class OutputConfig(_Section):
         "letters, digits, '-' and '_'",
     )
 
-    @field_validator("dir")
-    @classmethod
-    def _expand_home(cls, value: Any) -> Any:
-        return expand_user(value)
 
 
 class GovernanceConfig(_Section):
     """Which policy the run's data (and, at serving, its prompts and outputs) must follow."""
 
-    policy: Path | None = Field(
+    policy: UserPath | None = Field(
         None, description="Policy file (YAML, see configs/policies/); default: the strict built-in policy"
     )
 
-    @field_validator("policy")
-    @classmethod
-    def _expand_home(cls, value: Any) -> Any:
-        return expand_user(value)
 
 
 class LineageConfig(_Section):
@@ -176,14 +166,10 @@ class LineageConfig(_Section):
     SQLite in the project's state folder (``$POLYADAPT_HOME``, else ``./.polyadapt``).
     """
 
-    openlineage: str | None = Field(
+    openlineage: UserPathStr | None = Field(
         None, description="OpenLineage RunEvents: a file (JSON lines) or an http(s) URL to POST to"
     )
 
-    @field_validator("openlineage")
-    @classmethod
-    def _expand_home(cls, value: Any) -> Any:
-        return expand_user(value)
 
 
 class RunConfig(_Section):
