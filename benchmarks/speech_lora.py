@@ -33,39 +33,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # benchmarks/measure.py: the helpers every benchmark shares  # noqa: E402
+from measure import memory, reset_train_peak  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"a": "polyadapt (attach_lora + shared trainer)", "b": "plain peft loop"}
 LORA_R, LORA_ALPHA = 8, 16
-
-
-def _memory_reset() -> None:
-    try:  # Linux: writing 5 to clear_refs resets VmHWM (the peak resident set size)
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_gb(device: str) -> float | None:
-    import torch
-
-    if device == "cuda":
-        return round(torch.cuda.max_memory_allocated() / 1e9, 3)
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1e6, 3)
-    except OSError:
-        pass
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)
 
 
 def _records(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,12 +85,12 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     job = TrainingJob(model=Timed(model), train_data=ordered, collate=collate, loss=summed_loss)
     config = TrainingConfig(max_steps=spec["steps"], batch_size=spec["batch"], learning_rate=spec["lr"],
                             warmup_ratio=0.1, precision="fp32", seed=spec["seed"], log_every=10**6)
-    _memory_reset()
+    reset_train_peak(spec["device"])
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         result = train(job, config, Path(run_dir), progress=False)
         end = time.perf_counter()
-    return {"stamps": stamps, "train_loss": result.train_loss, "peak_gb": _peak_gb(spec["device"]),
+    return {"stamps": stamps, "train_loss": result.train_loss, "peak_gb": memory(spec["device"])["train_peak_gb"],
             "wall_s": round(end - start, 2)}
 
 
@@ -146,7 +126,7 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
                                                  0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, spec["steps"] - warm))))
     model.train()
     stamps, losses = [], []
-    _memory_reset()
+    reset_train_peak(device)
     start = time.perf_counter()
     for step in _order(spec, len(clips)):
         stamps.append(time.perf_counter())
@@ -167,24 +147,17 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     end = time.perf_counter()
-    return {"stamps": stamps, "train_loss": sum(losses) / len(losses), "peak_gb": _peak_gb(device),
+    return {"stamps": stamps, "train_loss": sum(losses) / len(losses), "peak_gb": memory(device)["train_peak_gb"],
             "wall_s": round(end - start, 2)}
 
 
-def run_worker(kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
-    out = work / f"result-{kind}.json"
-    command = [sys.executable, __file__, "--worker", kind, "--spec", str(spec_path), "--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, timeout=timeout, check=False)
-    if result.returncode != 0:
-        sys.exit(f"error: worker {kind} failed (exit {result.returncode})")
-    data = json.loads(out.read_text())
+def timed_worker(kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """One variant in its own process (:func:`measure.run_worker`), with its steps/s."""
+    data = measure.run_worker(__file__, kind, spec_path, work, spec, timeout)
     steps = data.pop("stamps")
     warm = spec["warmup"]
     timed = steps[-1] - steps[warm] if len(steps) > warm + 1 else 0.0
     data["steps_per_s"] = round((len(steps) - 1 - warm) / timed, 4) if timed > 0 else None
-    data["subprocess_s"] = round(time.perf_counter() - start, 1)
     return data
 
 
@@ -246,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         spec_path.write_text(json.dumps(spec))
         results = {}
         for kind, label in VARIANTS.items():
-            results[kind] = run_worker(kind, spec_path, work, spec, args.timeout)
+            results[kind] = timed_worker(kind, spec_path, work, spec, args.timeout)
             r = results[kind]
             print(f"  ({kind}) {label}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
                   f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]", file=sys.stderr)
