@@ -16,15 +16,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    The file gets the mode it had, or for a new file the one a plain ``open`` would give
+    (``mkstemp`` alone would leave every run file readable by its owner only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -57,10 +63,16 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _apply_umask_modes(folder: Path) -> None:
-    """Give ``folder`` and what lies in it the modes a plain mkdir/open would have given."""
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def _apply_umask_modes(folder: Path) -> None:
+    """Give ``folder`` and what lies in it the modes a plain mkdir/open would have given."""
+    umask = _umask()
     folder.chmod(0o777 & ~umask)
     for item in folder.rglob("*"):
         item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)

@@ -185,16 +185,17 @@ def load_or_create_key(state_dir: Path) -> bytes:
     Created on first use, atomically: when two processes create it at once, both end up
     with the key that reached the disk first.
     """
-    from polyadapt.fileio import atomic_write_bytes
-
     state_dir = Path(state_dir)
     path = state_dir / KEY_FILE
     if not path.exists():
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = state_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        atomic_write_bytes(tmp, secrets.token_bytes(KEY_BYTES))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(KEY_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
         try:
-            os.chmod(tmp, 0o600)
             os.link(tmp, path)  # fails if another process got there first: keep theirs
         except FileExistsError:
             pass
