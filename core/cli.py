@@ -215,6 +215,20 @@ def _show_report(report) -> None:
         console.print(samples)
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (``kill``, a scheduler's timeout) like Ctrl-C.
+
+    The trainer then checkpoints the last finished step and the run is recorded as
+    interrupted, instead of staying "running" in its run.json and the lineage store.
+    """
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @app.command()
 def adapt(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
@@ -227,6 +241,7 @@ def adapt(
     from polyadapt.config import load_config
     from polyadapt.plugins import get_plugin_manager
 
+    _stop_on_sigterm()
     try:
         run_config = load_config(config, overrides or [])
         pm = get_plugin_manager()

@@ -259,3 +259,27 @@ def test_plugins_table_shows_the_api_ranges_and_the_core_api(monkeypatch):
     assert "'now' does not declare" not in result.output
     version = CliRunner().invoke(cli.app, ["--version"])
     assert "plugin API 1.0" in version.output
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(plugin_site, tmp_path):
+    """`kill` (SIGTERM) of `polyadapt adapt` ends in status "interrupted", not "running"."""
+    import signal
+    import time
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "x"}\n')
+    config = tmp_path / "slow.yaml"
+    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\n"
+                      f"output:\n  dir: {tmp_path / 'runs'}\n  name: slow\n")
+    env = {**os.environ, "PYTHONPATH": str(plugin_site), "POLYADAPT_LOAD_PLUGINS": "echo", "ECHO_SLEEP": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "polyadapt.cli", "adapt", str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    record = tmp_path / "runs" / "slow" / "run.json"
+    deadline = time.monotonic() + 60
+    while not (record.is_file() and (tmp_path / "runs" / "slow" / "manifests").is_dir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(record.read_text())["status"] == "interrupted"

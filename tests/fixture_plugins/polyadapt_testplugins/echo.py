@@ -1,6 +1,8 @@
 """A working plugin: one task whose adapter is a JSON file."""
 
 import json
+import os
+import time
 
 import numpy
 from safetensors.numpy import save_file
@@ -21,6 +23,7 @@ def polyadapt_tasks():
 def polyadapt_adapt(run):
     # Like every plugin, it trains only on what the governance gate lets through.
     data = run.admit(load_text_dataset(run.config.data.train), role="train")
+    time.sleep(float(os.environ.get("ECHO_SLEEP", "0")))  # a long "training" for signal tests
     run.adapter_dir.mkdir(parents=True, exist_ok=True)
     (run.adapter_dir / "echo.json").write_text(json.dumps({"task": run.task.name, "records": len(data)}))
     # adapters are safetensors, so that lineage can hash and stamp them
