@@ -64,8 +64,7 @@ class DataGate:
             licence=chosen, role=role,
         )
         manifest = build_manifest(governed.dataset, role=role, governance=governed.summary)
-        self.write_text(f"governance/{role}.jsonl",
-                        "".join(json.dumps(d.to_dict()) + "\n" for d in governed.decisions))
+        self.write_text(f"governance/{role}.jsonl", governed.decisions_jsonl())
         self.write_text(f"manifests/{role}.json", json.dumps(manifest, indent=2) + "\n")
         self.manifests[role] = manifest
         self.summaries[role] = governed.summary

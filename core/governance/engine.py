@@ -61,7 +61,7 @@ class GovernedDataset:
     summary: dict[str, Any]
 
     def decisions_jsonl(self) -> str:
-        """The decisions as JSON lines (for ``governance/decisions.jsonl`` in a run folder)."""
+        """The decisions as JSON lines (``governance/<role>.jsonl`` in a run folder)."""
         return "".join(json.dumps(d.to_dict(), sort_keys=True) + "\n" for d in self.decisions)
 
 
