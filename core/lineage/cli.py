@@ -342,8 +342,9 @@ def adapters_promote(
     chain = store.lineage(promoted.ref)
     event = chain["adapters"][0]["events"][-1] if chain["adapters"] and chain["adapters"][0]["events"] else None
     console.print(
-        f"gate: {escape(source)} (domain >= {gate.min_domain_improvement:.1%} better, general <= "
-        f"{gate.max_general_regression:.1%} worse)", highlight=False,
+        f"gate: {escape(source)} (no domain metric worse, one at least "
+        f"{gate.min_domain_improvement:.1%} better; general at most {gate.max_general_regression:.1%} worse)",
+        highlight=False,
     )
     if event and event["forced"]:
         err_console.print(f"[yellow]forced:[/] {escape(event['reason'])}", highlight=False, soft_wrap=True)
