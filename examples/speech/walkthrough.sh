@@ -48,9 +48,15 @@ say "synthesising the audio (examples/speech/data)"
 "$VENV/bin/python" examples/speech/make_data.py
 
 say "polyadapt adapt $CONFIG"
+mkdir -p runs
+MARK="$(mktemp)"
+trap 'rm -f "$MARK"' EXIT
 "$VENV/bin/polyadapt" adapt "$CONFIG" --set "base_model.id=$MODEL" "$@"
 
-RUN_DIR="$(ls -td runs/*/ 2>/dev/null | head -1)"
+RUN_DIR=""  # the run this call made: the one whose run.json is newer than the mark
+for candidate in $(ls -td runs/*/ 2>/dev/null); do
+    if [ "$candidate/run.json" -nt "$MARK" ]; then RUN_DIR="$candidate"; break; fi
+done
 if [ -n "$RUN_DIR" ]; then
     echo "run folder: $ROOT/${RUN_DIR%/}"
     echo "  metrics.json   WER, CER, term recall and loss, base vs adapted, with transcripts"
