@@ -12,12 +12,20 @@ own subprocess (so peak memory is per variant):
       schedule with warm-up, clip 1.0, mean token cross-entropy after the prompt).
 
 Both: LoRA r=8, alpha=16, dropout 0, the same steps, batch size, learning rate, seed,
-threads, precision (fp32) and the same clips (polyadapt's trainer shuffles them into its
-own batches). Steps are timed from the
+threads, precision (``--precision``: fp32, or bf16 autocast for both; polyadapt's
+``precision: auto`` picks bf16 on CUDA and on CPUs with AMX/AVX512-BF16, where tiny.en's
+steps measured 1.5x faster than fp32; a tiny random model's, bound by op count, slower) and the same clips (polyadapt's trainer shuffles them into
+its own batches). Steps are timed from the
 start of one step's forward pass to the next one's (steps/s over the steps after
 ``--warmup``; so the trainer's set-up and its closing work, logs and loss plot, are left out); peak memory is the process' resident
 high-water mark during training (CPU; the allocator's peak on CUDA). The last line,
 ``BENCH_JSON {...}``, holds every figure.
+
+The figures are only as good as the machine is quiet: with more OpenMP threads than idle
+cores every small kernel waits on a descheduled thread (measured: tiny model 2.6 s a step
+at 2 threads on a busy 2-core box, 0.12 s at 1), and a load change between the two
+variants' runs moved the ratio from 1.0 to 0.54. ``--repeats N`` runs the variants interleaved
+(a b, b a, ...) and shows each one's median run; use ``--threads`` at most the idle cores.
 
     python benchmarks/speech_lora.py --tiny                          # smoke run, seconds
     python benchmarks/speech_lora.py --model ~/.cache/polyadapt/models/whisper-tiny.en-ct2 \\
@@ -63,12 +71,14 @@ def _order(spec: dict[str, Any], count: int) -> list[list[int]]:
 
 
 def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
     from polyadapt.config import BaseModelConfig, LoraConfig, TrainingConfig
     from polyadapt.training import TrainingJob, train
     from polyadapt_speech.data import WhisperLoss, build_examples, collate, summed_loss
     from polyadapt_speech.model import attach_lora, load_whisper
     from polyadapt_speech.options import SpeechOptions
 
+    torch.manual_seed(spec["seed"])  # as `polyadapt adapt` does; the same LoRA init as the plain loop's
     base = load_whisper(BaseModelConfig(id=spec["model"]))
     model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), "both")
     records = _records(spec)
@@ -76,21 +86,26 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     # the benchmark's clip draws as one pass of data (the trainer shuffles that pass itself)
     ordered = [examples[i] for step in _order(spec, len(examples)) for i in step]
     stamps: list[float] = []
+    losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (summed loss, target tokens) per step
 
     class Timed(WhisperLoss):
-        def forward(self, *args):
+        def forward(self, mel, tokens, labels):
             stamps.append(time.perf_counter())
-            return super().forward(*args)
+            loss = super().forward(mel, tokens, labels)
+            losses.append((loss.detach(), (labels != -100).sum()))
+            return loss
 
     job = TrainingJob(model=Timed(model), train_data=ordered, collate=collate, loss=summed_loss)
     config = TrainingConfig(max_steps=spec["steps"], batch_size=spec["batch"], learning_rate=spec["lr"],
-                            warmup_ratio=0.1, precision="fp32", seed=spec["seed"], log_every=10**6)
+                            warmup_ratio=0.1, precision=spec["precision"], seed=spec["seed"], log_every=10**6)
     reset_train_peak(spec["device"])
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        result = train(job, config, Path(run_dir), progress=False)
+        train(job, config, Path(run_dir), progress=False)
         end = time.perf_counter()
-    return {"stamps": stamps, "train_loss": result.train_loss, "peak_gb": memory(spec["device"])["train_peak_gb"],
+    # the mean of the steps' mean token losses, as the plain loop reports (TrainingResult.train_loss is the last step's)
+    train_loss = sum(float(s) / max(int(n), 1) for s, n in losses) / len(losses)
+    return {"stamps": stamps, "train_loss": train_loss, "peak_gb": memory(spec["device"])["train_peak_gb"],
             "wall_s": round(end - start, 2)}
 
 
@@ -125,6 +140,7 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else
                                                  0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, spec["steps"] - warm))))
     model.train()
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=spec["precision"] == "bf16")
     stamps, losses = [], []
     reset_train_peak(device)
     start = time.perf_counter()
@@ -138,8 +154,9 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
         for row, (_, seq) in enumerate(batch):
             tokens[row, :len(seq)] = torch.tensor(seq)
             labels[row, len(prompt) - 1:len(seq) - 1] = torch.tensor(seq[len(prompt):])
-        logits = model(mels, tokens[:, :-1].to(device))
-        loss = F.cross_entropy(logits.flatten(0, 1), labels[:, :-1].flatten().to(device), ignore_index=-100)
+        with autocast:
+            logits = model(mels, tokens[:, :-1].to(device))
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, :-1].flatten().to(device), ignore_index=-100)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -181,7 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+                        help="torch/OpenMP threads per worker; at most the idle cores")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="both variants: fp32, or bf16 autocast (what polyadapt's auto picks on AMX CPUs)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant, interleaved; the median is shown")
     parser.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--json-out", type=Path)
@@ -214,22 +235,26 @@ def main(argv: list[str] | None = None) -> None:
             data = args.data or make_tiny(work)[1]
         spec = {"model": str(Path(model).expanduser()), "data": str(data), "steps": args.steps,
                 "warmup": args.warmup, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-                "threads": args.threads, "device": args.device}
+                "threads": args.threads, "device": args.device, "precision": args.precision}
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        results = {}
-        for kind, label in VARIANTS.items():
-            results[kind] = timed_worker(kind, spec_path, work, spec, args.timeout)
-            r = results[kind]
-            print(f"  ({kind}) {label}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
-                  f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]", file=sys.stderr)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in VARIANTS}
+        for repeat in range(max(1, args.repeats)):  # interleaved, so a change in background load hits both
+            order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
+            for kind in order:
+                r = timed_worker(kind, spec_path, work, spec, args.timeout)
+                runs[kind].append(r)
+                print(f"  ({kind}) {VARIANTS[kind]} run {repeat + 1}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
+                      f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]", file=sys.stderr)
+        results = {kind: measure.combine(runs[kind], "steps_per_s") for kind in VARIANTS}
     a, b = results["a"], results["b"]
     ratio = {"steps_per_s": round(a["steps_per_s"] / b["steps_per_s"], 3) if a["steps_per_s"] and b["steps_per_s"] else None,
              "peak_gb": round(a["peak_gb"] / b["peak_gb"], 3) if a["peak_gb"] and b["peak_gb"] else None}
     print()
     print(f"model {spec['model']}  data {spec['data']}")
     print(f"batch {args.batch}, {args.steps} steps ({args.warmup} untimed), LoRA r={LORA_R} on encoder+decoder "
-          f"attention, fp32, {args.threads} threads, {args.device}")
+          f"attention, {args.precision}, {args.threads} threads, {args.device}"
+          + (f", median of {args.repeats} interleaved runs" if args.repeats > 1 else ""))
     print(f"{'variant':44} {'steps/s':>9} {'peak GB':>9}")
     for kind, label in VARIANTS.items():
         print(f"{label:44} {results[kind]['steps_per_s']!s:>9} {results[kind]['peak_gb']!s:>9}")
