@@ -136,3 +136,19 @@ def code_config(tmp_path: Path, model: Path, repo: Path, *, name: str = "code-ru
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def code_bpe_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer trained on :func:`module_text` files, with GPT-2's
+    pre-tokenizer as SmolLM2 and StarCoder have it: a line break and the next line's
+    indentation are one token (``"\\n   "``), as in real code tokenizers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([module_text(i) for i in range(64)], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")

@@ -6,15 +6,27 @@ Rows (base and adapted, one PEFT model with the adapter switched off for the bas
   held-out files;
 - ``held-out files`` ``next-line exact match`` (domain): for up to ``eval_lines`` lines
   drawn from held-out files (seeded), the text before the line (the last
-  ``context_tokens`` tokens) is the prompt; the greedy completion's first line must equal
-  the line (trailing blanks ignored, indentation counts);
-- ``held-out files`` ``FIM exact match`` (domain): the same with the text after the line as
-  FIM suffix: the generated middle's first line must equal the line. Skipped when the
-  run has no FIM (``fim_fallback: off`` on a tokenizer without FIM tokens);
+  ``context_tokens`` tokens) is the prompt, **cut before its trailing whitespace** (the
+  previous line's line break, any blank lines and the line's indentation): BPE code
+  tokenizers (SmolLM2, StarCoder, GPT-2's) write a line break and the next line's
+  indentation as one token (``"\n   "``), so a prompt ending in a bare ``"\n"`` token is
+  one the model never saw in training and its continuations come back empty. The greedy
+  continuation must start a new line (only blanks before its first line break, else the
+  model went on with the previous line: a miss) and its first non-blank line, trailing
+  blanks ignored, must equal the held-out line; indentation counts, the number of blank
+  lines in between does not (:func:`probe_prompt`, :func:`continued_line`);
+- ``held-out files`` ``FIM exact match`` (domain): the same prefix, and as FIM suffix the
+  text after the line starting with the line's own line break (``"\n" + next lines``, so
+  the suffix too starts as the tokenizer writes it); the generated middle is scored as the
+  next-line continuation above. Skipped when the run has no FIM (``fim_fallback: off`` on
+  a tokenizer without FIM tokens);
 - ``general`` ``perplexity`` (general): the forgetting check, the text plugin's general set;
 - ``tasks`` ``pass@k`` (``tasks_role``, higher is better): with ``task_options.tasks``,
   each task's prompt is completed ``samples_per_task`` times (greedy for 1) and the
   programs run in the sandbox (:mod:`polyadapt_code.sandbox`), never in this process.
+  HumanEval-style prompts end in a docstring and a line break; for the same reason as
+  above the prompt is sent without its trailing whitespace (:func:`task_prompt`) and the
+  program is that prompt + the completion (which starts with the line break).
 
 Generation goes through :class:`~polyadapt_code.serve.CodeServable`, so evaluation builds
 prompts (FIM included) exactly as serving does.
@@ -61,16 +73,58 @@ def head_text(tokenizer: Any, text: str, budget: int) -> str:
 
 def line_probes(files: list[dict[str, Any]], count: int, seed: int) -> list[tuple[str, str, str]]:
     """Up to ``count`` (before, line, after) triples from ``files``: non-blank lines with
-    at least one line before them, drawn reproducibly."""
+    at least one non-blank line before them, drawn reproducibly. ``line`` keeps its line
+    break; ``before + line + after`` is the file."""
     candidates = []
     for record in files:
         lines = record["text"].splitlines(keepends=True)
         for index in range(1, len(lines)):
-            if len(lines[index].strip()) >= 3:
-                candidates.append(("".join(lines[:index]), lines[index], "".join(lines[index + 1:])))
+            before = "".join(lines[:index])
+            if len(lines[index].strip()) >= 3 and before.strip():
+                candidates.append((before, lines[index], "".join(lines[index + 1:])))
     rng = random.Random(seed)
     rng.shuffle(candidates)
     return candidates[:count]
+
+
+def probe_prompt(before: str) -> str:
+    """The prompt for the line after ``before``: ``before`` without its trailing whitespace.
+
+    The cut falls at the end of the previous non-blank line, so the prompt's last token is
+    one the tokenizer also produces inside a file, and the line break with the target
+    line's indentation (one token for BPE code tokenizers) is the model's to generate.
+    """
+    return before.rstrip()
+
+
+def task_prompt(prompt: str) -> str:
+    """A pass@k task prompt as sent to the model: without its trailing whitespace (see
+    :func:`probe_prompt`); the program is this prompt + the completion."""
+    return prompt.rstrip()
+
+
+def line_break_and_rest(line: str) -> tuple[str, str]:
+    """(the line without trailing blanks, the rest: its trailing blanks and line break)."""
+    body = line.rstrip()
+    return body, line[len(body):]
+
+
+def continued_line(completion: str) -> str | None:
+    """The first non-blank line of a continuation of :func:`probe_prompt`'s prompt,
+    without trailing blanks; None when the completion does not start a new line (text
+    before its first line break: the model went on with the previous line) or has none."""
+    head, newline, rest = completion.partition("\n")
+    if not newline or head.strip():
+        return None
+    for candidate in rest.split("\n"):
+        if candidate.strip():
+            return candidate.rstrip()
+    return None
+
+
+def _shown(line: str | None, completion: str) -> str:
+    """The line read from a completion, or the raw completion when none was read."""
+    return line if line is not None else f"(no new line) {completion[:120]!r}"
 
 
 def _answers(servable: CodeServable, requests: list[GenerationRequest]) -> list[str]:
@@ -82,26 +136,34 @@ def _answers(servable: CodeServable, requests: list[GenerationRequest]) -> list[
 
 def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, budget: int, max_tokens: int,
                 fim: bool) -> tuple[float, float, list[dict[str, str]]]:
-    """(base, adapted) share of probes whose generated line equals the held-out line, and examples."""
+    """(base, adapted) share of probes whose generated line equals the held-out line, and examples.
+
+    Prompts come from :func:`probe_prompt` (and for FIM a suffix that starts with the line's
+    own line break); answers are read with :func:`continued_line`. No stop string: the
+    continuation starts with a line break, so each row generates up to ``max_tokens``
+    (or EOS) and the line is cut out afterwards.
+    """
     tokenizer = servable.tokenizer
     requests = []
-    for before, _, after in probes:
+    for before, line, after in probes:
+        prompt = probe_prompt(before)
         if fim:
-            prefix, suffix = tail_text(tokenizer, before, budget // 2), head_text(tokenizer, after, budget // 2)
+            rest = line_break_and_rest(line)[1]
+            prefix, suffix = tail_text(tokenizer, prompt, budget // 2), head_text(tokenizer, rest + after, budget // 2)
         else:
-            prefix, suffix = tail_text(tokenizer, before, budget), None
+            prefix, suffix = tail_text(tokenizer, prompt, budget), None
         for adapter in (None, ADAPTED):
-            requests.append(GenerationRequest(prompt=prefix, suffix=suffix, adapter=adapter, max_tokens=max_tokens,
-                                              stop=["\n"]))
+            requests.append(GenerationRequest(prompt=prefix, suffix=suffix, adapter=adapter, max_tokens=max_tokens))
     texts = _answers(servable, requests)
     hits = {None: 0, ADAPTED: 0}
     shown = []
     for index, (_, line, _) in enumerate(probes):
-        base_text, adapted_text = texts[2 * index], texts[2 * index + 1]
+        base_line, adapted_line = (continued_line(texts[2 * index + i]) for i in (0, 1))
         target = line.rstrip()
-        hits[None] += base_text.rstrip() == target
-        hits[ADAPTED] += adapted_text.rstrip() == target
-        shown.append({"target": target, "base": base_text, "adapted": adapted_text})
+        hits[None] += base_line == target
+        hits[ADAPTED] += adapted_line == target
+        shown.append({"target": target, "base": _shown(base_line, texts[2 * index]),
+                      "adapted": _shown(adapted_line, texts[2 * index + 1])})
     n = max(len(probes), 1)
     return hits[None] / n, hits[ADAPTED] / n, shown
 
@@ -111,7 +173,7 @@ def pass_at_k_rows(run: Run, servable: CodeServable) -> tuple[list[MetricRow], d
     from polyadapt_code.sandbox import score
 
     options = options_of(run)
-    tasks = load_task_set(run, options.tasks)
+    tasks = [{**task, "prompt": task_prompt(task["prompt"])} for task in load_task_set(run, options.tasks)]
     n = options.samples_per_task
     greedy = n == 1
     results: dict[str, Any] = {}
