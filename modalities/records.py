@@ -102,3 +102,35 @@ def split_holdout(records: list[Any], fraction: float, seed: int) -> tuple[list[
     train = [r for i, r in enumerate(records) if i not in held]
     holdout = [r for i, r in enumerate(records) if i in held]
     return train, holdout
+
+
+def quarantine_rows(sources: list[Dataset]) -> list[dict[str, Any]]:
+    """Every rejected record of ``sources`` with its reason (never its content), for
+    ``quarantine.jsonl``."""
+    return [item.to_dict() for source in sources for item in source.quarantined]
+
+
+@dataclass
+class RunData:
+    """The records of one run: training, held-out domain, general (forgetting check), replay,
+    and the governed datasets they came from. Plugins with more to say extend :meth:`summary`."""
+
+    train: list[dict[str, Any]]
+    heldout: list[dict[str, Any]]
+    general: list[dict[str, Any]] = field(default_factory=list)
+    replay: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[Dataset] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per use and each source's summary, for ``data_summary.json``."""
+        return {
+            "train_records": len(self.train),
+            "heldout_records": len(self.heldout),
+            "general_records": len(self.general),
+            "replay_records": len(self.replay),
+            "datasets": [source.summary() for source in self.sources],
+        }
+
+    def quarantine_rows(self) -> list[dict[str, Any]]:
+        """Every rejected record of every source, with its reason (never its content)."""
+        return quarantine_rows(self.sources)

@@ -33,7 +33,7 @@ from polyadapt.modalities.code import (
     load_repository,
     split_by_file,
 )
-from polyadapt.modalities.records import Dataset
+from polyadapt.modalities.records import Dataset, quarantine_rows
 from polyadapt.modalities.text import load_text_dataset
 from polyadapt.types import Run
 
@@ -63,7 +63,7 @@ class CodeData:
 
     def quarantine_rows(self) -> list[dict[str, Any]]:
         """Every skipped file with its reason (never its content)."""
-        return [item.to_dict() for source in self.sources for item in source.quarantined]
+        return quarantine_rows(self.sources)
 
 
 def options_of(run: Run) -> CodeOptions:

@@ -23,7 +23,7 @@ import torch
 from polyadapt.modalities.image import (
     load_image_folder, make_buckets, nearest_bucket, open_rgb, resize_and_crop, resize_to_cover,
 )
-from polyadapt.modalities.records import Dataset, split_holdout
+from polyadapt.modalities.records import Dataset, quarantine_rows, split_holdout
 from polyadapt.types import Run
 from polyadapt_image.options import ImageOptions
 
@@ -53,7 +53,7 @@ class RunData:
         }
 
     def quarantine_rows(self) -> list[dict[str, Any]]:
-        return [item.to_dict() for source in self.sources for item in source.quarantined]
+        return quarantine_rows(self.sources)
 
     def path(self, record: dict[str, Any]) -> Path:
         """The clean copy of ``record``'s image."""

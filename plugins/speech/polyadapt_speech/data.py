@@ -9,7 +9,6 @@ the loss is taken on the transcript tokens and the end token only (teacher forci
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from polyadapt.modalities.audio import load_audio_dataset, load_waveform
+from polyadapt.modalities import records
 from polyadapt.modalities.records import Dataset, split_holdout
 from polyadapt.types import Run
 from polyadapt_speech.model import log_mel, record_language, tokenizer_for
@@ -25,29 +25,12 @@ from polyadapt_speech.options import SpecAugmentOptions, SpeechOptions
 IGNORE = -100
 
 
-@dataclass
-class RunData:
+class RunData(records.RunData):
     """The clips of one run: training, held-out domain, general (forgetting check), replay."""
 
-    train: list[dict[str, Any]]
-    heldout: list[dict[str, Any]]
-    general: list[dict[str, Any]]
-    replay: list[dict[str, Any]]
-    sources: list[Dataset]
-
     def summary(self) -> dict[str, Any]:
-        return {
-            "train_records": len(self.train),
-            "heldout_records": len(self.heldout),
-            "general_records": len(self.general),
-            "replay_records": len(self.replay),
-            "train_audio_s": round(sum(r["duration_s"] for r in self.train), 2),
-            "datasets": [source.summary() for source in self.sources],
-        }
-
-    def quarantine_rows(self) -> list[dict[str, Any]]:
-        """Every rejected clip of every source, with its reason (never its content)."""
-        return [item.to_dict() for source in self.sources for item in source.quarantined]
+        """The shared counts plus the seconds of training audio."""
+        return super().summary() | {"train_audio_s": round(sum(r["duration_s"] for r in self.train), 2)}
 
 
 def options_of(run: Run) -> SpeechOptions:

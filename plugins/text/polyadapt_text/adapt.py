@@ -9,7 +9,7 @@ from polyadapt.fileio import atomic_directory
 from polyadapt.training import TrainingJob, train
 from polyadapt.types import AdapterArtifact, Run
 from polyadapt_text.data import Collator, build_examples
-from polyadapt_text.datasets import load_run_data, quarantine_rows
+from polyadapt_text.datasets import load_run_data
 from polyadapt_text.loss import CausalLMLoss, summed_loss
 from polyadapt_text.model import attach_lora, count_parameters, load_base
 
@@ -26,7 +26,7 @@ def adapt(run: Run) -> AdapterArtifact:
         f"{summary['replay_records']} replay, {rejected} quarantined"
         + (f" (reasons in {run.dir / 'quarantine.jsonl'})" if rejected else "")
     )
-    run.write_text("quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in quarantine_rows(run_data)))
+    run.write_text("quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in run_data.quarantine_rows()))
 
     run.say(f"loading base model {config.base_model.id}")
     base, tokenizer = load_base(config.base_model)

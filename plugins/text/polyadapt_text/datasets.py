@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from polyadapt.modalities.records import Dataset, split_holdout
+from polyadapt.modalities.records import Dataset, RunData, split_holdout
 from polyadapt.modalities.text import load_text_dataset
 from polyadapt.types import Run
 
@@ -16,26 +15,6 @@ from polyadapt.types import Run
 def builtin_path(name: str) -> Path:
     """A text file shipped with the plugin (``general_eval`` or ``general_replay``)."""
     return Path(str(resources.files("polyadapt_text") / "data" / f"{name}.jsonl"))
-
-
-@dataclass
-class RunData:
-    """The records of one run: training, held-out domain, general (forgetting check), replay."""
-
-    train: list[dict[str, Any]]
-    heldout: list[dict[str, Any]]
-    general: list[dict[str, Any]]
-    replay: list[dict[str, Any]]
-    sources: list[Dataset]
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "train_records": len(self.train),
-            "heldout_records": len(self.heldout),
-            "general_records": len(self.general),
-            "replay_records": len(self.replay),
-            "datasets": [source.summary() for source in self.sources],
-        }
 
 
 #: The licence of the general-English sets shipped with the plugin (written for polyadapt).
@@ -91,8 +70,3 @@ def load_run_data(run: Run) -> RunData:
     if cap:
         heldout, general = heldout[:cap], general[:cap]
     return RunData(train=train, heldout=heldout, general=general, replay=replay, sources=sources)
-
-
-def quarantine_rows(run_data: RunData) -> list[dict[str, Any]]:
-    """Every rejected record of every source, with its reason (never its content)."""
-    return [item.to_dict() for source in run_data.sources for item in source.quarantined]
