@@ -267,14 +267,88 @@ class RepositoryReport:
         return dict(self.__dict__)
 
 
+#: Package manifests whose licence field names the repository's licence when no LICENSE
+#: file is recognised (see :func:`licence_from_manifest`).
+MANIFEST_FILES = ("pyproject.toml", "package.json", "Cargo.toml")
+#: Trove classifiers (setup.py / pyproject ``classifiers``) for the common licences.
+TROVE_LICENCES = {
+    "License :: OSI Approved :: MIT License": "MIT",
+    "License :: OSI Approved :: BSD License": None,  # says "some BSD": not enough to decide
+    "License :: OSI Approved :: Apache Software License": "Apache-2.0",
+    "License :: OSI Approved :: ISC License (ISCL)": "ISC",
+    "License :: OSI Approved :: Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "License :: OSI Approved :: GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
+    "License :: OSI Approved :: GNU General Public License v2 (GPLv2)": "GPL-2.0-only",
+    "License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
+    "License :: OSI Approved :: GNU Affero General Public License v3": "AGPL-3.0-only",
+    "License :: OSI Approved :: The Unlicense (Unlicense)": "Unlicense",
+}
+
+
+def _spdx_or_none(value: Any) -> str | None:
+    """``value`` if it is a valid SPDX expression (``license-expression``), else None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    from license_expression import ExpressionError
+
+    from polyadapt.governance.policy import spdx_licensing
+
+    try:
+        parsed = spdx_licensing().parse(value.strip(), validate=True, strict=True)
+    except ExpressionError:
+        return None
+    return str(parsed) if parsed is not None else None
+
+
+def licence_from_manifest(name: str, text: str) -> str | None:
+    """The SPDX licence a package manifest declares: ``pyproject.toml`` (PEP 639
+    ``license = "MIT"``, ``license = {text = "MIT"}`` or a licence classifier),
+    ``package.json`` (``"license"``) or ``Cargo.toml`` (``package.license``); None when it
+    declares none that is a valid SPDX expression."""
+    import json
+    import tomllib
+
+    try:
+        data = json.loads(text) if name == "package.json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if name == "package.json":
+        return _spdx_or_none(data.get("license"))
+    if name == "Cargo.toml":
+        package = data.get("package")
+        return _spdx_or_none(package.get("license")) if isinstance(package, dict) else None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        return None
+    declared = project.get("license")
+    if isinstance(declared, dict):
+        declared = declared.get("text")
+    found = _spdx_or_none(declared)
+    if found:
+        return found
+    classifiers = {TROVE_LICENCES.get(c) for c in project.get("classifiers") or [] if isinstance(c, str)}
+    classifiers.discard(None)
+    return classifiers.pop() if len(classifiers) == 1 else None
+
+
 def _repository_licence(files: dict[str, bytes], declared: str | None) -> tuple[str | None, str]:
     if declared:
         return declared, "declared (data.licence)"
+    unrecognised = None
     for name in LICENCE_FILES:
         if name in files:
             found = licence_from_text(files[name].decode("utf-8", "replace"))
-            return found, f"{name} ({'recognised' if found else 'not recognised'})"
-    return None, "none"
+            if found:
+                return found, f"{name} (recognised)"
+            unrecognised = unrecognised or name
+    for name in MANIFEST_FILES:
+        if name in files:
+            found = licence_from_manifest(name, files[name].decode("utf-8", "replace"))
+            if found:
+                return found, f"{name} (declared licence)"
+    return None, f"{unrecognised} (not recognised)" if unrecognised else "none"
 
 
 def load_repository(
@@ -292,7 +366,8 @@ def load_repository(
     :param revision: a branch, tag or commit read with ``git archive`` (the working tree
         is then ignored); None reads the folder as it is on disk.
     :param repository_licence: the licence of files without an SPDX header (the run
-        config's ``data.licence``); None: detected from the LICENSE file.
+        config's ``data.licence``); None: detected from the LICENSE file, else from the
+        licence a package manifest (pyproject.toml, package.json, Cargo.toml) declares.
     :param policy: a governance policy; with it every file's licence is checked.
     :param licence_action: ``drop`` (quarantine a refused file) or ``refuse`` (raise).
     :raises DataError: no such folder or revision, or no source file left.
@@ -316,7 +391,7 @@ def load_repository(
     def read(path: str, data: bytes | None) -> bytes:
         return data if data is not None else (root / path).read_bytes()
 
-    top_level = {p: read(p, d) for p, d, _ in entries if "/" not in p and p in LICENCE_FILES}
+    top_level = {p: read(p, d) for p, d, _ in entries if "/" not in p and p in LICENCE_FILES + MANIFEST_FILES}
     report.repository_licence, report.licence_source = _repository_licence(top_level, repository_licence)
 
     from polyadapt.governance.engine import check_licence

@@ -13,6 +13,7 @@ from polyadapt.modalities.code import (
     combined_licence,
     deduplicate,
     language_of,
+    licence_from_manifest,
     licence_from_text,
     load_repository,
     spdx_header,
@@ -54,6 +55,36 @@ def test_no_licence_anywhere_drops_files_under_a_policy_that_requires_one(tmp_pa
     dataset = load_repository(tmp_path, policy=Policy())
     assert [r["path"] for r in dataset.records] == ["b.py"]  # MIT OR GPL passes: MIT is allowed
     assert "declares no licence" in dataset.quarantined[0].reason or "licence" in dataset.quarantined[0].reason
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("pyproject.toml", '[project]\nname = "x"\nlicense = "Apache-2.0 OR MIT"\n', "Apache-2.0 OR MIT"),
+    ("pyproject.toml", '[project]\nlicense = {text = "BSD-3-Clause"}\n', "BSD-3-Clause"),
+    ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: MIT License"]\n', "MIT"),
+    ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: BSD License"]\n', None),
+    ("pyproject.toml", '[project]\nlicense = {file = "LICENSE"}\n', None),
+    ("pyproject.toml", '[project]\nlicense = "Company internal"\n', None),
+    ("pyproject.toml", "not toml = [", None),
+    ("package.json", '{"name": "x", "license": "ISC"}', "ISC"),
+    ("package.json", '{"license": "UNLICENSED"}', None),
+    ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT/Apache-2.0"\n', None),
+    ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT OR Apache-2.0"\n', "MIT OR Apache-2.0"),
+])
+def test_package_manifests_declare_licences(name, text, expected):
+    assert licence_from_manifest(name, text) == expected
+
+
+def test_the_manifest_licence_applies_when_no_licence_file_is_recognised(tmp_path):
+    (tmp_path / "LICENSE").write_text("Ask the legal team.\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nlicense = "MIT"\n')
+    (tmp_path / "a.py").write_text(module_text(1))
+    dataset = load_repository(tmp_path, policy=Policy())
+    assert {r["path"]: r["licence"] for r in dataset.records}["a.py"] == "MIT"
+    assert dataset.report.to_dict()["licence_source"] == "pyproject.toml (declared licence)"
+    (tmp_path / "pyproject.toml").unlink()
+    with pytest.raises(DataError, match="no usable source file .*licence"):
+        load_repository(tmp_path, policy=Policy())
+    assert load_repository(tmp_path).report.to_dict()["licence_source"] == "LICENSE (not recognised)"
 
 
 def test_exact_and_near_duplicates_are_removed_with_reasons(repo):
