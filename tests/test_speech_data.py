@@ -116,3 +116,56 @@ def test_transcripts_pass_the_pii_scanners(pm, tmp_path):
     assert "[EMAIL]" in admitted.records[1]["text"]
     decisions = [json.loads(line) for line in (run.dir / "governance" / "train.jsonl").read_text().splitlines()]
     assert decisions[1]["action"] == "redacted" and decisions[1]["findings"] == {"email": 1}
+
+
+def _dominant_hz(samples, rate=16_000):
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(spectrum.argmax())])
+
+
+def test_mp3_decodes_through_soundfile(tmp_path):
+    import soundfile
+
+    if "MP3" not in soundfile.available_formats():
+        pytest.skip("this libsndfile has no MP3 support")
+    path = write_clip(tmp_path / "clip.mp3", tone(1.0, 440, sample_rate=22_050), rate=22_050, format="MP3",
+                      subtype="MPEG_LAYER_III")
+    samples = decode_audio(path)
+    assert abs(len(samples) - 16_000) < 1_600  # the MP3 frame padding adds a little
+    assert abs(_dominant_hz(samples) - 440) < 5
+
+
+def _fake_ffmpeg(folder, body: str):
+    """An ``ffmpeg`` on PATH that runs ``body`` (Python) with ``args`` = its arguments."""
+    import os
+    import stat
+    import sys
+
+    folder.mkdir()
+    script = folder / "ffmpeg"
+    script.write_text(f"#!{sys.executable}\nimport sys\nimport numpy as np\nargs = sys.argv[1:]\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_formats_soundfile_lacks_go_through_ffmpeg(tmp_path, monkeypatch):
+    """Bytes soundfile cannot read are piped to ffmpeg, asked for mono 16-bit PCM at 16 kHz."""
+    body = ("assert args[args.index('-ar') + 1] == '16000' and args[args.index('-ac') + 1] == '1'\n"
+            "assert args[args.index('-i') + 1] == 'pipe:0' and sys.stdin.buffer.read() == b'm4a bytes'\n"
+            "t = np.arange(8000) / 16000\n"
+            "sys.stdout.buffer.write((np.sin(2 * np.pi * 300 * t) * 16000).astype('<i2').tobytes())")
+    monkeypatch.setenv("PATH", _fake_ffmpeg(tmp_path / "bin", body))
+    samples = decode_audio(b"m4a bytes")
+    assert len(samples) == 8000 and abs(_dominant_hz(samples) - 300) < 3
+    assert 0.45 < float(np.abs(samples).max()) < 0.5
+
+
+def test_undecodable_audio_says_why(tmp_path, monkeypatch):
+    from polyadapt.modalities.audio import AudioError
+
+    monkeypatch.setenv("PATH", _fake_ffmpeg(tmp_path / "bin", "sys.exit(1)"))
+    with pytest.raises(AudioError, match="neither soundfile nor ffmpeg"):
+        decode_audio(b"garbage")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AudioError, match="ffmpeg is not installed"):
+        decode_audio(b"garbage")

@@ -36,15 +36,19 @@ def normaliser(language: str):
     return EnglishTextNormalizer() if language == "en" else BasicTextNormalizer()
 
 
-def error_rates(references: list[str], hypotheses: list[str], language: str = "en") -> tuple[float, float]:
+def error_rates(references: list[str], hypotheses: list[str],
+                language: str | list[str] = "en") -> tuple[float, float]:
     """(WER, CER) of ``hypotheses`` against ``references`` after normalisation.
 
-    Pairs whose reference normalises to nothing are left out (jiwer cannot score them).
+    ``language`` is the language of every pair, or a list with each pair's language (a
+    mixed-language set: each pair gets its language's normaliser). Pairs whose reference
+    normalises to nothing are left out (jiwer cannot score them).
     """
     import jiwer
 
-    norm = normaliser(language)
-    pairs = [(norm(r), norm(h)) for r, h in zip(references, hypotheses)]
+    languages = [language] * len(references) if isinstance(language, str) else list(language)
+    norms = {code: normaliser(code) for code in set(languages)}
+    pairs = [(norms[code](r), norms[code](h)) for r, h, code in zip(references, hypotheses, languages)]
     pairs = [(r, h) for r, h in pairs if r.strip()]
     if not pairs:
         return float("nan"), float("nan")
@@ -107,7 +111,6 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
     base = load_whisper(config.base_model)
     peft_model = PeftModel.from_pretrained(base, str(adapter.path)).to(device()).eval()
     model = whisper_of(peft_model)
-    language = options.language or "en"
     rows: list[MetricRow] = []
     samples: list[dict[str, Any]] = []
     scorer = WhisperLoss(peft_model)
@@ -116,11 +119,13 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
         if not records:
             continue
         references = [r["text"] for r in records]
+        # translations are English whatever the audio's language
+        languages = ["en" if options.task == "translate" else record_language(r, options) for r in records]
         with peft_model.disable_adapter():
             base_text = transcribe_records(model, records, options)
         adapted_text = transcribe_records(model, records, options)
-        base_wer, base_cer = error_rates(references, base_text, language)
-        wer, cer = error_rates(references, adapted_text, language)
+        base_wer, base_cer = error_rates(references, base_text, languages)
+        wer, cer = error_rates(references, adapted_text, languages)
         rows.append(MetricRow(name, "wer", round(base_wer, 4), round(wer, 4), role=role))
         rows.append(MetricRow(name, "cer", round(base_cer, 4), round(cer, 4), role="other"))
         if options.glossary:
