@@ -204,6 +204,9 @@ class GenerationRequest:
 
     ``suffix`` asks for fill-in-the-middle: the text that follows the completion (OpenAI's
     completions ``suffix``); only servables of code models accept it.
+    ``stop_after_content`` makes ``stop`` strings count only after the completion's first
+    non-blank character, so ``stop=["\\n"]`` ends a completion that starts with a line
+    break and an indent at the end of the line it then writes (line completion).
     """
 
     prompt: str | None = None
@@ -215,6 +218,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     suffix: str | None = None
+    stop_after_content: bool = False
 
 
 @dataclass
@@ -232,7 +236,9 @@ class TranscriptionRequest:
     """One audio file to transcribe (``/v1/audio/transcriptions``); ``adapter`` None is the base.
 
     ``audio`` holds the uploaded file's bytes as sent (any format the servable decodes);
-    ``prompt`` is OpenAI's optional text to condition on.
+    ``prompt`` is OpenAI's optional text to condition on. ``timestamps`` asks for segments
+    with real start and end times (the ``verbose_json``, ``srt`` and ``vtt`` formats);
+    without it a servable may decode faster and give coarser segments.
     """
 
     audio: bytes
@@ -241,6 +247,7 @@ class TranscriptionRequest:
     prompt: str | None = None
     temperature: float = 0.0
     filename: str = ""
+    timestamps: bool = False
 
 
 @dataclass

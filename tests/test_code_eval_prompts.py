@@ -19,6 +19,7 @@ from polyadapt_code.evaluate import (
     probe_prompt,
     task_prompt,
 )
+from polyadapt_text.serve import request_stop
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,8 @@ class OracleServable:
             end = self.text.index(request.suffix, line_start) if request.suffix else len(self.text)
             rest = self.text[start:end]
             text = tokenizer_cut(self.tokenizer, rest, request.max_tokens)
+            cut = request_stop(text, request)  # the serving stop rule, as TextServable applies it
+            text = text[:cut] if cut >= 0 else text
             out.append(GenerationResult(text=(" = 0" + text) if self.previous_line else text, prompt_tokens=0,
                                         completion_tokens=0))
         return out
@@ -115,7 +118,8 @@ def test_exact_match_scores_a_perfect_model_one_and_a_wrong_one_zero(tokenizer, 
     assert (base, adapted) == (1.0, 1.0)
     assert [s["base"] for s in shown] == [line.rstrip() for _, line, _ in probes]
     for request in oracle.requests:
-        assert not request.prompt.endswith("\n") and request.stop in (None, [])
+        assert not request.prompt.endswith("\n")
+        assert request.stop == ["\n"] and request.stop_after_content  # one line, then stop
         if fim:
             assert request.suffix.startswith("\n")  # the target line's own line break
     wrong = OracleServable(tokenizer, text, previous_line=True)

@@ -30,7 +30,7 @@ from polyadapt.errors import PolyadaptError  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
 from polyadapt.serving.app import MicroBatcher, build_app, build_app_from_runs, serve_specs  # noqa: E402
 from polyadapt.types import AdapterArtifact, GenerationRequest, GenerationResult  # noqa: E402
-from polyadapt_text.serve import RowStops  # noqa: E402
+from polyadapt_text.serve import RowStops, finish_row  # noqa: E402
 
 BASE = "tiny-llama"
 PROMPTS = {
@@ -330,6 +330,22 @@ def test_generation_stops_early_once_every_row_is_done():
     step = lambda *new: torch.tensor([[9, 9, *row] for row in new])  # noqa: E731
     assert stops(step([1], [1], [1])).tolist() == [False, False, False]
     assert stops(step([1, 2, 3, 4, 5], [1, 2, 7, 4, 5], [1, 2, 3, 4, 0])).tolist() == [True, True, True]
+
+
+def test_stop_after_content_ends_at_the_line_after_a_leading_line_break():
+    """Line completion: the line break and indent the model writes first do not stop it."""
+    vocab = {1: "\n", 2: "    ", 3: "return", 4: " x", 5: "y"}
+    decode = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    tokens = [1, 2, 3, 4, 1, 5, 5]
+    line = GenerationRequest(prompt="p", max_tokens=20, stop=["\n"], stop_after_content=True)
+    plain = GenerationRequest(prompt="p", max_tokens=20, stop=["\n"])
+    result = finish_row(tokens, line, eos_ids={0}, decode=decode)
+    assert (result.text, result.completion_tokens, result.finish_reason) == ("\n    return x", 5, "stop")
+    assert finish_row(tokens, plain, eos_ids={0}, decode=decode).text == ""
+    stops = RowStops([line], prompt_width=1, eos_ids={0}, decode=decode)
+    row = lambda *new: torch.tensor([[9, *new]])  # noqa: E731
+    assert stops(row(1, 2, 3, 4)).tolist() == [False]
+    assert stops(row(1, 2, 3, 4, 1)).tolist() == [True]
 
 
 def test_prompt_list_gives_one_choice_per_prompt(client, reference):

@@ -139,9 +139,9 @@ def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, b
     """(base, adapted) share of probes whose generated line equals the held-out line, and examples.
 
     Prompts come from :func:`probe_prompt` (and for FIM a suffix that starts with the line's
-    own line break); answers are read with :func:`continued_line`. No stop string: the
-    continuation starts with a line break, so each row generates up to ``max_tokens``
-    (or EOS) and the line is cut out afterwards.
+    own line break); answers are read with :func:`continued_line`. Generation stops at the
+    first line break after the continuation's first non-blank character
+    (``stop_after_content``): the line break and indent the model writes first do not count.
     """
     tokenizer = servable.tokenizer
     requests = []
@@ -153,7 +153,8 @@ def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, b
         else:
             prefix, suffix = tail_text(tokenizer, prompt, budget), None
         for adapter in (None, ADAPTED):
-            requests.append(GenerationRequest(prompt=prefix, suffix=suffix, adapter=adapter, max_tokens=max_tokens))
+            requests.append(GenerationRequest(prompt=prefix, suffix=suffix, adapter=adapter, max_tokens=max_tokens,
+                                              stop=["\n"], stop_after_content=True))
     texts = _answers(servable, requests)
     hits = {None: 0, ADAPTED: 0}
     shown = []

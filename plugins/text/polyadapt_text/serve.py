@@ -86,11 +86,20 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, attention
 
 
-def first_stop(text: str, stops: list[str]) -> int:
-    """The index in ``text`` where the earliest of ``stops`` begins, or -1."""
-    found = [text.find(stop) for stop in stops if stop]
+def first_stop(text: str, stops: list[str], start: int = 0) -> int:
+    """The index in ``text`` where the earliest of ``stops`` begins (at ``start`` or later), or -1."""
+    found = [text.find(stop, start) for stop in stops if stop]
     found = [index for index in found if index >= 0]
     return min(found) if found else -1
+
+
+def request_stop(text: str, request: GenerationRequest) -> int:
+    """Where ``request``'s first stop string begins in ``text``, or -1; with
+    ``stop_after_content`` a match inside the leading blank characters does not count."""
+    if not request.stop:
+        return -1
+    start = len(text) - len(text.lstrip()) if request.stop_after_content else 0
+    return first_stop(text, request.stop, start)
 
 
 def finish_row(new_tokens: list[int], request: GenerationRequest, eos_ids: set[int], decode) -> GenerationResult:
@@ -106,19 +115,19 @@ def finish_row(new_tokens: list[int], request: GenerationRequest, eos_ids: set[i
         text, count, reason = decode(tokens[:eos_at]), eos_at + 1, "stop"
     else:
         text, count, reason = decode(tokens), limit, "length"
-    cut = first_stop(text, request.stop)
+    cut = request_stop(text, request)
     if cut >= 0:
-        count = _tokens_until_stop(tokens[:count], request.stop, decode)
+        count = _tokens_until_stop(tokens[:count], request, decode)
         text, reason = text[:cut], "stop"
     return GenerationResult(text=text, prompt_tokens=0, completion_tokens=count, finish_reason=reason)
 
 
-def _tokens_until_stop(tokens: list[int], stops: list[str], decode) -> int:
-    """The fewest leading ``tokens`` whose text holds a stop string (binary search)."""
+def _tokens_until_stop(tokens: list[int], request: GenerationRequest, decode) -> int:
+    """The fewest leading ``tokens`` whose text holds one of ``request``'s stop strings (binary search)."""
     low, high = 1, len(tokens)
     while low < high:
         middle = (low + high) // 2
-        if first_stop(decode(tokens[:middle]), stops) >= 0:
+        if request_stop(decode(tokens[:middle]), request) >= 0:
             high = middle
         else:
             low = middle + 1
@@ -143,7 +152,7 @@ class RowStops:
         request = self.requests[row]
         if len(new_tokens) >= request.max_tokens or new_tokens[-1] in self.eos_ids:
             return True
-        return bool(request.stop) and first_stop(self.decode(new_tokens), request.stop) >= 0
+        return request_stop(self.decode(new_tokens), request) >= 0
 
     def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
         """One flag per row: True once that row needs no more tokens."""
