@@ -111,7 +111,9 @@ def test_two_adapters_switched_per_request_match_plain_whisper(served):
         assert texts == {plain_transcript(served["checkpoint"], adapters[model], served["clips"][clip_name])}, model
     assert len({next(iter(answers[(m, "a")])) for m in adapters}) == 3, "base and adapters should differ"
     assert verbose["duration"] == 1.2 and verbose["language"] == "en"
-    assert verbose["segments"][0]["start"] == 0.0 and verbose["segments"][0]["text"] == verbose["text"]
+    # verbose_json decodes with timestamps: the segment starts at the model's first timestamp
+    first = verbose["segments"][0]
+    assert 0.0 <= first["start"] < first["end"] <= 1.2 and first["text"] == verbose["text"]
 
 
 class FakeSpeech:

@@ -8,6 +8,10 @@ loaded base), and optionally ``response_format`` (``json``, ``text``, ``verbose_
 value is accepted and echoed, not used). The text prompt passes the serving policy as a
 prompt, the transcript as ``transcript`` (audited with that direction).
 
+The subtitle-like formats (``verbose_json``, ``srt``, ``vtt``) ask the servable for real
+segment timestamps (``TranscriptionRequest.timestamps``); ``json`` and ``text`` do not, so
+the servable may decode the faster way.
+
 Transcriptions of one base run one at a time in a worker thread; each request is one
 ``transcribe`` call (they are not micro-batched like completions).
 """
@@ -23,6 +27,8 @@ from polyadapt.serving.schemas import ApiError
 from polyadapt.types import TranscriptionRequest, TranscriptionResult
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+#: The formats that show segment times.
+TIMESTAMP_FORMATS = ("verbose_json", "srt", "vtt")
 #: Largest upload accepted (OpenAI's limit).
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
@@ -120,6 +126,7 @@ def add_transcription_routes(app: FastAPI, registry: Any) -> None:
         if len(audio) > MAX_UPLOAD_BYTES:
             raise ApiError(413, f"the audio file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", param="file")
         request = TranscriptionRequest(audio=audio, adapter=adapter, language=language or None,
-                                       prompt=prompt or None, temperature=temperature, filename=file.filename or "")
+                                       prompt=prompt or None, temperature=temperature, filename=file.filename or "",
+                                       timestamps=response_format in TIMESTAMP_FORMATS)
         result = await transcribe(registry, base, request, model=model)
         return format_response(result, response_format, temperature)

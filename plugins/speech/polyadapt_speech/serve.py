@@ -1,9 +1,14 @@
 """Serving Whisper: one loaded base, peft adapters switched per request, greedy transcripts.
 
-Requests of a batch are grouped by adapter (and language); each group is decoded in one
-batch with that adapter active (``set_adapter``) or with adapters disabled for the base.
-Audio longer than the model's window (30 s) is cut into consecutive windows, each one a
-segment of the answer.
+Requests of a batch are grouped by adapter (and language, prompt, timestamps); each group
+is decoded in one batch with that adapter active (``set_adapter``) or with adapters
+disabled for the base.
+
+Without timestamps (the ``json``/``text`` formats) audio longer than the model's window
+(30 s) is cut into consecutive windows, each one a segment of the answer. With
+``request.timestamps`` (``verbose_json``, ``srt``, ``vtt``) windows are decoded with
+whisper's timestamp tokens and placed by whisper's seek (:mod:`polyadapt_speech.seek`), so
+segments are the sentences the model marked, with their own start and end.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from polyadapt.errors import PolyadaptError
 from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec, TranscriptionRequest, TranscriptionResult
 from polyadapt_speech.model import HOP_LENGTH, check_loadable, device, load_whisper, n_frames, whisper_of
 from polyadapt_speech.options import SpeechOptions
+from polyadapt_speech.seek import Window, seek_segments
 from polyadapt_speech.transcribe import transcribe_samples
 
 SAMPLE_RATE = 16_000
@@ -81,7 +87,8 @@ class SpeechServable:
         return whisper_of(self.peft), contextlib.nullcontext()
 
     def transcribe(self, requests: list[TranscriptionRequest]) -> list[TranscriptionResult]:
-        """Greedy transcripts of ``requests``, each with its own adapter (or the base)."""
+        """Greedy transcripts of ``requests``, each with its own adapter (or the base);
+        segments with real timestamps for requests that ask for them."""
         from polyadapt.modalities.audio import AudioError, decode_audio
 
         audio = []
@@ -91,27 +98,56 @@ class SpeechServable:
             except AudioError as exc:
                 raise PolyadaptError(f"cannot read the audio file {request.filename or ''}: {exc}".replace("  ", " ")) from None
         results: list[TranscriptionResult | None] = [None] * len(requests)
-        groups: dict[tuple[str | None, str, str | None], list[int]] = {}
+        groups: dict[tuple[str | None, str, str | None, bool], list[int]] = {}
         for index, request in enumerate(requests):
             language = request.language or self.options.language or "en"
-            groups.setdefault((request.adapter, language, request.prompt), []).append(index)
+            groups.setdefault((request.adapter, language, request.prompt, request.timestamps), []).append(index)
         with self.lock:
-            for (adapter, language, prompt), indices in groups.items():
+            for (adapter, language, prompt, timestamps), indices in groups.items():
                 model, context = self._model_for(adapter)
+                decode = self._timestamped if timestamps else self._windowed
                 with context:
-                    windows = [(i, start) for i in indices for start in range(0, max(len(audio[i]), 1), self.window)]
-                    decoded = transcribe_samples(
-                        model, [audio[i][start:start + self.window] for i, start in windows], language=language,
-                        task=self.options.task, max_tokens=self.options.max_decode_tokens, prompt=prompt,
-                    )
-                segments: dict[int, list[dict[str, Any]]] = {i: [] for i in indices}
-                for (i, start), result in zip(windows, decoded):
-                    end = min(len(audio[i]), start + self.window)
-                    segments[i].append({"id": len(segments[i]), "start": round(start / SAMPLE_RATE, 3),
-                                        "end": round(end / SAMPLE_RATE, 3), "text": result.text})
-                for i in indices:
-                    text = " ".join(s["text"] for s in segments[i] if s["text"]).strip()
-                    results[i] = TranscriptionResult(text=text, language=decoded[0].language if decoded else language,
+                    segments, decoded_language = decode(model, [audio[i] for i in indices], language, prompt)
+                for i, clip_segments in zip(indices, segments):
+                    text = " ".join(s["text"] for s in clip_segments if s["text"]).strip()
+                    results[i] = TranscriptionResult(text=text, language=decoded_language,
                                                      duration_s=round(len(audio[i]) / SAMPLE_RATE, 3),
-                                                     segments=segments[i])
+                                                     segments=clip_segments)
         return results  # type: ignore[return-value]
+
+    def _decode(self, model: Any, samples: list[Any], language: str, prompt: str | None, timestamps: bool):
+        return transcribe_samples(model, samples, language=language, task=self.options.task,
+                                  max_tokens=self.options.max_decode_tokens, prompt=prompt, timestamps=timestamps)
+
+    def _windowed(self, model: Any, clips: list[Any], language: str,
+                  prompt: str | None) -> tuple[list[list[dict[str, Any]]], str]:
+        """(segments per clip, language): one segment per consecutive window, no timestamps."""
+        windows = [(c, start) for c, clip in enumerate(clips) for start in range(0, max(len(clip), 1), self.window)]
+        decoded = self._decode(model, [clips[c][start:start + self.window] for c, start in windows],
+                               language, prompt, timestamps=False)
+        segments: list[list[dict[str, Any]]] = [[] for _ in clips]
+        for (c, start), result in zip(windows, decoded):
+            end = min(len(clips[c]), start + self.window)
+            segments[c].append({"id": len(segments[c]), "start": round(start / SAMPLE_RATE, 3),
+                                "end": round(end / SAMPLE_RATE, 3), "text": result.text})
+        return segments, decoded[0].language if decoded else language
+
+    def _timestamped(self, model: Any, clips: list[Any], language: str,
+                     prompt: str | None) -> tuple[list[list[dict[str, Any]]], str]:
+        """(segments per clip, language): whisper's timestamped segments and seek."""
+        from polyadapt_speech.model import tokenizer_for
+
+        languages: list[str] = []
+
+        def decode(windows: list[Window]) -> list[list[int]]:
+            decoded = self._decode(model, [clips[c][start:end] for c, start, end in windows],
+                                   language, prompt, timestamps=True)
+            languages.extend(result.language for result in decoded[:1])
+            return [result.tokens for result in decoded]
+
+        tokenizer = tokenizer_for(model, language, self.options.task)
+        found = seek_segments([len(clip) for clip in clips], decode, tokenizer, window=self.window,
+                              sample_rate=SAMPLE_RATE)
+        segments = [[{"id": n, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+                     for n, s in enumerate(clip_segments)] for clip_segments in found]
+        return segments, languages[0] if languages else language

@@ -1,4 +1,9 @@
-"""Greedy decoding with whisper's own decoder, shared by evaluation and serving."""
+"""Greedy decoding with whisper's own decoder, shared by evaluation and serving.
+
+Without timestamps by default (what adapters are trained on, and faster); with
+``timestamps=True`` the tokens hold whisper's timestamp tokens for
+:func:`polyadapt_speech.segments.parse_window`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from polyadapt_speech.model import device, log_mel
 
 @dataclass
 class Transcript:
-    """One greedy transcript: the text (no special tokens), its tokens and language."""
+    """One greedy transcript: the text (no special or timestamp tokens), its tokens (with
+    timestamp tokens when decoded with timestamps) and language."""
 
     text: str
     tokens: list[int]
@@ -22,11 +28,13 @@ class Transcript:
 
 @torch.no_grad()
 def transcribe_mels(whisper_model: Any, mels: torch.Tensor, *, language: str = "en", task: str = "transcribe",
-                    max_tokens: int | None = None, prompt: str | None = None) -> list[Any]:
+                    max_tokens: int | None = None, prompt: str | None = None,
+                    timestamps: bool = False) -> list[Any]:
     """Greedy :class:`Transcript` s of a batch of log-mel inputs.
 
     ``whisper_model`` is a :class:`whisper.model.Whisper` (LoRA layers in place, the active
-    adapter applied). English-only models always decode English.
+    adapter applied). English-only models always decode English. ``timestamps`` decodes
+    with whisper's timestamp tokens (``max_tokens`` then counts them too).
     """
     import whisper
 
@@ -35,7 +43,7 @@ def transcribe_mels(whisper_model: Any, mels: torch.Tensor, *, language: str = "
     if not whisper_model.is_multilingual:
         language, task = "en", "transcribe"
     options = whisper.DecodingOptions(
-        task=task, language=language, temperature=0.0, without_timestamps=True, fp16=False,
+        task=task, language=language, temperature=0.0, without_timestamps=not timestamps, fp16=False,
         sample_len=max_tokens, prompt=prompt or None,
     )
     results = whisper.decode(whisper_model, mels.to(next(whisper_model.parameters()).device), options)
