@@ -88,3 +88,18 @@ def test_sandbox_has_no_network_and_runs_outside_this_process(tmp_path):
     assert outcome.status == "failed" and "network access is disabled" in outcome.detail
     marker = tmp_path / "marker"
     assert run_program(f"open({str(marker)!r}, 'w').write('x')\nimport os\nassert os.getpid() != {__import__('os').getpid()}\n").passed
+
+
+def test_the_walkthrough_task_set_is_sound():
+    """Every task of examples/code/toolz_tasks.jsonl passes with its canonical solution and
+    fails with a wrong one, so its pass@k measures the model, not a broken test."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "code" / "toolz_tasks.jsonl"
+    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(tasks) >= 20 and len({t["task_id"] for t in tasks}) == len(tasks)
+    right = score(tasks, [[t["canonical_solution"]] for t in tasks], [1], timeout_s=5)
+    wrong = score(tasks, [["    return None\n"] for _ in tasks], [1], timeout_s=5)
+    assert right["correct"] == [1] * len(tasks), [t["task_id"] for t, c in zip(tasks, right["correct"]) if not c]
+    assert wrong["correct"] == [0] * len(tasks)
