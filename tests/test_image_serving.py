@@ -1,9 +1,11 @@
 """``POST /v1/images/generations``: one tiny pipeline serves its base and two LoRA adapters,
 switched per request; each answer equals a plain diffusers pipeline with only that adapter
-(``load_lora_weights``); prompts pass the serving policy."""
+(``load_lora_weights``); concurrent requests are micro-batched into shared pipeline calls
+without changing what a seed draws; prompts pass the serving policy."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -15,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("fastapi")
 
+import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -24,7 +27,8 @@ from polyadapt.config import LoraConfig, RunConfig  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
 from polyadapt.serving.app import build_app_from_runs  # noqa: E402
 from polyadapt.testing import register_tiny_model  # noqa: E402
-from polyadapt.types import AdapterArtifact  # noqa: E402
+from polyadapt.types import AdapterArtifact, ImageRequest  # noqa: E402
+from polyadapt_image.batching import ImageJob, group_calls  # noqa: E402
 from polyadapt_image.model import attach_lora, load_pipeline, save_adapter  # noqa: E402
 from polyadapt_image.testing import TINY_NAME, build_tiny_sd_pipeline  # noqa: E402
 
@@ -155,3 +159,106 @@ def test_images_endpoint_errors_and_policy(served):
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "content_policy"
     assert SECRET not in served["audit"].read_text()
     assert any(json.loads(line)["direction"] == "prompt" for line in served["audit"].read_text().splitlines())
+
+
+# -- micro-batching ------------------------------------------------------------------------
+
+
+class CountingPipeline:
+    """Forwards to a pipeline and records the prompts of every call."""
+
+    def __init__(self, pipeline):
+        self.pipeline, self.calls = pipeline, []
+
+    def __call__(self, prompt, **kwargs):
+        self.calls.append(list(prompt))
+        return self.pipeline(prompt, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.pipeline, name)
+
+
+def servable_of(served):
+    servable = served["app"].state.registry.bases[TINY_NAME].servable
+    for run in served["runs"]:
+        servable.load_adapter(run.name, run / "adapter")
+    return servable
+
+
+def pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_group_calls_by_settings_and_image_limit():
+    def job(index, adapter="a", n=1, steps=2):
+        return ImageJob(index, "p", adapter, n, 16, 16, steps, 3.0, index)
+
+    jobs = [job(0), job(1, None), job(2, n=4), job(3, steps=3), job(4, n=6), job(5, None), job(6, n=11)]
+    calls = [[j.index for j in call] for call in group_calls(jobs, max_images=10)]
+    assert calls == [[0, 2], [4], [6], [1, 5], [3]]
+
+
+def test_batched_requests_match_alone_with_fewer_pipeline_calls(served, monkeypatch):
+    """Two adapters and the base in one batch: each request's images equal its images alone
+    (same seed), while requests with equal settings share a pipeline call."""
+    servable = servable_of(served)
+    requests = [
+        ImageRequest(PROMPT, adapter="brand-a", seed=7),
+        ImageRequest(PROMPT, adapter=None, seed=7),
+        ImageRequest("a marlowe style banner", adapter="brand-b", seed=8, n=2),
+        ImageRequest("a marlowe style banner", adapter="brand-a", seed=9, n=2),
+        ImageRequest(PROMPT, adapter=None, seed=10),
+        ImageRequest(PROMPT, adapter="brand-b", seed=11),
+        ImageRequest(PROMPT, adapter=None, seed=7, steps=3),  # other settings: a call of its own
+    ]
+    alone = [servable.generate_images([request])[0] for request in requests]
+    counting = CountingPipeline(servable.pipeline)
+    monkeypatch.setattr(servable, "pipeline", counting)
+    batched = servable.generate_images(requests)
+
+    assert [len(prompts) for prompts in counting.calls] == [3, 2, 3, 1]  # 4 calls for 7 requests
+    for request, one, many in zip(requests, alone, batched):
+        assert many.seed == one.seed == request.seed and len(many.images) == len(one.images) == request.n
+        for single, shared in zip(one.images, many.images):
+            assert np.abs(pixels(single) - pixels(shared)).max() <= 1, request
+    # the images of one request differ: each has its own share of the request's noise
+    assert np.abs(pixels(batched[2].images[0]) - pixels(batched[2].images[1])).max() > 2
+
+
+def test_concurrent_http_requests_share_one_batch(served, monkeypatch):
+    app = served["app"]
+    registry = app.state.registry
+    monkeypatch.setattr(registry.bases[TINY_NAME].method_batchers["generate_images"], "batch_wait", 0.5)
+    servable = servable_of(served)
+    batches, real = [], servable.generate_images
+
+    def recording(requests):
+        batches.append([r.adapter for r in requests])
+        return real(requests)
+
+    monkeypatch.setattr(servable, "generate_images", recording)
+    counting = CountingPipeline(servable.pipeline)
+    monkeypatch.setattr(servable, "pipeline", counting)
+    asks = [("brand-a", 7), (None, 7), ("brand-b", 7), ("brand-a", 3)]
+
+    async def ask_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            replies = await asyncio.gather(*(
+                http.post("/v1/images/generations", json={
+                    "model": f"{TINY_NAME}:{adapter}" if adapter else TINY_NAME, "prompt": PROMPT, "seed": seed})
+                for adapter, seed in asks
+            ))
+        await registry.close()
+        return replies
+
+    replies = asyncio.run(ask_all())
+    assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
+    assert len(batches) == 1 and sorted(map(str, batches[0])) == ["None", "brand-a", "brand-a", "brand-b"]
+    assert sorted(len(prompts) for prompts in counting.calls) == [1, 1, 2]
+    runs = dict(zip(["brand-a", "brand-b"], served["runs"]))
+    for (adapter, seed), reply in zip(asks, replies):
+        (item,) = reply.json()["data"]
+        expected = reference(served["model"], runs[adapter] / "adapter" if adapter else None, seed=seed)[0]
+        assert reply.json()["seed"] == seed and np.abs(decode(item) - expected).max() <= 1, adapter

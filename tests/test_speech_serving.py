@@ -178,3 +178,44 @@ def test_unreadable_upload_is_a_bad_request(served):
         response = client.post("/v1/audio/transcriptions", data={"model": BASE},
                                files={"file": ("notes.txt", io.BytesIO(b"not audio at all"), "text/plain")})
     assert response.status_code == 400 and "cannot read the audio file" in response.json()["error"]["message"]
+
+
+def test_concurrent_uploads_share_one_transcribe_call(served, monkeypatch):
+    """Uploads that arrive together reach ``servable.transcribe`` as one batch; each answer
+    still equals plain whisper with that request's adapter."""
+    import asyncio
+
+    import httpx
+
+    app = build_app_from_runs(plugin_manager(), served["runs"])
+    registry = app.state.registry
+    batcher = registry.bases[BASE].method_batchers["transcribe"]
+    monkeypatch.setattr(batcher, "batch_wait", 0.5)
+    servable, batches = registry.bases[BASE].servable, []
+    real = servable.transcribe
+
+    def recording(requests):
+        batches.append(sorted(str(r.adapter) for r in requests))
+        return real(requests)
+
+    monkeypatch.setattr(servable, "transcribe", recording)
+    asks = [("claims", "a"), (None, "b"), ("medical", "a"), ("claims", "b")]
+
+    async def ask_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            replies = await asyncio.gather(*(
+                http.post("/v1/audio/transcriptions",
+                          data={"model": f"{BASE}:{adapter}" if adapter else BASE},
+                          files={"file": ("clip.wav", served["clips"][clip].read_bytes(), "audio/wav")})
+                for adapter, clip in asks))
+        await registry.close()
+        return replies
+
+    replies = asyncio.run(ask_all())
+    assert [r.status_code for r in replies] == [200] * 4, [r.text for r in replies]
+    assert batches == [["None", "claims", "claims", "medical"]]
+    adapters = {None: None, "claims": served["runs"][0] / "adapter", "medical": served["runs"][1] / "adapter"}
+    for (adapter, clip), reply in zip(asks, replies):
+        expected = plain_transcript(served["checkpoint"], adapters[adapter], served["clips"][clip])
+        assert reply.json()["text"] == expected, adapter

@@ -10,7 +10,9 @@ base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
 Each base has one :class:`MicroBatcher`: requests wait up to ``batch_wait_ms`` (or until
 ``max_batch`` are waiting) and are then answered by one ``servable.generate`` call in a
 worker thread, one batch at a time per base, so concurrent requests for different adapters
-of one base share a forward pass. Adapters load on first use.
+of one base share a forward pass. A servable that draws images or transcribes audio gets a
+batcher for ``generate_images`` or ``transcribe`` too, with the same settings (see
+:data:`BATCHED_METHODS`). Adapters load on first use.
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 404 for an
 unknown model (the message lists the known ones), 400 for a bad body.
@@ -21,11 +23,10 @@ they load a base.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ DEFAULT_COMPLETION_TOKENS = 16
 DEFAULT_CHAT_TOKENS = 256
 #: What a client writes between a base and an adapter name.
 SEPARATOR = ":"
+#: Servable methods besides ``generate`` that get their own micro-batcher when a servable
+#: has them.
+BATCHED_METHODS = ("generate_images", "transcribe")
 
 
 # ---------------------------------------------------------------------------------------
@@ -57,7 +61,10 @@ SEPARATOR = ":"
 
 @dataclass
 class ServedBase:
-    """One base model: its servable, the adapters it offers and its batcher.
+    """One base model: its servable, the adapters it offers and its batchers.
+
+    ``batcher`` answers ``generate``; ``method_batchers`` the servable's other batch methods
+    (:data:`BATCHED_METHODS`, such as ``generate_images``), keyed by method name.
 
     ``adapters`` maps the servable's adapter keys to folders; ``routes`` maps the names
     clients use to those keys. They are the same unless the registry is followed, where
@@ -70,6 +77,7 @@ class ServedBase:
     batcher: MicroBatcher
     routes: dict[str, str] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
+    method_batchers: dict[str, MicroBatcher] = field(default_factory=dict)
 
     def adapter_names(self) -> list[str]:
         """Every adapter name a client may use: routed ones and any loaded otherwise.
@@ -86,6 +94,19 @@ class ServedBase:
         return self.routes.get(name, name)
 
 
+@contextlib.contextmanager
+def api_errors(what: str) -> Iterator[None]:
+    """Turn errors into :class:`ApiError`: a :class:`PolyadaptError` is 400, anything else 500."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except PolyadaptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    except Exception as exc:
+        raise ApiError(500, f"{what} failed: {type(exc).__name__}: {exc}", type="server_error") from exc
+
+
 class ModelRegistry:
     """The served bases and the ``model`` names clients use for them.
 
@@ -98,12 +119,15 @@ class ModelRegistry:
                  guard: Any = None, follower: Any = None):
         self.bases: dict[str, ServedBase] = {}
         self.guard, self.follower = guard, follower
-        self._exclusive: dict[str, asyncio.Lock] = {}
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
             batcher = MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+            # the same ``paths`` dict: adapters the follower adds reach every batcher
+            extra = {method: MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                                          method=method)
+                     for method in BATCHED_METHODS if callable(getattr(servable, method, None))}
             base_routes = (routes or {}).get(name) or {key: key for key in paths}
-            self.bases[name] = ServedBase(servable, paths, batcher, dict(base_routes))
+            self.bases[name] = ServedBase(servable, paths, batcher, dict(base_routes), method_batchers=extra)
 
     def model_names(self) -> list[str]:
         """Every base name and every ``base:adapter`` name."""
@@ -144,48 +168,33 @@ class ModelRegistry:
         guard = self.guard
         if guard is not None:
             requests = [guard.check_request(request, model=model) for request in requests]
-        try:
+        with api_errors("generation"):
             results = await self.bases[base].batcher.submit(requests)
             if guard is not None:
                 results = [guard.check_result(result, model=model, adapter=request.adapter)
                            for request, result in zip(requests, results)]
-            return results
-        except PolyadaptError as exc:
-            raise ApiError(400, str(exc)) from exc
-        except Exception as exc:
-            raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error") from exc
+        return results
 
-    def _stop_stale_worker(self) -> None:
-        """Cancel the task left on another, still running loop (a test client's, say)."""
-        if self._worker is not None and self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._worker.cancel)
+    async def submit(self, base: str, method: str, requests: list[Any], *, what: str) -> list[Any]:
+        """Answer ``requests`` with ``servable.<method>`` on ``base`` through its micro-batcher.
 
-    async def call_exclusive(self, base: str, adapter: str | None, method: str, request: Any, *, what: str) -> Any:
-        """``servable.<method>([request])`` on ``base`` with ``adapter`` loaded, one call at a time.
-
-        For the endpoints that do not micro-batch (transcriptions, images): the adapter loads
-        on first use and the call runs in a worker thread under a per-base lock, since one
-        loaded model serves one adapter at a time. Errors become :class:`ApiError`.
+        For the batch methods of :data:`BATCHED_METHODS` (``generate_images``, ``transcribe``): concurrent
+        requests of one base are answered together. The caller applies the serving policy.
+        Errors become :class:`ApiError`.
         """
-        served = self.bases[base]
-        lock = self._exclusive.setdefault(base, asyncio.Lock())
-        async with lock:
-            problem = await asyncio.to_thread(served.batcher.ensure_adapter, adapter)
-            if problem is not None:
-                raise ApiError(400, str(problem))
-            try:
-                (result,) = await asyncio.to_thread(getattr(served.servable, method), [request])
-            except PolyadaptError as exc:
-                raise ApiError(400, str(exc)) from exc
-            except Exception as exc:
-                raise ApiError(500, f"{what} failed: {type(exc).__name__}: {exc}", type="server_error") from exc
-        return result
+        batcher = self.bases[base].method_batchers.get(method)
+        if batcher is None:
+            raise ApiError(400, f"the model {base!r} does not offer {method}", param="model",
+                           code="model_not_supported")
+        with api_errors(what):
+            return await batcher.submit(requests)
 
     async def close(self) -> None:
         """Stop every batcher."""
         for served in self.bases.values():
             await served.batcher.close()
+            for batcher in served.method_batchers.values():
+                await batcher.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Micro-batching: concurrent requests for one base answered by one ``generate`` call.
+"""Micro-batching: concurrent requests for one base answered by one servable call.
 
 Requests wait up to ``batch_wait_ms`` (or until ``max_batch`` are waiting) and are then
-answered by one ``servable.generate`` call in a worker thread, one batch at a time per base,
-so concurrent requests for different adapters of one base share a forward pass.
+answered by one ``servable.generate`` call (or another batch method, such as
+``generate_images``) in a worker thread, one batch at a time per batcher, so concurrent
+requests for different adapters of one base share a forward pass.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from polyadapt.errors import PluginError, PolyadaptError
 from polyadapt.types import GenerationRequest, GenerationResult, Servable
@@ -22,7 +24,7 @@ from polyadapt.types import GenerationRequest, GenerationResult, Servable
 
 @dataclass
 class _Pending:
-    request: GenerationRequest
+    request: Any
     future: asyncio.Future
 
 
@@ -32,10 +34,16 @@ class MicroBatcher:
     A batch closes ``batch_wait_ms`` after its first request arrived or as soon as
     ``max_batch`` requests wait; it then runs in a worker thread while new requests gather
     for the next one. Adapters named in ``adapter_paths`` are loaded on first use.
+
+    ``method`` names the servable's batch method: ``generate`` (text requests) or, say,
+    ``generate_images``; it takes a list of requests, each with an ``adapter``, and returns
+    one result per request.
     """
 
-    def __init__(self, servable: Servable, adapter_paths: dict[str, Path], *, max_batch: int, batch_wait_ms: float):
+    def __init__(self, servable: Servable, adapter_paths: dict[str, Path], *, max_batch: int, batch_wait_ms: float,
+                 method: str = "generate"):
         self.servable = servable
+        self.method = method
         self.adapter_paths = adapter_paths
         self.max_batch = max_batch
         self.batch_wait = batch_wait_ms / 1000.0
@@ -152,8 +160,8 @@ class MicroBatcher:
         return None
 
     def _generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """``servable.generate``, checked to answer every request."""
-        results = list(self.servable.generate(requests))
+        """``servable.<method>``, checked to answer every request."""
+        results = list(getattr(self.servable, self.method)(requests))
         if len(results) != len(requests):
             raise PluginError(
                 f"the servable of {self.servable.base_name!r} answered {len(results)} results "

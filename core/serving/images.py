@@ -10,7 +10,12 @@ fields (``quality``, ``style``, ``user``) are ignored.
 
 The prompt passes the serving policy exactly as a completion prompt does (redacted, or
 refused with 400 ``content_policy``; audited). Images carry no text, so there is no output
-scan. Generations of one base run one at a time in a worker thread.
+scan.
+
+Requests are micro-batched like completions (``--max-batch``, ``--batch-wait-ms``): the
+requests of one base that arrive together reach ``servable.generate_images`` as one list, in
+a worker thread, one batch at a time per base. The servable decides which of them can share
+a pipeline call; a request's images depend on its seed only, not on its batch companions.
 """
 
 from __future__ import annotations
@@ -75,8 +80,9 @@ async def generate_images(registry: Any, base: str, body: ImageGenerationBody,
     if registry.guard is not None:  # the same prompt policy as completions
         prompt = registry.guard.check_request(GenerationRequest(prompt=prompt, adapter=adapter),
                                               model=body.model).prompt
-    request = image_request(body, adapter, prompt)
-    return await registry.call_exclusive(base, adapter, "generate_images", request, what="image generation")
+    (result,) = await registry.submit(base, "generate_images", [image_request(body, adapter, prompt)],
+                                      what="image generation")
+    return result
 
 
 def add_image_routes(app: FastAPI, registry: Any) -> None:

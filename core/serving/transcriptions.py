@@ -12,8 +12,10 @@ The subtitle-like formats (``verbose_json``, ``srt``, ``vtt``) ask the servable 
 segment timestamps (``TranscriptionRequest.timestamps``); ``json`` and ``text`` do not, so
 the servable may decode the faster way.
 
-Transcriptions of one base run one at a time in a worker thread; each request is one
-``transcribe`` call (they are not micro-batched like completions).
+Requests are micro-batched like completions (``--max-batch``, ``--batch-wait-ms``): the
+uploads of one base that arrive together reach ``servable.transcribe`` as one list, in a
+worker thread, one batch at a time per base; the servable decodes those that share an
+adapter, language, prompt and timestamp setting in one batch.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ async def transcribe(registry: Any, base: str, request: TranscriptionRequest,
     guard = registry.guard
     if guard is not None:
         request = guard.check_transcription_request(request, model=model)
-    result = await registry.call_exclusive(base, request.adapter, "transcribe", request, what="transcription")
+    (result,) = await registry.submit(base, "transcribe", [request], what="transcription")
     if guard is not None:
         result = guard.check_transcript(result, model=model, adapter=request.adapter)
     return result

@@ -1,11 +1,20 @@
-"""The image plugin's ``serve``: one pipeline in memory, LoRA adapters switched per request.
+"""The image plugin's ``serve``: one pipeline in memory, LoRA adapters switched per call.
 
 :class:`ImageServable` loads the base pipeline once. Each adapter joins it on first use
 with ``pipeline.load_lora_weights(folder, adapter_name=...)`` (named ``adapter0``,
 ``adapter1`` … inside diffusers: client names with dots or peft's ``lora_`` prefix would
-break module naming). A request for the base disables LoRA; one for an adapter enables it
+break module naming). A call for the base disables LoRA; one for an adapter enables it
 and makes that adapter the only active one (``set_adapters``). The pipeline is used by one
-request at a time (a lock), so switching never races a running generation.
+call at a time (a lock), so switching never races a running generation.
+
+The server hands :meth:`ImageServable.generate_images` the requests that arrived together;
+those with the same adapter, size, steps and guidance scale are drawn by one pipeline call
+with their prompts as a list (:mod:`polyadapt_image.batching`). Batching does not change
+what a seed means: a request's initial noise comes from its own generator seeded with its
+seed, drawn exactly as ``pipeline(prompt, num_images_per_prompt=n,
+generator=torch.Generator().manual_seed(seed))`` draws it, and is passed in as
+``latents``; the same generator, listed once per image, feeds whatever noise the scheduler
+draws while denoising. A request gets the same images alone or batched with others.
 
 Images are returned as PNG bytes without metadata. Text endpoints are refused: this
 servable only has :meth:`generate_images`.
@@ -23,11 +32,15 @@ import torch
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.types import GenerationRequest, GenerationResult, ImageRequest, ImageResult, ServeSpec
+from polyadapt_image.batching import ImageJob, group_calls
 from polyadapt_image.model import device, load_pipeline
 from polyadapt_image.options import ImageOptions
 
 #: Largest side a request may ask for, in multiples of the served resolution.
 MAX_SIZE_FACTOR = 2
+#: The most images one pipeline call draws: as many as one request may ask for (the
+#: endpoint's ``n``), so batching never needs more memory than one full request did.
+MAX_IMAGES_PER_CALL = 10
 
 
 def _options(spec: ServeSpec) -> ImageOptions:
@@ -43,6 +56,7 @@ class ImageServable:
         self.options = _options(spec)
         base = spec.config.base_model if spec.config is not None else BaseModelConfig(id=spec.base_model)
         dtype = torch.float16 if torch.cuda.is_available() else torch.float32
+        self.dtype = dtype
         self.pipeline = load_pipeline(base, dtype=dtype).to(device())
         if dtype == torch.float16:
             self.pipeline.vae.to(dtype=torch.float16)
@@ -90,25 +104,56 @@ class ImageServable:
             )
         return width, height
 
+    def _job(self, index: int, request: ImageRequest) -> ImageJob:
+        """``request`` with the served defaults filled in (and a seed drawn if it has none)."""
+        width, height = self._size(request)
+        seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+        guidance = request.guidance_scale if request.guidance_scale is not None else self.options.guidance_scale
+        return ImageJob(index=index, prompt=request.prompt, adapter=request.adapter, n=request.n, width=width,
+                        height=height, steps=request.steps or self.options.inference_steps,
+                        guidance_scale=guidance, seed=seed)
+
     def generate_images(self, requests: list[ImageRequest]) -> list[ImageResult]:
-        """Answer each request with ``n`` PNG images from its adapter (or the base)."""
-        results = []
-        for request in requests:
-            width, height = self._size(request)
-            seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-            with self._lock:
-                self._activate(request.adapter)
-                images = self.pipeline(
-                    request.prompt, num_images_per_prompt=request.n, height=height, width=width,
-                    num_inference_steps=request.steps or self.options.inference_steps,
-                    guidance_scale=(request.guidance_scale if request.guidance_scale is not None
-                                    else self.options.guidance_scale),
-                    generator=torch.Generator().manual_seed(seed), output_type="pil",
-                ).images
-            pngs = []
-            for image in images:
-                buffer = io.BytesIO()
-                image.save(buffer, format="PNG")
-                pngs.append(buffer.getvalue())
-            results.append(ImageResult(images=pngs, seed=seed))
-        return results
+        """Answer each request with ``n`` PNG images from its adapter (or the base).
+
+        Requests that can share a pipeline call share one; every request is checked before
+        any image is drawn, so a bad size fails the batch at once (the server then retries
+        the others alone).
+        """
+        jobs = [self._job(index, request) for index, request in enumerate(requests)]
+        pngs: dict[int, list[bytes]] = {}
+        for call in group_calls(jobs, MAX_IMAGES_PER_CALL):
+            drawn = iter(self._draw(call))
+            for job in call:
+                pngs[job.index] = [png_bytes(next(drawn)) for _ in range(job.n)]
+        return [ImageResult(images=pngs[job.index], seed=job.seed) for job in jobs]
+
+    def _draw(self, call: list[ImageJob]) -> list:
+        """One pipeline call for ``call``'s jobs (equal call keys): their images, in order."""
+        generators = [torch.Generator().manual_seed(job.seed) for job in call]
+        latents = torch.cat([self._initial_noise(job, generator) for job, generator in zip(call, generators)])
+        first = call[0]
+        with self._lock:
+            self._activate(first.adapter)
+            return self.pipeline(
+                [job.prompt for job in call for _ in range(job.n)],
+                height=first.height, width=first.width, num_inference_steps=first.steps,
+                guidance_scale=first.guidance_scale, latents=latents, output_type="pil",
+                generator=[generator for job, generator in zip(call, generators) for _ in range(job.n)],
+            ).images
+
+    def _initial_noise(self, job: ImageJob, generator: torch.Generator) -> torch.Tensor:
+        """The noise the pipeline would start ``job`` from, alone, with ``generator``."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        scale = self.pipeline.vae_scale_factor
+        shape = (job.n, self.pipeline.unet.config.in_channels, job.height // scale, job.width // scale)
+        # the pipeline draws in its prompt embeddings' dtype, which load_pipeline made self.dtype
+        return randn_tensor(shape, generator=generator, device=device(), dtype=self.dtype)
+
+
+def png_bytes(image) -> bytes:
+    """A PIL image as PNG bytes, without metadata."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
