@@ -118,6 +118,7 @@ def heldout_loss(unet: Any, text_encoder: Any, spec: dict[str, Any]) -> float:
     """Held-out denoising MSE in fp32 with polyadapt's fixed-seed scorer (same for every variant)."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler
+    from polyadapt_image.conditioning import SDConditioning
     from polyadapt_image.loss import DiffusionLoss, default_eval_timesteps, fixed_denoising_loss, scale_latents
     from transformers import CLIPTokenizer
 
@@ -139,8 +140,10 @@ def heldout_loss(unet: Any, text_encoder: Any, spec: dict[str, Any]) -> float:
             latents.append(scale_latents(vae.encode(pixels).latent_dist.mean[0].float(), vae.config).cpu())
     ids = tokenizer([r["text"] for r in rows], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
-    scorer = DiffusionLoss(unet, text_encoder, scheduler, vae_config=vae.config)
-    loss = fixed_denoising_loss(scorer, latents, list(ids), default_eval_timesteps(scheduler), 1234)
+    conditioning = SDConditioning(text_encoder=text_encoder, tokenizer=tokenizer)
+    scorer = DiffusionLoss(unet, conditioning, scheduler, vae_config=vae.config)
+    loss = fixed_denoising_loss(scorer, latents, [{"input_ids": row} for row in ids],
+                                default_eval_timesteps(scheduler), 1234)
     unet.train(was_training)
     return loss
 
@@ -150,6 +153,7 @@ def worker_flops(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from diffusers import DiffusionPipeline
     from peft import LoraConfig
+    from polyadapt_image.conditioning import text_conditioning
     from polyadapt_image.loss import DiffusionLoss
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -165,9 +169,10 @@ def worker_flops(spec: dict[str, Any]) -> dict[str, Any]:
         latents = pipe.vae.encode(pixels).latent_dist.sample()
     vae_flops = counter.get_total_flops()
     scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
-    model = DiffusionLoss(pipe.unet, pipe.text_encoder, scheduler, vae_config=pipe.vae.config)
+    model = DiffusionLoss(pipe.unet, text_conditioning(pipe), scheduler, vae_config=pipe.vae.config)
     with FlopCounterMode(display=False) as counter:
-        loss = model.summed_loss(latents, torch.randn_like(latents), torch.randint(0, 1000, (batch,)), ids)
+        loss = model.summed_loss(latents, torch.randn_like(latents), torch.randint(0, 1000, (batch,)),
+                                 {"input_ids": ids})
         loss.backward()
     n_lora = sum(p.numel() for p in pipe.unet.parameters() if p.requires_grad)
     return {
@@ -211,6 +216,7 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     from polyadapt.modalities.image import load_image_folder
     from polyadapt.training import TrainingJob, train
     from polyadapt.training.precision import resolve_precision
+    from polyadapt_image.conditioning import text_conditioning
     from polyadapt_image.data import Collator, RunData, build_examples, cache_latents, size_multiple
     from polyadapt_image.loss import DiffusionLoss, summed_loss
     from polyadapt_image.model import attach_lora, load_pipeline, noise_scheduler
@@ -233,7 +239,8 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     pipeline.text_encoder.to(dev)
     reset_train_peak(spec["device"])
     started = time.perf_counter()
-    examples = build_examples(run_data, run_data.train, pipeline.tokenizer, options, size_multiple(pipeline))
+    conditioning = text_conditioning(pipeline)
+    examples = build_examples(run_data, run_data.train, conditioning, options, size_multiple(pipeline))
     if cached:
         pipeline.vae.to(dev)
         examples = cache_latents(examples, pipeline.vae)
@@ -242,7 +249,7 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         pipeline.vae.to(dev)
     sync(spec["device"])
     prepare_s = time.perf_counter() - started
-    model = DiffusionLoss(pipeline.unet, pipeline.text_encoder, scheduler, None if cached else pipeline.vae,
+    model = DiffusionLoss(pipeline.unet, conditioning, scheduler, None if cached else pipeline.vae,
                           vae_config=pipeline.vae.config)
     training = TrainingConfig(
         max_steps=spec["steps"], learning_rate=spec["lr"], batch_size=spec["batch"], seed=spec["seed"],

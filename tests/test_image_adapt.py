@@ -12,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from image_helpers import one_thread, write_image_config  # noqa: E402, F401
 import polyadapt_image  # noqa: E402
 import polyadapt_image.adapt as image_adapt  # noqa: E402
 from polyadapt import runner  # noqa: E402
@@ -31,15 +31,6 @@ register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
 TASK_OPTIONS = {"resolution": 16, "min_image_size": 8, "inference_steps": 2, "eval_seeds": [0, 1]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions are slower on two contended threads than on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pm():
     return PluginManager(load_entrypoints=False, plugins={"image": polyadapt_image})
@@ -52,25 +43,8 @@ def tiny_sd(tiny_base_model) -> Path:
 
 def write_config(root: Path, model: Path, train: Path, *, name: str, eval_data: Path | None = None,
                  task_options: dict | None = None, **training) -> Path:
-    settings = {"max_steps": 30, "batch_size": 4, "learning_rate": 1e-2, "precision": "fp32",
-                "warmup_ratio": 0.0, "seed": 3}
-    settings.update(training)
-    data = {"train": str(train), "licence": "CC0-1.0", "eval_fraction": 0.25}
-    if eval_data is not None:
-        data["eval"] = str(eval_data)
-    config = {
-        "task": "text-to-image",
-        "base_model": {"id": str(model), "dtype": "float32"},
-        "data": data,
-        "lora": {"r": 8, "alpha": 8},
-        "training": settings,
-        "evaluation": {"num_samples": 2},
-        "task_options": {**TASK_OPTIONS, **(task_options or {})},
-        "output": {"dir": str(root / "runs"), "name": name, "adapter_name": name},
-    }
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_image_config(root, model, train, name=name, eval_data=eval_data,
+                              task_options={**TASK_OPTIONS, **(task_options or {})}, **training)
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,43 @@ def test_clip_score_with_a_configured_clip_model(tmp_path):
     score = clip_scores(str(clip), images, ["a solvanta banner", "a marlowe banner"])
     assert 0.0 <= score <= 100.0
     assert score == clip_scores(str(clip), images, ["a solvanta banner", "a marlowe banner"])
+
+
+def test_examples_record_the_crop_geometry_sdxl_conditions_on(tmp_path):
+    """Each example carries (height, width) of the original and of the target and the
+    (top, left) where its cut starts; a random cut and mirror record what the pixels show."""
+    import torch
+
+    from polyadapt.modalities.image import resize_to_cover
+    from polyadapt_image.conditioning import SDConditioning
+    from polyadapt_image.data import Collator, RunData, build_examples, condition_of, to_tensor
+    from polyadapt_image.testing import build_clip_tokenizer
+
+    image = Image.new("RGB", (40, 24))
+    image.putdata([(x * 6, y * 10, (x * y) % 256) for y in range(24) for x in range(40)])
+    image.save(tmp_path / "wide.png")
+    run_data = RunData(train=[], heldout=[], sources=[], clean_dir=tmp_path)
+    records = [{"image": "wide.png", "text": "a wide banner", "width": 40, "height": 24}]
+    conditioning = SDConditioning(text_encoder=None, tokenizer=build_clip_tokenizer(tmp_path / "tokenizer"))
+
+    (centre,) = build_examples(run_data, records, conditioning, ImageOptions(resolution=16), 8)
+    assert centre["original_size"].tolist() == [24, 40] and centre["target_size"].tolist() == [16, 16]
+    assert centre["crop_top_left"].tolist() == [0, 5]  # resized to 27x16, the centre cut starts at x=5
+    assert set(condition_of(centre)) == {"input_ids", "original_size", "crop_top_left", "target_size"}
+
+    options = ImageOptions(resolution=16, crop="random", random_flip=True)
+    (whole,) = build_examples(run_data, records, conditioning, options, 8)
+    covered = to_tensor(resize_to_cover(Image.open(tmp_path / "wide.png").convert("RGB"), (16, 16)))
+    assert torch.equal(whole["pixels"], covered)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        (group,) = Collator("random", random_flip=True)([whole])["groups"]
+        top, left = group["crop_top_left"][0].tolist()
+        # the pixels are the cut at (top, left) of the image as mirrored, or not
+        mirrored = [flip for flip, shown in ((False, covered), (True, covered.flip(-1)))
+                    if torch.equal(group["pixels"][0], shown[:, top : top + 16, left : left + 16])]
+        assert len(mirrored) == 1, (seed, top, left)
+        seen.update(mirrored)
+        assert group["original_size"].tolist() == [[24, 40]] and group["target_size"].tolist() == [[16, 16]]
+    assert seen == {True, False}

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from image_helpers import one_thread  # noqa: E402, F401
 import polyadapt_image  # noqa: E402
 from polyadapt.config import LoraConfig, RunConfig  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
@@ -37,14 +38,6 @@ register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
 OPTIONS = {"resolution": 16, "inference_steps": 2, "guidance_scale": 3.0}
 PROMPT = "a solvanta style banner"
 SECRET = "AKIAIOSFODNN7EXAMPLE"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def save_random_adapter(model: Path, target: Path, seed: int, text_encoder: bool = False) -> None:

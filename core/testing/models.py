@@ -5,10 +5,11 @@ returns the folder a plugin loads as its base (``base_model.id`` in a run config
 models are small enough to train a few steps in well under a second on a CPU, and nothing
 is downloaded.
 
-Only ``text`` has a builder today: a 2-layer Llama with a 400-token byte-level BPE
-tokenizer and a ChatML chat template, loadable with ``AutoModelForCausalLM`` and
-``AutoTokenizer``. Text-shaped modalities (code, or a plugin's own modality whose records
-are text) use it too. Speech and image builders come with those plugins; until then a
+``text`` is built here: a 2-layer Llama with a 400-token byte-level BPE tokenizer and a
+ChatML chat template, loadable with ``AutoModelForCausalLM`` and ``AutoTokenizer``.
+Text-shaped modalities (code, or a plugin's own modality whose records are text) use it
+too. The ``speech`` (whisper), ``image`` (Stable Diffusion) and ``image-sdxl`` (Stable
+Diffusion XL) builders come with those plugins and are imported when first used; another
 plugin registers its own with :func:`register_tiny_model`.
 
 torch, tokenizers and transformers are imported by the builders only.
@@ -98,14 +99,24 @@ def _tiny_diffusion(folder: Path) -> Path:
     return build_tiny_sd_pipeline(folder)
 
 
+def _tiny_diffusion_xl(folder: Path) -> Path:
+    """A tiny random Stable Diffusion XL pipeline folder (needs the image plugin)."""
+    from polyadapt_image.testing import build_tiny_sdxl_pipeline
+
+    return build_tiny_sdxl_pipeline(folder)
+
+
 #: modality -> builder(folder) -> the folder (or file) a plugin loads as its base model.
 #: Speech and image builders live in their plugins and are imported when first used.
+#: ``image-sdxl`` is the image modality's second architecture (Stable Diffusion XL).
 TINY_MODELS: dict[str, Callable[[Path], Path]] = {
-    "text": build_tiny_llama, "speech": _tiny_whisper, "image": _tiny_diffusion,
+    "text": build_tiny_llama, "speech": _tiny_whisper, "image": _tiny_diffusion, "image-sdxl": _tiny_diffusion_xl,
 }
 #: modality -> the name of the model's folder, which is also the base model's display
 #: name (what clients ask for at serving); ``tiny-<modality>`` when not listed.
-TINY_MODEL_NAMES: dict[str, str] = {"text": "tiny-llama", "speech": "tiny-whisper", "image": "tiny-sd"}
+TINY_MODEL_NAMES: dict[str, str] = {
+    "text": "tiny-llama", "speech": "tiny-whisper", "image": "tiny-sd", "image-sdxl": "tiny-sdxl",
+}
 
 
 def register_tiny_model(modality: str, builder: Callable[[Path], Path], name: str | None = None) -> None:

@@ -56,7 +56,8 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory):
 
     Built on first use and shared by the session (treat it as read-only). See
     :mod:`polyadapt.testing.models`: ``text`` is a 2-layer Llama with a ChatML tokenizer;
-    ``speech`` (a whisper checkpoint) and ``image`` (an SD pipeline) come from their plugins;
+    ``speech`` (a whisper checkpoint), ``image`` (an SD pipeline) and ``image-sdxl`` (an SDXL
+    pipeline) come from their plugins;
     register builders for other modalities with ``register_tiny_model``.
     """
     built: dict[str, Path] = {}

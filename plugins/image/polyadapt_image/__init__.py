@@ -1,4 +1,4 @@
-"""polyadapt-image: LoRA adaptation of Stable-Diffusion-style diffusers pipelines.
+"""polyadapt-image: LoRA adaptation of Stable-Diffusion-style diffusers pipelines (SD 1.x/2.x, SDXL).
 
 This entry module is imported when polyadapt starts, so it imports nothing heavy: the hook
 implementations import torch, diffusers and peft inside their bodies.
@@ -15,7 +15,8 @@ POLYADAPT_API = ">=1,<2"
 TASK = Task(
     name="text-to-image",
     modality="image",
-    description="Stable-Diffusion-style pipelines (UNet + VAE + CLIP) adapted to captioned images with LoRA",
+    description="Stable-Diffusion-style pipelines (UNet + VAE + CLIP; SD 1.x/2.x, SDXL) adapted to "
+                "captioned images with LoRA",
     default_base="stable-diffusion-v1-5/stable-diffusion-v1-5",
     options_model=ImageOptions,
 )

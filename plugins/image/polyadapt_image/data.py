@@ -5,10 +5,14 @@ The same function loads the data in ``adapt`` and ``evaluate``: every set passes
 read. The metadata-free copies live in ``<run>/images/`` (named by the hash of their
 pixels' file); the originals are never read again after cleaning.
 
-An example is a dict of tensors for one image: its caption's ``input_ids`` and either
-its pixels (``[-1, 1]``, channels first) or, when latents are cached, the mean and standard
-deviation of its VAE latent distribution (a fresh latent is sampled from them each step,
-as encoding every step would).
+An example is a dict for one image: its training ``size`` (width, height), its pixels
+(``[-1, 1]``, channels first) or, when latents are cached, the mean and standard deviation
+of its VAE latent distribution (a fresh latent is sampled from them each step, as encoding
+every step would), and its *conditioning fields* (:func:`condition_of`): the caption's
+token ids for each text encoder (``input_ids``, SDXL's ``input_ids_2``) and the crop
+geometry SDXL's micro-conditioning takes, each (height, width) or (top, left):
+``original_size`` (the image before resizing), ``crop_top_left`` (where the cut starts in
+the resized image) and ``target_size``. Stable Diffusion 1.x/2.x ignores the geometry.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from typing import Any
 import torch
 
 from polyadapt.modalities.image import (
-    load_image_folder, make_buckets, nearest_bucket, open_rgb, resize_and_crop, resize_to_cover,
+    center_crop, load_image_folder, make_buckets, nearest_bucket, open_rgb, resize_to_cover,
 )
 from polyadapt.modalities.records import Dataset, quarantine_rows, split_holdout
 from polyadapt.types import Run
+from polyadapt_image.conditioning import TextConditioning
 from polyadapt_image.options import ImageOptions
 
 CLEAN_DIR = "images"
+#: Example fields that are the image itself; every other field conditions the UNet.
+IMAGE_FIELDS = ("size", "pixels", "latent_mean", "latent_std")
 
 
 @dataclass
@@ -118,28 +125,38 @@ def to_tensor(image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def tokenize(tokenizer: Any, captions: list[str]) -> torch.Tensor:
-    """Caption token ids padded to the tokenizer's length (77 for CLIP), as the pipeline does."""
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                     truncation=True, return_tensors="pt").input_ids
+def _pair(first: int, second: int) -> torch.Tensor:
+    return torch.tensor([first, second], dtype=torch.long)
 
 
-def build_examples(run_data: RunData, records: list[dict[str, Any]], tokenizer: Any, options: ImageOptions,
-                   multiple: int, *, fixed_crop: bool = False) -> list[dict[str, Any]]:
-    """One example per record: ``input_ids``, ``size`` and ``pixels``.
+def build_examples(run_data: RunData, records: list[dict[str, Any]], conditioning: TextConditioning,
+                   options: ImageOptions, multiple: int, *, fixed_crop: bool = False) -> list[dict[str, Any]]:
+    """One example per record: ``size``, ``pixels`` and the conditioning fields.
 
     With a random crop (and not ``fixed_crop``) the pixels are only resized to cover the
-    target size; :class:`Collator` cuts them each step.
+    target size; :class:`Collator` cuts them each step (and sets ``crop_top_left``).
     """
     examples = []
-    ids = tokenize(tokenizer, [r["text"] for r in records]) if records else None
+    ids = conditioning.tokenize([r["text"] for r in records]) if records else {}
     for index, record in enumerate(records):
-        size = target_size(record, options, multiple)
-        image = open_rgb(run_data.path(record))
-        random_crop = options.crop == "random" and not fixed_crop
-        image = resize_to_cover(image, size) if random_crop else resize_and_crop(image, size, "center")
-        examples.append({"input_ids": ids[index], "size": size, "pixels": to_tensor(image)})
+        width, height = size = target_size(record, options, multiple)
+        original = open_rgb(run_data.path(record))
+        image = resize_to_cover(original, size)
+        top = left = 0
+        if options.crop != "random" or fixed_crop:
+            top, left = (image.height - height) // 2, (image.width - width) // 2
+            image = center_crop(image, size)
+        examples.append({
+            "size": size, "pixels": to_tensor(image), **{key: value[index] for key, value in ids.items()},
+            "original_size": _pair(original.height, original.width), "crop_top_left": _pair(top, left),
+            "target_size": _pair(height, width),
+        })
     return examples
+
+
+def condition_of(example: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The fields of ``example`` that condition the UNet (token ids, crop geometry)."""
+    return {key: value for key, value in example.items() if key not in IMAGE_FIELDS}
 
 
 @torch.no_grad()
@@ -157,8 +174,9 @@ def cache_latents(examples: list[dict[str, Any]], vae: Any, *, batch_size: int =
             pixels = torch.stack([chunk[i]["pixels"] for i in indices]).to(dev, vae.dtype)
             dist = vae.encode(pixels).latent_dist
             for j, i in enumerate(indices):
-                results[i] = {"input_ids": chunk[i]["input_ids"], "size": chunk[i]["size"],
-                              "latent_mean": dist.mean[j].float().cpu(), "latent_std": dist.std[j].float().cpu()}
+                kept = {key: value for key, value in chunk[i].items() if key != "pixels"}
+                results[i] = {**kept, "latent_mean": dist.mean[j].float().cpu(),
+                              "latent_std": dist.std[j].float().cpu()}
         cached.extend(results[i] for i in range(len(chunk)))
     return cached
 
@@ -166,24 +184,32 @@ def cache_latents(examples: list[dict[str, Any]], vae: Any, *, batch_size: int =
 class Collator:
     """Batches of examples grouped by size (buckets): ``{"groups": [...], "num_items": n}``.
 
-    Each group holds stacked ``input_ids`` and ``pixels`` (or ``latent_mean``/``latent_std``).
-    With a random crop or flip the cut and the mirror are drawn here from torch's RNG, which
-    the trainer seeds and checkpoints, so ``--resume`` repeats them exactly.
+    Each group holds the stacked conditioning fields and ``pixels`` (or
+    ``latent_mean``/``latent_std``). With a random crop or flip the cut and the mirror are
+    drawn here from torch's RNG, which the trainer seeds and checkpoints, so ``--resume``
+    repeats them exactly.
     """
 
     def __init__(self, crop: str = "center", random_flip: bool = False):
         self.crop, self.random_flip = crop, random_flip
 
-    def _pixels(self, example: dict[str, Any]) -> torch.Tensor:
-        pixels = example["pixels"]
+    def _cut(self, example: dict[str, Any]) -> dict[str, Any]:
+        """``example`` with its pixels cut (if still whole) and maybe mirrored, and the crop it got."""
+        pixels, crop_top_left = example["pixels"], example["crop_top_left"]
         width, height = example["size"]
         if pixels.shape[1:] != (height, width):  # resized to cover: cut at random
             top = int(torch.randint(0, pixels.shape[1] - height + 1, ()))
             left = int(torch.randint(0, pixels.shape[2] - width + 1, ()))
-            pixels = pixels[:, top : top + height, left : left + width]
-        if self.random_flip and bool(torch.rand(()) < 0.5):
+            if self.random_flip and bool(torch.rand(()) < 0.5):
+                # the cut's left edge as seen in the mirrored image, as SDXL's training script records it
+                crop_top_left = _pair(top, pixels.shape[2] - width - left)
+                pixels = pixels[:, top : top + height, left : left + width].flip(-1)
+            else:
+                crop_top_left = _pair(top, left)
+                pixels = pixels[:, top : top + height, left : left + width]
+        elif self.random_flip and bool(torch.rand(()) < 0.5):
             pixels = pixels.flip(-1)
-        return pixels
+        return {**example, "pixels": pixels, "crop_top_left": crop_top_left}
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -191,11 +217,8 @@ class Collator:
             groups.setdefault(tuple(example["size"]), []).append(example)
         batch_groups = []
         for members in groups.values():
-            group = {"input_ids": torch.stack([m["input_ids"] for m in members])}
-            if "latent_mean" in members[0]:
-                group["latent_mean"] = torch.stack([m["latent_mean"] for m in members])
-                group["latent_std"] = torch.stack([m["latent_std"] for m in members])
-            else:
-                group["pixels"] = torch.stack([self._pixels(m) for m in members])
-            batch_groups.append(group)
+            if "pixels" in members[0]:
+                members = [self._cut(m) for m in members]
+            keys = [key for key in members[0] if key != "size"]
+            batch_groups.append({key: torch.stack([m[key] for m in members]) for key in keys})
         return {"groups": batch_groups, "num_items": len(examples)}

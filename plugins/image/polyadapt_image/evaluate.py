@@ -1,8 +1,9 @@
 """The image plugin's ``evaluate``: held-out denoising loss base vs adapted, and a PNG grid.
 
-The adapter is loaded the way a user would load it, ``pipeline.load_lora_weights(folder)``,
-so evaluation also proves the saved format. The base is the same pipeline with LoRA
-disabled. Three things are measured or drawn:
+The same for every architecture (Stable Diffusion 1.x/2.x, SDXL). The adapter is loaded
+the way a user would load it, ``pipeline.load_lora_weights(folder)``, so evaluation also
+proves the saved format. The base is the same pipeline with LoRA disabled. Three things are
+measured or drawn:
 
 - **held-out denoising loss** (role ``domain``): the mean squared error of the UNet's
   prediction on the held-out images at fixed timesteps with noise from fixed seeds and the
@@ -25,7 +26,8 @@ import torch
 from polyadapt.fileio import atomic_write_bytes
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_image.adapt import options_of
-from polyadapt_image.data import build_examples, load_run_data, size_multiple
+from polyadapt_image.conditioning import TextConditioning, text_conditioning
+from polyadapt_image.data import build_examples, condition_of, load_run_data, size_multiple
 from polyadapt_image.loss import DiffusionLoss, default_eval_timesteps, fixed_denoising_loss, scale_latents
 from polyadapt_image.model import adapter_info, device, load_pipeline, noise_scheduler
 from polyadapt_image.options import ImageOptions
@@ -62,16 +64,17 @@ def make_grid(rows: list[list[Any]]) -> Any:
 
 
 @torch.no_grad()
-def heldout_latents(pipeline: Any, run_data: Any, options: ImageOptions) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Scaled latents (distribution means) and caption ids of the held-out images, centre-cropped."""
-    examples = build_examples(run_data, run_data.heldout, pipeline.tokenizer, options, size_multiple(pipeline),
+def heldout_latents(pipeline: Any, conditioning: TextConditioning, run_data: Any, options: ImageOptions
+                    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Scaled latents (distribution means) and conditioning fields of the held-out images, centre-cropped."""
+    examples = build_examples(run_data, run_data.heldout, conditioning, options, size_multiple(pipeline),
                               fixed_crop=True)
     vae = pipeline.vae
     latents = []
     for example in examples:
         pixels = example["pixels"].unsqueeze(0).to(vae.device, vae.dtype)
         latents.append(scale_latents(vae.encode(pixels).latent_dist.mean[0].float(), vae.config).cpu())
-    return latents, [example["input_ids"] for example in examples]
+    return latents, [condition_of(example) for example in examples]
 
 
 def generate(pipeline: Any, prompt: str, seed: int, options: ImageOptions) -> Any:
@@ -116,16 +119,17 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
     pipeline.load_lora_weights(str(adapter.path), adapter_name=ADAPTER_NAME)
     prediction = adapter_info(adapter.path).get("prediction_type", options.prediction_type)
     scheduler = noise_scheduler(config.base_model.id, prediction, config.base_model.revision)
-    scorer = DiffusionLoss(pipeline.unet, pipeline.text_encoder, scheduler, vae_config=pipeline.vae.config)
+    conditioning = text_conditioning(pipeline)
+    scorer = DiffusionLoss(pipeline.unet, conditioning, scheduler, vae_config=pipeline.vae.config)
 
     rows: list[MetricRow] = []
     if run_data.heldout:
-        latents, ids = heldout_latents(pipeline, run_data, options)
+        latents, conditions = heldout_latents(pipeline, conditioning, run_data, options)
         timesteps = options.eval_timesteps or default_eval_timesteps(scheduler)
         pipeline.disable_lora()
-        base_loss = fixed_denoising_loss(scorer, latents, ids, timesteps, options.eval_noise_seed)
+        base_loss = fixed_denoising_loss(scorer, latents, conditions, timesteps, options.eval_noise_seed)
         pipeline.enable_lora()
-        adapted_loss = fixed_denoising_loss(scorer, latents, ids, timesteps, options.eval_noise_seed)
+        adapted_loss = fixed_denoising_loss(scorer, latents, conditions, timesteps, options.eval_noise_seed)
         rows.append(MetricRow("domain (held-out images)", "denoising_mse", round(base_loss, 6),
                               round(adapted_loss, 6), role="domain"))
 

@@ -1,12 +1,14 @@
 """The noise-prediction loss of latent diffusion, as the shared trainer wants it.
 
 :class:`DiffusionLoss` is the ``model`` handed to :func:`polyadapt.training.train`: it holds
-the UNet (with LoRA), the text encoder (frozen, or with LoRA) and, when latents are not
-cached, the frozen VAE. Its ``forward(batch)`` returns the *sum* over the batch's images of
-each image's mean squared error between the UNet's prediction and the target (the noise
-for ``epsilon``, the velocity for ``v_prediction``) at a random timestep, optionally
-weighted by Min-SNR (Hang et al. 2023, as in diffusers' ``train_text_to_image_lora.py``).
-The trainer divides by the images of the optimizer step.
+the UNet (with LoRA), the text encoders of the pipeline's architecture (frozen, or with
+LoRA) with the :class:`~polyadapt_image.conditioning.TextConditioning` that says how they
+condition the UNet, and, when latents are not cached, the frozen VAE. Its
+``forward(batch)`` returns the *sum* over the batch's images of each image's mean squared
+error between the UNet's prediction and the target (the noise for ``epsilon``, the
+velocity for ``v_prediction``) at a random timestep, optionally weighted by Min-SNR (Hang
+et al. 2023, as in diffusers' ``train_text_to_image_lora.py``). The trainer divides by the
+images of the optimizer step.
 
 :func:`fixed_denoising_loss` is the evaluation counterpart: no randomness of its own
 (the latent distribution's mean, given timesteps, noise from fixed seeds), so base and
@@ -19,6 +21,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from polyadapt_image.conditioning import TextConditioning
 
 
 def snr(scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
@@ -54,22 +58,23 @@ def target_for(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, times
 
 
 class DiffusionLoss(torch.nn.Module):
-    """UNet + text encoder (+ VAE when latents are not cached) and the training loss."""
+    """UNet + text encoders (+ VAE when latents are not cached) and the training loss.
 
-    def __init__(self, unet: Any, text_encoder: Any, scheduler: Any, vae: Any | None = None, *,
+    The text encoders of ``conditioning`` are registered under their pipeline names
+    (``text_encoder``, ``text_encoder_2``) so that their LoRA weights train and checkpoint.
+    """
+
+    def __init__(self, unet: Any, conditioning: TextConditioning, scheduler: Any, vae: Any | None = None, *,
                  vae_config: Any, min_snr_gamma: float | None = None, train_text_encoder: bool = False):
         super().__init__()
-        self.unet, self.text_encoder, self.vae = unet, text_encoder, vae
+        self.unet, self.vae = unet, vae
+        for name, encoder in conditioning.encoders.items():
+            self.add_module(name, encoder)
+        self.conditioning = conditioning
         self.scheduler = scheduler
         self.vae_config = vae_config
         self.min_snr_gamma = min_snr_gamma
         self.train_text_encoder = train_text_encoder
-
-    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.train_text_encoder:
-            return self.text_encoder(input_ids, return_dict=False)[0]
-        with torch.no_grad():
-            return self.text_encoder(input_ids, return_dict=False)[0]
 
     def latents(self, group: dict[str, torch.Tensor]) -> torch.Tensor:
         if "latent_mean" in group:
@@ -90,15 +95,22 @@ class DiffusionLoss(torch.nn.Module):
             noise = torch.randn_like(latents)
             timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (latents.shape[0],),
                                       device=dev, dtype=torch.long)
-            total = total + self.summed_loss(latents, noise, timesteps, group["input_ids"], self.min_snr_gamma)
+            total = total + self.summed_loss(latents, noise, timesteps, group, self.min_snr_gamma)
         return total
 
     def summed_loss(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                    input_ids: torch.Tensor, min_snr_gamma: float | None = None) -> torch.Tensor:
-        """Sum over the images of each one's (weighted) mean squared prediction error."""
+                    condition: dict[str, torch.Tensor], min_snr_gamma: float | None = None) -> torch.Tensor:
+        """Sum over the images of each one's (weighted) mean squared prediction error.
+
+        ``condition`` holds the images' stacked example fields (token ids, crop geometry).
+        """
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
-        hidden = self.encode_text(input_ids)
-        prediction = self.unet(noisy.to(self.unet.dtype), timesteps, hidden.to(self.unet.dtype), return_dict=False)[0]
+        hidden, added = self.conditioning.encode(condition, trainable=self.train_text_encoder)
+        dtype = self.unet.dtype
+        if added is not None:
+            added = {key: value.to(dtype) for key, value in added.items()}
+        prediction = self.unet(noisy.to(dtype), timesteps, hidden.to(dtype), added_cond_kwargs=added,
+                               return_dict=False)[0]
         target = target_for(self.scheduler, latents, noise, timesteps)
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if min_snr_gamma:
@@ -119,16 +131,17 @@ def default_eval_timesteps(scheduler: Any, count: int = 5) -> list[int]:
 
 
 @torch.no_grad()
-def fixed_denoising_loss(scorer: DiffusionLoss, latents: list[torch.Tensor], input_ids: list[torch.Tensor],
+def fixed_denoising_loss(scorer: DiffusionLoss, latents: list[torch.Tensor], conditions: list[dict[str, torch.Tensor]],
                          timesteps: list[int], noise_seed: int) -> float:
     """Mean MSE over every (image, timestep) pair with noise from fixed seeds; no RNG state used.
 
-    ``latents`` are scaled latents (one tensor per image, channels first); image ``i`` at
-    timestep number ``k`` gets noise from seed ``noise_seed + i * len(timesteps) + k``.
+    ``latents`` are scaled latents (one tensor per image, channels first) and ``conditions``
+    each image's conditioning fields (:func:`polyadapt_image.data.condition_of`); image
+    ``i`` at timestep number ``k`` gets noise from seed ``noise_seed + i * len(timesteps) + k``.
     """
     dev = scorer.unet.device
     total, count = 0.0, 0
-    for i, (latent, ids) in enumerate(zip(latents, input_ids)):
+    for i, (latent, condition) in enumerate(zip(latents, conditions)):
         noises, steps = [], []
         for k, step in enumerate(timesteps):
             generator = torch.Generator().manual_seed(noise_seed + i * len(timesteps) + k)
@@ -137,7 +150,8 @@ def fixed_denoising_loss(scorer: DiffusionLoss, latents: list[torch.Tensor], inp
         batch_latents = latent.unsqueeze(0).expand(len(timesteps), *latent.shape).to(dev)
         noise = torch.stack(noises).to(dev)
         steps_tensor = torch.tensor(steps, device=dev, dtype=torch.long)
-        ids_batch = ids.unsqueeze(0).expand(len(timesteps), *ids.shape).to(dev)
-        total += float(scorer.summed_loss(batch_latents, noise, steps_tensor, ids_batch))
+        repeated = {key: value.unsqueeze(0).expand(len(timesteps), *value.shape).to(dev)
+                    for key, value in condition.items()}
+        total += float(scorer.summed_loss(batch_latents, noise, steps_tensor, repeated))
         count += len(timesteps)
     return total / max(count, 1)

@@ -1,11 +1,13 @@
 """Loading a Stable-Diffusion-style pipeline, attaching LoRA, saving it in diffusers' format.
 
 A base is any ``DiffusionPipeline`` folder or hub id with a ``UNet2DConditionModel``
-(``unet``), an ``AutoencoderKL`` (``vae``), a CLIP text encoder and tokenizer and a
-scheduler: Stable Diffusion 1.x/2.x and their fine-tunes. LoRA goes on the UNet's
-attention projections through peft (``unet.add_adapter``), optionally on the text
-encoder too. The adapter is saved with ``StableDiffusionPipeline.save_lora_weights`` as
-``pytorch_lora_weights.safetensors`` with its LoRA config in the file's metadata, so a
+(``unet``), an ``AutoencoderKL`` (``vae``), a scheduler and the text encoders and
+tokenizers of its architecture (:mod:`polyadapt_image.conditioning`): Stable Diffusion
+1.x/2.x (one CLIP text encoder), Stable Diffusion XL (two) and their fine-tunes. LoRA goes
+on the UNet's attention projections through peft (``unet.add_adapter``), optionally on
+every text encoder too. The adapter is saved with the architecture's pipeline class
+(``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``) ``.save_lora_weights`` as
+``pytorch_lora_weights.safetensors`` with its LoRA configs in the file's metadata, so a
 plain ``pipeline.load_lora_weights(folder)`` uses it with the trained rank and alpha.
 """
 
@@ -19,6 +21,7 @@ import torch
 
 from polyadapt.config import BaseModelConfig, LoraConfig
 from polyadapt.errors import ConfigError
+from polyadapt_image.conditioning import TextConditioning, text_conditioning
 
 #: LoRA targets of the UNet for ``target_modules: auto``: the attention projections.
 UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -65,23 +68,23 @@ def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
         raise ConfigError(
             f"base_model.id: cannot load {config.id!r} as a diffusers pipeline: {exc}. Give a "
             "local pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
-            "scheduler/) or a hub id reachable from this machine"
+            "scheduler/; SDXL also text_encoder_2/, tokenizer_2/) or a hub id reachable from this machine"
         ) from None
-    missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-               if getattr(pipeline, name, None) is None]
+    missing = [name for name in ("unet", "vae", "scheduler") if getattr(pipeline, name, None) is None]
     if missing:
         raise ConfigError(
             f"base_model.id: {config.id!r} is a {type(pipeline).__name__} without {', '.join(missing)}; "
-            "the image plugin adapts Stable-Diffusion-style pipelines (UNet + VAE + CLIP text encoder)"
+            "the image plugin adapts Stable-Diffusion-style pipelines (UNet + VAE + CLIP text encoder) "
+            "and Stable Diffusion XL"
         )
+    encoders = list(text_conditioning(pipeline, repr(config.id)).encoders.values())
     dtype = dtype or weight_dtype(config)
-    for name in ("unet", "vae", "text_encoder"):
-        module = getattr(pipeline, name)
+    for module in (pipeline.unet, pipeline.vae, *encoders):
         module.requires_grad_(False)
         module.eval()
     if dtype != torch.float32:
-        pipeline.unet.to(dtype=dtype)
-        pipeline.text_encoder.to(dtype=dtype)
+        for module in (pipeline.unet, *encoders):
+            module.to(dtype=dtype)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -122,24 +125,31 @@ def _train_in_fp32(module: torch.nn.Module) -> None:
 
 
 def attach_lora(pipeline: Any, lora: LoraConfig, *, text_encoder: bool = False,
-                text_encoder_targets: list[str] | None = None) -> None:
-    """Add a fresh trainable LoRA adapter to the pipeline's UNet (and text encoder)."""
+                text_encoder_targets: list[str] | None = None, conditioning: TextConditioning | None = None) -> None:
+    """Add a fresh trainable LoRA adapter to the pipeline's UNet (and, with ``text_encoder``,
+    to every text encoder of its architecture: both of SDXL's).
+
+    ``conditioning`` is the pipeline's :class:`TextConditioning` (detected when None).
+    """
     try:
         pipeline.unet.add_adapter(_peft_config(lora, unet_targets(lora)), adapter_name=TRAIN_ADAPTER)
     except ValueError as exc:
         raise ConfigError(f"lora.target_modules: {exc}") from None
     _train_in_fp32(pipeline.unet)
-    if text_encoder:
-        from peft import inject_adapter_in_model
+    if not text_encoder:
+        return
+    from peft import inject_adapter_in_model
 
+    conditioning = conditioning or text_conditioning(pipeline)
+    for name, encoder in conditioning.encoders.items():
         config = _peft_config(lora, text_encoder_targets or ["q_proj", "k_proj", "v_proj", "out_proj"])
         try:
             # peft directly: transformers 5's add_adapter wants peft >= 0.22
-            inject_adapter_in_model(config, pipeline.text_encoder, adapter_name=TRAIN_ADAPTER)
-            pipeline.text_encoder.peft_config = {TRAIN_ADAPTER: config}
+            inject_adapter_in_model(config, encoder, adapter_name=TRAIN_ADAPTER)
+            encoder.peft_config = {TRAIN_ADAPTER: config}
         except ValueError as exc:
-            raise ConfigError(f"task_options.text_encoder_targets: {exc}") from None
-        _train_in_fp32(pipeline.text_encoder)
+            raise ConfigError(f"task_options.text_encoder_targets ({name}): {exc}") from None
+        _train_in_fp32(encoder)
 
 
 def _lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -150,19 +160,24 @@ def _lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in convert_state_dict_to_diffusers(state).items()}
 
 
-def save_adapter(pipeline: Any, folder: Path, *, text_encoder: bool, info: dict[str, Any]) -> Path:
-    """Save the trained LoRA into ``folder`` in diffusers' format, plus a small JSON record."""
-    from diffusers import StableDiffusionPipeline
+def save_adapter(pipeline: Any, folder: Path, *, text_encoder: bool, info: dict[str, Any],
+                 conditioning: TextConditioning | None = None) -> Path:
+    """Save the trained LoRA into ``folder`` in diffusers' format, plus a small JSON record.
+
+    The layout is that of the architecture's pipeline class (``unet.*``, ``text_encoder.*``,
+    SDXL's ``text_encoder_2.*``); ``conditioning`` is detected from the pipeline when None.
+    """
+    import diffusers
 
     folder = Path(folder)
-    kwargs: dict[str, Any] = {
-        "unet_lora_layers": _lora_layers(pipeline.unet),
-        "unet_lora_adapter_metadata": pipeline.unet.peft_config[TRAIN_ADAPTER].to_dict(),
-    }
-    if text_encoder:
-        kwargs["text_encoder_lora_layers"] = _lora_layers(pipeline.text_encoder)
-        kwargs["text_encoder_lora_adapter_metadata"] = pipeline.text_encoder.peft_config[TRAIN_ADAPTER].to_dict()
-    StableDiffusionPipeline.save_lora_weights(folder, weight_name=WEIGHTS_NAME, safe_serialization=True, **kwargs)
+    conditioning = conditioning or text_conditioning(pipeline)
+    modules = {"unet": pipeline.unet, **(conditioning.encoders if text_encoder else {})}
+    kwargs: dict[str, Any] = {}
+    for name, module in modules.items():
+        kwargs[f"{name}_lora_layers"] = _lora_layers(module)
+        kwargs[f"{name}_lora_adapter_metadata"] = module.peft_config[TRAIN_ADAPTER].to_dict()
+    saver = getattr(diffusers, conditioning.pipeline_class)
+    saver.save_lora_weights(folder, weight_name=WEIGHTS_NAME, safe_serialization=True, **kwargs)
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return folder / WEIGHTS_NAME
 

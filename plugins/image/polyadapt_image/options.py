@@ -36,7 +36,7 @@ class ImageOptions(BaseModel):
     min_snr_gamma: float | None = Field(
         None, gt=0, description="Min-SNR loss weighting (5.0 is the paper's value); none = plain MSE"
     )
-    train_text_encoder: bool = Field(False, description="Also put LoRA on the CLIP text encoder")
+    train_text_encoder: bool = Field(False, description="Also put LoRA on the CLIP text encoder (both of SDXL's)")
     text_encoder_targets: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj"],
         description="Text-encoder modules LoRA attaches to when train_text_encoder is on",

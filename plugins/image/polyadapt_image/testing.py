@@ -1,17 +1,23 @@
-"""A tiny Stable-Diffusion-style pipeline for tests, built from configs; nothing is downloaded.
+"""Tiny Stable-Diffusion-style pipelines for tests, built from configs; nothing is downloaded.
 
 :func:`build_tiny_sd_pipeline` saves a complete ``StableDiffusionPipeline`` folder (UNet,
 VAE, CLIP text model, a CLIP tokenizer made here, DDPM-compatible scheduler) that the
 plugin loads through its real loading code (``DiffusionPipeline.from_pretrained``). It
-trains a step in milliseconds on a CPU. :func:`make_test_images` writes the images the
-tests use: plain PNGs and JPEGs with captions, one photo with EXIF and GPS, a corrupt
-file, a truncated one, a too-small one and a text file dressed as an image.
+trains a step in milliseconds on a CPU. :func:`build_tiny_sdxl_pipeline` does the same for
+a ``StableDiffusionXLPipeline`` (two text encoders, the second with a projection, a UNet
+with ``text_time`` added embeddings, an Euler scheduler as SDXL ships).
+:func:`make_test_images` writes the images the tests use: plain PNGs and JPEGs with
+captions, one photo with EXIF and GPS, a corrupt file, a truncated one, a too-small one and
+a text file dressed as an image.
 
 Register it as the tiny image model of :mod:`polyadapt.testing`::
 
     from polyadapt.testing import register_tiny_model
     from polyadapt_image.testing import build_tiny_sd_pipeline
     register_tiny_model("image", build_tiny_sd_pipeline, name="tiny-sd")
+
+(``polyadapt.testing`` registers both already: ``tiny_base_model("image")`` and
+``tiny_base_model("image-sdxl")``.)
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ TINY_RESOLUTION = 16
 SMALL_RESOLUTION = 128
 #: The name of the tiny pipeline's folder (its display name at serving).
 TINY_NAME = "tiny-sd"
+#: The same for the tiny SDXL pipeline.
+TINY_SDXL_NAME = "tiny-sdxl"
 
 _SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
 
@@ -84,44 +92,107 @@ def build_sd_pipeline(folder: Path, *, seed: int, prediction_type: str, resoluti
     as in SD 1.x; the mid block has cross-attention. ``resolution`` is the native image size.
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    levels = len(unet_channels)
-    unet = UNet2DConditionModel(
-        sample_size=resolution // 2 ** (len(vae_channels) - 1), in_channels=4, out_channels=4,
-        layers_per_block=unet_layers, block_out_channels=unet_channels,
-        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        cross_attention_dim=text_hidden, attention_head_dim=attention_heads, norm_num_groups=unet_groups,
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=vae_channels,
-        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
-        norm_num_groups=vae_groups, sample_size=resolution,
-    )
+    unet = _unet(resolution, vae_channels, unet_channels, unet_layers, attention_heads, unet_groups,
+                 cross_attention_dim=text_hidden)
+    vae = _vae(resolution, vae_channels, vae_groups)
     tokenizer = build_clip_tokenizer(folder / "tokenizer", model_max_length=max_length)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=text_hidden, intermediate_size=2 * text_hidden,
-        num_hidden_layers=text_layers, num_attention_heads=text_heads,
-        max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ))
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
-    )
+    text_encoder = CLIPTextModel(_text_config(tokenizer, text_hidden, text_layers, text_heads))
     pipeline = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=_ddim(prediction_type),
         safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_sdxl_pipeline(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """Save a tiny random ``StableDiffusionXLPipeline`` to ``folder`` and return the folder.
+
+    Built like diffusers' own SDXL test components: two 2-layer CLIP text encoders of width
+    32 (the second a ``CLIPTextModelWithProjection`` projecting to 32), a UNet that
+    cross-attends to both (64 wide) and has ``text_time`` added embeddings
+    (``projection_class_embeddings_input_dim`` = 6 size numbers x 8 + 32), an Euler
+    scheduler with SDXL's settings. Images are 16 px, like :func:`build_tiny_sd_pipeline`'s.
+    """
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    text_hidden, projection, time_dim, vae_channels = 32, 32, 8, (8, 16)
+    unet = _unet(TINY_RESOLUTION, vae_channels, (16, 32), 1, 4, 8, cross_attention_dim=2 * text_hidden,
+                 addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+                 projection_class_embeddings_input_dim=6 * time_dim + projection, use_linear_projection=True)
+    vae = _vae(TINY_RESOLUTION, vae_channels, 8)
+    tokenizer = build_clip_tokenizer(folder / "tokenizer")
+    tokenizer_2 = build_clip_tokenizer(folder / "tokenizer_2")
+    text_encoder = CLIPTextModel(_text_config(tokenizer, text_hidden, 2, 4))
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _text_config(tokenizer_2, text_hidden, 2, 4, projection_dim=projection))
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type=prediction_type,
+    )
+    pipeline = StableDiffusionXLPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, scheduler=scheduler, add_watermarker=False,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _unet(resolution: int, vae_channels: tuple[int, ...], channels: tuple[int, ...], layers: int, heads: int,
+          groups: int, **extra: Any):
+    """A UNet whose first levels cross-attend and whose last does not (the reverse going up)."""
+    from diffusers import UNet2DConditionModel
+
+    levels = len(channels)
+    return UNet2DConditionModel(
+        sample_size=resolution // 2 ** (len(vae_channels) - 1), in_channels=4, out_channels=4,
+        layers_per_block=layers, block_out_channels=channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+        attention_head_dim=heads, norm_num_groups=groups, **extra,
+    )
+
+
+def _vae(resolution: int, channels: tuple[int, ...], groups: int):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * len(channels),
+        up_block_types=("UpDecoderBlock2D",) * len(channels),
+        norm_num_groups=groups, sample_size=resolution,
+    )
+
+
+def _text_config(tokenizer: Any, hidden: int, layers: int, heads: int, **extra: Any):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **extra,
+    )
+
+
+def _ddim(prediction_type: str):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )
 
 
 # ---------------------------------------------------------------------------------------
