@@ -43,3 +43,25 @@ def write_image_config(root: Path, model: Path, train: Path, *, name: str, task_
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def adapt_keeping_model(pm: Any, config_path: Path, state: Path) -> dict[str, Any]:
+    """``runner.adapt`` of the config at ``config_path`` with its own state folder; returns
+    run, adapter, report and the trained model the trainer returned."""
+    import polyadapt_image.adapt as image_adapt
+    from polyadapt import runner
+    from polyadapt.config import load_config
+
+    trained = []
+    real_train = image_adapt.train
+
+    def spy(job, *args, **kwargs):
+        result = real_train(job, *args, **kwargs)
+        trained.append(job.model)
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POLYADAPT_HOME", str(state))
+        mp.setattr(image_adapt, "train", spy)
+        run, adapter, report = runner.adapt(pm, load_config(config_path))
+    return {"run": run, "adapter": adapter, "report": report, "model": trained[0]}

@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 
 from PIL import Image  # noqa: E402
 
-from image_helpers import one_thread, write_image_config  # noqa: E402, F401
+from image_helpers import adapt_keeping_model, one_thread, write_image_config  # noqa: E402, F401
 import polyadapt_image  # noqa: E402
 import polyadapt_image.adapt as image_adapt  # noqa: E402
 from polyadapt import runner  # noqa: E402
@@ -52,20 +52,8 @@ def adapted(pm, tiny_sd, tmp_path_factory):
     """One adapt run shared by the tests below, and the trained model the trainer returned."""
     root = tmp_path_factory.mktemp("image-run")
     made = make_test_images(root / "data", n=12, size=24)
-    trained = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POLYADAPT_HOME", str(root / "state"))
-        real_train = image_adapt.train
-
-        def spy(job, *args, **kwargs):
-            result = real_train(job, *args, **kwargs)
-            trained.append(job.model)
-            return result
-
-        mp.setattr(image_adapt, "train", spy)
-        config = load_config(write_config(root, tiny_sd, root / "data", name="brand"))
-        run, adapter, report = runner.adapt(pm, config)
-    return {"run": run, "adapter": adapter, "report": report, "made": made, "model": trained[0], "root": root}
+    config = write_config(root, tiny_sd, root / "data", name="brand")
+    return {**adapt_keeping_model(pm, config, root / "state"), "made": made, "root": root}
 
 
 def test_adapt_lowers_heldout_denoising_loss(adapted):

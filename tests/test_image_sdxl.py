@@ -21,9 +21,8 @@ import numpy as np  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from image_helpers import one_thread, write_image_config  # noqa: E402, F401
+from image_helpers import adapt_keeping_model, one_thread, write_image_config  # noqa: E402, F401
 import polyadapt_image  # noqa: E402
-import polyadapt_image.adapt as image_adapt  # noqa: E402
 from polyadapt import runner  # noqa: E402
 from polyadapt.config import load_config  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
@@ -61,19 +60,8 @@ def adapted(pm, tiny_sdxl, tmp_path_factory):
     """One SDXL adapt run shared by the tests below, and the trained model the trainer returned."""
     root = tmp_path_factory.mktemp("sdxl-run")
     make_test_images(root / "data", n=12, size=24, bad=False)
-    trained = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POLYADAPT_HOME", str(root / "state"))
-        real_train = image_adapt.train
-
-        def spy(job, *args, **kwargs):
-            result = real_train(job, *args, **kwargs)
-            trained.append(job.model)
-            return result
-
-        mp.setattr(image_adapt, "train", spy)
-        run, adapter, report = runner.adapt(pm, load_config(write_config(root, tiny_sdxl, root / "data", name="brand")))
-    return {"run": run, "adapter": adapter, "report": report, "model": trained[0], "root": root}
+    config = write_config(root, tiny_sdxl, root / "data", name="brand")
+    return {**adapt_keeping_model(pm, config, root / "state"), "root": root}
 
 
 def weight_names(folder: Path) -> list[str]:
