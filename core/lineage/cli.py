@@ -1,7 +1,9 @@
 """The ``polyadapt lineage`` and ``polyadapt adapters`` commands.
 
 ``lineage show REF`` prints the chain data → run → adapter → evaluation → registry;
-``lineage diff RUN_A RUN_B`` what changed between two runs. ``adapters list | promote |
+``lineage diff RUN_A RUN_B`` what changed between two runs; ``lineage runs`` lists the
+recorded runs and ``lineage abandon RUN_ID`` closes one left running by a killed process
+(as ``interrupted``). ``adapters list | promote |
 rollback | retire`` manage the registry. Each takes ``--db URL`` (default:
 ``$POLYADAPT_DB_URL`` or ``.polyadapt/lineage.db``). Importing this module costs typer and
 rich only; the store (SQLAlchemy) is imported by the commands.
@@ -252,6 +254,167 @@ def lineage_diff(
             ]
             table.add_row(escape(row["dataset"]), escape(row["metric"]), row["role"], *cells)
         console.print(table)
+
+
+_STATUS_COLOURS = {"completed": "green", "running": "yellow", "failed": "red", "refused": "red",
+                   "interrupted": "magenta"}
+
+
+def _parse_time(text: str | None) -> Any:
+    """A stored ISO time as an aware datetime (the store writes UTC with a ``Z``), or None."""
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (default: now), or None when a time is unreadable."""
+    import datetime as dt
+
+    began = _parse_time(start)
+    ended = _parse_time(end) if end else dt.datetime.now(dt.timezone.utc)
+    if began is None or ended is None:
+        return None
+    return max((ended - began).total_seconds(), 0.0)
+
+
+def _format_seconds(seconds: float) -> str:
+    """``45s``, ``12m 05s``, ``3h 04m``, ``2d 05h``."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def _domain_headline(metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first domain-role metric row (the headline of a run's evaluation), or None."""
+    row = next((m for m in metrics if m.get("role") == "domain"), None)
+    if row is None:
+        return None
+    return {key: row.get(key) for key in ("dataset", "metric", "base", "adapted", "lower_is_better")}
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``lineage runs``, JSON-ready; a running run's process is checked now."""
+    from polyadapt.lineage.liveness import process_state
+
+    process = run.get("process") or {}
+    adapter = run.get("adapter")
+    finished = run.get("finished")
+    return {
+        "run_id": run["run_id"],
+        "task": run.get("task"),
+        "plugin": run.get("plugin"),
+        "status": run["status"],
+        "process_state": process_state(run.get("process")) if run["status"] == "running" else None,
+        "host": process.get("host"),
+        "pid": process.get("pid"),
+        "started": run["started"],
+        "finished": finished,
+        "duration_s": _seconds_between(run["started"], finished) if finished else None,
+        "base_model": run.get("base_model"),
+        "adapter": f"{adapter['name']}@{adapter['version']}" if adapter else None,
+        "domain_metric": _domain_headline(run.get("metrics") or []),
+    }
+
+
+def _status_text(summary: dict[str, Any]) -> str:
+    if summary["process_state"] == "gone":
+        return "[red]running (process gone)[/]"
+    status = summary["status"]
+    return f"[{_STATUS_COLOURS.get(status, 'white')}]{escape(status)}[/]"
+
+
+def _duration_text(summary: dict[str, Any]) -> str:
+    if summary["duration_s"] is not None:
+        return _format_seconds(summary["duration_s"])
+    if summary["status"] == "running" and summary["process_state"] != "gone":
+        elapsed = _seconds_between(summary["started"], None)
+        return f"{_format_seconds(elapsed)} so far" if elapsed is not None else "-"
+    return "-"
+
+
+def _metric_text(headline: dict[str, Any] | None) -> str:
+    if headline is None:
+        return "-"
+    return escape(f"{headline['metric']} {headline['base']:.4g} → {headline['adapted']:.4g}")
+
+
+def _runs_table(summaries: list[dict[str, Any]]) -> Table:
+    from polyadapt.lineage.registry import short_base_name
+
+    table = Table(title="runs (newest first)")
+    for column in ("run", "task", "status", "started (UTC)", "duration", "base", "adapter", "domain metric"):
+        # the run id is what people copy into `lineage show`: never fold it
+        table.add_column(column, overflow="fold", no_wrap=column in {"run", "started (UTC)"})
+    for run in summaries:
+        base = run["base_model"]
+        table.add_row(
+            escape(run["run_id"]), escape(run["task"] or "-"), _status_text(run),
+            run["started"][:16].replace("T", " "), _duration_text(run),
+            escape(short_base_name(base)) if base else "-", escape(run["adapter"] or "-"),
+            _metric_text(run["domain_metric"]),
+        )
+    return table
+
+
+@lineage_app.command("runs")
+def lineage_runs(
+    status: Annotated[str | None, typer.Option(
+        "--status", help="Only runs with this status: running, completed, failed, interrupted, refused."
+    )] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many runs.")] = 20,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """List recorded runs, newest first; a run whose process was killed shows as 'process gone'."""
+    try:
+        runs = _store(db).list_runs(status=status, task=task, limit=limit)
+    except PolyadaptError as exc:
+        _fail(exc)
+    summaries = [_run_summary(run) for run in runs]
+    if as_json:
+        _print_json(summaries)
+        return
+    if not summaries:
+        filtered = " matching --status/--task" if status or task else ""
+        console.print(f"No runs recorded{filtered}: `polyadapt adapt CONFIG` records each run it starts.")
+        return
+    console.print(_runs_table(summaries))
+    if any(run["process_state"] == "gone" for run in summaries):
+        console.print("A run whose process is gone was killed before it could record its end; "
+                      "`polyadapt lineage abandon RUN_ID` records it as interrupted.", highlight=False)
+
+
+@lineage_app.command("abandon")
+def lineage_abandon(
+    run_id: Annotated[str, typer.Argument(help="The run left 'running' by a killed process.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept as the run's error note).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Abandon even if the process is alive, ran on another host, or cannot be checked."
+    )] = False,
+    db: DbOption = None,
+) -> None:
+    """Record a run whose process was killed (SIGKILL, power loss) as interrupted."""
+    try:
+        outcome = _store(db).abandon_run(run_id, reason=reason, force=force, actor=_actor())
+    except PolyadaptError as exc:
+        _fail(exc)
+    console.print(f"[magenta]interrupted:[/] run {escape(run_id)} ({escape(outcome['error'])})", highlight=False)
 
 
 # -- adapters ------------------------------------------------------------------------------

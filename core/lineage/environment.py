@@ -1,4 +1,5 @@
-"""What a run ran on: software versions, the git commit, the hardware, model file hashes.
+"""What a run ran on: software versions, the git commit, the hardware, model file hashes,
+and the host and process that ran it (to tell a killed run from a running one).
 
 Nothing here imports torch or the other heavy libraries: versions come from package
 metadata, and GPUs are listed only when torch is already loaded (a training run has it).
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt import __version__
+from polyadapt.lineage.liveness import process_identity
 
 #: Libraries whose versions shape an adapter; absent ones are recorded as None.
 TRACKED_PACKAGES = (
@@ -116,7 +118,8 @@ def capture_environment(plugins: list[Any], *, base_model: dict[str, Any] | None
 
     ``plugins`` are the loaded plugins (dicts or objects with ``name``, ``distribution`` and
     ``version``, such as ``PluginManager.plugins``). ``base_model`` is what
-    :func:`describe_base_model` returns, when known.
+    :func:`describe_base_model` returns, when known. ``process`` identifies this process
+    (:func:`~polyadapt.lineage.liveness.process_identity`): call it in the run's own process.
     """
     env: dict[str, Any] = {
         "polyadapt": __version__,
@@ -125,6 +128,7 @@ def capture_environment(plugins: list[Any], *, base_model: dict[str, Any] | None
         "plugins": sorted((_plugin_entry(p) for p in plugins), key=lambda p: str(p["name"])),
         "git": git_state(),
         "hardware": hardware(),
+        "process": process_identity(),
     }
     if base_model is not None:
         env["base_model"] = base_model

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from polyadapt.errors import PolyadaptError
+from polyadapt.lineage import liveness
 from polyadapt.lineage.registry import (
     EVENTS,
     AdapterVersion,
@@ -217,6 +218,48 @@ def _versions(environment: dict[str, Any] | None) -> dict[str, Any]:
         for file, digest in sorted(files.items()):
             out[f"base_model.files.{file}"] = digest
     return out
+
+
+def _process_of(environment: Any) -> dict[str, Any] | None:
+    """The process identity a run recorded in its environment (None for older runs)."""
+    process = environment.get("process") if isinstance(environment, dict) else None
+    return process if isinstance(process, dict) else None
+
+
+def _where(process: dict[str, Any] | None) -> str:
+    process = process or {}
+    return f"pid {process.get('pid')} on {process.get('host')}"
+
+
+def _abandon_refusal(run_id: str, process: dict[str, Any] | None, state: str) -> str:
+    """Why ``abandon_run`` will not act without ``force``, and what to do instead."""
+    if state == liveness.ALIVE:
+        pid = process["pid"]
+        return (f"run {run_id!r} is still running: its process ({_where(process)}) is alive. Stop it "
+                f"with `kill {pid}` (the run then records itself as interrupted), or pass --force "
+                "if you know that process is no longer the run's")
+    if state == liveness.OTHER_HOST:
+        return (f"run {run_id!r} was started on host {process['host']!r} (pid {process['pid']}), not on "
+                f"this one ({liveness.host_name()!r}), so its process cannot be checked from here; make "
+                "sure it has stopped there, then pass --force")
+    if process is None:
+        return (f"run {run_id!r} recorded no host and process id (an older polyadapt, or a run recorded "
+                "through the API), so whether it still runs cannot be checked; make sure it has "
+                "stopped, then pass --force")
+    return (f"run {run_id!r}: its process ({_where(process)}) cannot be checked on this platform; make "
+            "sure it has stopped, then pass --force")
+
+
+def _abandon_note(process: dict[str, Any] | None, state: str, *, actor: str | None, reason: str | None) -> str:
+    """The note an abandoned run keeps as its error: who, what was known of its process, why."""
+    found = {
+        liveness.GONE: f"its process ({_where(process)}) was gone",
+        liveness.ALIVE: f"forced while its process ({_where(process)}) was alive",
+        liveness.OTHER_HOST: f"forced; its process ({_where(process)}) could not be checked from "
+                             f"{liveness.host_name()}",
+    }.get(state, "forced; its process could not be checked")
+    note = ("abandoned by " + actor if actor else "abandoned") + f": {found}"
+    return f"{note}; reason: {reason}" if reason else note
 
 
 class LineageStore:
@@ -464,6 +507,94 @@ class LineageStore:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """A run's record (config, environment, metrics, datasets with manifests), or None."""
         return self._read(lambda conn: self._run_dict(conn, run_id))
+
+    @staticmethod
+    def _last_adapters(conn: Connection, run_ids: list[str]) -> dict[str, AdapterVersion]:
+        """The last adapter version each of ``run_ids`` registered (runs with none are left out)."""
+        rows = conn.execute(
+            select(adapters_table).where(adapters_table.c.run_id.in_(run_ids)).order_by(adapters_table.c.id)
+        ).all()
+        return {row.run_id: _adapter(row) for row in rows}
+
+    def list_runs(
+        self, *, status: str | None = None, task: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs, newest first, optionally only those of ``status`` and ``task``.
+
+        Each is ``{"run_id", "task", "plugin", "status", "started", "finished", "base_model",
+        "error", "process", "metrics", "adapter"}``: ``process`` is the host and pid the run
+        recorded (None for runs recorded before that), ``adapter`` the last version the run
+        registered (:meth:`AdapterVersion.to_dict`) or None.
+        """
+        if status is not None and status not in RUN_STATUSES:
+            raise PolyadaptError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        if limit < 1:
+            raise PolyadaptError(f"the limit must be at least 1, not {limit}")
+        c = runs_table.c
+
+        def op(conn: Connection) -> list[dict[str, Any]]:
+            query = (
+                select(c.run_id, c.task, c.plugin, c.status, c.started, c.finished, c.base_model, c.error,
+                       c.environment, c.metrics)
+                .order_by(c.started.desc(), c.run_id.desc())
+                .limit(limit)
+            )
+            if status is not None:
+                query = query.where(c.status == status)
+            if task is not None:
+                query = query.where(c.task == task)
+            rows = conn.execute(query).mappings().all()
+            adapters = self._last_adapters(conn, [row["run_id"] for row in rows])
+            out = []
+            for row in rows:
+                run = {key: value for key, value in row.items() if key != "environment"}
+                adapter = adapters.get(row["run_id"])
+                run["process"] = _process_of(row["environment"])
+                run["metrics"] = row["metrics"] or []
+                run["adapter"] = adapter.to_dict() if adapter is not None else None
+                out.append(run)
+            return out
+
+        return self._read(op)
+
+    def abandon_run(
+        self, run_id: str, *, reason: str | None = None, force: bool = False, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Record a run left ``running`` by a killed process (SIGKILL, power loss) as ``interrupted``.
+
+        Refused for a run that is not ``running``; without ``force`` also for one whose
+        process is alive on this host, ran on another host, or cannot be checked. The note
+        (who, what was known of the process, ``reason``) is kept as the run's error.
+
+        :returns: ``{"run_id", "process", "process_state", "error"}``.
+        """
+
+        def op(conn: Connection) -> dict[str, Any]:
+            row = conn.execute(
+                select(runs_table.c.status, runs_table.c.environment)
+                .where(runs_table.c.run_id == run_id).with_for_update()
+            ).first()
+            if row is None:
+                raise PolyadaptError(
+                    f"run {run_id!r} is not in the lineage store {self.display_url}; "
+                    "`polyadapt lineage runs --status running` lists the runs left running"
+                )
+            if row.status != "running":
+                raise PolyadaptError(
+                    f"run {run_id!r} is {row.status}, not running; only a run left running by a "
+                    "killed process can be abandoned"
+                )
+            process = _process_of(row.environment)
+            state = liveness.process_state(process)
+            if state != liveness.GONE and not force:
+                raise PolyadaptError(_abandon_refusal(run_id, process, state))
+            note = _abandon_note(process, state, actor=actor, reason=reason)
+            conn.execute(update(runs_table).where(runs_table.c.run_id == run_id).values(
+                status="interrupted", finished=_now(), error=note,
+            ))
+            return {"run_id": run_id, "process": process, "process_state": state, "error": note}
+
+        return self._write(op)
 
     # -- adapters and the registry -----------------------------------------------------
 
