@@ -38,7 +38,8 @@ whole load fails with :class:`GovernanceError` (``"refuse"``).
 Duplicates. :func:`deduplicate` removes exact duplicates (same content after normalising
 line ends and trailing blanks) and near duplicates (MinHash over token shingles with LSH,
 from ``datasketch``: a tested MinHash and a sub-quadratic LSH index, where hand-written
-code would be a quadratic all-pairs loop). The first file in path order is kept.
+code would be a quadratic all-pairs loop). The first file in path order (or the caller's
+order, ``key``) is kept.
 
 :func:`split_by_file` splits whole files into train and held-out, never lines.
 
@@ -52,7 +53,7 @@ import io
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -333,9 +334,11 @@ def licence_from_manifest(name: str, text: str) -> str | None:
     return classifiers.pop() if len(classifiers) == 1 else None
 
 
-def _repository_licence(files: dict[str, bytes], declared: str | None) -> tuple[str | None, str]:
+def _repository_licence(
+    files: dict[str, bytes], declared: str | None, licence_field: str
+) -> tuple[str | None, str]:
     if declared:
-        return declared, "declared (data.licence)"
+        return declared, f"declared ({licence_field})"
     unrecognised = None
     for name in LICENCE_FILES:
         if name in files:
@@ -359,6 +362,8 @@ def load_repository(
     repository_licence: str | None = None,
     policy: Any = None,
     licence_action: str = "drop",
+    licence_field: str = "data.licence",
+    allow_empty: bool = False,
 ) -> Dataset:
     """The source files of the repository at ``source`` as a code :class:`Dataset`.
 
@@ -370,7 +375,12 @@ def load_repository(
         licence a package manifest (pyproject.toml, package.json, Cargo.toml) declares.
     :param policy: a governance policy; with it every file's licence is checked.
     :param licence_action: ``drop`` (quarantine a refused file) or ``refuse`` (raise).
-    :raises DataError: no such folder or revision, or no source file left.
+    :param licence_field: the config field ``repository_licence`` came from, named in
+        the licence source and in the reasons of refused files.
+    :param allow_empty: return a dataset with no record (every file quarantined) instead
+        of raising; :func:`require_files` raises later if the caller decides to.
+    :raises DataError: no such folder or revision, or (unless ``allow_empty``) no source
+        file left.
     :raises GovernanceError: with ``licence_action="refuse"``, a file the policy refuses.
     """
     options = options or IngestOptions()
@@ -392,7 +402,9 @@ def load_repository(
         return data if data is not None else (root / path).read_bytes()
 
     top_level = {p: read(p, d) for p, d, _ in entries if "/" not in p and p in LICENCE_FILES + MANIFEST_FILES}
-    report.repository_licence, report.licence_source = _repository_licence(top_level, repository_licence)
+    report.repository_licence, report.licence_source = _repository_licence(
+        top_level, repository_licence, licence_field
+    )
 
     from polyadapt.governance.engine import check_licence
 
@@ -429,9 +441,16 @@ def load_repository(
         dataset.records.append({"path": path, "language": language_of(path), "text": text, "licence": licence})
         dataset.lines.append(None)
     dataset.report = report  # type: ignore[attr-defined]
+    return dataset if allow_empty else require_files(dataset)
+
+
+def require_files(dataset: Dataset) -> Dataset:
+    """``dataset`` (from :func:`load_repository`); a :class:`DataError` naming why every
+    file was skipped when no source file is left."""
     if not dataset.records:
         reasons = sorted({q.reason.split(":")[0] for q in dataset.quarantined})
-        raise DataError(f"{label}: no usable source file ({len(entries)} files; skipped as: "
+        seen = dataset.report.files_seen  # type: ignore[attr-defined]
+        raise DataError(f"{dataset.source}: no usable source file ({seen} files; skipped as: "
                         f"{', '.join(reasons) or 'none found'})")
     return dataset
 
@@ -471,19 +490,23 @@ def shingles(text: str, size: int) -> set[bytes]:
 
 
 def deduplicate(
-    dataset: Dataset, *, threshold: float = 0.85, shingle_size: int = 5, num_perm: int = 128, seed: int = 1
+    dataset: Dataset, *, threshold: float = 0.85, shingle_size: int = 5, num_perm: int = 128, seed: int = 1,
+    key: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Dataset:
     """``dataset`` without exact and near-duplicate files; each removed one is quarantined.
 
-    Files are visited in path order; a file whose normalised content equals an earlier
-    one's is an exact duplicate; one whose estimated Jaccard similarity of token shingles
-    with an earlier kept file is at least ``threshold`` is a near duplicate. Deterministic.
+    Files are visited in path order, or in the order ``key(record)`` sorts them when given
+    (the first of two duplicates is kept); a file whose normalised content equals an
+    earlier one's is an exact duplicate; one whose estimated Jaccard similarity of token
+    shingles with an earlier kept file is at least ``threshold`` is a near duplicate.
+    Deterministic. Paths must be unique: a reason names the kept file by its path.
     """
     import hashlib
 
     from datasketch import MinHash, MinHashLSH
 
-    order = sorted(range(len(dataset.records)), key=lambda i: dataset.records[i]["path"])
+    order_key = key or (lambda record: record["path"])
+    order = sorted(range(len(dataset.records)), key=lambda i: order_key(dataset.records[i]))
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     sketches: dict[str, Any] = {}
     exact: dict[str, str] = {}

@@ -68,14 +68,29 @@ def make_repo(root: Path, *, n_modules: int = 16, secrets: bool = True) -> Path:
         files["src/billing/settings.py"] = (
             module_text(44) + f'\nAWS_ACCESS_KEY_ID = "{SECRETS["aws"]}"\npassword = "{SECRETS["password"]}"\n'
         )
+    return write_files(root, files)
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Write ``files`` (relative path -> text or bytes, written as they are) under ``root``."""
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_bytes(content.encode())
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return root
+
+
+def make_second_repo(root: Path, *, licence: str = MIT) -> Path:
+    """A second repository for multi-repository runs: its own modules, plus an exact copy of
+    :func:`make_repo`'s ``src/billing/mod_03.py`` (other line ends) and a near copy of its
+    ``src/billing/mod_04.py``, as a company's utility modules get copied around."""
+    files: dict[str, str | bytes] = {"LICENSE": licence}
+    for index in range(20, 26):
+        files[f"tools/helpers_{index}.py"] = module_text(index)
+    files["shared/ledger_copy.py"] = module_text(3).replace("\n", "\r\n")
+    files["shared/near_mod_04.py"] = module_text(4) + "# vendored from the billing service\n"
+    files["vendor/lib.py"] = module_text(30)
+    return write_files(root, files)
 
 
 EXPECTED_SKIPS = {

@@ -17,6 +17,22 @@ The order matters for governance:
 The ``train`` manifest covers the governed repository before de-duplication and the split
 (as the text plugin's covers train and held-out when it splits); ``data_summary.json``
 lists which paths went where.
+
+Several repositories (``task_options.repositories``, after ``data.train``): each is read
+by step 1 on its own (its own licence: ``licence:`` of its entry, else its LICENSE file or
+package manifest; ``data.licence`` is ``data.train``'s only), and every path is prefixed
+with the repository's label, its folder name (``billing/src/util.py``; ``billing-2`` for a
+second folder named ``billing``), so paths never collide and a quarantine row says which
+repository a file came from. A repository whose every usable file the policy's licence
+rules refuse is dropped (listed in the summary, its files in ``quarantine.jsonl``); one
+with no source file at all is an error. Then all files go through step 2 together, in
+**one** ``run.admit(role="train")``: the ``train`` manifest is then still everything the
+run may train on, over all repositories (one admit per repository would make each
+replace the last). Step 3 runs over the union in repository order, so a module copied
+into a later repository is the one dropped, its reason naming the first copy with its
+repository's label; step 4 splits the union. ``data_summary.json``'s ``repositories``
+lists each repository (label, source, licence and where it came from, files seen and
+kept). A run without ``repositories`` is unchanged: no prefix, no ``repositories`` list.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polyadapt.errors import DataError, GovernanceError
 from polyadapt.modalities.code import (
     IngestOptions,
     combined_licence,
@@ -38,6 +55,15 @@ from polyadapt.modalities.text import load_text_dataset
 from polyadapt.types import Run
 
 from polyadapt_code.options import CodeOptions
+from polyadapt_code.repositories import (
+    RepositorySource,
+    check_repository,
+    emptied_by_licence,
+    merged,
+    prefixed,
+    repository_entry,
+    run_repositories,
+)
 
 
 @dataclass
@@ -49,9 +75,12 @@ class CodeData:
     general: list[dict[str, Any]]
     sources: list[Dataset]
     repository: dict[str, Any] = field(default_factory=dict)
+    #: One entry per repository when the run reads several (``task_options.repositories``).
+    repositories: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        """What ``data_summary.json`` says about the files (counts, paths, repositories)."""
+        summary = {
             "train_files": len(self.train),
             "heldout_files": len(self.heldout),
             "general_records": len(self.general),
@@ -60,6 +89,9 @@ class CodeData:
             "heldout_paths": [r["path"] for r in self.heldout],
             "datasets": [source.summary() for source in self.sources],
         }
+        if self.repositories:
+            summary["repositories"] = self.repositories
+        return summary
 
     def quarantine_rows(self) -> list[dict[str, Any]]:
         """Every skipped file with its reason (never its content)."""
@@ -96,11 +128,57 @@ def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, 
     return deduplicated
 
 
+def _loaded_repository(run: Run, source: RepositorySource, options: CodeOptions) -> Dataset:
+    """Step 1 for one of several repositories; paths not prefixed yet, possibly no file."""
+    try:
+        return load_repository(
+            source.path, revision=source.revision, options=ingest_options(options),
+            repository_licence=source.licence, policy=run.gate.policy if run.gate else None,
+            licence_action=options.licence_action, allow_empty=True,
+            licence_field=source.licence_field,
+        )
+    except (DataError, GovernanceError) as exc:
+        raise type(exc)(f"{source.config_field}: {exc}") from None
+
+
+def _admitted_repositories(
+    run: Run, sources: list[RepositorySource], options: CodeOptions
+) -> tuple[Dataset, list[dict[str, Any]]]:
+    """Steps 1-3 over several repositories (see the module docs): the de-duplicated union
+    of their governed files, and one summary entry per repository."""
+    for source in sources[1:]:
+        check_repository(source)  # a bad entry fails before anything is read
+    loaded = [_loaded_repository(run, source, options) for source in sources]
+    dropped = [emptied_by_licence(source, dataset) for source, dataset in zip(sources, loaded)]
+    for source in (source for source, gone in zip(sources, dropped) if gone):
+        run.say(f"repository {source.label} ({source.config_field}) dropped: the policy refuses the "
+                "licence of every usable file (reasons in quarantine.jsonl)")
+    union = merged([prefixed(dataset, source.label) for source, dataset in zip(sources, loaded)],
+                   source=Path(" + ".join(source.label for source in sources)))
+    if not union.records:
+        raise DataError("data.train and task_options.repositories: no usable source file in any repository; "
+                        "see the skip reasons in quarantine.jsonl")
+    governed = run.admit(union, role="train", licence=combined_licence(union.records))
+    rank = {source.label: index for index, source in enumerate(sources)}
+    deduplicated = deduplicate(
+        governed, threshold=options.near_duplicate_threshold, shingle_size=options.shingle_size,
+        key=lambda record: (rank[record["path"].split("/", 1)[0]], record["path"]),
+    )
+    entries = [repository_entry(source, dataset, deduplicated, gone)
+               for source, dataset, gone in zip(sources, loaded, dropped)]
+    deduplicated.report = loaded[0].report.to_dict()  # type: ignore[attr-defined]
+    return deduplicated, entries
+
+
 def load_code_data(run: Run) -> CodeData:
-    """Load, govern, de-duplicate and split the run's repository (see the module docs)."""
+    """Load, govern, de-duplicate and split the run's repositories (see the module docs)."""
     config, options = run.config, options_of(run)
     data = config.data
-    repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
+    repositories: list[dict[str, Any]] = []
+    if options.repositories:
+        repo, repositories = _admitted_repositories(run, run_repositories(run, options), options)
+    else:
+        repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
     sources = [repo]
     if data.eval is not None:
         held = _admitted_repository(run, Path(data.eval), "eval", options, None)
@@ -122,7 +200,7 @@ def load_code_data(run: Run) -> CodeData:
     if cap:
         general = general[:cap]
     return CodeData(train=train, heldout=heldout, general=general, sources=sources,
-                    repository=repo.report)  # type: ignore[attr-defined]
+                    repository=repo.report, repositories=repositories)  # type: ignore[attr-defined]
 
 
 def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:

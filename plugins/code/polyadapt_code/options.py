@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+
+class CodeRepository(BaseModel):
+    """One further repository of a run, written as a mapping (a bare path is one too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(description="The repository's folder, or a local git repository with revision")
+    revision: str | None = Field(
+        None, description="Read the git repository at this branch, tag or commit (like task_options.revision)"
+    )
+    licence: str | None = Field(
+        None, description="SPDX licence of its files without a header (like data.licence); "
+        "default: detected from its LICENSE file, else its package manifest"
+    )
+
+
+def _entry_kind(value: Any) -> str | None:
+    if isinstance(value, (dict, CodeRepository)):
+        return "mapping"
+    return "path" if isinstance(value, (str, Path)) else None
+
+
+#: A path string or a ``{path, revision, licence}`` mapping. Typed ``Path`` either way, so
+#: the runner makes it absolute (``resolve_option_paths``) in ``config.yaml`` too.
+RepositoryEntry = Annotated[
+    Annotated[Path, Tag("path")] | Annotated[CodeRepository, Tag("mapping")],
+    Discriminator(_entry_kind, custom_error_type="repository_entry",
+                  custom_error_message="expected a path or a mapping {path, revision, licence}"),
+]
 
 
 class CodeOptions(BaseModel):
     """What a code run reads, how it builds samples and how it evaluates.
 
-    Paths (``tasks``) may start with ``~``; relative ones resolve against the run config's
-    folder, and the run folder's ``config.yaml`` holds them absolute.
+    Paths (``tasks``, ``repositories``) may start with ``~``; relative ones resolve against
+    the run config's folder, and the run folder's ``config.yaml`` holds them absolute.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -20,6 +50,10 @@ class CodeOptions(BaseModel):
     # -- ingestion (data.train is the repository folder) ----------------------------------
     revision: str | None = Field(
         None, description="Read data.train as a git repository at this branch, tag or commit (git archive)"
+    )
+    repositories: list[RepositoryEntry] = Field(
+        default_factory=list, description="Further repositories read after data.train, each a path or "
+        "{path, revision, licence}; duplicates are removed across all of them, the first kept"
     )
     languages: list[str] | None = Field(None, description="Keep only these languages (e.g. [python]); default all")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns of paths to skip")
