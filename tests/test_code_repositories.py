@@ -217,3 +217,19 @@ def test_relative_and_home_paths_are_absolute_in_the_run_folders_config(pm, tmp_
     data = load_code_data(run)
     labels = [entry["label"] for entry in data.summary()["repositories"]]
     assert labels == ["platform", "billing-tools", "billing-tools-2"]
+
+
+def test_a_heldout_repository_loses_its_copies_of_training_files(pm, tmp_path):
+    """data.eval as a second repository: a held-out file that copies a training file
+    (exactly or nearly) is quarantined, naming the training file, and never scored."""
+    train = make_repo(tmp_path / "platform", secrets=False)
+    held = make_second_repo(tmp_path / "billing-tools")
+    run = prepared(pm, tmp_path, train)
+    run.config.data.eval = held
+    data = load_code_data(run)
+    reasons = quarantine(data)
+    assert reasons["shared/ledger_copy.py"] == "duplicate: same content as data.train/src/billing/mod_03.py"
+    assert reasons["shared/near_mod_04.py"].endswith("similar to data.train/src/billing/mod_04.py")
+    heldout = sorted(r["path"] for r in data.heldout)
+    assert heldout == [f"tools/helpers_{i}.py" for i in range(20, 26)]
+    assert "src/billing/mod_03.py" in {r["path"] for r in data.train}

@@ -12,7 +12,9 @@ The order matters for governance:
    Nothing below sees a raw secret;
 3. exact and near duplicates are removed (:func:`~polyadapt.modalities.code.deduplicate`);
 4. whole files are split into train and held-out (``data.eval_fraction``, seeded), unless
-   ``data.eval`` names a second repository, which is admitted as ``eval``.
+   ``data.eval`` names a second repository, which is admitted as ``eval``; its files that
+   copy a training file (exactly or nearly) are then quarantined, so nothing held out was
+   trained on.
 
 The ``train`` manifest covers the governed repository before de-duplication and the split
 (as the text plugin's covers train and held-out when it splits); ``data_summary.json``
@@ -38,7 +40,7 @@ kept). A run without ``repositories`` is unchanged: no prefix, no ``repositories
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,24 @@ def _admitted_repositories(
     return deduplicated, entries
 
 
+def without_training_copies(train: Dataset, held: Dataset, options: CodeOptions) -> Dataset:
+    """``held`` without the files that duplicate (exactly or nearly) a training file, each
+    quarantined with the training file it copies: a held-out file the model trained on
+    would score its memory, not what it learnt."""
+    tagged = merged([prefixed(train, "data.train"), prefixed(held, "data.eval")], source=held.source)
+    checked = deduplicate(tagged, threshold=options.near_duplicate_threshold, shingle_size=options.shingle_size,
+                          key=lambda record: (not record["path"].startswith("data.train/"), record["path"]))
+    kept = {record["path"].split("/", 1)[1] for record in checked.records if record["path"].startswith("data.eval/")}
+    copies = [replace(item, source=item.source.split("/", 1)[1])
+              for item in checked.quarantined[len(tagged.quarantined):] if item.source.startswith("data.eval/")]
+    records = [record for record in held.records if record["path"] in kept]
+    lines = [line for record, line in zip(held.records, held.lines) if record["path"] in kept] if held.lines else []
+    trimmed = replace(held, records=records, lines=lines, quarantined=[*held.quarantined, *copies])
+    if hasattr(held, "report"):
+        trimmed.report = held.report  # type: ignore[attr-defined]
+    return trimmed
+
+
 def load_code_data(run: Run) -> CodeData:
     """Load, govern, de-duplicate and split the run's repositories (see the module docs)."""
     config, options = run.config, options_of(run)
@@ -181,7 +201,8 @@ def load_code_data(run: Run) -> CodeData:
         repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
     sources = [repo]
     if data.eval is not None:
-        held = _admitted_repository(run, Path(data.eval), "eval", options, None)
+        held = without_training_copies(repo, _admitted_repository(run, Path(data.eval), "eval", options, None),
+                                       options)
         sources.append(held)
         train, heldout = repo.records, held.records
     else:
