@@ -173,3 +173,21 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     broken.loss = lambda model, batch: model(batch) * float("nan")
     with pytest.raises(PolyadaptError, match="training loss became nan at step 1"):
         train(broken, config(), tmp_path, progress=False)
+
+
+def test_every_evaluation_is_logged_and_the_log_is_written_as_the_run_goes(tmp_path, capsys):
+    """eval_every off the log_every grid still lands in loss.csv; a run that dies mid-way
+    leaves the log of the steps it finished; output to a pipe gets a line per logged step."""
+    train(job(), config(eval_every=5, log_every=4), tmp_path / "run", progress=True)
+    log = json.loads((tmp_path / "run" / "logs" / "loss.json").read_text())
+    assert [r["step"] for r in log] == [4, 5, 8, 10, 12]
+    assert [r["step"] for r in log if r.get("eval_loss") is not None] == [5, 10, 12]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training step")]
+    assert [line.split()[2] for line in lines] == ["4/12", "5/12", "8/12", "10/12", "12/12"]
+    assert "eval " in lines[1] and "eval " not in lines[0]
+
+    crashing = job()
+    crashing.loss = crashing_loss(after_calls=9, exc=RuntimeError)
+    with pytest.raises(RuntimeError):
+        train(crashing, config(log_every=4), tmp_path / "crash", progress=False)
+    assert [r["step"] for r in json.loads((tmp_path / "crash" / "logs" / "loss.json").read_text())] == [4, 8]

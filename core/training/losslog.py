@@ -13,15 +13,15 @@ from polyadapt.fileio import atomic_write_bytes, atomic_write_text
 FIELDS = ["step", "epoch", "train_loss", "eval_loss", "learning_rate", "tokens_per_s", "elapsed_s"]
 
 
-def write_loss_log(logs_dir: Path, records: list[dict[str, Any]]) -> None:
-    """Write ``loss.csv``, ``loss.json`` and ``loss.png`` into ``logs_dir``."""
+def write_loss_log(logs_dir: Path, records: list[dict[str, Any]], *, plot: bool = True) -> None:
+    """Write ``loss.csv``, ``loss.json`` and (with ``plot``) ``loss.png`` into ``logs_dir``."""
     atomic_write_text(logs_dir / "loss.json", json.dumps(records, indent=1) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(records)
     atomic_write_text(logs_dir / "loss.csv", buffer.getvalue())
-    if records:
+    if plot and records:
         atomic_write_bytes(logs_dir / "loss.png", _plot(records))
 
 

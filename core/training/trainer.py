@@ -290,9 +290,12 @@ class _TrainingLoop:
                 if self.job.eval_data and due(config.eval_every):
                     eval_loss = self.eval_loss()
                     record["eval_loss"] = round(eval_loss, 6)
-                if self.step % config.log_every == 0 or self.step == total:
+                logged = "eval_loss" in record or self.step % config.log_every == 0 or self.step == total
+                if logged:
                     self.log.append(record)
-                bar.update(self.step, record)
+                    if self.accelerator.is_main_process:  # a long run can be followed in loss.csv
+                        write_loss_log(self.logs_dir, self.log, plot=False)
+                bar.update(self.step, record, logged=logged)
                 if due(config.checkpoint_every):
                     self.save_checkpoint(ckpt.capture_rng_state(), self.position())
         except KeyboardInterrupt:
