@@ -14,8 +14,15 @@ own subprocess (so peak memory is per variant):
 Both: LoRA r=8, alpha=16, dropout 0, the same steps, batch size, learning rate, seed,
 threads, precision (``--precision``: fp32, or bf16 autocast for both; polyadapt's
 ``precision: auto`` picks bf16 on CUDA and on CPUs with AMX/AVX512-BF16, where tiny.en's
-steps measured 1.5x faster than fp32; a tiny random model's, bound by op count, slower) and the same clips (polyadapt's trainer shuffles them into
-its own batches). Steps are timed from the
+steps measured 1.5x faster than fp32; a tiny random model's, bound by op count, slower) and
+the same batches: polyadapt's examples are laid out so that its trainer's shuffle deals the
+plain loop's batches, step for step (batches of its own have other padded lengths: other
+work, and in bf16 new oneDNN kernels for every length not seen before). One difference is
+left, glibc's: the trainer lets go of a step's tensors when the step ends, glibc trims the
+freed top of the heap and the next step faults it back in (tiny.en, batch 8: ~50k page
+faults, 1-2% of a step), while the plain loop's last ``logits`` stay alive into the next
+step and pin the heap; ``MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432``
+in the environment stops the trimming. Steps are timed from the
 start of one step's forward pass to the next one's (steps/s over the steps after
 ``--warmup``; so the trainer's set-up and its closing work, logs and loss plot, are left out); peak memory is the process' resident
 high-water mark during training (CPU; the allocator's peak on CUDA). The last line,
@@ -70,6 +77,19 @@ def _order(spec: dict[str, Any], count: int) -> list[list[int]]:
     return [[rng.randrange(count) for _ in range(spec["batch"])] for _ in range(spec["steps"])]
 
 
+def _dealt_as_plain(spec: dict[str, Any], examples: list[Any]) -> list[Any]:
+    """``examples`` drawn as :func:`_order` draws them, placed where the trainer's epoch-0
+    shuffle picks them: its batch ``k`` is then the plain loop's step ``k``."""
+    from polyadapt.training.trainer import _Batches
+
+    draws = [examples[i] for step in _order(spec, len(examples)) for i in step]
+    shuffle = [i for batch in _Batches(len(draws), spec["batch"], spec["seed"], 0, 1).epoch_batches(0) for i in batch]
+    laid_out: list[Any] = [None] * len(draws)
+    for position, index in enumerate(shuffle):
+        laid_out[index] = draws[position]
+    return laid_out
+
+
 def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from polyadapt.config import BaseModelConfig, LoraConfig, TrainingConfig
@@ -83,16 +103,17 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), "both")
     records = _records(spec)
     examples = build_examples(base, records, SpeechOptions(language="en"))
-    # the benchmark's clip draws as one pass of data (the trainer shuffles that pass itself)
-    ordered = [examples[i] for step in _order(spec, len(examples)) for i in step]
+    ordered = _dealt_as_plain(spec, examples)
     stamps: list[float] = []
     losses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (summed loss, target tokens) per step
+    widths: list[int] = []
 
     class Timed(WhisperLoss):
         def forward(self, mel, tokens, labels):
             stamps.append(time.perf_counter())
             loss = super().forward(mel, tokens, labels)
             losses.append((loss.detach(), (labels != -100).sum()))
+            widths.append(tokens.shape[1])
             return loss
 
     job = TrainingJob(model=Timed(model), train_data=ordered, collate=collate, loss=summed_loss)
@@ -103,6 +124,10 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         train(job, config, Path(run_dir), progress=False)
         end = time.perf_counter()
+    expected = [[examples[i] for i in step] for step in _order(spec, len(examples))]  # the plain loop's batches
+    if widths != [max(len(e["tokens"]) for e in b) - 1 for b in expected] or \
+            [int(n) for _, n in losses] != [sum(len(e["tokens"]) - e["prefix"] for e in b) for b in expected]:
+        raise SystemExit("error: polyadapt's trainer did not train the plain loop's batches")
     # the mean of the steps' mean token losses, as the plain loop reports (TrainingResult.train_loss is the last step's)
     train_loss = sum(float(s) / max(int(n), 1) for s, n in losses) / len(losses)
     return {"stamps": stamps, "train_loss": train_loss, "peak_gb": memory(spec["device"])["train_peak_gb"],
