@@ -358,8 +358,7 @@ def _runs_table(summaries: list[dict[str, Any]]) -> Table:
 
     table = Table(title="runs (newest first)")
     for column in ("run", "task", "status", "started (UTC)", "duration", "base", "adapter", "domain metric"):
-        # the run id is what people copy into `lineage show`: never fold it
-        table.add_column(column, overflow="fold", no_wrap=column in {"run", "started (UTC)"})
+        table.add_column(column, overflow="fold")
     for run in summaries:
         base = run["base_model"]
         table.add_row(
