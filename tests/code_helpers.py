@@ -167,3 +167,14 @@ def code_bpe_tokenizer(vocab_size: int = 600):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator([module_text(i) for i in range(64)], trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def committed_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at ``root`` whose one commit holds ``files`` (an MIT LICENSE added)."""
+    import subprocess
+
+    write_files(root, {"LICENSE": "SPDX-License-Identifier: MIT\n", **files})
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run([*git, *command], check=True)
+    return root

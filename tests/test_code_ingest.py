@@ -3,10 +3,9 @@ licences against the policy; exact and near duplicates; the split by file; git r
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
-from code_helpers import EXPECTED_SKIPS, make_repo, module_text
+from code_helpers import EXPECTED_SKIPS, committed_repo, make_repo, module_text
 from polyadapt.errors import DataError, GovernanceError
 from polyadapt.governance.policy import Policy
 from polyadapt.modalities.code import (
@@ -115,14 +114,7 @@ def test_helpers():
 
 
 def test_git_revision_reads_the_commit_not_the_working_tree(tmp_path):
-    repo = tmp_path / "git"
-    repo.mkdir()
-    (repo / "LICENSE").write_text("SPDX-License-Identifier: MIT\n")
-    (repo / "one.py").write_text(module_text(1))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    repo = committed_repo(tmp_path / "git", {"one.py": module_text(1)})
     (repo / "one.py").write_text("changed = True\n")
     (repo / "two.py").write_text(module_text(2))
     dataset = load_repository(repo, revision="HEAD", policy=Policy())

@@ -6,13 +6,13 @@ repository, and errors that name the bad entry. The runs are prepared, never tra
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import yaml
 from code_helpers import (
     CODE_POLICY,
     code_config,
+    committed_repo,
     make_repo,
     make_second_repo,
     module_text,
@@ -161,14 +161,7 @@ def test_a_bad_entry_names_its_index_and_what_to_do(pm, tmp_path, repos):
 
 
 def test_a_further_repository_at_a_git_revision(pm, tmp_path, repos):
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    (lib / "LICENSE").write_text("SPDX-License-Identifier: MIT\n")
-    (lib / "one.py").write_text(module_text(50))
-    git = ["git", "-C", str(lib), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    lib = committed_repo(tmp_path / "lib", {"one.py": module_text(50)})
     (lib / "two.py").write_text(module_text(51))  # not committed: not read
     data = load_code_data(prepared(pm, tmp_path, repos[0], repositories=[{"path": str(lib), "revision": "HEAD"}]))
     paths = {r["path"] for r in data.train + data.heldout}
