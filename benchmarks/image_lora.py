@@ -526,14 +526,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each variant this many times, interleaved; report the median images/s")
     parser.add_argument("--eval-images", type=int, default=8, help="held-out images scored after training")
-    parser.add_argument("--peak-tflops", type=float, help="nominal peak TFLOP/s of the device, for MFU")
-    parser.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per matmul peak sample")
-    parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder)")
-    parser.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    measure.add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

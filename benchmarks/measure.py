@@ -1,4 +1,4 @@
-"""Measurement helpers shared by the benchmarks (text_lora.py, image_lora.py).
+"""Measurement helpers shared by the benchmarks (text_lora.py, image_lora.py, speech_lora.py).
 
 Each benchmark runs every variant in its own subprocess (``run_worker``), so peak memory
 is per variant; a worker resets the high-water mark before training
@@ -9,6 +9,7 @@ the functions, so the parent process stays light.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,6 +19,19 @@ from pathlib import Path
 from typing import Any
 
 _CUDA_PEAK_BEFORE_TRAINING = 0
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every variant-comparing benchmark takes: MFU peak, where runs and figures
+    go, the subprocess timeout, and the hidden ones a worker subprocess is started with."""
+    parser.add_argument("--peak-tflops", type=float, help="nominal peak TFLOP/s of the device, for MFU")
+    parser.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per matmul peak sample")
+    parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
 
 
 def sync(device: str) -> None:

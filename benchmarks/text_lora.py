@@ -715,16 +715,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each variant this many times, interleaved; report the median tokens/s")
     parser.add_argument("--eval-seqs", type=int, default=16, help="held-out packed sequences to evaluate")
-    parser.add_argument("--peak-tflops", type=float, help="nominal peak TFLOP/s of the device, for MFU")
-    parser.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per matmul peak sample")
     parser.add_argument("--no-switch", action="store_true", help="skip the adapter switch timing")
     parser.add_argument("--switch-reps", type=int, default=3)
-    parser.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary folder)")
-    parser.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    measure.add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
