@@ -138,12 +138,18 @@ def heldout_loss(unet: Any, text_encoder: Any, spec: dict[str, Any]) -> float:
         for row in rows:
             pixels = _pixels(Path(folder) / row["file_name"], spec["resolution"]).unsqueeze(0).to(dev)
             latents.append(scale_latents(vae.encode(pixels).latent_dist.mean[0].float(), vae.config).cpu())
-    ids = tokenizer([r["text"] for r in rows], padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids
+    ids = tokenizer(
+        [r["text"] for r in rows],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
     conditioning = SDConditioning(text_encoder=text_encoder, tokenizer=tokenizer)
     scorer = DiffusionLoss(unet, conditioning, scheduler, vae_config=vae.config)
-    loss = fixed_denoising_loss(scorer, latents, [{"input_ids": row} for row in ids],
-                                default_eval_timesteps(scheduler), 1234)
+    loss = fixed_denoising_loss(
+        scorer, latents, [{"input_ids": row} for row in ids], default_eval_timesteps(scheduler), 1234
+    )
     unet.train(was_training)
     return loss
 
@@ -160,8 +166,9 @@ def worker_flops(spec: dict[str, Any]) -> dict[str, Any]:
     pipe = DiffusionPipeline.from_pretrained(spec["source"], dtype=torch.float32)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
-    pipe.unet.add_adapter(LoraConfig(r=spec["rank"], lora_alpha=spec["rank"], init_lora_weights="gaussian",
-                                     target_modules=TARGETS))
+    pipe.unet.add_adapter(
+        LoraConfig(r=spec["rank"], lora_alpha=spec["rank"], init_lora_weights="gaussian", target_modules=TARGETS)
+    )
     batch, res = spec["batch"], spec["resolution"]
     pixels = torch.randn(batch, 3, res, res)
     ids = torch.randint(0, len(pipe.tokenizer), (batch, pipe.tokenizer.model_max_length))
@@ -171,8 +178,9 @@ def worker_flops(spec: dict[str, Any]) -> dict[str, Any]:
     scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
     model = DiffusionLoss(pipe.unet, text_conditioning(pipe), scheduler, vae_config=pipe.vae.config)
     with FlopCounterMode(display=False) as counter:
-        loss = model.summed_loss(latents, torch.randn_like(latents), torch.randint(0, 1000, (batch,)),
-                                 {"input_ids": ids})
+        loss = model.summed_loss(
+            latents, torch.randn_like(latents), torch.randint(0, 1000, (batch,)), {"input_ids": ids}
+        )
         loss.backward()
     n_lora = sum(p.numel() for p in pipe.unet.parameters() if p.requires_grad)
     return {
@@ -217,7 +225,7 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     from polyadapt.training import TrainingJob, train
     from polyadapt.training.precision import resolve_precision
     from polyadapt_image.conditioning import text_conditioning
-    from polyadapt_image.data import Collator, RunData, build_examples, cache_latents, size_multiple
+    from polyadapt_image.data import Collator, build_examples, cache_latents, size_multiple
     from polyadapt_image.loss import DiffusionLoss, summed_loss
     from polyadapt_image.model import attach_lora, load_pipeline, noise_scheduler
     from polyadapt_image.options import ImageOptions
@@ -231,8 +239,8 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     scheduler = noise_scheduler(spec["source"])
     torch.manual_seed(spec["seed"])
     attach_lora(pipeline, LoraConfig(r=spec["rank"], alpha=spec["rank"], dropout=0.0, target_modules=TARGETS))
-    dataset = load_image_folder(spec["train_dir"], clean_dir=work / f"images_{variant}", min_size=8)
-    run_data = RunData(train=dataset.records, heldout=[], sources=[dataset], clean_dir=work / f"images_{variant}")
+    clean_dir = work / f"images_{variant}"
+    dataset = load_image_folder(spec["train_dir"], clean_dir=clean_dir, min_size=8)
     load_s = time.perf_counter() - started
     dev = torch.device(spec["device"])
     pipeline.unet.to(dev)
@@ -240,7 +248,7 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     reset_train_peak(spec["device"])
     started = time.perf_counter()
     conditioning = text_conditioning(pipeline)
-    examples = build_examples(run_data, run_data.train, conditioning, options, size_multiple(pipeline))
+    examples = build_examples(clean_dir, dataset.records, conditioning, options, size_multiple(pipeline))
     if cached:
         pipeline.vae.to(dev)
         examples = cache_latents(examples, pipeline.vae)
@@ -249,11 +257,19 @@ def worker_polyadapt(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         pipeline.vae.to(dev)
     sync(spec["device"])
     prepare_s = time.perf_counter() - started
-    model = DiffusionLoss(pipeline.unet, conditioning, scheduler, None if cached else pipeline.vae,
-                          vae_config=pipeline.vae.config)
+    model = DiffusionLoss(
+        pipeline.unet, conditioning, scheduler, None if cached else pipeline.vae, vae_config=pipeline.vae.config
+    )
     training = TrainingConfig(
-        max_steps=spec["steps"], learning_rate=spec["lr"], batch_size=spec["batch"], seed=spec["seed"],
-        precision="auto", schedule="constant", warmup_ratio=0.0, weight_decay=WEIGHT_DECAY, max_grad_norm=1.0,
+        max_steps=spec["steps"],
+        learning_rate=spec["lr"],
+        batch_size=spec["batch"],
+        seed=spec["seed"],
+        precision="auto",
+        schedule="constant",
+        warmup_ratio=0.0,
+        weight_decay=WEIGHT_DECAY,
+        max_grad_norm=1.0,
         log_every=1,
     )
     job = TrainingJob(model=model, train_data=examples, collate=Collator(), loss=summed_loss)
@@ -293,8 +309,7 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
 
     mixed = "bf16" if variant == "c" else "no"
     started = time.perf_counter()
-    accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=mixed,
-                              cpu=spec["device"] == "cpu")
+    accelerator = Accelerator(gradient_accumulation_steps=1, mixed_precision=mixed, cpu=spec["device"] == "cpu")
     set_seed(spec["seed"])
     source = spec["source"]
     noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
@@ -311,8 +326,9 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     elif accelerator.mixed_precision == "bf16":
         weight_dtype = torch.bfloat16
     torch.manual_seed(spec["seed"])
-    unet_lora_config = LoraConfig(r=spec["rank"], lora_alpha=spec["rank"], init_lora_weights="gaussian",
-                                  target_modules=TARGETS)
+    unet_lora_config = LoraConfig(
+        r=spec["rank"], lora_alpha=spec["rank"], init_lora_weights="gaussian", target_modules=TARGETS
+    )
     unet.to(accelerator.device, dtype=weight_dtype)
     vae.to(accelerator.device, dtype=weight_dtype)
     text_encoder.to(accelerator.device, dtype=weight_dtype)
@@ -320,8 +336,7 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
     if accelerator.mixed_precision == "fp16":
         cast_training_params(unet, dtype=torch.float32)
     lora_layers = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(lora_layers, lr=spec["lr"], betas=(0.9, 0.999), weight_decay=WEIGHT_DECAY,
-                                  eps=1e-08)
+    optimizer = torch.optim.AdamW(lora_layers, lr=spec["lr"], betas=(0.9, 0.999), weight_decay=WEIGHT_DECAY, eps=1e-08)
 
     folder = Path(spec["train_dir"])
     rows = _rows(spec["train_dir"])
@@ -333,8 +348,13 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
 
         def __getitem__(self, index):
             row = rows[index]
-            ids = tokenizer([row["text"]], max_length=tokenizer.model_max_length, padding="max_length",
-                            truncation=True, return_tensors="pt").input_ids[0]
+            ids = tokenizer(
+                [row["text"]],
+                max_length=tokenizer.model_max_length,
+                padding="max_length",
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids[0]
             return {"pixel_values": _pixels(folder / row["file_name"], resolution), "input_ids": ids}
 
     def collate_fn(examples):
@@ -343,12 +363,13 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         input_ids = torch.stack([example["input_ids"] for example in examples])
         return {"pixel_values": pixel_values, "input_ids": input_ids}
 
-    train_dataloader = torch.utils.data.DataLoader(ImageFolder(), shuffle=True, collate_fn=collate_fn,
-                                                   batch_size=spec["batch"], num_workers=0)
-    lr_scheduler = get_scheduler("constant", optimizer=optimizer, num_warmup_steps=0,
-                                 num_training_steps=spec["steps"])
+    train_dataloader = torch.utils.data.DataLoader(
+        ImageFolder(), shuffle=True, collate_fn=collate_fn, batch_size=spec["batch"], num_workers=0
+    )
+    lr_scheduler = get_scheduler("constant", optimizer=optimizer, num_warmup_steps=0, num_training_steps=spec["steps"])
     unet, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        unet, optimizer, train_dataloader, lr_scheduler)
+        unet, optimizer, train_dataloader, lr_scheduler
+    )
     load_s = time.perf_counter() - started
 
     device = spec["device"]
@@ -366,8 +387,9 @@ def worker_diffusers(spec: dict[str, Any], variant: str) -> dict[str, Any]:
                 latents = latents * vae.config.scaling_factor
                 noise = torch.randn_like(latents)
                 bsz = latents.shape[0]
-                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,),
-                                          device=latents.device).long()
+                timesteps = torch.randint(
+                    0, noise_scheduler.config.num_train_timesteps, (bsz,), device=latents.device
+                ).long()
                 noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
                 encoder_hidden_states = text_encoder(batch["input_ids"], return_dict=False)[0]
                 if noise_scheduler.config.prediction_type == "epsilon":
@@ -417,30 +439,43 @@ def worker_peak(spec: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def report(spec: dict[str, Any], results: dict[str, Any], peak: dict[str, float], flops: dict[str, Any],
-           args) -> dict[str, Any]:
+def report(
+    spec: dict[str, Any], results: dict[str, Any], peak: dict[str, float], flops: dict[str, Any], args
+) -> dict[str, Any]:
     threads = spec["threads"] if spec["device"] == "cpu" else "-"
     per_image = flops["train_flops_per_image"]
     print()
-    print(f"model   {spec['model_label']}: UNet {flops['params_unet']:,}, VAE {flops['params_vae']:,}, "
-          f"text encoder {flops['params_text_encoder']:,} parameters; LoRA {flops['params_lora']:,} "
-          f"(r={spec['rank']} on {','.join(TARGETS)}); latents {'x'.join(map(str, flops['latent_shape']))}")
+    print(
+        f"model   {spec['model_label']}: UNet {flops['params_unet']:,}, VAE {flops['params_vae']:,}, "
+        f"text encoder {flops['params_text_encoder']:,} parameters; LoRA {flops['params_lora']:,} "
+        f"(r={spec['rank']} on {','.join(TARGETS)}); latents {'x'.join(map(str, flops['latent_shape']))}"
+    )
     print(f"data    {spec['data_label']}")
-    print(f"setup   device={spec['device']} threads={threads} resolution={spec['resolution']} batch={spec['batch']} "
-          f"steps={spec['steps']} (first {spec['warmup']} untimed) lr={spec['lr']} constant, AdamW wd={WEIGHT_DECAY}")
-    print(f"peak    measured matmul: bf16 {peak['peak_bf16_tflops']:.3f} TFLOP/s, fp32 {peak['peak_fp32_tflops']:.3f} "
-          "TFLOP/s" + (f"; nominal {args.peak_tflops} TFLOP/s" if args.peak_tflops else ""))
-    print(f"FLOPs   per training image {per_image / 1e9:.2f} GFLOP (UNet fwd+bwd, text encoder fwd; "
-          f"torch.utils.flop_counter); VAE encode {flops['vae_encode_flops_per_image'] / 1e9:.2f} GFLOP/image "
-          "(not credited)")
-    print("memory  peak = process peak (CPU: ru_maxrss incl. loading; CUDA: max_memory_allocated); "
-          "train = peak since data preparation / training started")
+    print(
+        f"setup   device={spec['device']} threads={threads} resolution={spec['resolution']} batch={spec['batch']} "
+        f"steps={spec['steps']} (first {spec['warmup']} untimed) lr={spec['lr']} constant, AdamW wd={WEIGHT_DECAY}"
+    )
+    print(
+        f"peak    measured matmul: bf16 {peak['peak_bf16_tflops']:.3f} TFLOP/s, fp32 {peak['peak_fp32_tflops']:.3f} "
+        "TFLOP/s" + (f"; nominal {args.peak_tflops} TFLOP/s" if args.peak_tflops else "")
+    )
+    print(
+        f"FLOPs   per training image {per_image / 1e9:.2f} GFLOP (UNet fwd+bwd, text encoder fwd; "
+        f"torch.utils.flop_counter); VAE encode {flops['vae_encode_flops_per_image'] / 1e9:.2f} GFLOP/image "
+        "(not credited)"
+    )
+    print(
+        "memory  peak = process peak (CPU: ru_maxrss incl. loading; CUDA: max_memory_allocated); "
+        "train = peak since data preparation / training started"
+    )
     print("eval    held-out denoising MSE in fp32, fixed timesteps and noise seeds (polyadapt_image.loss)")
     print()
-    header = (f"{'variant':<48} | {'img/s':>7} | {'s/step':>6} | {'peak GB':>7} | {'train GB':>8} | "
-              f"{'prepare s':>9} | {'held-out':>8} | {'MFU% own pk':>11}"
-              + (f" | {'MFU% nominal':>12}" if args.peak_tflops else "")
-              + f" | {'vs (b)':>6} | {'vs (c)':>6}")
+    header = (
+        f"{'variant':<48} | {'img/s':>7} | {'s/step':>6} | {'peak GB':>7} | {'train GB':>8} | "
+        f"{'prepare s':>9} | {'held-out':>8} | {'MFU% own pk':>11}"
+        + (f" | {'MFU% nominal':>12}" if args.peak_tflops else "")
+        + f" | {'vs (b)':>6} | {'vs (c)':>6}"
+    )
     print(header)
     print("-" * len(header))
     for key in ("a", "d", "b", "c"):
@@ -453,37 +488,47 @@ def report(spec: dict[str, Any], results: dict[str, Any], peak: dict[str, float]
         r["mfu_pct_own_peak"] = round(100 * r["model_tflops_per_s"] / own_peak, 3)
         if args.peak_tflops:
             r["mfu_pct_nominal"] = round(100 * r["model_tflops_per_s"] / args.peak_tflops, 3)
-        vs = {ref: rate / results[ref]["images_per_s"] for ref in ("b", "c")
-              if ref in results and results[ref]["images_per_s"]}
-        print(f"({key}) {r['name']:<44} | {fmt(r['images_per_s'], '7.2f')} | {r['s_per_step']:6.3f} | "
-              f"{fmt(r['peak_gb'], '7.3f')} | {fmt(r['train_peak_gb'], '8.3f')} | {r['prepare_s']:9.2f} | "
-              f"{r['heldout_denoising_mse']:8.4f} | {r['mfu_pct_own_peak']:11.2f}"
-              + (f" | {r['mfu_pct_nominal']:12.3f}" if args.peak_tflops else "")
-              + f" | {fmt(vs.get('b'), '5.2f')}x | {fmt(vs.get('c'), '5.2f')}x")
+        vs = {
+            ref: rate / results[ref]["images_per_s"]
+            for ref in ("b", "c")
+            if ref in results and results[ref]["images_per_s"]
+        }
+        print(
+            f"({key}) {r['name']:<44} | {fmt(r['images_per_s'], '7.2f')} | {r['s_per_step']:6.3f} | "
+            f"{fmt(r['peak_gb'], '7.3f')} | {fmt(r['train_peak_gb'], '8.3f')} | {r['prepare_s']:9.2f} | "
+            f"{r['heldout_denoising_mse']:8.4f} | {r['mfu_pct_own_peak']:11.2f}"
+            + (f" | {r['mfu_pct_nominal']:12.3f}" if args.peak_tflops else "")
+            + f" | {fmt(vs.get('b'), '5.2f')}x | {fmt(vs.get('c'), '5.2f')}x"
+        )
     print()
     for key, r in results.items():
         repeats = r["repeats_images_per_s"]
         if len(repeats) > 1:
             print(f"({key}) img/s over {len(repeats)} repeats: {', '.join(f'{x:.2f}' for x in repeats)} (median shown)")
     for key, r in results.items():
-        print(f"({key}) weights {r['weights_dtype']}, {r['own_precision']} arithmetic, {r['timed_images']} images in "
-              f"{r['timed_s']:.2f} s timed, final train loss {fmt(r.get('final_train_loss'), '.4f')}, "
-              f"load {r['load_s']:.1f} s")
+        print(
+            f"({key}) weights {r['weights_dtype']}, {r['own_precision']} arithmetic, {r['timed_images']} images in "
+            f"{r['timed_s']:.2f} s timed, final train loss {fmt(r.get('final_train_loss'), '.4f')}, "
+            f"load {r['load_s']:.1f} s"
+        )
     summary: dict[str, Any] = {}
     print()
     for key in ("a", "d"):
         for ref in ("b", "c"):
             if key in results and ref in results:
                 summary[f"{key}_over_{ref}_images_per_s"] = round(
-                    results[key]["images_per_s"] / results[ref]["images_per_s"], 3)
+                    results[key]["images_per_s"] / results[ref]["images_per_s"], 3
+                )
                 summary[f"{key}_over_{ref}_peak_memory"] = round(results[key]["peak_gb"] / results[ref]["peak_gb"], 3)
     if "a" in results and "d" in results:
         a, d = results["a"], results["d"]
         speedup = a["images_per_s"] / d["images_per_s"]
         saved_per_step = d["s_per_step"] - a["s_per_step"]
         summary["cache_speedup"] = round(speedup, 3)
-        line = (f"latent cache: (a) {speedup:.2f}x the images/s of (d); encoding {a['train_images']} images "
-                f"once took {a['prepare_s']:.2f} s")
+        line = (
+            f"latent cache: (a) {speedup:.2f}x the images/s of (d); encoding {a['train_images']} images "
+            f"once took {a['prepare_s']:.2f} s"
+        )
         if saved_per_step > 0:
             break_even = a["prepare_s"] / saved_per_step
             summary["cache_break_even_steps"] = round(break_even, 1)
@@ -492,11 +537,27 @@ def report(spec: dict[str, Any], results: dict[str, Any], peak: dict[str, float]
         print(line)
     for key, ref in (("a", "b"), ("a", "c")):
         if f"{key}_over_{ref}_images_per_s" in summary:
-            print(f"({key}) vs ({ref}): {summary[f'{key}_over_{ref}_images_per_s']:.2f}x images/s, peak memory "
-                  f"{results[key]['peak_gb']:.3f} / {results[ref]['peak_gb']:.3f} GB")
+            print(
+                f"({key}) vs ({ref}): {summary[f'{key}_over_{ref}_images_per_s']:.2f}x images/s, peak memory "
+                f"{results[key]['peak_gb']:.3f} / {results[ref]['peak_gb']:.3f} GB"
+            )
     return {
-        "setup": {k: spec[k] for k in ("model_label", "data_label", "device", "threads", "resolution", "batch",
-                                       "steps", "warmup", "lr", "seed", "rank")}
+        "setup": {
+            k: spec[k]
+            for k in (
+                "model_label",
+                "data_label",
+                "device",
+                "threads",
+                "resolution",
+                "batch",
+                "steps",
+                "warmup",
+                "lr",
+                "seed",
+                "rank",
+            )
+        }
         | {"targets": TARGETS, "weight_decay": WEIGHT_DECAY, "nominal_peak_tflops": args.peak_tflops},
         "peak": peak,
         "flops": flops,
@@ -506,14 +567,20 @@ def report(spec: dict[str, Any], results: dict[str, Any], peak: dict[str, float]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="an SD-style pipeline folder (default: a small random one, built here)")
-    parser.add_argument("--data", type=Path, help=f"an image folder with metadata.jsonl (file_name, text); "
-                        f"default {BRAND_DATA}/train (generated when missing)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help=f"an image folder with metadata.jsonl (file_name, text); "
+        f"default {BRAND_DATA}/train (generated when missing)",
+    )
     parser.add_argument("--eval-data", type=Path, help="held-out images (default: the brand data's eval/)")
-    parser.add_argument("--resolution", type=int, help="training size (default: 128 for the small model, "
-                        "else the VAE's sample_size)")
+    parser.add_argument(
+        "--resolution", type=int, help="training size (default: 128 for the small model, else the VAE's sample_size)"
+    )
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
     parser.add_argument("--batch", type=int, default=4)
@@ -523,8 +590,12 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--variants", default="bcda", help="which variants, in run order (default bcda)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run each variant this many times, interleaved; report the median images/s")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each variant this many times, interleaved; report the median images/s",
+    )
     parser.add_argument("--eval-images", type=int, default=8, help="held-out images scored after training")
     measure.add_run_arguments(parser)
     return parser.parse_args(argv)
@@ -562,8 +633,11 @@ def resolve_data(args) -> tuple[Path, Path, str]:
         from make_data import main as make_brand_data
 
         make_brand_data(BRAND_DATA)
-    return (BRAND_DATA / "train", (args.eval_data or BRAND_DATA / "eval").resolve(),
-            "examples/image/brand: invented flat logos (examples/image/make_data.py), 96 train / 24 held-out")
+    return (
+        BRAND_DATA / "train",
+        (args.eval_data or BRAND_DATA / "eval").resolve(),
+        "examples/image/brand: invented flat logos (examples/image/make_data.py), 96 train / 24 held-out",
+    )
 
 
 def main(argv=None) -> None:
@@ -598,11 +672,23 @@ def main(argv=None) -> None:
             args.resolution = args.resolution or SMALL_RESOLUTION
         train_dir, eval_dir, data_label = resolve_data(args)
         spec = {
-            "source": source, "model_label": label, "data_label": data_label,
-            "train_dir": str(train_dir), "eval_dir": str(eval_dir), "eval_images": args.eval_images,
-            "device": args.device, "threads": args.threads, "resolution": args.resolution, "batch": args.batch,
-            "steps": args.steps, "warmup": args.warmup, "lr": args.lr, "seed": args.seed, "rank": args.rank,
-            "peak_seconds": args.peak_seconds, "work": str(work),
+            "source": source,
+            "model_label": label,
+            "data_label": data_label,
+            "train_dir": str(train_dir),
+            "eval_dir": str(eval_dir),
+            "eval_images": args.eval_images,
+            "device": args.device,
+            "threads": args.threads,
+            "resolution": args.resolution,
+            "batch": args.batch,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "lr": args.lr,
+            "seed": args.seed,
+            "rank": args.rank,
+            "peak_seconds": args.peak_seconds,
+            "work": str(work),
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -617,8 +703,11 @@ def main(argv=None) -> None:
             for key in order:
                 r = measure.run_worker(script, key, spec_path, work, spec, args.timeout)
                 runs[key].append(r)
-                print(f"  ({key}) run {repeat + 1}/{args.repeats}: {r['images_per_s']} img/s, peak {r['peak_gb']} GB, "
-                      f"held-out {r['heldout_denoising_mse']} [{r['subprocess_s']} s]", file=sys.stderr)
+                print(
+                    f"  ({key}) run {repeat + 1}/{args.repeats}: {r['images_per_s']} img/s, peak {r['peak_gb']} GB, "
+                    f"held-out {r['heldout_denoising_mse']} [{r['subprocess_s']} s]",
+                    file=sys.stderr,
+                )
         results = {key: combine(runs[key], "images_per_s") for key in variants}
         payload = report(spec, results, peak, flops, args)
         line = json.dumps(payload, sort_keys=True)

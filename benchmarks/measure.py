@@ -114,18 +114,25 @@ def matmul_peak(device: str, seconds: float = 1.0) -> dict[str, float]:
 def worker_env(threads: int, device: str) -> dict[str, str]:
     """The environment of a worker: fixed thread counts, offline, quiet; CPU hides CUDA."""
     env = dict(os.environ)
-    env.update({
-        "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-    })
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_VERBOSITY": "error",
+        }
+    )
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
-def run_worker(script: Path | str, kind: str, spec_path: Path, work: Path, spec: dict[str, Any],
-               timeout: int) -> dict[str, Any]:
+def run_worker(
+    script: Path | str, kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int
+) -> dict[str, Any]:
     """Run ``script --worker kind --spec spec_path --out ...`` in a subprocess; its JSON result.
 
     The worker's output goes to ``work/log_<kind>.txt``; a failed worker stops the
@@ -134,12 +141,26 @@ def run_worker(script: Path | str, kind: str, spec_path: Path, work: Path, spec:
     out = work / f"result_{kind}.json"
     log = work / f"log_{kind}.txt"
     out.unlink(missing_ok=True)
-    command = [sys.executable, str(Path(script).resolve()), "--worker", kind, "--spec", str(spec_path),
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        str(Path(script).resolve()),
+        "--worker",
+        kind,
+        "--spec",
+        str(spec_path),
+        "--out",
+        str(out),
+    ]
     started = time.perf_counter()
     with log.open("w") as handle:
-        proc = subprocess.run(command, check=False, stdout=handle, stderr=subprocess.STDOUT,
-                              env=worker_env(spec["threads"], spec["device"]), timeout=timeout)
+        proc = subprocess.run(
+            command,
+            check=False,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=worker_env(spec["threads"], spec["device"]),
+            timeout=timeout,
+        )
     if proc.returncode != 0 or not out.is_file():
         tail = log.read_text()[-3000:]
         raise SystemExit(f"error: worker {kind} failed (exit {proc.returncode}); log {log}:\n{tail}")

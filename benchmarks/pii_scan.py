@@ -56,24 +56,31 @@ def main() -> None:
     stats = score(corpus, findings)
     chars = sum(len(r.text) for r in corpus)
     misses = sum(r.near_misses for r in corpus)
-    print(f"corpus: {len(corpus)} records, {chars} characters, "
-          f"{sum(len(r.entities) for r in corpus)} planted entities, {misses} near misses (seed {args.seed})")
+    print(
+        f"corpus: {len(corpus)} records, {chars} characters, "
+        f"{sum(len(r.entities) for r in corpus)} planted entities, {misses} near misses (seed {args.seed})"
+    )
     print(f"{'type':<14}{'planted':>9}{'found':>7}{'recall':>9}{'reported':>10}{'correct':>9}{'precision':>11}")
     for kind in TYPES:
         s = stats[kind]
-        print(f"{kind:<14}{s['planted']:>9}{s['found']:>7}{s['recall']:>9.3f}"
-              f"{s['reported']:>10}{s['correct']:>9}{s['precision']:>11.3f}")
+        print(
+            f"{kind:<14}{s['planted']:>9}{s['found']:>7}{s['recall']:>9.3f}"
+            f"{s['reported']:>10}{s['correct']:>9}{s['precision']:>11.3f}"
+        )
     planted = sum(stats[k]["planted"] for k in TYPES)
     found = sum(stats[k]["found"] for k in TYPES)
     reported = sum(s["reported"] for s in stats.values())
     correct = sum(s["correct"] for s in stats.values())
-    print(f"{'all':<14}{planted:>9}{found:>7}{found / planted:>9.3f}{reported:>10}{correct:>9}{correct / reported:>11.3f}")
-    print(f"scan:   {len(corpus) / scan_seconds:,.0f} records/s ({chars / scan_seconds / 1e6:.2f} MB/s), "
-          f"one process")
+    print(
+        f"{'all':<14}{planted:>9}{found:>7}{found / planted:>9.3f}{reported:>10}{correct:>9}{correct / reported:>11.3f}"
+    )
+    print(f"scan:   {len(corpus) / scan_seconds:,.0f} records/s ({chars / scan_seconds / 1e6:.2f} MB/s), one process")
     print(f"redact: {len(corpus) / redact_seconds:,.0f} records/s (strict policy, scan included)")
     prose_chars = sum(len(t) for t in prose)
-    print(f"prose:  {len(prose) / prose_seconds:,.0f} records/s ({prose_chars / prose_seconds / 1e6:.2f} MB/s) "
-          "on records of plain sentences without PII")
+    print(
+        f"prose:  {len(prose) / prose_seconds:,.0f} records/s ({prose_chars / prose_seconds / 1e6:.2f} MB/s) "
+        "on records of plain sentences without PII"
+    )
 
 
 if __name__ == "__main__":

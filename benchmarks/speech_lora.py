@@ -95,12 +95,14 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     from polyadapt.config import BaseModelConfig, LoraConfig, TrainingConfig
     from polyadapt.training import TrainingJob, train
     from polyadapt_speech.data import WhisperLoss, build_examples, collate, summed_loss
-    from polyadapt_speech.model import attach_lora, load_whisper
+    from polyadapt.lora import attach_lora
+    from polyadapt_speech.model import load_whisper, lora_target_pattern
     from polyadapt_speech.options import SpeechOptions
 
     torch.manual_seed(spec["seed"])  # as `polyadapt adapt` does; the same LoRA init as the plain loop's
     base = load_whisper(BaseModelConfig(id=spec["model"]))
-    model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), "both")
+    lora = LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0)
+    model = attach_lora(base, lora, lora_target_pattern(lora, "both"))
     records = _records(spec)
     examples = build_examples(base, records, SpeechOptions(language="en"))
     ordered = _dealt_as_plain(spec, examples)
@@ -117,21 +119,33 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
             return loss
 
     job = TrainingJob(model=Timed(model), train_data=ordered, collate=collate, loss=summed_loss)
-    config = TrainingConfig(max_steps=spec["steps"], batch_size=spec["batch"], learning_rate=spec["lr"],
-                            warmup_ratio=0.1, precision=spec["precision"], seed=spec["seed"], log_every=10**6)
+    config = TrainingConfig(
+        max_steps=spec["steps"],
+        batch_size=spec["batch"],
+        learning_rate=spec["lr"],
+        warmup_ratio=0.1,
+        precision=spec["precision"],
+        seed=spec["seed"],
+        log_every=10**6,
+    )
     reset_train_peak(spec["device"])
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         train(job, config, Path(run_dir), progress=False)
         end = time.perf_counter()
     expected = [[examples[i] for i in step] for step in _order(spec, len(examples))]  # the plain loop's batches
-    if widths != [max(len(e["tokens"]) for e in b) - 1 for b in expected] or \
-            [int(n) for _, n in losses] != [sum(len(e["tokens"]) - e["prefix"] for e in b) for b in expected]:
+    if widths != [max(len(e["tokens"]) for e in b) - 1 for b in expected] or [int(n) for _, n in losses] != [
+        sum(len(e["tokens"]) - e["prefix"] for e in b) for b in expected
+    ]:
         raise SystemExit("error: polyadapt's trainer did not train the plain loop's batches")
     # the mean of the steps' mean token losses, as the plain loop reports (TrainingResult.train_loss is the last step's)
     train_loss = sum(float(s) / max(int(n), 1) for s, n in losses) / len(losses)
-    return {"stamps": stamps, "train_loss": train_loss, "peak_gb": memory(spec["device"])["train_peak_gb"],
-            "wall_s": round(end - start, 2)}
+    return {
+        "stamps": stamps,
+        "train_loss": train_loss,
+        "peak_gb": memory(spec["device"])["train_peak_gb"],
+        "wall_s": round(end - start, 2),
+    }
 
 
 def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
@@ -149,10 +163,13 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
     from polyadapt_speech.model import checkpoint_path
 
     model = whisper.load_model(checkpoint_path(BaseModelConfig(id=spec["model"])), device=device).float()
-    model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                                             target_modules=["query", "key", "value", "out"]))
-    tokenizer = whisper.tokenizer.get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
-                                                language="en", task="transcribe")
+    model = get_peft_model(
+        model,
+        LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=["query", "key", "value", "out"]),
+    )
+    tokenizer = whisper.tokenizer.get_tokenizer(
+        model.is_multilingual, num_languages=model.num_languages, language="en", task="transcribe"
+    )
     prompt = list(tokenizer.sot_sequence_including_notimestamps)
     clips = []
     for record in _records(spec):
@@ -162,8 +179,12 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
     warm = max(1, int(0.1 * spec["steps"]))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else
-                                                 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, spec["steps"] - warm))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, spec["steps"] - warm)))
+        ),
+    )
     model.train()
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=spec["precision"] == "bf16")
     stamps, losses = [], []
@@ -177,8 +198,8 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
         tokens = torch.full((len(batch), length), tokenizer.eot, dtype=torch.long)
         labels = torch.full((len(batch), length), -100, dtype=torch.long)
         for row, (_, seq) in enumerate(batch):
-            tokens[row, :len(seq)] = torch.tensor(seq)
-            labels[row, len(prompt) - 1:len(seq) - 1] = torch.tensor(seq[len(prompt):])
+            tokens[row, : len(seq)] = torch.tensor(seq)
+            labels[row, len(prompt) - 1 : len(seq) - 1] = torch.tensor(seq[len(prompt) :])
         with autocast:
             logits = model(mels, tokens[:, :-1].to(device))
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, :-1].flatten().to(device), ignore_index=-100)
@@ -189,8 +210,12 @@ def worker_plain(spec: dict[str, Any]) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     end = time.perf_counter()
-    return {"stamps": stamps, "train_loss": sum(losses) / len(losses), "peak_gb": memory(device)["train_peak_gb"],
-            "wall_s": round(end - start, 2)}
+    return {
+        "stamps": stamps,
+        "train_loss": sum(losses) / len(losses),
+        "peak_gb": memory(device)["train_peak_gb"],
+        "wall_s": round(end - start, 2),
+    }
 
 
 def timed_worker(kind: str, spec_path: Path, work: Path, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
@@ -209,8 +234,10 @@ def make_tiny(work: Path) -> tuple[str, str]:
     from polyadapt_speech.testing import build_tiny_whisper
     from speech_helpers import audio_folder, sentences
 
-    return (str(build_tiny_whisper(work / "tiny-whisper.pt")),
-            str(audio_folder(work / "clips", sentences(16, 1), seconds=2.0)))
+    return (
+        str(build_tiny_whisper(work / "tiny-whisper.pt")),
+        str(audio_folder(work / "clips", sentences(16, 1), seconds=2.0)),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,10 +250,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)),
-                        help="torch/OpenMP threads per worker; at most the idle cores")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="both variants: fp32, or bf16 autocast (what polyadapt's auto picks on AMX CPUs)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, min(2, os.cpu_count() or 1)),
+        help="torch/OpenMP threads per worker; at most the idle cores",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="both variants: fp32, or bf16 autocast (what polyadapt's auto picks on AMX CPUs)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant, interleaved; the median is shown")
     parser.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
     parser.add_argument("--timeout", type=int, default=3600)
@@ -258,9 +293,18 @@ def main(argv: list[str] | None = None) -> None:
             model = args.model
             checkpoint_path(BaseModelConfig(id=str(Path(model).expanduser())))  # convert once, untimed
             data = args.data or make_tiny(work)[1]
-        spec = {"model": str(Path(model).expanduser()), "data": str(data), "steps": args.steps,
-                "warmup": args.warmup, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-                "threads": args.threads, "device": args.device, "precision": args.precision}
+        spec = {
+            "model": str(Path(model).expanduser()),
+            "data": str(data),
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "batch": args.batch,
+            "lr": args.lr,
+            "seed": args.seed,
+            "threads": args.threads,
+            "device": args.device,
+            "precision": args.precision,
+        }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in VARIANTS}
@@ -269,17 +313,24 @@ def main(argv: list[str] | None = None) -> None:
             for kind in order:
                 r = timed_worker(kind, spec_path, work, spec, args.timeout)
                 runs[kind].append(r)
-                print(f"  ({kind}) {VARIANTS[kind]} run {repeat + 1}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
-                      f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]", file=sys.stderr)
+                print(
+                    f"  ({kind}) {VARIANTS[kind]} run {repeat + 1}: {r['steps_per_s']} steps/s, peak {r['peak_gb']} GB, "
+                    f"train loss {r['train_loss']:.4f} [{r['subprocess_s']} s]",
+                    file=sys.stderr,
+                )
         results = {kind: measure.combine(runs[kind], "steps_per_s") for kind in VARIANTS}
     a, b = results["a"], results["b"]
-    ratio = {"steps_per_s": round(a["steps_per_s"] / b["steps_per_s"], 3) if a["steps_per_s"] and b["steps_per_s"] else None,
-             "peak_gb": round(a["peak_gb"] / b["peak_gb"], 3) if a["peak_gb"] and b["peak_gb"] else None}
+    ratio = {
+        "steps_per_s": round(a["steps_per_s"] / b["steps_per_s"], 3) if a["steps_per_s"] and b["steps_per_s"] else None,
+        "peak_gb": round(a["peak_gb"] / b["peak_gb"], 3) if a["peak_gb"] and b["peak_gb"] else None,
+    }
     print()
     print(f"model {spec['model']}  data {spec['data']}")
-    print(f"batch {args.batch}, {args.steps} steps ({args.warmup} untimed), LoRA r={LORA_R} on encoder+decoder "
-          f"attention, {args.precision}, {args.threads} threads, {args.device}"
-          + (f", median of {args.repeats} interleaved runs" if args.repeats > 1 else ""))
+    print(
+        f"batch {args.batch}, {args.steps} steps ({args.warmup} untimed), LoRA r={LORA_R} on encoder+decoder "
+        f"attention, {args.precision}, {args.threads} threads, {args.device}"
+        + (f", median of {args.repeats} interleaved runs" if args.repeats > 1 else "")
+    )
     print(f"{'variant':44} {'steps/s':>9} {'peak GB':>9}")
     for kind, label in VARIANTS.items():
         print(f"{label:44} {results[kind]['steps_per_s']!s:>9} {results[kind]['peak_gb']!s:>9}")

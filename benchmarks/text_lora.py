@@ -99,8 +99,7 @@ def _model_shape(peft_model: Any) -> dict[str, int]:
 
     inner = peft_model.get_base_model()
     n_frozen = sum(
-        m.weight.numel() for name, m in inner.named_modules()
-        if isinstance(m, torch.nn.Linear) and "lora_" not in name
+        m.weight.numel() for name, m in inner.named_modules() if isinstance(m, torch.nn.Linear) and "lora_" not in name
     )
     n_lora = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     config = inner.config
@@ -210,26 +209,37 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
     from polyadapt.training.precision import resolve_precision
     from polyadapt_text.data import Collator, build_examples
     from polyadapt_text.loss import CausalLMLoss, summed_loss
-    from polyadapt_text.model import attach_lora, load_base
+    from polyadapt.lora import attach_lora
+    from polyadapt_text.model import load_base
 
     started = time.perf_counter()
     base, tokenizer = load_base(BaseModelConfig(id=spec["source"], dtype="auto"))
     weights_dtype = str(next(base.parameters()).dtype).replace("torch.", "")
     torch.manual_seed(spec["seed"])
-    model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0, target_modules=TARGETS))
+    model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0), TARGETS, task_type="CAUSAL_LM")
     load_s = time.perf_counter() - started
     shape = _model_shape(model)
     training = TrainingConfig(
-        max_steps=spec["steps"], learning_rate=spec["lr"], batch_size=spec["batch"],
-        max_length=spec["seq"], packing=True, seed=spec["seed"], precision="auto",
-        schedule="cosine", warmup_ratio=0.05, log_every=1,
+        max_steps=spec["steps"],
+        learning_rate=spec["lr"],
+        batch_size=spec["batch"],
+        max_length=spec["seq"],
+        packing=True,
+        seed=spec["seed"],
+        precision="auto",
+        schedule="cosine",
+        warmup_ratio=0.05,
+        log_every=1,
     )
     train_examples = build_examples(tokenizer, spec["train"], training.max_length, training.packing)
     eval_examples = build_examples(tokenizer, spec["heldout"], training.max_length, training.packing)
     counter = _Counting(Collator(tokenizer.pad_token_id))
     job = TrainingJob(
-        model=CausalLMLoss(model), train_data=train_examples, collate=counter,
-        loss=summed_loss, eval_data=eval_examples[: spec["eval_seqs"]] or None,
+        model=CausalLMLoss(model),
+        train_data=train_examples,
+        collate=counter,
+        loss=summed_loss,
+        eval_data=eval_examples[: spec["eval_seqs"]] or None,
     )
     run_dir = Path(spec["work"]) / "run_a"
     _reset_train_peak(spec["device"])
@@ -291,9 +301,16 @@ def worker_trainer(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(spec["source"], dtype=torch.float32)
     torch.manual_seed(spec["seed"])
-    model = get_peft_model(model, LoraConfig(
-        r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM",
-    ))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=LORA_R,
+            lora_alpha=LORA_ALPHA,
+            lora_dropout=0.0,
+            target_modules=TARGETS,
+            task_type="CAUSAL_LM",
+        ),
+    )
     load_s = time.perf_counter() - started
     shape = _model_shape(model)
     texts = [r["text"] for r in spec["train"]]
@@ -342,7 +359,10 @@ def worker_trainer(spec: dict[str, Any], variant: str) -> dict[str, Any]:
         dataloader_num_workers=0,
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=_list_dataset(rows), data_collator=counter,
+        model=model,
+        args=args,
+        train_dataset=_list_dataset(rows),
+        data_collator=counter,
         callbacks=[Clock()],
     )
     _reset_train_peak(device)
@@ -375,7 +395,8 @@ def worker_switch(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from peft import PeftModel
     from polyadapt.config import BaseModelConfig, LoraConfig
-    from polyadapt_text.model import attach_lora, load_base
+    from polyadapt.lora import attach_lora
+    from polyadapt_text.model import load_base
 
     device = spec["device"]
     config = BaseModelConfig(id=spec["source"], dtype="auto")
@@ -389,7 +410,7 @@ def worker_switch(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             base, _ = load_base(config)
             torch.manual_seed(index)
-            model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA, target_modules=TARGETS))
+            model = attach_lora(base, LoraConfig(r=LORA_R, alpha=LORA_ALPHA), TARGETS, task_type="CAUSAL_LM")
             with torch.no_grad():
                 for name, param in model.named_parameters():
                     if "lora_B" in name:
@@ -497,10 +518,16 @@ def synthetic_records(count: int = 600, seed: int = 0) -> list[dict[str, str]]:
     for _ in range(count):
         sentences = []
         for _ in range(rng.choice([1, 1, 2, 3, 4, 6, 8, 12])):
-            sentences.append(rng.choice(_CLAUSES).format(
-                n=rng.randint(100, 900), m=rng.randint(1000, 90000), d=rng.randint(2, 60),
-                p=rng.choice(_PRODUCTS), who=rng.choice(_PEOPLE), peril=rng.choice(_PERILS),
-            ))
+            sentences.append(
+                rng.choice(_CLAUSES).format(
+                    n=rng.randint(100, 900),
+                    m=rng.randint(1000, 90000),
+                    d=rng.randint(2, 60),
+                    p=rng.choice(_PRODUCTS),
+                    who=rng.choice(_PEOPLE),
+                    peril=rng.choice(_PERILS),
+                )
+            )
         text = " ".join(sentences)
         records.append({"text": text[0].upper() + text[1:]})
     return records
@@ -584,27 +611,41 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
     print()
     print(f"model   {spec['model_label']}")
     print(f"data    {spec['data_label']} ({len(spec['train'])} train / {len(spec['heldout'])} held-out records)")
-    print(f"setup   device={spec['device']} threads={threads} seq={spec['seq']} batch={spec['batch']} "
-          f"steps={spec['steps']} (first {spec['warmup']} untimed) lr={spec['lr']} "
-          f"LoRA r={LORA_R} alpha={LORA_ALPHA} on {','.join(TARGETS)}")
-    print(f"peak    measured matmul: bf16 {peak['peak_bf16_tflops']:.3f} TFLOP/s, "
-          f"fp32 {peak['peak_fp32_tflops']:.3f} TFLOP/s"
-          + (f"; nominal {args.peak_tflops} TFLOP/s" if args.peak_tflops else ""))
+    print(
+        f"setup   device={spec['device']} threads={threads} seq={spec['seq']} batch={spec['batch']} "
+        f"steps={spec['steps']} (first {spec['warmup']} untimed) lr={spec['lr']} "
+        f"LoRA r={LORA_R} alpha={LORA_ALPHA} on {','.join(TARGETS)}"
+    )
+    print(
+        f"peak    measured matmul: bf16 {peak['peak_bf16_tflops']:.3f} TFLOP/s, "
+        f"fp32 {peak['peak_fp32_tflops']:.3f} TFLOP/s"
+        + (f"; nominal {args.peak_tflops} TFLOP/s" if args.peak_tflops else "")
+    )
     any_result = next(iter(results.values()))
-    print(f"FLOPs   N_frozen={any_result['n_frozen_linear']:,} N_lora={any_result['n_lora']:,} "
-          f"L={any_result['layers']} d_attn={any_result['d_attn']}")
+    print(
+        f"FLOPs   N_frozen={any_result['n_frozen_linear']:,} N_lora={any_result['n_lora']:,} "
+        f"L={any_result['layers']} d_attn={any_result['d_attn']}"
+    )
     print(f"        {FLOP_FORMULA}")
-    print("memory  peak = process peak (CPU: ru_maxrss incl. loading; CUDA: max_memory_allocated); "
-          "train = peak since training started")
-    print("MFU     model FLOP/s over the measured bf16 matmul peak (the machine's), and over the peak "
-          "of the variant's own precision (fp32 for (b))")
-    print("eval    mean token loss on the same packed held-out sequences with CausalLMLoss, in fp32 "
-          "(own = in the variant's training precision)")
+    print(
+        "memory  peak = process peak (CPU: ru_maxrss incl. loading; CUDA: max_memory_allocated); "
+        "train = peak since training started"
+    )
+    print(
+        "MFU     model FLOP/s over the measured bf16 matmul peak (the machine's), and over the peak "
+        "of the variant's own precision (fp32 for (b))"
+    )
+    print(
+        "eval    mean token loss on the same packed held-out sequences with CausalLMLoss, in fp32 "
+        "(own = in the variant's training precision)"
+    )
     print()
-    header = (f"{'variant':<42} | {'tok/s':>9} | {'peak GB':>7} | {'train GB':>8} | {'eval fp32':>9} | "
-              f"{'eval own':>13} | {'MFU% bf16pk':>11} | {'MFU% own pk':>11}"
-              + (f" | {'MFU% nominal':>12}" if args.peak_tflops else "")
-              + f" | {'vs (b)':>6} | {'vs (c)':>6}")
+    header = (
+        f"{'variant':<42} | {'tok/s':>9} | {'peak GB':>7} | {'train GB':>8} | {'eval fp32':>9} | "
+        f"{'eval own':>13} | {'MFU% bf16pk':>11} | {'MFU% own pk':>11}"
+        + (f" | {'MFU% nominal':>12}" if args.peak_tflops else "")
+        + f" | {'vs (b)':>6} | {'vs (c)':>6}"
+    )
     print(header)
     print("-" * len(header))
     summary: dict[str, Any] = {}
@@ -622,12 +663,14 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
         for ref in ("b", "c"):
             if ref in results and results[ref]["tokens_per_s"] and r["tokens_per_s"]:
                 vs[ref] = r["tokens_per_s"] / results[ref]["tokens_per_s"]
-        row = (f"({key}) {r['name']:<38} | {_fmt(r['tokens_per_s'], '9.1f')} | {_fmt(r['peak_gb'], '7.3f')} | "
-               f"{_fmt(r['train_peak_gb'], '8.3f')} | {r['eval_loss_fp32']:9.4f} | "
-               f"{r['eval_loss_own']:7.4f} {r['own_precision']:>5} | {r['mfu_pct_bf16_peak']:11.2f} | "
-               f"{r['mfu_pct_own_peak']:11.2f}"
-               + (f" | {r['mfu_pct_nominal']:12.3f}" if args.peak_tflops else "")
-               + f" | {_fmt(vs.get('b'), '5.2f')}x | {_fmt(vs.get('c'), '5.2f')}x")
+        row = (
+            f"({key}) {r['name']:<38} | {_fmt(r['tokens_per_s'], '9.1f')} | {_fmt(r['peak_gb'], '7.3f')} | "
+            f"{_fmt(r['train_peak_gb'], '8.3f')} | {r['eval_loss_fp32']:9.4f} | "
+            f"{r['eval_loss_own']:7.4f} {r['own_precision']:>5} | {r['mfu_pct_bf16_peak']:11.2f} | "
+            f"{r['mfu_pct_own_peak']:11.2f}"
+            + (f" | {r['mfu_pct_nominal']:12.3f}" if args.peak_tflops else "")
+            + f" | {_fmt(vs.get('b'), '5.2f')}x | {_fmt(vs.get('c'), '5.2f')}x"
+        )
         print(row)
     print()
     for key, r in results.items():
@@ -635,14 +678,18 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
         if len(repeats) > 1:
             print(f"({key}) tok/s over {len(repeats)} repeats: {', '.join(f'{x:.1f}' for x in repeats)} (median shown)")
     for key, r in results.items():
-        print(f"({key}) weights {r['weights_dtype']}, {r['train_rows']} training rows, "
-              f"{r['timed_tokens']} tokens in {r['timed_s']:.2f} s timed, final train loss "
-              f"{_fmt(r.get('final_train_loss'), '.4f')}, load {r['load_s']:.1f} s")
+        print(
+            f"({key}) weights {r['weights_dtype']}, {r['train_rows']} training rows, "
+            f"{r['timed_tokens']} tokens in {r['timed_s']:.2f} s timed, final train loss "
+            f"{_fmt(r.get('final_train_loss'), '.4f')}, load {r['load_s']:.1f} s"
+        )
     if "a" in results:
         a = results["a"]
         print()
-        print("goals for (a), polyadapt's defaults:"
-              + (" (--tiny: overhead-dominated smoke run; the goals are for real models)" if args.tiny else ""))
+        print(
+            "goals for (a), polyadapt's defaults:"
+            + (" (--tiny: overhead-dominated smoke run; the goals are for real models)" if args.tiny else "")
+        )
         checks = []
         for ref, target in (("b", 2.0), ("c", 1.3)):
             if ref in results:
@@ -652,8 +699,12 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
         if "b" in results:
             b = results["b"]
             summary["a_over_b_peak_memory"] = round(a["peak_gb"] / b["peak_gb"], 3)
-            checks.append((f"peak memory a/b = {a['peak_gb']:.3f}/{b['peak_gb']:.3f} GB (goal <= b)",
-                           a["peak_gb"] <= b["peak_gb"]))
+            checks.append(
+                (
+                    f"peak memory a/b = {a['peak_gb']:.3f}/{b['peak_gb']:.3f} GB (goal <= b)",
+                    a["peak_gb"] <= b["peak_gb"],
+                )
+            )
         for ref in ("b", "c"):
             if ref in results:
                 delta = a["eval_loss_fp32"] - results[ref]["eval_loss_fp32"]
@@ -669,17 +720,26 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
         summary["base_load_over_adapter_load"] = round(ratio, 1)
         print(f"adapter switch, median of {switch['reps']} (base loaded, adapters saved on disk):")
         print(f"  PeftModel.load_adapter + set_adapter         {1000 * switch['adapter_load_and_set_s']:9.1f} ms")
-        print(f"  the same with low_cpu_mem_usage=True         {1000 * switch['adapter_load_low_mem_and_set_s']:9.1f} ms")
+        print(
+            f"  the same with low_cpu_mem_usage=True         {1000 * switch['adapter_load_low_mem_and_set_s']:9.1f} ms"
+        )
         if switch.get("hotswap_adapter_s") is not None:
             print(f"  peft hotswap_adapter (weights copied in place) {1000 * switch['hotswap_adapter_s']:7.1f} ms")
         print(f"  set_adapter, both adapters loaded            {1000 * switch['set_adapter_s']:9.2f} ms")
-        print(f"  loading the base model again (load_base)     {1000 * switch['base_load_s']:9.1f} ms "
-              f"= {ratio:.1f}x load_adapter + set_adapter")
+        print(
+            f"  loading the base model again (load_base)     {1000 * switch['base_load_s']:9.1f} ms "
+            f"= {ratio:.1f}x load_adapter + set_adapter"
+        )
     payload = {
-        "setup": {k: spec[k] for k in ("model_label", "data_label", "device", "threads", "seq", "batch",
-                                       "steps", "warmup", "lr", "seed")}
-        | {"lora": {"r": LORA_R, "alpha": LORA_ALPHA, "targets": TARGETS}, "flop_formula": FLOP_FORMULA,
-           "nominal_peak_tflops": args.peak_tflops},
+        "setup": {
+            k: spec[k]
+            for k in ("model_label", "data_label", "device", "threads", "seq", "batch", "steps", "warmup", "lr", "seed")
+        }
+        | {
+            "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "targets": TARGETS},
+            "flop_formula": FLOP_FORMULA,
+            "nominal_peak_tflops": args.peak_tflops,
+        },
         "peak": peak,
         "variants": results,
         "switch": switch,
@@ -689,20 +749,31 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="folder with config.json + safetensors, or a .gguf file")
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama (smoke run)")
-    parser.add_argument("--random-init", action="store_true",
-                        help="use --model's config and tokenizer with random weights (where the weights "
-                        "are not at hand: speed and memory are the same; eval losses are not meaningful)")
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="use --model's config and tokenizer with random weights (where the weights "
+        "are not at hand: speed and memory are the same; eval losses are not meaningful)",
+    )
     parser.add_argument("--tiny-hidden", type=int, default=64)
     parser.add_argument("--tiny-layers", type=int, default=2)
-    parser.add_argument("--data", type=Path, help=f"jsonl of {{'text': ...}} records (chat records are "
-                        f"rendered with the chat template); default {DEFAULT_DATA} when present, else "
-                        "synthetic insurance sentences")
-    parser.add_argument("--eval-data", type=Path, help="held-out records (default: the data's eval.jsonl "
-                        "for the default data, else a 10%% split of --data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help=f"jsonl of {{'text': ...}} records (chat records are "
+        f"rendered with the chat template); default {DEFAULT_DATA} when present, else "
+        "synthetic insurance sentences",
+    )
+    parser.add_argument(
+        "--eval-data",
+        type=Path,
+        help="held-out records (default: the data's eval.jsonl for the default data, else a 10%% split of --data)",
+    )
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
     parser.add_argument("--seq", type=int, default=256)
@@ -712,8 +783,12 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--variants", default="bca", help="which variants, in run order (default bca)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run each variant this many times, interleaved; report the median tokens/s")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run each variant this many times, interleaved; report the median tokens/s",
+    )
     parser.add_argument("--eval-seqs", type=int, default=16, help="held-out packed sequences to evaluate")
     parser.add_argument("--no-switch", action="store_true", help="skip the adapter switch timing")
     parser.add_argument("--switch-reps", type=int, default=3)
@@ -769,14 +844,24 @@ def main(argv=None) -> None:
         train_records, heldout, data_label = load_records(args, source)
         spec = {
             "source": source,
-            "model_label": "tiny random Llama (tests/tiny_models.py)" if args.tiny
+            "model_label": "tiny random Llama (tests/tiny_models.py)"
+            if args.tiny
             else f"{args.model}{' (random weights)' if args.random_init else ''}",
             "data_label": data_label,
-            "train": train_records, "heldout": heldout,
-            "device": args.device, "threads": args.threads, "seq": args.seq, "batch": args.batch,
-            "steps": args.steps, "warmup": args.warmup, "lr": args.lr, "seed": args.seed,
-            "eval_seqs": args.eval_seqs, "peak_seconds": args.peak_seconds,
-            "switch_reps": args.switch_reps, "work": str(work),
+            "train": train_records,
+            "heldout": heldout,
+            "device": args.device,
+            "threads": args.threads,
+            "seq": args.seq,
+            "batch": args.batch,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "lr": args.lr,
+            "seed": args.seed,
+            "eval_seqs": args.eval_seqs,
+            "peak_seconds": args.peak_seconds,
+            "switch_reps": args.switch_reps,
+            "work": str(work),
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -788,8 +873,11 @@ def main(argv=None) -> None:
             for key in variants:
                 r = run_worker(key, spec_path, work, spec, args.timeout)
                 runs[key].append(r)
-                print(f"  ({key}) run {repeat + 1}/{args.repeats}: {r['tokens_per_s']} tok/s, peak {r['peak_gb']} GB, "
-                      f"eval {r['eval_loss_fp32']} [{r['subprocess_s']} s]", file=sys.stderr)
+                print(
+                    f"  ({key}) run {repeat + 1}/{args.repeats}: {r['tokens_per_s']} tok/s, peak {r['peak_gb']} GB, "
+                    f"eval {r['eval_loss_fp32']} [{r['subprocess_s']} s]",
+                    file=sys.stderr,
+                )
         results = {key: _combine(runs[key]) for key in variants}
         switch = None if args.no_switch else run_worker("switch", spec_path, work, spec, args.timeout)
         payload = report(spec, results, peak, switch, args)

@@ -23,7 +23,7 @@ from polyadapt.lineage.cli import adapters_app, lineage_app
 
 app = typer.Typer(
     name="polyadapt",
-    help="Domain-adapt foundation models with LoRA: text, code, speech and image.",
+    help="Domain-adapt foundation models with LoRA, one plugin per modality.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -38,7 +38,15 @@ app.add_typer(adapters_app, name="adapters")
 console = Console()
 err_console = Console(stderr=True)
 
-FIRST_PARTY = {"text": "polyadapt-text", "code": "polyadapt-code", "speech": "polyadapt-speech", "image": "polyadapt-image"}
+#: The folder of first-party plugins when polyadapt runs from a checkout.
+CHECKOUT_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+
+
+def distribution_name(name: str) -> str:
+    """The distribution a plugin name means: a bare word ``x`` is ``polyadapt-x``; names with a
+    dash, paths and requirement specifiers are left as they are."""
+    bare = name.replace("_", "").isalnum() and not Path(name).exists()
+    return f"polyadapt-{name}" if bare else name
 
 
 def _quiet_libraries() -> None:
@@ -64,8 +72,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """polyadapt: one tool for LoRA domain adaptation with governance and lineage."""
 
@@ -87,15 +96,23 @@ def plugins_list(
     if as_json:
         console.print_json(json.dumps([info.__dict__ for info in pm.plugins]))
         return
-    table = Table(title="polyadapt plugins",
-                  caption=f"this core implements plugin API {PLUGIN_API_VERSION}; "
-                          "a plugin states the range it supports (POLYADAPT_API)")
+    table = Table(
+        title="polyadapt plugins",
+        caption=f"this core implements plugin API {PLUGIN_API_VERSION}; "
+        "a plugin states the range it supports (POLYADAPT_API)",
+    )
     for column in ("name", "distribution", "version", "api", "tasks", "status"):
         table.add_column(column)
     for info in pm.plugins:
         status = "[green]ok[/]" if info.status == "ok" else f"[red]broken[/]: {info.error}"
-        table.add_row(info.name, info.distribution or "-", info.version or "-", info.api or "-",
-                      ", ".join(info.tasks) or "-", status)
+        table.add_row(
+            info.name,
+            info.distribution or "-",
+            info.version or "-",
+            info.api or "-",
+            ", ".join(info.tasks) or "-",
+            status,
+        )
     console.print(table)
     if not pm.plugins:
         console.print("No plugins installed. Try: polyadapt plugins install text")
@@ -106,29 +123,36 @@ def plugins_list(
         from polyadapt.scaffold import api_range
 
         for name in undeclared:
-            err_console.print(f"[yellow]warning:[/] plugin {name!r} does not declare the plugin API it supports "
-                              f"(POLYADAPT_API = \"{api_range()}\" in its entry module); it may break with a "
-                              "future polyadapt", soft_wrap=True, highlight=False)
+            err_console.print(
+                f"[yellow]warning:[/] plugin {name!r} does not declare the plugin API it supports "
+                f'(POLYADAPT_API = "{api_range()}" in its entry module); it may break with a '
+                "future polyadapt",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 def local_plugin_path(name: str) -> Path | None:
     """The folder of first-party plugin ``name`` in this checkout, when running from one."""
     short = name.removeprefix("polyadapt-")
-    if short not in FIRST_PARTY:
+    if not short.replace("_", "").isalnum():
         return None
-    candidate = Path(__file__).resolve().parent.parent / "plugins" / short
+    candidate = CHECKOUT_PLUGINS / short
     return candidate if (candidate / "pyproject.toml").is_file() else None
 
 
 @plugins_app.command("install")
 def plugins_install(
     names: Annotated[list[str], typer.Argument(help="Plugin distributions (e.g. text, polyadapt-text, ./my-plugin).")],
-    editable: Annotated[bool, typer.Option("--editable/--no-editable", help="Editable install for local folders.")] = True,
+    editable: Annotated[
+        bool, typer.Option("--editable/--no-editable", help="Editable install for local folders.")
+    ] = True,
 ) -> None:
     """pip-install plugin distributions into polyadapt's own environment.
 
-    First-party plugins (text, code, speech, image) install from this checkout when
-    polyadapt runs from one, else from the package index.
+    First-party plugins (the checkout's plugins/ folder) install from this checkout when
+    polyadapt runs from one, else from the package index; a bare name ``x`` means
+    ``polyadapt-x``.
     """
     args: list[str] = []
     for name in names:
@@ -138,7 +162,7 @@ def plugins_install(
         if local is not None:
             args += ["-e", str(local)] if editable else [str(local)]
         else:
-            args.append(FIRST_PARTY.get(name, name))
+            args.append(distribution_name(name))
     command = [sys.executable, "-m", "pip", "install", *args]
     console.print(f"[dim]$ {' '.join(command)}[/]")
     result = subprocess.run(command, check=False)
@@ -150,7 +174,7 @@ def plugins_uninstall(
     names: Annotated[list[str], typer.Argument(help="Plugin distributions (e.g. text, polyadapt-keywords).")],
 ) -> None:
     """pip-uninstall plugin distributions from polyadapt's own environment."""
-    command = [sys.executable, "-m", "pip", "uninstall", "-y", *(FIRST_PARTY.get(name, name) for name in names)]
+    command = [sys.executable, "-m", "pip", "uninstall", "-y", *(distribution_name(name) for name in names)]
     console.print(f"[dim]$ {' '.join(command)}[/]")
     result = subprocess.run(command, check=False)
     raise typer.Exit(code=result.returncode)
@@ -161,12 +185,18 @@ def plugins_uninstall(
 
 @plugin_app.command("new")
 def plugin_new(
-    name: Annotated[str, typer.Argument(help="The plugin's name, e.g. support-chat (distribution polyadapt-support-chat).")],
+    name: Annotated[
+        str, typer.Argument(help="The plugin's name, e.g. support-chat (distribution polyadapt-support-chat).")
+    ],
     task: Annotated[str | None, typer.Option(help="The task it declares (default: the name).")] = None,
-    modality: Annotated[str, typer.Option(help="The task's modality: text, code, or your own text-shaped one.")] = "text",
-    directory: Annotated[Path | None, typer.Option("--dir", help="Where to write it (default: ./polyadapt-NAME).")] = None,
+    modality: Annotated[
+        str, typer.Option(help="The task's modality: text, code, or your own text-shaped one.")
+    ] = "text",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write it (default: ./polyadapt-NAME).")
+    ] = None,
 ) -> None:
-    """Write a ready plugin: pyproject with the entry point, hooks on the shared trainer, tests, README."""
+    """Write a ready plugin (API 2.0): pyproject with the entry point, a task, tests, offline example, README."""
     from polyadapt.scaffold import PluginNames, new_plugin
 
     try:
@@ -174,12 +204,19 @@ def plugin_new(
         names = PluginNames.make(name, task, modality)
     except PolyadaptError as exc:
         _fail(exc)
-    console.print(f"wrote [bold]{target}[/]: plugin {names.name!r} (distribution {names.dist}, module "
-                  f"{names.module}) with task {names.task!r} ({names.modality})", highlight=False)
-    console.print(f"next:\n  cd {target}\n  pip install -e .          # or: polyadapt plugins install .\n"
-                  f"  python -m pytest          # its own tests, on a tiny model\n"
-                  f"  polyadapt plugins         # lists {names.name}\n"
-                  f"  polyadapt adapt example.yaml", highlight=False)
+    console.print(
+        f"wrote [bold]{target}[/]: plugin {names.name!r} (distribution {names.dist}, module "
+        f"{names.module}) with task {names.task!r} ({names.modality})",
+        highlight=False,
+    )
+    console.print(
+        f"next:\n  cd {target}\n  pip install -e .          # or: polyadapt plugins install .\n"
+        f"  python -m pytest          # its own tests, on a tiny model\n"
+        f"  polyadapt plugins         # lists {names.name}\n"
+        f"  python -m {names.module}.tiny   # builds the tiny offline model example.yaml trains\n"
+        f"  polyadapt adapt example.yaml",
+        highlight=False,
+    )
 
 
 @plugin_app.command("hooks")
@@ -232,8 +269,13 @@ def _stop_on_sigterm() -> None:
 @app.command()
 def adapt(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE, e.g. training.max_steps=20.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest unfinished run of this config from its last checkpoint.")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE, e.g. training.max_steps=20.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the newest unfinished run of this config from its last checkpoint."),
+    ] = False,
 ) -> None:
     """Train a LoRA adapter as CONFIG says, then evaluate it against the base."""
     _quiet_libraries()
@@ -275,10 +317,22 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder made by 
 @app.command()
 def serve(
     runs: Annotated[list[Path] | None, typer.Argument(help="Run folders whose adapters to serve.")] = None,
-    registry: Annotated[bool, typer.Option("--registry", help="Serve the registry's active adapters and follow promotions and rollbacks.")] = False,
-    db: Annotated[str | None, typer.Option("--db", help="Lineage database URL for --registry (default: $POLYADAPT_DB_URL, else .polyadapt/lineage.db).")] = None,
-    policy: Annotated[Path | None, typer.Option(help="Serving policy (default: the served runs' policy, else the strict one).")] = None,
-    audit_log: Annotated[Path | None, typer.Option(help="Audit log of policy decisions (default: .polyadapt/audit.jsonl).")] = None,
+    registry: Annotated[
+        bool,
+        typer.Option("--registry", help="Serve the registry's active adapters and follow promotions and rollbacks."),
+    ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Lineage database URL for --registry (default: $POLYADAPT_DB_URL, else .polyadapt/lineage.db)."
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Serving policy (default: the served runs' policy, else the strict one).")
+    ] = None,
+    audit_log: Annotated[
+        Path | None, typer.Option(help="Audit log of policy decisions (default: .polyadapt/audit.jsonl).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most requests answered in one batch.")] = 8,
@@ -301,9 +355,15 @@ def serve(
             from polyadapt.lineage.store import LineageStore
 
             store = LineageStore.open(db)
-        application = build_app_from_runs(get_plugin_manager(), runs or [], max_batch=max_batch,
-                                          batch_wait_ms=batch_wait_ms, registry_store=store,
-                                          policy=policy, audit_log=audit_log)
+        application = build_app_from_runs(
+            get_plugin_manager(),
+            runs or [],
+            max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+            registry_store=store,
+            policy=policy,
+            audit_log=audit_log,
+        )
     except PolyadaptError as exc:
         _fail(exc)
     import uvicorn
@@ -330,17 +390,33 @@ def reproduce(run_dir: Annotated[Path, typer.Argument(help="A finished run folde
     colour, verdict = ("green", "identical") if same else ("red", "DIFFERENT")
     console.print(f"original     {outcome['original']}: {outcome['original_hash']}")
     console.print(f"reproduction {outcome['reproduction']}: {outcome['reproduced_hash']}")
-    console.print(f"adapter weights: [bold {colour}]{verdict}[/]"
-                  + ("" if outcome["data_identical"] else "  (the training data changed since the original run)"))
+    console.print(
+        f"adapter weights: [bold {colour}]{verdict}[/]"
+        + ("" if outcome["data_identical"] else "  (the training data changed since the original run)")
+    )
     raise typer.Exit(code=0 if same else 1)
 
 
 @app.command("config-schema")
-def config_schema() -> None:
-    """Print the JSON schema of run configs (every field, its type and default)."""
+def config_schema(
+    task: Annotated[str | None, typer.Option("--task", help="Print this task's task_options schema instead.")] = None,
+) -> None:
+    """Print the JSON schema of run configs (every field, its type and default), or of a task's options."""
     from polyadapt.config import RunConfig
 
-    console.print_json(json.dumps(RunConfig.model_json_schema()))
+    if task is None:
+        console.print_json(json.dumps(RunConfig.model_json_schema()))
+        return
+    from polyadapt.plugins import get_plugin_manager
+
+    try:
+        found = get_plugin_manager().task(task)
+    except PolyadaptError as exc:
+        _fail(exc)
+    if found.options_model is None:
+        console.print(f"task {task!r} takes no task_options")
+        return
+    console.print_json(json.dumps(found.options_model.model_json_schema()))
 
 
 def main() -> None:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from polyadapt.errors import ConfigError
 from polyadapt.yamlfile import parse_mapping, read_text, validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    _Model = TypeVar("_Model", bound=BaseModel)
+    _Value = TypeVar("_Value")
 
 
 class _Section(BaseModel):
@@ -25,7 +29,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def expand_user(value: Any) -> Any:
+@overload
+def expand_user(value: Path) -> Path: ...
+
+
+@overload
+def expand_user(value: _Value) -> _Value: ...
+
+
+def expand_user(value: object) -> object:
     """A path (or a path-like string) with a leading ``~`` or ``~user`` expanded, as a shell would.
 
     Other values (``None``, ``"builtin"``, hub ids, URLs) are returned unchanged.
@@ -57,7 +69,6 @@ class BaseModelConfig(_Section):
     )
     trust_remote_code: bool = False
 
-
     def display_name(self) -> str:
         """A short name for the base: the GGUF file's stem, else the last part of the id or path.
 
@@ -86,7 +97,6 @@ class DataConfig(_Section):
         "auto", description="Record kind; auto detects from the fields present"
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
-
 
 
 class LoraConfig(_Section):
@@ -142,12 +152,12 @@ class OutputConfig(_Section):
     dir: UserPath = Field(Path("runs"), description="Folder that holds one sub-folder per run")
     name: str | None = Field(None, description="Run name; default: task, time and config hash")
     adapter_name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
         description="Name clients use in 'base:NAME' and the adapter's name in the registry "
         "(default: the run folder's name at serving, the task name in the registry); "
         "letters, digits, '-' and '_'",
     )
-
 
 
 class GovernanceConfig(_Section):
@@ -156,7 +166,6 @@ class GovernanceConfig(_Section):
     policy: UserPath | None = Field(
         None, description="Policy file (YAML, see configs/policies/); default: the strict built-in policy"
     )
-
 
 
 class LineageConfig(_Section):
@@ -169,7 +178,6 @@ class LineageConfig(_Section):
     openlineage: UserPathStr | None = Field(
         None, description="OpenLineage RunEvents: a file (JSON lines) or an http(s) URL to POST to"
     )
-
 
 
 class RunConfig(_Section):
@@ -195,6 +203,28 @@ class RunConfig(_Section):
 
     #: The folder relative paths resolve against (the config file's), None when unknown.
     _base_dir: Path | None = PrivateAttr(None)
+    #: Where the config came from (a file name) and its YAML node tree, for error messages
+    #: about fields validated later (``task_options``) that name the file and the line.
+    _source: str = PrivateAttr("<config>")
+    _yaml_root: Any = PrivateAttr(None)
+
+    @property
+    def source(self) -> str:
+        """The file (or ``<config>``) the config was read from."""
+        return self._source
+
+    def validate_section(self, model: type[_Model], field: str, *, what: str) -> _Model:
+        """``model`` validated from this config's ``field`` block; a :class:`ConfigError` that names
+        the file, the line and the field (and the closest valid name for a misspelt one)."""
+        return validate(
+            model,
+            getattr(self, field),
+            self._source,
+            self._yaml_root,
+            what=what,
+            schema_hint="`polyadapt config-schema --task NAME`",
+            prefix=(field,),
+        )
 
     @property
     def base_dir(self) -> Path | None:
@@ -265,6 +295,7 @@ def parse_config(
     root, data = parse_mapping(text, source, "run config")
     data = apply_overrides(data, overrides or [], source)
     config = validate(RunConfig, data, source, root, what="run config", schema_hint="`polyadapt config-schema`")
+    config._source, config._yaml_root = source, root
     if base_dir is not None:
         config._base_dir = Path(base_dir).resolve()
         _resolve_paths(config, config._base_dir)

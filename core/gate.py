@@ -10,16 +10,31 @@ run folder as ``governance/<role>.jsonl``, the manifest as ``manifests/<role>.js
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from polyadapt.errors import PluginError
 from polyadapt.modalities.records import Dataset
 
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.config import RunConfig
+    from polyadapt.governance.policy import Policy
+    from polyadapt.governance.redact import Redactor
+    from polyadapt.plugins import PluginManager
+    from polyadapt.types import Run
+
+
+class _ConfigLicence(enum.Enum):
+    """The type of :data:`CONFIG_LICENCE` (a one-member enum, so type checkers can narrow it away)."""
+
+    CONFIG_LICENCE = enum.auto()
+
+
 #: ``admit(licence=...)`` left out: the run config's ``data.licence`` applies.
-CONFIG_LICENCE = object()
+CONFIG_LICENCE: Final = _ConfigLicence.CONFIG_LICENCE
 
 
 @dataclass
@@ -30,16 +45,18 @@ class DataGate:
     it in the lineage store); ``write_text(name, text)`` writes into the run folder.
     """
 
-    policy: Any
-    redactor: Any
+    policy: Policy
+    redactor: Redactor
     modality: str
     default_licence: str | None
-    write_text: Callable[[str, str], Any]
+    write_text: Callable[[str, str], object]
     on_manifest: Callable[[str, dict[str, Any]], None] | None = None
+    #: Whether records need consent when the policy does not name the modality.
+    consent_default: bool = False
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def admit(self, dataset: Dataset, *, role: str, licence: Any = CONFIG_LICENCE) -> Dataset:
+    def admit(self, dataset: Dataset, *, role: str, licence: str | None | _ConfigLicence = CONFIG_LICENCE) -> Dataset:
         """Apply the policy to ``dataset`` and return what may reach the model.
 
         :param dataset: records as a modality loader returned them (``scanned_fields`` set).
@@ -60,8 +77,13 @@ class DataGate:
             )
         chosen = self.default_licence if licence is CONFIG_LICENCE else licence
         governed = govern_dataset(
-            dataset, policy=self.policy, redactor=self.redactor, modality=self.modality,
-            licence=chosen, role=role,
+            dataset,
+            policy=self.policy,
+            redactor=self.redactor,
+            modality=self.modality,
+            licence=chosen,
+            role=role,
+            consent_default=self.consent_default,
         )
         manifest = build_manifest(governed.dataset, role=role, governance=governed.summary)
         self.write_text(f"governance/{role}.jsonl", governed.decisions_jsonl())
@@ -77,7 +99,7 @@ class DataGate:
         return shown_text(self.redactor, text)
 
 
-def build_redactor(pm: Any, policy: Any) -> Any:
+def build_redactor(pm: PluginManager, policy: Policy) -> Redactor:
     """The policy's redactor: built-in scanners plus every plugin's, keyed by the project key."""
     from polyadapt.governance.redact import Redactor, load_or_create_key
     from polyadapt.governance.scanners import builtin_scanners
@@ -86,7 +108,7 @@ def build_redactor(pm: Any, policy: Any) -> Any:
     return Redactor(policy, [*builtin_scanners(), *pm.scanners()], load_or_create_key(state_dir()))
 
 
-def shown_text(redactor: Any, text: str) -> str:
+def shown_text(redactor: Redactor, text: str) -> str:
     """``text`` redacted, or a note naming the rules when the policy refuses or drops it."""
     outcome = redactor.apply(text)
     if outcome.refused or outcome.dropped:
@@ -94,7 +116,7 @@ def shown_text(redactor: Any, text: str) -> str:
     return outcome.text
 
 
-def policy_and_redactor(pm: Any, config: Any) -> tuple[Any, Any]:
+def policy_and_redactor(pm: PluginManager, config: RunConfig) -> tuple[Policy, Redactor]:
     """The run config's policy (or the strict default) and its redactor."""
     from polyadapt.governance.policy import load_policy
 
@@ -102,7 +124,7 @@ def policy_and_redactor(pm: Any, config: Any) -> tuple[Any, Any]:
     return policy, build_redactor(pm, policy)
 
 
-def govern_config(config: Any, redactor: Any) -> Any:
+def govern_config(config: RunConfig, redactor: Redactor) -> RunConfig:
     """``config`` with its free text (evaluation sample prompts) passed through the policy.
 
     The config is stored verbatim in the run folder and the lineage store, and the sample
@@ -118,7 +140,13 @@ def govern_config(config: Any, redactor: Any) -> Any:
     return config
 
 
-def open_gate(run: Any, policy: Any, redactor: Any) -> DataGate:
+def open_gate(run: Run, policy: Policy, redactor: Redactor) -> DataGate:
     """The data gate of ``run`` under ``policy``."""
-    return DataGate(policy=policy, redactor=redactor, modality=run.task.modality,
-                    default_licence=run.config.data.licence, write_text=run.write_text)
+    return DataGate(
+        policy=policy,
+        redactor=redactor,
+        modality=run.task.modality,
+        default_licence=run.config.data.licence,
+        write_text=run.write_text,
+        consent_default=bool(getattr(run.task, "consent_required", False)),
+    )

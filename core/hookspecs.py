@@ -1,25 +1,28 @@
-"""The hooks a polyadapt plugin implements.
+"""The hooks of polyadapt plugin API 2.0.
 
 A plugin is a module (or object) registered under the ``polyadapt`` entry-point group whose
-functions carry the :data:`hookimpl` marker and the names below. The core calls them in
-this order for one run (``polyadapt adapt CONFIG``)::
+functions carry the :data:`hookimpl` marker and the names below. Most plugins implement one
+hook, ``polyadapt_tasks``, returning :class:`polyadapt.task.Task` objects: the core runs
+every step of a run and asks the task only what its modality knows. For one run
+(``polyadapt adapt CONFIG``) the core calls::
 
     polyadapt_tasks()                 # at start-up: which tasks exist and who owns them
-    polyadapt_adapt(run)              # the owning plugin trains and saves an adapter
-    polyadapt_evaluate(run, adapter)  # the owning plugin compares base and adapted
+    polyadapt_scanners()              # extra governance scanners, before data is loaded
+    polyadapt_run_event(event)        # START
+    polyadapt_adapt(run)              # the core trains run.task's adapter
+    polyadapt_evaluate(run, adapter)  # the core compares base and adapted with run.task
+    polyadapt_run_event(event)        # COMPLETE or FAIL
 
-Around the run, on every plugin: ``polyadapt_scanners()`` once before the data is loaded
-(extra governance scanners) and ``polyadapt_run_event(event)`` when the run starts,
-completes or fails (lineage listeners).
-
-For serving (``polyadapt serve``)::
+and for serving (``polyadapt serve``)::
 
     polyadapt_tasks()
-    polyadapt_serve(spec)             # the owning plugin loads the base, returns a Servable
+    polyadapt_serve(spec)             # the core loads spec.task's servable
+    polyadapt_routes()                # HTTP endpoints plugins add besides their tasks' own
 
-``adapt``, ``evaluate`` and ``serve`` are *dispatched*: the core calls only the plugin that
-declared the run's task (plus any hook wrappers), so an implementation never has to check
-whether a run is its own. They are ``firstresult`` hooks: the first non-None answer wins.
+``adapt``, ``evaluate`` and ``serve`` are ``firstresult`` hooks answered by the core
+(``trylast``). Plugins wrap them (``@hookimpl(wrapper=True)``) to observe or change every
+call: the wrappers of every plugin run around every call. A plugin may also answer one
+itself, returning None for the calls it leaves to the core.
 
 Hook names are prefixed ``polyadapt_``; an implementation may take fewer arguments than
 the spec names (pluggy passes only those it asks for).
@@ -33,7 +36,9 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.governance.scanners import Scanner
-    from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec, Task
+    from polyadapt.serving.routes import Route
+    from polyadapt.task import Task
+    from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
 
 PROJECT_NAME = "polyadapt"
 
@@ -48,25 +53,58 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def polyadapt_tasks() -> list[Task]:
-    """Declare the tasks this plugin can adapt, evaluate and serve.
+def polyadapt_tasks() -> list[Task]:  # type: ignore[empty-body]  # a spec: pluggy never calls its body
+    """Declare the tasks this plugin offers.
 
     Called once on every plugin when the plugin manager starts. Must be cheap: return
-    records only, import nothing heavy.
+    objects only, import nothing heavy (a task imports torch inside its methods).
 
-    :returns: a list of :class:`polyadapt.types.Task` records. Task names are global: two
-        plugins declaring the same name is reported as a conflict and the later one loses.
+    :returns: a list of :class:`polyadapt.task.Task` instances (subclasses that set
+        ``name`` and implement ``load_base``, ``training_job``, ``evaluate`` and, to be
+        served, ``servable``). Task names are global: two plugins declaring the same name
+        is reported as a conflict and the later one loses.
 
     Call semantics: called on all plugins; the results are concatenated.
 
     Example::
 
+        class SentimentTask(Task):
+            name = "sentiment"
+            options_model = SentimentOptions
+            def load_base(self, run): ...
+            def training_job(self, run, base, model, data): ...
+            def evaluate(self, run, adapter, data): ...
+
         @hookimpl
         def polyadapt_tasks():
-            return [Task(name="text-generation", modality="text",
-                         description="Causal LM fine-tuning", default_base="gpt2")]
+            return [SentimentTask()]
 
-    Added in plugin API 1.0.
+    Added in plugin API 1.0; returns Task objects with methods since 2.0.
+    """
+
+
+@hookspec
+def polyadapt_routes() -> list[Route]:  # type: ignore[empty-body]  # a spec: pluggy never calls its body
+    """Add HTTP endpoints to ``polyadapt serve`` that belong to no single task.
+
+    Called once per ``polyadapt serve`` on every plugin. A task's own endpoints come from
+    :meth:`polyadapt.task.Task.routes` and are mounted when a base of that task is served;
+    this hook is for endpoints of the plugin as a whole (a status page, a cross-task
+    search). Each route is mounted behind the server's body validation, OpenAI-shaped
+    errors, serving policy and micro-batching (see :mod:`polyadapt.serving.routes`).
+
+    :returns: a list of :class:`polyadapt.serving.routes.Route` records.
+
+    Call semantics: called on all plugins; the results are concatenated. Two different
+    routes on the same method and path stop the server's start with an error naming both.
+
+    Example::
+
+        @hookimpl
+        def polyadapt_routes():
+            return [Route("/v1/glossary", glossary_handler, body=GlossaryBody)]
+
+    Added in plugin API 2.0.
     """
 
 
@@ -80,35 +118,29 @@ def polyadapt_adapt(run: Run) -> AdapterArtifact | None:
     """Train a LoRA adapter for ``run`` and save it to ``run.adapter_dir``.
 
     Called by ``polyadapt adapt`` after the config is validated and the run folder made.
-    The implementation loads the data and passes every dataset through
-    ``run.admit(dataset, role=...)`` (the policy's licence, consent and PII rules, and the
-    lineage manifest: only what it returns may reach the model; the runner refuses a run
-    whose ``train`` data was not admitted). It loads the base model, hands model and
-    examples to the shared trainer (:func:`polyadapt.training.train`) and saves the
-    adapter atomically (see :func:`polyadapt.fileio.atomic_directory`) as ``*.safetensors``
-    files in a format plain PEFT (or diffusers) loads. When ``run.resume`` is true, the
-    trainer continues from the last checkpoint in ``run.checkpoint_dir``.
+    The core answers it (:func:`polyadapt.steps.train_adapter`): it reads the data through
+    ``run.task.load_run_data`` (every set through governance and lineage), writes
+    ``data_summary.json`` and ``quarantine.jsonl``, loads the base
+    (``run.task.load_base``), attaches LoRA, trains ``run.task.training_job`` with the
+    shared trainer (checkpoints, ``--resume``) and saves ``run.task.save_adapter``'s files
+    atomically. Wrap it to observe or change that; answer it only to replace the run.
 
-    :param run: the validated config, the task, the run folder and the data gate.
+    :param run: the validated config and options, the task, the run folder, the data gate.
     :returns: the :class:`polyadapt.types.AdapterArtifact` describing what was saved.
 
-    Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
+    Call semantics: ``firstresult``; the core's implementation is ``trylast``, so hook
+    wrappers of every plugin run around it.
 
     Example::
 
-        @hookimpl
+        @hookimpl(wrapper=True)
         def polyadapt_adapt(run):
-            data = run.admit(load_text_dataset(run.config.data.train), role="train")
-            model = attach_lora(load_base(run.config.base_model), run.config.lora)
-            job = TrainingJob(model=model, train_data=encode(data.records),
-                              collate=collate, loss=summed_loss)
-            result = train(job, run.config.training, run.dir, resume=run.resume)
-            with atomic_directory(run.adapter_dir) as folder:
-                model.save_pretrained(folder, safe_serialization=True)
-            return AdapterArtifact(path=run.adapter_dir, base_model=run.config.base_model.id,
-                                   train_metrics=result.to_dict())
+            started = time.time()
+            artifact = yield
+            notify_team(f"{run.id} trained in {time.time() - started:.0f} s")
+            return artifact
 
-    Added in plugin API 1.0.
+    Added in plugin API 1.0; answered by the core since 2.0.
     """
 
 
@@ -117,28 +149,27 @@ def polyadapt_evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport | None:
     """Compare the base model with base + ``adapter`` on the run's held-out data.
 
     Called by ``polyadapt adapt`` after ``polyadapt_adapt`` and by ``polyadapt evaluate
-    RUN``. Evaluation data passes ``run.admit`` like training data. The report holds, for
-    each evaluation set (the held-out domain split, a general-capability set for the
-    forgetting check, ...), one :class:`polyadapt.types.MetricRow` per metric with the base
-    and adapted values and a ``role`` (``domain``, ``general``: what the registry's
-    promotion gate checks), plus a few example outputs. The core passes the samples through
-    the policy, writes the report to ``run.metrics_path`` and prints it.
+    RUN``. The core answers it with ``run.task.evaluate(run, adapter, data)`` on the run's
+    governed data. The report holds one :class:`polyadapt.types.MetricRow` per set and
+    metric with the base and adapted values and a ``role`` (``domain``, ``general``: what
+    the registry's promotion gate checks), plus a few example outputs, which the core
+    passes through the policy, writes to ``run.metrics_path`` and prints.
 
-    :param run: the run whose adapter is evaluated (its config says which data to use).
+    :param run: the run whose adapter is evaluated.
     :param adapter: the artifact ``polyadapt_adapt`` returned (or one re-read from disk).
     :returns: the :class:`polyadapt.types.EvalReport`.
 
-    Call semantics: ``firstresult``; dispatched to the plugin that declared ``run.task``.
+    Call semantics: ``firstresult``; the core's implementation is ``trylast``.
 
     Example::
 
-        @hookimpl
+        @hookimpl(wrapper=True)
         def polyadapt_evaluate(run, adapter):
-            heldout = run.admit(load_text_dataset(run.config.data.eval), role="eval")
-            base, adapted = perplexity(base_model, heldout), perplexity(adapted_model, heldout)
-            return EvalReport(rows=[MetricRow("domain", "perplexity", base, adapted, role="domain")])
+            report = yield
+            dashboard.publish(run.id, [row.metric for row in report.rows])
+            return report
 
-    Added in plugin API 1.0.
+    Added in plugin API 1.0; answered by the core since 2.0.
     """
 
 
@@ -146,22 +177,25 @@ def polyadapt_evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport | None:
 def polyadapt_serve(spec: ServeSpec) -> Servable | None:
     """Load ``spec.base_model`` once and return a :class:`polyadapt.types.Servable`.
 
-    Called by ``polyadapt serve`` for each base model it must host. The servable keeps the
-    base in memory, loads each adapter of ``spec.adapters`` on first use (or at once), and
-    answers batches of requests in which each request may name a different adapter.
+    Called by ``polyadapt serve`` for each base model it must host. The core answers it
+    with ``spec.task.servable(spec)``: an object that keeps the base in memory, loads each
+    adapter of ``spec.adapters`` on first use, and answers batches of requests in which
+    each request may name a different adapter.
 
     :param spec: the task, the base model, the name clients use for it, and the adapters.
     :returns: an object implementing the :class:`polyadapt.types.Servable` protocol.
 
-    Call semantics: ``firstresult``; dispatched to the plugin that declared ``spec.task``.
+    Call semantics: ``firstresult``; the core's implementation is ``trylast``.
 
     Example::
 
-        @hookimpl
+        @hookimpl(wrapper=True)
         def polyadapt_serve(spec):
-            return TextServable(spec)
+            servable = yield
+            log.info("serving %s with %d adapters", spec.base_name, len(spec.adapters))
+            return servable
 
-    Added in plugin API 1.0.
+    Added in plugin API 1.0; answered by the core since 2.0.
     """
 
 
@@ -171,7 +205,7 @@ def polyadapt_serve(spec: ServeSpec) -> Servable | None:
 
 
 @hookspec
-def polyadapt_scanners() -> list[Scanner]:
+def polyadapt_scanners() -> list[Scanner]:  # type: ignore[empty-body]  # a spec: pluggy never calls its body
     """Add governance scanners that look for sensitive content in text.
 
     Called once per run (and once per ``polyadapt serve``) on every plugin. The scanners

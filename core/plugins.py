@@ -7,29 +7,41 @@ distribution names); an empty string loads none. ``POLYADAPT_TRACE=1`` logs ever
 call to stderr.
 
 A plugin that fails to import, declares an unsupported plugin API range (module attribute
-``POLYADAPT_API = ">=1,<2"``) or raises in ``polyadapt_tasks`` is recorded as *broken* with
+``POLYADAPT_API = ">=2,<3"``) or raises in ``polyadapt_tasks`` is recorded as *broken* with
 its error; every other plugin keeps working.
+
+The core's own implementations of ``polyadapt_adapt``, ``polyadapt_evaluate`` and
+``polyadapt_serve`` (:mod:`polyadapt.builtin_hooks`) are registered first and cannot be
+blocked; hook wrappers from any plugin run around them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from polyadapt import PLUGIN_API_VERSION, hookspecs
+from polyadapt import PLUGIN_API_VERSION, builtin_hooks, hookspecs
 from polyadapt.errors import PluginError
-from polyadapt.types import Task
+from polyadapt.task import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.governance.scanners import Scanner
+    from polyadapt.serving.routes import Route
+    from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
 
 ENTRY_POINT_GROUP = "polyadapt"
 LOAD_PLUGINS_ENV = "POLYADAPT_LOAD_PLUGINS"
 TRACE_ENV = "POLYADAPT_TRACE"
+#: Where a plugin author reads what changed between plugin API versions.
+MIGRATION_GUIDE = "docs/migrating-to-plugin-api-2.md"
 
 
 @dataclass
@@ -53,7 +65,7 @@ def _wanted_plugins() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def check_api_compatibility(plugin_name: str, declared: Any) -> str | None:
+def check_api_compatibility(plugin_name: str, declared: object) -> str | None:
     """Return an error message if ``declared`` (a version specifier) excludes this core's API."""
     if declared is None:
         return None
@@ -65,6 +77,13 @@ def check_api_compatibility(plugin_name: str, declared: Any) -> str | None:
             "version range; write it like '>=1,<2'"
         )
     if Version(PLUGIN_API_VERSION) not in spec:
+        if Version("1.0") in spec:
+            return (
+                f"plugin {plugin_name!r} was written for polyadapt plugin API 1.x (POLYADAPT_API = "
+                f"{declared!r}); this core implements {PLUGIN_API_VERSION}, where a plugin returns Task "
+                "objects and the core runs adapt, evaluate and serve. Upgrade the plugin, or migrate "
+                f"it as {MIGRATION_GUIDE} in the polyadapt repository shows"
+            )
         return (
             f"plugin {plugin_name!r} supports polyadapt plugin API {declared} but this core "
             f"implements {PLUGIN_API_VERSION}; install a version of the plugin made for "
@@ -76,9 +95,10 @@ def check_api_compatibility(plugin_name: str, declared: Any) -> str | None:
 class PluginManager:
     """The loaded plugins, their tasks, and typed access to the hooks."""
 
-    def __init__(self, *, load_entrypoints: bool = True, plugins: dict[str, Any] | None = None):
+    def __init__(self, *, load_entrypoints: bool = True, plugins: Mapping[str, object] | None = None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
+        self.pm.register(builtin_hooks, name=builtin_hooks.NAME)
         self.infos: dict[str, PluginInfo] = {}
         self.tasks: dict[str, Task] = {}
         self.conflicts: list[str] = []
@@ -117,14 +137,14 @@ class PluginManager:
                 continue
             self._register_checked(ep.name, plugin, info)
 
-    def register(self, name: str, plugin: Any, *, version: str | None = None) -> PluginInfo:
+    def register(self, name: str, plugin: object, *, version: str | None = None) -> PluginInfo:
         """Register ``plugin`` (a module or object with hook functions) under ``name``."""
         info = PluginInfo(name=name, version=version)
         self.infos[name] = info
         self._register_checked(name, plugin, info)
         return info
 
-    def _register_checked(self, name: str, plugin: Any, info: PluginInfo) -> None:
+    def _register_checked(self, name: str, plugin: object, info: PluginInfo) -> None:
         declared = getattr(plugin, "POLYADAPT_API", None)
         info.api = str(declared) if declared is not None else None
         problem = check_api_compatibility(name, declared)
@@ -148,19 +168,21 @@ class PluginManager:
                 self.pm.unregister(name=name)
                 continue
             for task in declared:
-                if not isinstance(task, Task):
+                if not isinstance(task, Task) or not task.name:
                     info.status = "broken"
-                    info.error = f"polyadapt_tasks returned {type(task).__name__}, not a Task"
+                    info.error = (
+                        f"polyadapt_tasks returned {task!r}, not a named polyadapt.task.Task (see {MIGRATION_GUIDE})"
+                    )
                     self.pm.unregister(name=name)
                     break
                 if task.name in self.tasks:
                     owner = self.tasks[task.name].plugin
                     self.conflicts.append(
-                        f"task {task.name!r} is declared by both {owner!r} and {name!r}; "
-                        f"{owner!r} keeps it"
+                        f"task {task.name!r} is declared by both {owner!r} and {name!r}; {owner!r} keeps it"
                     )
                     continue
-                self.tasks[task.name] = Task(**{**task.__dict__, "plugin": name})
+                task.plugin = name
+                self.tasks[task.name] = task
                 info.tasks.append(task.name)
 
     # -- queries -------------------------------------------------------------------------
@@ -187,34 +209,44 @@ class PluginManager:
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def dispatch(self, hook_name: str, task: Task, **kwargs: Any) -> Any:
-        """Call ``hook_name`` on the plugin that owns ``task`` only, and return its answer."""
-        owner = self.pm.get_plugin(task.plugin)
-        if owner is None:
-            raise PluginError(f"plugin {task.plugin!r} that owns task {task.name!r} is not loaded")
-        others = [p for p in self.pm.get_plugins() if p is not owner]
-        caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
-        result = caller(**kwargs)
-        if result is None:
-            raise PluginError(
-                f"plugin {task.plugin!r} declares task {task.name!r} but its {hook_name} "
-                "hook returned nothing; the plugin must implement it"
-            )
-        return result
+    @overload
+    def dispatch(self, hook_name: Literal["polyadapt_adapt"], task: Task, *, run: Run) -> AdapterArtifact: ...
 
+    @overload
+    def dispatch(
+        self, hook_name: Literal["polyadapt_evaluate"], task: Task, *, run: Run, adapter: AdapterArtifact
+    ) -> EvalReport: ...
+
+    @overload
+    def dispatch(self, hook_name: Literal["polyadapt_serve"], task: Task, *, spec: ServeSpec) -> Servable: ...
+
+    def dispatch(self, hook_name: str, task: Task, **kwargs: object) -> object:
+        """Call the run hook ``hook_name`` (``polyadapt_adapt``, ``_evaluate``, ``_serve``) for
+        ``task`` and return its answer.
+
+        Every plugin's hook wrappers run around the call; the core's implementation (which
+        asks ``task``) answers unless a plugin's own implementation answers first.
+        """
+        if self.pm.get_plugin(task.plugin) is None:
+            raise PluginError(f"plugin {task.plugin!r} that owns task {task.name!r} is not loaded")
+        result = getattr(self.pm.hook, hook_name)(**kwargs)
+        if result is None:
+            raise PluginError(f"{hook_name} returned nothing for task {task.name!r} of plugin {task.plugin!r}")
+        return result
 
     # -- cross-cutting hooks (called on every plugin) -------------------------------------
 
-    def scanners(self) -> list[Any]:
+    def scanners(self) -> list[Scanner]:
         """The governance scanners every plugin adds through ``polyadapt_scanners``.
 
         A plugin whose hook fails stops the caller with a :class:`PluginError` naming it:
         data must not pass with a scanner silently missing.
         """
-        found: list[Any] = []
+        found: list[Scanner] = []
         for impl in self.pm.hook.polyadapt_scanners.get_hookimpls():
             try:
-                added = list(impl.function() or [])
+                # checked below: scanners without scan() or types stop the caller
+                added = list(cast("Iterable[Scanner]", impl.function() or []))
             except Exception as exc:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r}: polyadapt_scanners failed: {type(exc).__name__}: {exc}; "
@@ -229,7 +261,24 @@ class PluginManager:
             found.extend(added)
         return found
 
-    def notify_run_event(self, event: dict) -> list[str]:
+    def plugin_routes(self) -> list[tuple[list[Route], str]]:
+        """The HTTP routes each plugin adds through ``polyadapt_routes``, with its name.
+
+        A plugin whose hook fails stops the server's start with a :class:`PluginError`
+        naming it.
+        """
+        found: list[tuple[list[Route], str]] = []
+        for impl in self.pm.hook.polyadapt_routes.get_hookimpls():
+            try:
+                found.append((list(cast("Iterable[Route]", impl.function() or [])), impl.plugin_name))
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: polyadapt_routes failed: {type(exc).__name__}: "
+                    f"{exc}; fix or disable the plugin (POLYADAPT_LOAD_PLUGINS)"
+                ) from exc
+        return found
+
+    def notify_run_event(self, event: dict[str, Any]) -> list[str]:
         """Give ``event`` to every plugin's ``polyadapt_run_event``; return the failures as warnings."""
         warnings = []
         for impl in self.pm.hook.polyadapt_run_event.get_hookimpls():
@@ -243,7 +292,8 @@ class PluginManager:
         """Name, distribution and version of every plugin that loaded (for run records)."""
         return [
             {"name": info.name, "distribution": info.distribution, "version": info.version}
-            for info in self.plugins if info.status == "ok"
+            for info in self.plugins
+            if info.status == "ok"
         ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config, resolve_option_paths
@@ -19,39 +19,61 @@ from polyadapt.fileio import atomic_write_text
 from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
+from polyadapt.task import Task
 from polyadapt.tracking import RunTracker, base_model_record
 from polyadapt.types import AdapterArtifact, EvalReport, Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from pydantic import BaseModel
+
+    from polyadapt.gate import DataGate
+    from polyadapt.lineage.store import LineageStore
+
+    #: Where a run's progress messages go (the CLI passes its console's print).
+    Notify = Callable[[str], None]
 
 RUN_RECORD = "run.json"
 CONFIG_FILE = "config.yaml"
 
 
-def _validate_task_options(pm: PluginManager, config: RunConfig) -> tuple[Any, Any]:
-    """The task and its validated options.
+def strict_options_model(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` with unknown keys rejected, whatever the plugin set (a typo must not pass)."""
+    if model.model_config.get("extra") == "forbid":
+        return model
+    return type(
+        model.__name__,
+        (model,),
+        {
+            "model_config": {**model.model_config, "extra": "forbid"},
+            "__doc__": model.__doc__,
+            "__module__": model.__module__,
+        },
+    )
 
-    Paths in the options (fields the options model types ``Path``) are made absolute in
-    ``config.task_options`` too: ``~`` expanded, relative ones resolved against the config
-    file's folder (the working directory when the config came from no file), so the run
-    folder's ``config.yaml`` works from any folder.
+
+def _validate_task_options(pm: PluginManager, config: RunConfig) -> tuple[Task, BaseModel | None]:
+    """The task and its validated options (every default filled in; None without a model).
+
+    Errors name the config file, the line and the field (``task_options.x``); an unknown
+    key gets the closest valid name. Paths in the options (fields the options model types
+    ``Path``) are made absolute in ``config.task_options`` too: ``~`` expanded, relative
+    ones resolved against the config file's folder (the working directory when the config
+    came from no file), so the run folder's ``config.yaml`` works from any folder.
     """
     task = pm.task(config.task)
-    options = config.task_options
-    if task.options_model is not None:
-        from pydantic import ValidationError
-
-        try:
-            options = task.options_model.model_validate(config.task_options)
-            resolved = resolve_option_paths(options, config.task_options, config.base_dir or Path.cwd())
-            if resolved != config.task_options:
-                config.task_options = resolved
-                options = task.options_model.model_validate(resolved)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"task_options.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"invalid task_options for task {task.name!r}: {problems}") from None
-    elif config.task_options:
-        raise ConfigError(f"task {task.name!r} takes no task_options; remove that block")
+    if task.options_model is None:
+        if config.task_options:
+            raise ConfigError(f"{config.source}: task {task.name!r} takes no task_options; remove that block")
+        return task, None
+    model = strict_options_model(task.options_model)
+    what = f"task_options for task {task.name!r}"
+    options = config.validate_section(model, "task_options", what=what)
+    resolved = resolve_option_paths(options, config.task_options, config.base_dir or Path.cwd())
+    if resolved != config.task_options:
+        config.task_options = resolved
+        options = config.validate_section(model, "task_options", what=what)
     return task, options
 
 
@@ -75,9 +97,7 @@ def _find_resumable(config: RunConfig) -> Path:
             if record.get("config_hash") == config.hash() and record.get("status") != "completed":
                 candidates.append((record.get("started", ""), record_path.parent))
     if not candidates:
-        raise PolyadaptError(
-            f"--resume: no unfinished run of this config in {root}; start it without --resume"
-        )
+        raise PolyadaptError(f"--resume: no unfinished run of this config in {root}; start it without --resume")
     return sorted(candidates)[-1][1]
 
 
@@ -87,8 +107,7 @@ def _make_run_dir(config: RunConfig, resume: bool) -> Path:
     run_dir = Path(config.output.dir) / _new_run_id(config)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise PolyadaptError(
-            f"{run_dir} already holds a run; choose another output.name, or pass --resume "
-            "to continue it"
+            f"{run_dir} already holds a run; choose another output.name, or pass --resume to continue it"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
@@ -111,12 +130,12 @@ class RunRecord:
             "status": "running",
         }
 
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: object) -> None:
         self.data.update(fields)
         self.run.write_json(RUN_RECORD, self.data)
 
 
-def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None) -> Run:
+def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, notify: Notify | None = None) -> Run:
     """Make (or, with ``resume``, find) the run folder, write the resolved config, open the gate."""
     task, options = _validate_task_options(pm, config)
     policy, redactor = policy_and_redactor(pm, config)
@@ -132,14 +151,26 @@ def prepare_run(pm: PluginManager, config: RunConfig, *, resume: bool = False, n
     if status == "error":
         raise PolyadaptError(value)
     run_dir = Path(value)
-    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), resume=resume,
-              task_options=options, notify=notify)
+    run = Run(
+        id=run_dir.name,
+        config=config,
+        task=task,
+        dir=run_dir.resolve(),
+        resume=resume,
+        task_options=options,
+        notify=notify,
+    )
     run.gate = open_gate(run, policy, redactor)
     return run
 
 
 def adapt(
-    pm: PluginManager, config: RunConfig, *, resume: bool = False, notify=None, store: Any = None
+    pm: PluginManager,
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    notify: Notify | None = None,
+    store: LineageStore | None = None,
 ) -> tuple[Run, AdapterArtifact, EvalReport | None]:
     """Run ``polyadapt adapt``: govern the data, train, register and evaluate the adapter.
 
@@ -155,7 +186,7 @@ def adapt(
     except PolyadaptError:
         _discard_fresh_folder(run)
         raise
-    run.gate.on_manifest = tracker.dataset_admitted
+    _gate(run).on_manifest = tracker.dataset_admitted
     record = RunRecord(run, _existing_record(run) if resume else None)
     environment = capture_environment(pm.loaded_plugins())
     base_model = base_model_record(config)
@@ -169,7 +200,7 @@ def adapt(
 
         set_seed(config.training.seed)
         adapter = pm.dispatch("polyadapt_adapt", run.task, run=run)
-        if "train" not in run.gate.manifests:
+        if "train" not in _gate(run).manifests:
             raise PluginError(
                 f"plugin {run.task.plugin!r} trained without passing its training data through "
                 "run.admit(dataset, role='train'); no data may reach a model ungoverned"
@@ -179,8 +210,9 @@ def adapt(
             return run, adapter, None
         run.write_json("adapter.json", adapter.to_dict())
         adapter_output = _register(run, adapter, tracker)
-        record.update(status="trained", adapter=adapter.to_dict(), provenance=adapter_output,
-                      governance=run.gate.summaries)
+        record.update(
+            status="trained", adapter=adapter.to_dict(), provenance=adapter_output, governance=_gate(run).summaries
+        )
         report = evaluate(pm, run, adapter, tracker=tracker) if config.evaluation.enabled else None
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -193,6 +225,12 @@ def adapt(
     record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
     tracker.finished("completed", adapter=adapter_output)
     return run, adapter, report
+
+
+def _gate(run: Run) -> DataGate:
+    """The data gate :func:`prepare_run` (or :func:`load_run`) opened for ``run``."""
+    assert run.gate is not None, "runs are made by prepare_run or load_run, which open the gate"
+    return run.gate
 
 
 def _discard_fresh_folder(run: Run) -> None:
@@ -211,19 +249,35 @@ def _register(run: Run, adapter: AdapterArtifact, tracker: RunTracker) -> dict[s
     """Stamp the adapter with its provenance and file it in the registry as a candidate."""
     from polyadapt.lineage.provenance import stamp_adapter, weights_hash
 
-    train_root = run.gate.manifests["train"]["root_hash"]
-    stamp_adapter(adapter.path, run_id=run.id, dataset_root=train_root,
-                  extra={"polyadapt_version": __version__, "task": run.task.name,
-                         "base_model": run.config.base_model.display_name()})
+    train_root = _gate(run).manifests["train"]["root_hash"]
+    stamp_adapter(
+        adapter.path,
+        run_id=run.id,
+        dataset_root=train_root,
+        extra={
+            "polyadapt_version": __version__,
+            "task": run.task.name,
+            "base_model": run.config.base_model.display_name(),
+        },
+    )
     digest = weights_hash(adapter.path)
     name, base = registry_name(run), run.config.base_model.display_name()
     version = tracker.adapter_saved(name=name, base_model=base, weights_hash=digest)
+    assert version is not None  # only the main process registers, and its tracker records
     run.say(f"registry: {base}:{name} version {version.version} ({version.status})")
-    return {"name": name, "base_model": base, "version": version.version, "weights_hash": digest,
-            "path": str(adapter.path), "dataset_root": train_root}
+    return {
+        "name": name,
+        "base_model": base,
+        "version": version.version,
+        "weights_hash": digest,
+        "path": str(adapter.path),
+        "dataset_root": train_root,
+    }
 
 
-def reproduce(pm: PluginManager, run_dir: Path | str, *, notify=None, store: Any = None) -> dict[str, Any]:
+def reproduce(
+    pm: PluginManager, run_dir: Path | str, *, notify: Notify | None = None, store: LineageStore | None = None
+) -> dict[str, Any]:
     """Run a finished run again from its record and compare the adapters' weights hashes.
 
     The resolved config (``config.yaml``, seed included) trains again into a sibling folder
@@ -248,8 +302,10 @@ def reproduce(pm: PluginManager, run_dir: Path | str, *, notify=None, store: Any
     reproduced_hash = record["provenance"]["weights_hash"]
     original_root = (provenance.get("provenance") or {}).get("dataset_root")
     outcome = {
-        "original": original.id, "reproduction": run.id,
-        "original_hash": original_hash, "reproduced_hash": reproduced_hash,
+        "original": original.id,
+        "reproduction": run.id,
+        "original_hash": original_hash,
+        "reproduced_hash": reproduced_hash,
         "identical": original_hash == reproduced_hash,
         "data_identical": original_root == record["provenance"]["dataset_root"],
     }
@@ -278,7 +334,7 @@ def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact, *, tracker: 
     return report
 
 
-def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, AdapterArtifact]:
+def load_run(pm: PluginManager, run_dir: Path | str, notify: Notify | None = None) -> tuple[Run, AdapterArtifact]:
     """Re-open a finished run folder: its resolved config and its adapter."""
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -286,8 +342,7 @@ def load_run(pm: PluginManager, run_dir: Path | str, notify=None) -> tuple[Run, 
         raise PolyadaptError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); pass a folder under runs/")
     config = parse_config(config_path.read_text(), str(config_path))
     task, options = _validate_task_options(pm, config)
-    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options,
-              notify=notify)
+    run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options, notify=notify)
     run.gate = open_gate(run, *policy_and_redactor(pm, config))
     adapter_record = run_dir / "adapter.json"
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():

@@ -2,10 +2,13 @@
 
 The template lies in ``polyadapt/templates/plugin/`` (package data). Every file ends in
 ``.tmpl`` and is rendered with :class:`string.Template` (``$name``, ``$dist``,
-``$module``, ``$task``, ``$modality``, ``$api``, ``$requirement``; ``$$`` is a dollar);
-``__module__`` in a path becomes the module name. The result is a plugin for causal
-language models (text, code, or a modality of the plugin's own whose records are text)
-that installs with pip and passes its own tests as generated.
+``$module``, ``$task``, ``$task_class``, ``$modality``, ``$api``, ``$requirement``; ``$$``
+is a dollar); ``__module__`` in a path becomes the module name. The result is a plugin
+API 2 plugin for causal language models (text, code, or a modality of the plugin's own
+whose records are text): a :class:`polyadapt.task.Task` subclass that answers only what is
+its own (the base, the training examples and loss, the evaluation) while the core runs
+every step of the run. It installs with pip, passes its own tests as generated, and its
+``example.yaml`` runs offline on a tiny model that ``python -m <module>.tiny`` builds.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ class PluginNames:
     task: str
     modality: str
 
+    @property
+    def task_class(self) -> str:
+        """The name of the plugin's Task subclass: ``support-replies`` -> ``SupportRepliesTask``."""
+        return "".join(part.capitalize() for part in self.task.split("-")) + "Task"
+
     @classmethod
     def make(cls, name: str, task: str | None = None, modality: str = "text") -> PluginNames:
         short = name.strip().lower().removeprefix("polyadapt-").removeprefix("polyadapt_").replace("_", "-")
@@ -53,8 +61,13 @@ class PluginNames:
             )
         if not NAME_PATTERN.match(modality):
             raise PolyadaptError(f"--modality {modality!r}: use lower-case letters, digits and dashes")
-        return cls(name=short, dist=f"polyadapt-{short}", module=f"polyadapt_{short.replace('-', '_')}",
-                   task=task, modality=modality)
+        return cls(
+            name=short,
+            dist=f"polyadapt-{short}",
+            module=f"polyadapt_{short.replace('-', '_')}",
+            task=task,
+            modality=modality,
+        )
 
 
 def api_range() -> str:
@@ -64,6 +77,7 @@ def api_range() -> str:
 
 
 def template_root():
+    """The folder of the plugin template (package data)."""
     return resources.files("polyadapt") / "templates" / "plugin"
 
 
@@ -80,8 +94,13 @@ def render(names: PluginNames) -> dict[str, str]:
     """The files of the new plugin: relative path -> content."""
     major, minor = __version__.split(".")[:2]
     values = {
-        "name": names.name, "dist": names.dist, "module": names.module, "task": names.task,
-        "modality": names.modality, "api": api_range(),
+        "name": names.name,
+        "dist": names.dist,
+        "module": names.module,
+        "task": names.task,
+        "task_class": names.task_class,
+        "modality": names.modality,
+        "api": api_range(),
         "requirement": f"polyadapt>={major}.{minor}",
     }
     files = {}

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyadapt.distributed import is_main_process
 from polyadapt.errors import PolyadaptError
 from polyadapt.types import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.config import RunConfig
+    from polyadapt.lineage.openlineage import OpenLineageEmitter
+    from polyadapt.lineage.registry import AdapterVersion
+    from polyadapt.lineage.store import LineageStore
+    from polyadapt.plugins import PluginManager
 
 
 def now() -> str:
@@ -20,15 +27,20 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def base_model_record(config: Any) -> dict[str, Any]:
+def base_model_record(config: RunConfig) -> dict[str, Any]:
     """The base model's id, revision and the SHA-256 of its weight files when they are local."""
     from pathlib import Path
 
     from polyadapt.lineage.environment import hash_model_files
 
     base = config.base_model
-    record: dict[str, Any] = {"id": base.id, "revision": base.revision, "gguf_file": base.gguf_file,
-                              "name": base.display_name(), "weight_hashes": {}}
+    record: dict[str, Any] = {
+        "id": base.id,
+        "revision": base.revision,
+        "gguf_file": base.gguf_file,
+        "name": base.display_name(),
+        "weight_hashes": {},
+    }
     local = Path(base.id).expanduser()
     if base.gguf_file and Path(base.gguf_file).expanduser().is_file():
         local = Path(base.gguf_file).expanduser()
@@ -40,15 +52,15 @@ def base_model_record(config: Any) -> dict[str, Any]:
 class RunTracker:
     """Records ``run`` in the lineage store and sends its OpenLineage events."""
 
-    def __init__(self, pm: Any, run: Run, store: Any | None = None):
+    def __init__(self, pm: PluginManager, run: Run, store: LineageStore | None = None):
         self.pm, self.run = pm, run
         self.active = is_main_process()
         self._store = store
-        self._emitter = None
+        self._emitter: OpenLineageEmitter | None = None
         self.job_name = f"{run.task.name}/{run.config.output.adapter_name or run.task.name}"
 
     @property
-    def store(self) -> Any:
+    def store(self) -> LineageStore:
         """The lineage store (opened on first use: SQLite in the state folder by default)."""
         if self._store is None:
             from polyadapt.lineage.store import LineageStore
@@ -80,10 +92,16 @@ class RunTracker:
             return
         config = self.run.config
         self.store.start_run(
-            self.run.id, task=self.run.task.name, plugin=self.run.task.plugin,
-            config_hash=config.hash(), config=config.model_dump(mode="json"),
-            seed=config.training.seed, environment=environment | {"base_model": base_model},
-            base_model=base_model["name"], run_dir=str(self.run.dir), datasets={},
+            self.run.id,
+            task=self.run.task.name,
+            plugin=self.run.task.plugin,
+            config_hash=config.hash(),
+            config=config.model_dump(mode="json"),
+            seed=config.training.seed,
+            environment=environment | {"base_model": base_model},
+            base_model=base_model["name"],
+            run_dir=str(self.run.dir),
+            datasets={},
         )
         self._event("START")
 
@@ -93,12 +111,15 @@ class RunTracker:
             self.store.record_dataset(manifest)
             self.store.link_dataset(self.run.id, role, manifest["root_hash"])
 
-    def adapter_saved(self, *, name: str, base_model: str, weights_hash: str) -> Any:
+    def adapter_saved(self, *, name: str, base_model: str, weights_hash: str) -> AdapterVersion | None:
         """The adapter is on disk: a new candidate version in the registry."""
         if not self.active:
             return None
         return self.store.register_adapter(
-            self.run.id, base_model=base_model, name=name, path=str(self.run.adapter_dir),
+            self.run.id,
+            base_model=base_model,
+            name=name,
+            path=str(self.run.adapter_dir),
             weights_hash=weights_hash,
         )
 
@@ -130,8 +151,9 @@ class RunTracker:
         gate = self.run.gate
         inputs = list(gate.manifests.values()) if gate is not None else []
         outputs = [adapter] if adapter else []
-        event = run_event(event_type, run_id=self.run.id, job_name=self.job_name,
-                          inputs=inputs, outputs=outputs, error=error)
+        event = run_event(
+            event_type, run_id=self.run.id, job_name=self.job_name, inputs=inputs, outputs=outputs, error=error
+        )
         target = self.run.config.lineage.openlineage
         if target:
             if self._emitter is None:

@@ -7,33 +7,17 @@ import them at start-up for free.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from polyadapt.task import Task
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pydantic import BaseModel
-
     from polyadapt.config import RunConfig
-
-
-@dataclass(frozen=True)
-class Task:
-    """One kind of adaptation a plugin offers, returned by ``polyadapt_tasks``.
-
-    ``name`` is what a run config's ``task:`` field names (``text-generation``). ``modality``
-    is one of ``text``, ``code``, ``speech``, ``image`` or a plugin's own. ``options_model``
-    is an optional pydantic model that validates the run config's ``task_options:`` block.
-    ``plugin`` is filled in by the plugin manager with the name of the plugin that declared
-    the task; plugins leave it empty.
-    """
-
-    name: str
-    modality: str
-    description: str = ""
-    default_base: str | None = None
-    options_model: type[BaseModel] | None = None
-    plugin: str = ""
+    from polyadapt.gate import DataGate
+    from polyadapt.modalities.records import Dataset, RunData
 
 
 @dataclass
@@ -50,14 +34,23 @@ class Run:
     task: Task
     dir: Path
     resume: bool = False
+    #: The validated ``task_options`` (an instance of the task's ``options_model``, with
+    #: every default filled in), or None for a task without options.
     task_options: Any = None
     #: Where :meth:`say` sends progress messages (the CLI's console); None keeps quiet.
     notify: Callable[[str], None] | None = None
     #: The governance and lineage door for data (:class:`polyadapt.gate.DataGate`), set by
     #: the runner; plugins use it through :meth:`admit` and :meth:`redact_text`.
-    gate: Any = None
+    gate: DataGate | None = None
+    #: The run's governed data once the runner has read it (adapt and evaluate share it).
+    data: RunData | None = None
 
-    def admit(self, dataset: Any, *, role: str, **options: Any) -> Any:
+    @property
+    def options(self) -> Any:
+        """The task's validated options (``task_options``)."""
+        return self.task_options
+
+    def admit(self, dataset: Dataset, *, role: str, **options: str | None) -> Dataset:
         """Pass a loaded dataset through governance and lineage; train only on what it returns.
 
         Every dataset a plugin trains or evaluates on must go through here: the policy's
@@ -72,7 +65,7 @@ class Run:
         """``text`` with what the run's policy forbids to show or store removed."""
         return self._require_gate().redact_text(text)
 
-    def _require_gate(self) -> Any:
+    def _require_gate(self) -> DataGate:
         if self.gate is None:  # no data may pass ungoverned, not even in a plugin's own tests
             from polyadapt.errors import PluginError
 
@@ -119,7 +112,7 @@ class Run:
             atomic_write_text(path, text)
         return path
 
-    def write_json(self, name: str, payload: Any) -> Path:
+    def write_json(self, name: str, payload: object) -> Path:
         """Write ``payload`` as JSON to ``name`` inside the run folder (see :meth:`write_text`)."""
         return self.write_text(name, json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -177,10 +170,7 @@ class EvalReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalReport:
-        rows = [
-            MetricRow(**{k: v for k, v in row.items() if k != "improved"})
-            for row in data.get("metrics", [])
-        ]
+        rows = [MetricRow(**{k: v for k, v in row.items() if k != "improved"}) for row in data.get("metrics", [])]
         return cls(rows=rows, samples=list(data.get("samples", [])))
 
 
@@ -231,76 +221,17 @@ class GenerationResult:
     finish_reason: str = "stop"
 
 
-@dataclass
-class TranscriptionRequest:
-    """One audio file to transcribe (``/v1/audio/transcriptions``); ``adapter`` None is the base.
-
-    ``audio`` holds the uploaded file's bytes as sent (any format the servable decodes);
-    ``prompt`` is OpenAI's optional text to condition on. ``timestamps`` asks for segments
-    with real start and end times (the ``verbose_json``, ``srt`` and ``vtt`` formats);
-    without it a servable may decode faster and give coarser segments.
-    """
-
-    audio: bytes
-    adapter: str | None = None
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float = 0.0
-    filename: str = ""
-    timestamps: bool = False
-
-
-@dataclass
-class TranscriptionResult:
-    """The transcript of one :class:`TranscriptionRequest`.
-
-    ``segments`` are ``{"id", "start", "end", "text"}`` dicts (seconds) for the
-    ``verbose_json``, ``srt`` and ``vtt`` formats.
-    """
-
-    text: str
-    language: str
-    duration_s: float
-    segments: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class ImageRequest:
-    """One prompt to draw ``n`` images for (``/v1/images/generations``); ``adapter`` None is the base.
-
-    ``width``/``height`` None mean the servable's trained resolution; ``seed`` None draws one.
-    """
-
-    prompt: str
-    adapter: str | None = None
-    n: int = 1
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance_scale: float | None = None
-
-
-@dataclass
-class ImageResult:
-    """The images drawn for one :class:`ImageRequest`: PNG bytes without metadata, and the seed."""
-
-    images: list[bytes]
-    seed: int | None = None
-
-
 @runtime_checkable
 class Servable(Protocol):
     """A loaded base model that a server can route requests to, returned by ``polyadapt_serve``.
 
-    The base is loaded once; :meth:`load_adapter` adds an adapter without reloading it, and
-    :meth:`generate` takes a batch whose requests may each name a different adapter.
-
-    A speech servable also has ``transcribe(requests: list[TranscriptionRequest]) ->
-    list[TranscriptionResult]`` (optional, so not part of the protocol): the server's
-    ``/v1/audio/transcriptions`` calls it; its ``generate`` may refuse text prompts.
-    An image servable likewise has ``generate_images(requests: list[ImageRequest]) ->
-    list[ImageResult]`` for ``/v1/images/generations``.
+    The base is loaded once; :meth:`load_adapter` adds an adapter without reloading it.
+    Requests reach it through batch methods, each taking a list of requests with an
+    ``adapter`` field (a name, or None for the base) and returning one result per request:
+    ``generate(list[GenerationRequest]) -> list[GenerationResult]`` for the core's
+    completions and chat endpoints, and whatever its task's routes call through
+    :meth:`polyadapt.serving.routes.RouteContext.submit` (``classify``, say),
+    micro-batched the same way.
     """
 
     base_name: str
@@ -310,6 +241,3 @@ class Servable(Protocol):
 
     def adapter_names(self) -> list[str]:
         """The names of the adapters loaded so far."""
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Answer a batch of requests, each with its own adapter (or the base)."""

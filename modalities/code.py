@@ -56,42 +56,122 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyadapt.errors import DataError, GovernanceError
 from polyadapt.modalities.records import Dataset, Quarantined, split_holdout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.governance.policy import Policy
 
 #: The fields governance scans in a code record.
 SCANNED_FIELDS = ("text",)
 
 #: Extension (lower case) -> language.
 LANGUAGES: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".jsx": "javascript", ".ts": "typescript", ".tsx": "typescript", ".java": "java", ".kt": "kotlin",
-    ".scala": "scala", ".go": "go", ".rs": "rust", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
-    ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php",
-    ".swift": "swift", ".m": "objective-c", ".sh": "shell", ".bash": "shell", ".zsh": "shell",
-    ".sql": "sql", ".r": "r", ".lua": "lua", ".pl": "perl", ".hs": "haskell", ".ex": "elixir",
-    ".exs": "elixir", ".erl": "erlang", ".clj": "clojure", ".dart": "dart", ".jl": "julia",
-    ".html": "html", ".css": "css", ".scss": "css", ".vue": "vue", ".md": "markdown", ".rst": "rst",
-    ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".proto": "protobuf",
-    ".tf": "terraform", ".dockerfile": "dockerfile",
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+    ".m": "objective-c",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".sql": "sql",
+    ".r": "r",
+    ".lua": "lua",
+    ".pl": "perl",
+    ".hs": "haskell",
+    ".ex": "elixir",
+    ".exs": "elixir",
+    ".erl": "erlang",
+    ".clj": "clojure",
+    ".dart": "dart",
+    ".jl": "julia",
+    ".html": "html",
+    ".css": "css",
+    ".scss": "css",
+    ".vue": "vue",
+    ".md": "markdown",
+    ".rst": "rst",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".proto": "protobuf",
+    ".tf": "terraform",
+    ".dockerfile": "dockerfile",
 }
 #: Files known by name rather than extension.
 NAMED_FILES = {"Dockerfile": "dockerfile", "Makefile": "make", "CMakeLists.txt": "cmake"}
 
 #: Folder names whose content is someone else's code, or a tool's.
-VENDORED_DIRS = frozenset({
-    "vendor", "vendors", "vendored", "node_modules", "third_party", "third-party", "thirdparty",
-    "external", "bower_components", "site-packages", "dist-packages", ".git", ".hg", ".svn",
-    ".venv", "venv", ".tox", ".nox", "__pycache__", ".mypy_cache", ".pytest_cache", "build", "dist",
-    ".eggs",
-})
+VENDORED_DIRS = frozenset(
+    {
+        "vendor",
+        "vendors",
+        "vendored",
+        "node_modules",
+        "third_party",
+        "third-party",
+        "thirdparty",
+        "external",
+        "bower_components",
+        "site-packages",
+        "dist-packages",
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        "build",
+        "dist",
+        ".eggs",
+    }
+)
 #: File names that are generated (fnmatch patterns, matched against the file name).
 GENERATED_NAMES = (
-    "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.min.js", "*.min.css", "*.bundle.js", "*.map",
-    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock", "go.sum",
-    "uv.lock", "Pipfile.lock", "composer.lock",
+    "*_pb2.py",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "*.min.js",
+    "*.min.css",
+    "*.bundle.js",
+    "*.map",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Cargo.lock",
+    "go.sum",
+    "uv.lock",
+    "Pipfile.lock",
+    "composer.lock",
 )
 #: Markers of generated files, looked for in the first lines.
 GENERATED_MARKERS = re.compile(
@@ -99,8 +179,17 @@ GENERATED_MARKERS = re.compile(
     re.IGNORECASE,
 )
 SPDX_TAG = re.compile(r"SPDX-License-Identifier:\s*(?P<expr>[^\n*]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
-LICENCE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt", "LICENCE.md",
-                 "COPYING", "COPYING.txt", "LICENSE.rst")
+LICENCE_FILES = (
+    "LICENSE",
+    "LICENSE.txt",
+    "LICENSE.md",
+    "LICENCE",
+    "LICENCE.txt",
+    "LICENCE.md",
+    "COPYING",
+    "COPYING.txt",
+    "LICENSE.rst",
+)
 #: (SPDX id, phrases that must all appear, lower case, whitespace collapsed), most specific first.
 LICENCE_WORDING: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AGPL-3.0-only", ("gnu affero general public license", "version 3")),
@@ -152,7 +241,9 @@ def _git_files(repo: Path, revision: str) -> Iterator[tuple[str, bytes, int]]:
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo), "archive", "--format=tar", revision],
-            capture_output=True, check=False, timeout=600,
+            capture_output=True,
+            check=False,
+            timeout=600,
         )
     except FileNotFoundError:
         raise DataError(f"{repo}: reading a git revision needs the git command, which is not installed") from None
@@ -307,6 +398,7 @@ def licence_from_manifest(name: str, text: str) -> str | None:
     ``package.json`` (``"license"``) or ``Cargo.toml`` (``package.license``); None when it
     declares none that is a valid SPDX expression."""
     import json
+
     import tomllib
 
     try:
@@ -334,9 +426,7 @@ def licence_from_manifest(name: str, text: str) -> str | None:
     return classifiers.pop() if len(classifiers) == 1 else None
 
 
-def _repository_licence(
-    files: dict[str, bytes], declared: str | None, licence_field: str
-) -> tuple[str | None, str]:
+def _repository_licence(files: dict[str, bytes], declared: str | None, licence_field: str) -> tuple[str | None, str]:
     if declared:
         return declared, f"declared ({licence_field})"
     unrecognised = None
@@ -360,7 +450,7 @@ def load_repository(
     revision: str | None = None,
     options: IngestOptions | None = None,
     repository_licence: str | None = None,
-    policy: Any = None,
+    policy: Policy | None = None,
     licence_action: str = "drop",
     licence_field: str = "data.licence",
     allow_empty: bool = False,
@@ -390,7 +480,7 @@ def load_repository(
     if revision is not None:
         if not is_git_repository(root):
             raise DataError(f"{root}: task_options.revision is set but this is not a git repository")
-        entries = list(_git_files(root, revision))
+        entries: list[tuple[str, bytes | None, int]] = list(_git_files(root, revision))
         label = f"{root}@{revision}"
     else:
         entries = list(_folder_files(root))
@@ -402,9 +492,7 @@ def load_repository(
         return data if data is not None else (root / path).read_bytes()
 
     top_level = {p: read(p, d) for p, d, _ in entries if "/" not in p and p in LICENCE_FILES + MANIFEST_FILES}
-    report.repository_licence, report.licence_source = _repository_licence(
-        top_level, repository_licence, licence_field
-    )
+    report.repository_licence, report.licence_source = _repository_licence(top_level, repository_licence, licence_field)
 
     from polyadapt.governance.engine import check_licence
 
@@ -417,6 +505,7 @@ def load_repository(
         if reason is not None:
             dataset.quarantined.append(Quarantined(path, index, reason))
             continue
+        assert data is not None  # read above: only a skipped file is left unread
         text = data.decode("utf-8").replace("\r\n", "\n")
         header = spdx_header(text)
         licence = header or report.repository_licence
@@ -434,13 +523,16 @@ def load_repository(
                         f"{label}: {path}: {verdicts[licence]} ({origin}). Remove the file, exclude it "
                         "with task_options.exclude, or set task_options.licence_action: drop"
                     )
-                dataset.quarantined.append(Quarantined(path, index, f"licence: {licence or 'none'} ({origin}) "
-                                                       f"refused by policy {policy.name!r}"))
+                dataset.quarantined.append(
+                    Quarantined(
+                        path, index, f"licence: {licence or 'none'} ({origin}) refused by policy {policy.name!r}"
+                    )
+                )
                 continue
         report.licences[licence or "none"] = report.licences.get(licence or "none", 0) + 1
         dataset.records.append({"path": path, "language": language_of(path), "text": text, "licence": licence})
         dataset.lines.append(None)
-    dataset.report = report  # type: ignore[attr-defined]
+    dataset.report = report
     return dataset if allow_empty else require_files(dataset)
 
 
@@ -449,9 +541,10 @@ def require_files(dataset: Dataset) -> Dataset:
     file was skipped when no source file is left."""
     if not dataset.records:
         reasons = sorted({q.reason.split(":")[0] for q in dataset.quarantined})
-        seen = dataset.report.files_seen  # type: ignore[attr-defined]
-        raise DataError(f"{dataset.source}: no usable source file ({seen} files; skipped as: "
-                        f"{', '.join(reasons) or 'none found'})")
+        seen = dataset.report.files_seen
+        raise DataError(
+            f"{dataset.source}: no usable source file ({seen} files; skipped as: {', '.join(reasons) or 'none found'})"
+        )
     return dataset
 
 
@@ -490,7 +583,12 @@ def shingles(text: str, size: int) -> set[bytes]:
 
 
 def deduplicate(
-    dataset: Dataset, *, threshold: float = 0.85, shingle_size: int = 5, num_perm: int = 128, seed: int = 1,
+    dataset: Dataset,
+    *,
+    threshold: float = 0.85,
+    shingle_size: int = 5,
+    num_perm: int = 128,
+    seed: int = 1,
     key: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Dataset:
     """``dataset`` without exact and near-duplicate files; each removed one is quarantined.
@@ -532,10 +630,16 @@ def deduplicate(
         keep.add(index)
     records = [r for i, r in enumerate(dataset.records) if i in keep]
     lines = [line for i, line in enumerate(dataset.lines) if i in keep] if dataset.lines else []
-    result = Dataset(source=dataset.source, kind=dataset.kind, records=records, quarantined=quarantined,
-                     scanned_fields=dataset.scanned_fields, lines=lines)
+    result = Dataset(
+        source=dataset.source,
+        kind=dataset.kind,
+        records=records,
+        quarantined=quarantined,
+        scanned_fields=dataset.scanned_fields,
+        lines=lines,
+    )
     if hasattr(dataset, "report"):
-        result.report = dataset.report  # type: ignore[attr-defined]
+        result.report = dataset.report
     return result
 
 

@@ -8,9 +8,10 @@ Two layouts are read (the Hugging Face ``imagefolder`` one and the caption-file 
 - no metadata file: every image in the folder (and its sub-folders) with a ``.txt`` file
   of the same name beside it holding the caption. This layout carries no consent field.
 
-Every image is re-saved from its pixels only (:func:`polyadapt.governance.images.strip_image_metadata`:
-EXIF with GPS, XMP, IPTC, comments and text chunks removed, orientation applied) into
-``clean_dir`` under the hash of its clean bytes; nothing downstream reads the original.
+Every image is re-saved from its pixels only
+(:func:`polyadapt.modalities.image_metadata.strip_image_metadata`: EXIF with GPS, XMP, IPTC,
+comments and text chunks removed, orientation applied) into ``clean_dir`` under the hash of
+its clean bytes; nothing downstream reads the original.
 A file that is missing, not an image, corrupt, truncated or smaller than ``min_size`` is
 quarantined with its reason (never its content) and the load goes on.
 
@@ -99,7 +100,7 @@ def clean_image(source: Path, clean_dir: Path) -> tuple[Path, list[str], tuple[i
     """
     from PIL import Image
 
-    from polyadapt.governance.images import strip_image_metadata
+    from polyadapt.modalities.image_metadata import strip_image_metadata
 
     clean_dir.mkdir(parents=True, exist_ok=True)
     staging = clean_dir / f".incoming-{os.getpid()}{source.suffix.lower()}"
@@ -143,6 +144,7 @@ def load_image_folder(
     dataset = Dataset(source=folder, kind=KIND, scanned_fields=("text", "file_name"))
     seen: set[str] = set()
     for index, (line, row) in enumerate(rows):
+
         def reject(reason: str, line: int | None = line, index: int = index) -> None:
             dataset.quarantined.append(Quarantined(source=str(folder), index=index, reason=reason, line=line))
 
@@ -165,8 +167,10 @@ def load_image_folder(
             reject("missing file: no such image in the folder")
             continue
         if source.suffix.lower() not in IMAGE_EXTENSIONS:
-            reject(f"not an image: extension {source.suffix or '(none)'!r} is not one of "
-                   f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
+            reject(
+                f"not an image: extension {source.suffix or '(none)'!r} is not one of "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
             continue
         try:
             clean, removed, (width, height) = clean_image(source, clean_dir)
@@ -186,8 +190,13 @@ def load_image_folder(
             continue
         seen.add(digest)
         record: dict[str, Any] = {
-            "file_name": file_name, "image": clean.name, "image_sha256": digest,
-            "width": width, "height": height, "text": caption.strip(), "stripped": removed,
+            "file_name": file_name,
+            "image": clean.name,
+            "image_sha256": digest,
+            "width": width,
+            "height": height,
+            "text": caption.strip(),
+            "stripped": removed,
         }
         if consent_field in row and row[consent_field] not in (None, ""):
             record["consent"] = row[consent_field]
@@ -218,8 +227,8 @@ def make_buckets(resolution: int, multiple: int, ratios: tuple[float, ...] = BUC
     """(width, height) sizes of about ``resolution``² pixels, each side a multiple of ``multiple``."""
     buckets: list[tuple[int, int]] = []
     for ratio in ratios:
-        width = max(multiple, round(resolution * ratio ** 0.5 / multiple) * multiple)
-        height = max(multiple, round(resolution / ratio ** 0.5 / multiple) * multiple)
+        width = max(multiple, round(resolution * ratio**0.5 / multiple) * multiple)
+        height = max(multiple, round(resolution / ratio**0.5 / multiple) * multiple)
         if (width, height) not in buckets:
             buckets.append((width, height))
     return buckets

@@ -6,7 +6,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Quarantined:
         return {"source": self.source, "index": self.index, "line": self.line, "reason": self.reason}
 
 
-def record_hash(record: Any) -> str:
+def record_hash(record: object) -> str:
     """SHA-256 of a record's normalised content (sorted keys, UTF-8, no whitespace)."""
     canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -86,7 +88,7 @@ class Dataset:
         }
 
 
-def split_holdout(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+def split_holdout(records: list[_T], fraction: float, seed: int) -> tuple[list[_T], list[_T]]:
     """Split ``records`` into (train, held-out) reproducibly: the same seed, the same split.
 
     At least one record is held out and at least one kept.

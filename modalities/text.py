@@ -6,6 +6,9 @@ Every record is normalised to one of two shapes:
 - ``{"messages": [{"role": ..., "content": ...}, ...]}`` for instruction pairs and chats
   (kinds ``instruction`` and ``chat``); an instruction pair becomes a user turn (the
   instruction, plus its input) and an assistant turn (the response).
+
+Fields a kind does not read (a ``label``, an ``id``, a ``source``) are kept beside those, so
+a task can use them; the string ones are scanned by governance like the text.
 """
 
 from __future__ import annotations
@@ -42,12 +45,31 @@ def _first(record: dict[str, Any], fields: tuple[str, ...]) -> Any:
     return next((record[f] for f in fields if record.get(f) not in (None, "")), None)
 
 
-def normalise(record: Any, kind: str) -> dict[str, Any] | str:
-    """The normalised record, or a string saying why it was rejected."""
+#: The fields each kind reads (and rewrites); every other field of a record is kept as is.
+READ_FIELDS = {
+    "text": ("text",),
+    "instruction": (*PROMPT_FIELDS, *INPUT_FIELDS, *RESPONSE_FIELDS, "system"),
+    "chat": ("messages",),
+}
+
+
+def extra_fields(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The fields of ``record`` that ``kind`` does not read, kept for the task."""
+    return {key: value for key, value in record.items() if key not in READ_FIELDS[kind]}
+
+
+def normalise(record: object, kind: str) -> dict[str, Any] | str:
+    """The normalised record (with the fields the kind does not read kept), or a string
+    saying why it was rejected."""
     if isinstance(record, ParseFailure):
         return str(record)
     if not isinstance(record, dict):
         return f"not an object: got {type(record).__name__}"
+    shaped = _normalise_known(record, kind)
+    return shaped if isinstance(shaped, str) else {**extra_fields(record, kind), **shaped}
+
+
+def _normalise_known(record: dict[str, Any], kind: str) -> dict[str, Any] | str:
     if kind == "text":
         text = record.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -61,21 +83,18 @@ def normalise(record: Any, kind: str) -> dict[str, Any] | str:
             return f"missing response: none of {', '.join(RESPONSE_FIELDS)} holds text"
         extra = _first(record, INPUT_FIELDS)
         user = f"{prompt}\n\n{extra}" if isinstance(extra, str) and extra.strip() else prompt
-        messages = []
+        turns = []
         if isinstance(record.get("system"), str) and record["system"].strip():
-            messages.append({"role": "system", "content": record["system"]})
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
-        return {"messages": messages}
+            turns.append({"role": "system", "content": record["system"]})
+        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
+        return {"messages": turns}
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         return "bad messages: 'messages' must be a non-empty list of {role, content}"
     cleaned = []
     for position, turn in enumerate(messages):
         if not isinstance(turn, dict) or turn.get("role") not in ROLES or not isinstance(turn.get("content"), str):
-            return (
-                f"bad message {position}: each turn needs role (system, user or assistant) "
-                "and content (text)"
-            )
+            return f"bad message {position}: each turn needs role (system, user or assistant) and content (text)"
         cleaned.append({"role": turn["role"], "content": turn["content"]})
     if not any(turn["role"] == "assistant" and turn["content"].strip() for turn in cleaned):
         return "no assistant turn: a chat record needs at least one non-empty assistant message"
@@ -86,19 +105,27 @@ def load_text_dataset(path: Path, declared_format: str = "auto", kind: str = "au
     """Load and validate a text dataset; rejected records are quarantined with reasons."""
     rows = read_records(Path(path), declared_format)
     if kind == "auto":
-        kind = next(
+        found = next(
             (detected for _, rec in rows if isinstance(rec, dict) and (detected := detect_kind(rec))),
             None,
         )
-        if kind is None:
+        if found is None:
             raise DataError(
                 f"{path}: no record has the fields of a known kind: 'text' (plain text), "
                 f"'instruction'/'prompt' + 'response'/'output' (instruction pairs) or "
                 f"'messages' (chat); set data.kind or rename the fields"
             )
+        kind = found
     if kind not in KINDS:
         raise DataError(f"{path}: unknown data kind {kind!r}; use one of {', '.join(KINDS)}")
     dataset = Dataset(source=Path(path), kind=kind, scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
         dataset.take(index, line, normalise(raw, kind))
+    kept_text = {
+        key
+        for record in dataset.records
+        for key, value in record.items()
+        if isinstance(value, str) and key not in SCANNED_FIELDS
+    }
+    dataset.scanned_fields = SCANNED_FIELDS + tuple(sorted(kept_text))
     return dataset.require_records(f"{kind} records")

@@ -21,8 +21,24 @@ SECRETS = {
     "password": "Xq7pL9vR2mKt4Wz",
 }
 
-WORDS = ["ledger", "invoice", "payout", "refund", "charge", "balance", "account", "credit",
-         "debit", "transfer", "receipt", "statement", "merchant", "settle", "audit", "fee"]
+WORDS = [
+    "ledger",
+    "invoice",
+    "payout",
+    "refund",
+    "charge",
+    "balance",
+    "account",
+    "credit",
+    "debit",
+    "transfer",
+    "receipt",
+    "statement",
+    "merchant",
+    "settle",
+    "audit",
+    "fee",
+]
 
 
 def module_text(index: int) -> str:
@@ -131,20 +147,42 @@ def tiny_fim_model(tiny_llama: Path, folder: Path) -> Path:
 CODE_POLICY = Path(__file__).resolve().parents[1] / "configs" / "policies" / "code.yaml"
 
 
-def code_config(tmp_path: Path, model: Path, repo: Path, *, name: str = "code-run", policy: Path | None = CODE_POLICY,
-                max_steps: int = 40, options: dict | None = None, evaluation: bool = True) -> Path:
+def code_config(
+    tmp_path: Path,
+    model: Path,
+    repo: Path,
+    *,
+    name: str = "code-run",
+    policy: Path | None = CODE_POLICY,
+    max_steps: int = 40,
+    options: dict | None = None,
+    evaluation: bool = True,
+) -> Path:
     """A run config of the code task on the tiny model; returns its path."""
     config = {
         "task": "code-generation",
         "base_model": {"id": str(model), "dtype": "float32"},
         "data": {"train": str(repo), "eval_fraction": 0.2, "general_eval": "builtin"},
         "lora": {"r": 8, "alpha": 16},
-        "training": {"max_steps": max_steps, "batch_size": 4, "learning_rate": 5e-3, "max_length": 128,
-                     "precision": "fp32", "warmup_ratio": 0.0, "seed": 7},
+        "training": {
+            "max_steps": max_steps,
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "max_length": 128,
+            "precision": "fp32",
+            "warmup_ratio": 0.0,
+            "seed": 7,
+        },
         "evaluation": {"num_samples": 1, "max_new_tokens": 8, "max_examples": 4},
         "output": {"dir": str(tmp_path / "runs"), "name": name},
-        "task_options": {"fim_rate": 0.5, "eval_lines": 8, "eval_fim": 8, "max_line_tokens": 24,
-                         "context_tokens": 96, **(options or {})},
+        "task_options": {
+            "fim_rate": 0.5,
+            "eval_lines": 8,
+            "eval_fim": 8,
+            "max_line_tokens": 24,
+            "context_tokens": 96,
+            **(options or {}),
+        },
     }
     if policy is not None:
         config["governance"] = {"policy": str(policy)}
@@ -163,8 +201,12 @@ def code_bpe_tokenizer(vocab_size: int = 600):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator([module_text(i) for i in range(64)], trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 

@@ -71,10 +71,12 @@ def text_data(tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def chat_data(tmp_path) -> Path:
     rows = [
-        {"messages": [
-            {"role": "user", "content": f"What does the {a} cover?"},
-            {"role": "assistant", "content": f"The {a} covers the {b}."},
-        ]}
+        {
+            "messages": [
+                {"role": "user", "content": f"What does the {a} cover?"},
+                {"role": "assistant", "content": f"The {a} covers the {b}."},
+            ]
+        }
         for a, b in zip(DOMAIN_TERMS * 10, DOMAIN_TERMS[1:] * 10 + DOMAIN_TERMS[:1] * 10)
     ]
     return write_jsonl(tmp_path / "data" / "chat.jsonl", rows)
@@ -85,15 +87,24 @@ def make_config(tmp_path: Path, model: Path, data: dict[str, Path], **training) 
     import yaml
 
     settings = {
-        "max_steps": 30, "batch_size": 4, "learning_rate": 5e-3, "max_length": 64,
-        "precision": "fp32", "warmup_ratio": 0.0, "seed": 7,
+        "max_steps": 30,
+        "batch_size": 4,
+        "learning_rate": 5e-3,
+        "max_length": 64,
+        "precision": "fp32",
+        "warmup_ratio": 0.0,
+        "seed": 7,
     }
     settings.update(training)
     config = {
         "task": "text-generation",
         "base_model": {"id": str(model), "dtype": "float32"},
-        "data": {"train": str(data["train"]), "eval": str(data["eval"]), "general_eval": str(data["general"]),
-                 "licence": "CC0-1.0"},
+        "data": {
+            "train": str(data["train"]),
+            "eval": str(data["eval"]),
+            "general_eval": str(data["general"]),
+            "licence": "CC0-1.0",
+        },
         "lora": {"r": 8, "alpha": 16},
         "training": settings,
         "evaluation": {"num_samples": 1, "max_new_tokens": 8},

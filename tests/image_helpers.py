@@ -21,12 +21,28 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def write_image_config(root: Path, model: Path, train: Path, *, name: str, task_options: dict[str, Any],
-                       eval_data: Path | None = None, num_samples: int = 2, **training: Any) -> Path:
+def write_image_config(
+    root: Path,
+    model: Path,
+    train: Path,
+    *,
+    name: str,
+    task_options: dict[str, Any],
+    eval_data: Path | None = None,
+    num_samples: int = 2,
+    **training: Any,
+) -> Path:
     """A text-to-image run config for ``model`` on the images in ``train``, written to
     ``root/<name>.yaml``; ``training`` overrides the tiny-run training settings."""
-    settings = {"max_steps": 30, "batch_size": 4, "learning_rate": 1e-2, "precision": "fp32",
-                "warmup_ratio": 0.0, "seed": 3, **training}
+    settings = {
+        "max_steps": 30,
+        "batch_size": 4,
+        "learning_rate": 1e-2,
+        "precision": "fp32",
+        "warmup_ratio": 0.0,
+        "seed": 3,
+        **training,
+    }
     data = {"train": str(train), "licence": "CC0-1.0", "eval_fraction": 0.25}
     if eval_data is not None:
         data["eval"] = str(eval_data)
@@ -48,12 +64,12 @@ def write_image_config(root: Path, model: Path, train: Path, *, name: str, task_
 def adapt_keeping_model(pm: Any, config_path: Path, state: Path) -> dict[str, Any]:
     """``runner.adapt`` of the config at ``config_path`` with its own state folder; returns
     run, adapter, report and the trained model the trainer returned."""
-    import polyadapt_image.adapt as image_adapt
+    import polyadapt.training
     from polyadapt import runner
     from polyadapt.config import load_config
 
     trained = []
-    real_train = image_adapt.train
+    real_train = polyadapt.training.train
 
     def spy(job, *args, **kwargs):
         result = real_train(job, *args, **kwargs)
@@ -62,6 +78,6 @@ def adapt_keeping_model(pm: Any, config_path: Path, state: Path) -> dict[str, An
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POLYADAPT_HOME", str(state))
-        mp.setattr(image_adapt, "train", spy)
+        mp.setattr(polyadapt.training, "train", spy)
         run, adapter, report = runner.adapt(pm, load_config(config_path))
     return {"run": run, "adapter": adapter, "report": report, "model": trained[0]}

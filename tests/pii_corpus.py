@@ -53,8 +53,15 @@ DOMAINS = ["example.com", "mail.co.uk", "firma.de", "poste.fr", "uni-example.edu
 
 def gen_email(rng: random.Random) -> str:
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    local = rng.choice([f"{first}.{last}", f"{first}{rng.randint(1, 99)}", f"{first[0]}_{last}",
-                        f"{first}+claims", f"{last}.{first}{rng.randint(1950, 2005)}"])
+    local = rng.choice(
+        [
+            f"{first}.{last}",
+            f"{first}{rng.randint(1, 99)}",
+            f"{first[0]}_{last}",
+            f"{first}+claims",
+            f"{last}.{first}{rng.randint(1950, 2005)}",
+        ]
+    )
     if rng.random() < 0.3:
         local = local.capitalize()
     return f"{local}@{rng.choice(DOMAINS)}"
@@ -92,8 +99,20 @@ def gen_phone(rng: random.Random) -> str:
     return text
 
 
-CARD_PREFIXES = [("4", 16), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15),
-                 ("6011", 16), ("65", 16), ("3530", 16), ("36", 14), ("62", 16)]
+CARD_PREFIXES = [
+    ("4", 16),
+    ("4", 19),
+    ("51", 16),
+    ("55", 16),
+    ("2221", 16),
+    ("34", 15),
+    ("37", 15),
+    ("6011", 16),
+    ("65", 16),
+    ("3530", 16),
+    ("36", 14),
+    ("62", 16),
+]
 
 
 def _card_digits(rng: random.Random) -> str:
@@ -110,16 +129,24 @@ def _format_card(rng: random.Random, digits: str) -> str:
         return sep.join([digits[:4], digits[4:10], digits[10:]])
     if len(digits) == 14:
         return sep.join([digits[:4], digits[4:10], digits[10:]])
-    return sep.join(digits[i:i + 4] for i in range(0, len(digits), 4))
+    return sep.join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
 def gen_card(rng: random.Random) -> str:
     return _format_card(rng, _card_digits(rng))
 
 
-IBAN_EXAMPLES = ["DE89370400440532013000", "GB82WEST12345698765432", "NL91ABNA0417164300",
-                 "CH9300762011623852957", "AT611904300234573201", "FR1420041010050500013M02606",
-                 "ES9121000418450200051332", "BE68539007547034", "IT60X0542811101000000123456"]
+IBAN_EXAMPLES = [
+    "DE89370400440532013000",
+    "GB82WEST12345698765432",
+    "NL91ABNA0417164300",
+    "CH9300762011623852957",
+    "AT611904300234573201",
+    "FR1420041010050500013M02606",
+    "ES9121000418450200051332",
+    "BE68539007547034",
+    "IT60X0542811101000000123456",
+]
 
 
 def _random_iban(rng: random.Random) -> str:
@@ -127,8 +154,9 @@ def _random_iban(rng: random.Random) -> str:
 
     for _ in range(500):
         example = rng.choice(IBAN_EXAMPLES)
-        bban = "".join(str(rng.randint(0, 9)) if ch.isdigit() and i >= 4 else ch
-                       for i, ch in enumerate(example[4:], start=4))
+        bban = "".join(
+            str(rng.randint(0, 9)) if ch.isdigit() and i >= 4 else ch for i, ch in enumerate(example[4:], start=4)
+        )
         candidate = example[:2] + "00" + bban
         candidate = example[:2] + iban.calc_check_digits(candidate) + bban
         if iban.is_valid(candidate):
@@ -139,7 +167,7 @@ def _random_iban(rng: random.Random) -> str:
 def gen_iban(rng: random.Random) -> str:
     value = _random_iban(rng)
     if rng.random() < 0.5:
-        return " ".join(value[i:i + 4] for i in range(0, len(value), 4))
+        return " ".join(value[i : i + 4] for i in range(0, len(value), 4))
     return value
 
 
@@ -205,9 +233,13 @@ def gen_secret(rng: random.Random) -> tuple[str, str, str]:
     if kind == 7:
         return "", "sk_live_" + _rand(rng, ALNUM, 24), ""
     if kind == 8:
-        token = ".".join([_b64({"alg": "HS256", "typ": "JWT"}),
-                          _b64({"sub": str(rng.randint(1, 10**6)), "name": rng.choice(FIRST)}),
-                          _rand(rng, B64URL, 43)])
+        token = ".".join(
+            [
+                _b64({"alg": "HS256", "typ": "JWT"}),
+                _b64({"sub": str(rng.randint(1, 10**6)), "name": rng.choice(FIRST)}),
+                _rand(rng, B64URL, 43),
+            ]
+        )
         return "", token, ""
     if kind == 9:
         body = "\n".join(_rand(rng, ALNUM + "+/", 64) for _ in range(3))
@@ -236,7 +268,7 @@ def miss_iban(rng: random.Random) -> str:
     if bad == value[2:4]:
         bad = f"{(check + 1) % 97 + 2:02d}"
     value = value[:2] + bad + value[4:]
-    return " ".join(value[i:i + 4] for i in range(0, len(value), 4)) if rng.random() < 0.5 else value
+    return " ".join(value[i : i + 4] for i in range(0, len(value), 4)) if rng.random() < 0.5 else value
 
 
 def miss_ssn(rng: random.Random) -> str:
@@ -257,21 +289,40 @@ def miss_ssn(rng: random.Random) -> str:
 
 def miss_date(rng: random.Random) -> str:
     y, m, d = rng.randint(1990, 2030), rng.randint(1, 12), rng.randint(1, 28)
-    return rng.choice([f"{y}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y}", f"{m:02d}.{d:02d}.{y}",
-                       f"{y}/{m:02d}/{d:02d}", f"{y}-{m:02d}-{d:02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00"])
+    return rng.choice(
+        [
+            f"{y}-{m:02d}-{d:02d}",
+            f"{d:02d}/{m:02d}/{y}",
+            f"{m:02d}.{d:02d}.{y}",
+            f"{y}/{m:02d}/{d:02d}",
+            f"{y}-{m:02d}-{d:02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00",
+        ]
+    )
 
 
 def miss_version(rng: random.Random) -> str:
     a, b, c = rng.randint(0, 12), rng.randint(0, 30), rng.randint(0, 40)
-    return rng.choice([f"{a}.{b}.{c}", f"v{a}.{b}.{c}", f"version {a}.{b}.{c}.{rng.randint(0, 99)}",
-                       f"release {a}.{b}.{c}.{rng.randint(0, 999)}", f"{a}.{b}"])
+    return rng.choice(
+        [
+            f"{a}.{b}.{c}",
+            f"v{a}.{b}.{c}",
+            f"version {a}.{b}.{c}.{rng.randint(0, 99)}",
+            f"release {a}.{b}.{c}.{rng.randint(0, 999)}",
+            f"{a}.{b}",
+        ]
+    )
 
 
 def miss_order(rng: random.Random) -> str:
-    return rng.choice([f"ORD-{rng.randint(2015, 2030)}-{rng.randint(0, 999999):06d}",
-                       f"#{rng.randint(10**7, 10**8 - 1)}", f"INV-{rng.randint(0, 10**9 - 1):09d}",
-                       f"SKU-{rng.randint(10000, 99999)}-{rng.choice('ABCDEFGH')}",
-                       f"ticket {rng.randint(1000, 99999)}"])
+    return rng.choice(
+        [
+            f"ORD-{rng.randint(2015, 2030)}-{rng.randint(0, 999999):06d}",
+            f"#{rng.randint(10**7, 10**8 - 1)}",
+            f"INV-{rng.randint(0, 10**9 - 1):09d}",
+            f"SKU-{rng.randint(10000, 99999)}-{rng.choice('ABCDEFGH')}",
+            f"ticket {rng.randint(1000, 99999)}",
+        ]
+    )
 
 
 def miss_isbn(rng: random.Random) -> str:
@@ -285,20 +336,22 @@ def miss_isbn(rng: random.Random) -> str:
 
 
 def miss_misc(rng: random.Random) -> str:
-    return rng.choice([
-        f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}",
-        f"10.{rng.randint(0, 255)}.0.0/16",
-        "192.168.0.0/24",
-        "127.0.0.1",
-        'api_key = "<your-api-key>"',
-        'password = "changeme"',
-        "token: ${API_TOKEN}",
-        f"${rng.randint(1, 999)},{rng.randint(100, 999)}.{rng.randint(10, 99)}",
-        f"{rng.randint(10000, 99999)}",
-        "std::vector<int>",
-        f"{rng.randint(1, 99)} kg",
-        f"{rng.randint(100, 999)}-{rng.randint(100, 999)}",
-    ])
+    return rng.choice(
+        [
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}",
+            f"10.{rng.randint(0, 255)}.0.0/16",
+            "192.168.0.0/24",
+            "127.0.0.1",
+            'api_key = "<your-api-key>"',
+            'password = "changeme"',
+            "token: ${API_TOKEN}",
+            f"${rng.randint(1, 999)},{rng.randint(100, 999)}.{rng.randint(10, 99)}",
+            f"{rng.randint(10000, 99999)}",
+            "std::vector<int>",
+            f"{rng.randint(1, 99)} kg",
+            f"{rng.randint(100, 999)}-{rng.randint(100, 999)}",
+        ]
+    )
 
 
 GENERATORS: dict[str, Callable[[random.Random], object]] = {
@@ -312,7 +365,14 @@ GENERATORS: dict[str, Callable[[random.Random], object]] = {
 }
 
 NEAR_MISSES: list[Callable[[random.Random], str]] = [
-    miss_card, miss_iban, miss_ssn, miss_date, miss_version, miss_order, miss_isbn, miss_misc,
+    miss_card,
+    miss_iban,
+    miss_ssn,
+    miss_date,
+    miss_version,
+    miss_order,
+    miss_isbn,
+    miss_misc,
 ]
 
 ENTITY_FRAMES = {

@@ -34,8 +34,9 @@ def write_clip(path: Path, samples: np.ndarray, rate: int = 16_000, **options: A
     return path
 
 
-def audio_folder(root: Path, texts: list[str], *, consent: Any = "yes", fmt: str = "jsonl", seed: int = 0,
-                 seconds: float = 1.0) -> Path:
+def audio_folder(
+    root: Path, texts: list[str], *, consent: Any = "yes", fmt: str = "jsonl", seed: int = 0, seconds: float = 1.0
+) -> Path:
     """A folder of 16 kHz WAV tones with metadata.<fmt>; returns the folder."""
     rows = []
     for i, text in enumerate(texts):
@@ -64,17 +65,34 @@ def write_metadata(root: Path, rows: list[dict[str, Any]], fmt: str = "jsonl") -
     return path
 
 
-def speech_config(tmp_path: Path, model: Path, data: dict[str, Path], *, task_options: dict | None = None,
-                  policy: Path | None = None, **training: Any) -> dict[str, Any]:
+def speech_config(
+    tmp_path: Path,
+    model: Path,
+    data: dict[str, Path],
+    *,
+    task_options: dict | None = None,
+    policy: Path | None = None,
+    **training: Any,
+) -> dict[str, Any]:
     """A speech-recognition run config (a dict) for the tiny whisper."""
-    settings = {"max_steps": 10, "batch_size": 4, "learning_rate": 1e-2, "precision": "fp32",
-                "warmup_ratio": 0.0, "seed": 3}
+    settings = {
+        "max_steps": 10,
+        "batch_size": 4,
+        "learning_rate": 1e-2,
+        "precision": "fp32",
+        "warmup_ratio": 0.0,
+        "seed": 3,
+    }
     settings.update(training)
     config: dict[str, Any] = {
         "task": "speech-recognition",
         "base_model": {"id": str(model), "dtype": "float32"},
-        "data": {"train": str(data["train"]), "eval": str(data["eval"]), "licence": "CC0-1.0",
-                 "general_eval": str(data["general"]) if "general" in data else "none"},
+        "data": {
+            "train": str(data["train"]),
+            "eval": str(data["eval"]),
+            "licence": "CC0-1.0",
+            "general_eval": str(data["general"]) if "general" in data else "none",
+        },
         "lora": {"r": 8, "alpha": 16},
         "training": settings,
         "evaluation": {"num_samples": 2},

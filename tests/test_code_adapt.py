@@ -40,27 +40,44 @@ def leaks(needles, *roots):
 def test_adapt_governs_the_repository_and_beats_the_base(pm, fim_model, tmp_path, project_state, monkeypatch):
     repo = make_repo(tmp_path / "repo")
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text(json.dumps({
-        "task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
-        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
-    }) + "\n")
+    tasks.write_text(
+        json.dumps(
+            {
+                "task_id": "t/0",
+                "prompt": "def add(a, b):\n",
+                "entry_point": "add",
+                "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+            }
+        )
+        + "\n"
+    )
     # the task set is named relative to the config file's folder, and polyadapt runs elsewhere
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    config = load_config(code_config(tmp_path, fim_model, repo, options={
-        "tasks": "tasks.jsonl", "tasks_licence": "CC0-1.0", "completion_tokens": 8, "timeout_s": 2}))
-    run, _, report = runner.adapt(pm, config)
+    config = load_config(
+        code_config(
+            tmp_path,
+            fim_model,
+            repo,
+            options={"tasks": "tasks.jsonl", "tasks_licence": "CC0-1.0", "completion_tokens": 8, "timeout_s": 2},
+        )
+    )
+    run, adapter, report = runner.adapt(pm, config)
     assert f"tasks: {tasks}" in (run.dir / "config.yaml").read_text()  # absolute: evaluate works from anywhere
 
     # what was kept, dropped and why
-    skipped = {row["source"]: row["reason"] for row in map(json.loads, (run.dir / "quarantine.jsonl").read_text().splitlines())}
+    skipped = {
+        row["source"]: row["reason"] for row in map(json.loads, (run.dir / "quarantine.jsonl").read_text().splitlines())
+    }
     assert skipped["src/billing/gpl_part.py"].startswith("licence: GPL-3.0-only")
     assert skipped["vendor/requests_lite.py"].startswith("vendored")
     assert skipped["src/billing/mod_00.py"].startswith("duplicate")
     assert skipped["src/billing/near_mod_00.py"].startswith("near duplicate")
     summary = json.loads((run.dir / "data_summary.json").read_text())
-    assert summary["fim_tokens"] == "native" and summary["samples"]["fim"] > 0
+    examples = summary["examples"]  # the task's TrainingJob.facts
+    assert examples["fim_tokens"] == "native" and examples["samples"]["fim"] > 0
+    assert adapter.train_metrics["samples"] == examples["samples"]  # the facts reach the train metrics too
     assert set(summary["train_paths"]).isdisjoint(summary["heldout_paths"])
     assert "src/billing/settings.py" in summary["train_paths"] + summary["heldout_paths"]  # kept, redacted
     decisions = [json.loads(x) for x in (run.dir / "governance" / "train.jsonl").read_text().splitlines()]
@@ -89,8 +106,13 @@ def test_adapt_governs_the_repository_and_beats_the_base(pm, fim_model, tmp_path
 
     client = TestClient(build_app_from_runs(pm, [run.dir], batch_wait_ms=0, audit_log=tmp_path / "audit.jsonl"))
     name = f"tiny-fim:{run.dir.name}"
-    body = {"model": name, "prompt": "def compute_ledger_0(value):\n", "suffix": "    return total + 1\n",
-            "max_tokens": 6, "temperature": 0}
+    body = {
+        "model": name,
+        "prompt": "def compute_ledger_0(value):\n",
+        "suffix": "    return total + 1\n",
+        "max_tokens": 6,
+        "temperature": 0,
+    }
     answer = client.post("/v1/completions", json=body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["usage"]["prompt_tokens"] > 0

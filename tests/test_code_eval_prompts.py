@@ -47,9 +47,9 @@ def test_the_old_cut_ends_in_a_bare_newline_the_new_cut_is_a_token_prefix(tokeni
         # and the file's next token is the line break with the line's indentation
         new = ids(tokenizer, probe_prompt(before))
         assert file_ids[: len(new)] == new
-        gap = before[len(probe_prompt(before)):]
+        gap = before[len(probe_prompt(before)) :]
         indent = line[: len(line) - len(line.lstrip())]
-        assert tokenizer.decode(file_ids[len(new):]).startswith(gap + line)
+        assert tokenizer.decode(file_ids[len(new) :]).startswith(gap + line)
         if indent:
             assert tokenizer.decode([file_ids[len(new)]]).startswith("\n" + indent[:-1])
     for before, line, after in indented:
@@ -69,14 +69,17 @@ def test_task_prompts_lose_their_trailing_line_break(tokenizer):
     assert tokenizer.decode([ids(tokenizer, prompt)[-1]]) == "\n"  # the old prompt's last token
 
 
-@pytest.mark.parametrize("completion, line", [
-    ("\n    return total + 4\n\n\ndef", "    return total + 4"),
-    ("\n\n\n    return total + 4   ", "    return total + 4"),  # blank lines between: not judged
-    ("  \n  return total + 4", "  return total + 4"),           # indentation is kept (and judged)
-    (" + 1\n    return total + 4", None),                       # went on with the previous line
-    ("", None),
-    ("\n\n", None),
-])
+@pytest.mark.parametrize(
+    "completion, line",
+    [
+        ("\n    return total + 4\n\n\ndef", "    return total + 4"),
+        ("\n\n\n    return total + 4   ", "    return total + 4"),  # blank lines between: not judged
+        ("  \n  return total + 4", "  return total + 4"),  # indentation is kept (and judged)
+        (" + 1\n    return total + 4", None),  # went on with the previous line
+        ("", None),
+        ("\n\n", None),
+    ],
+)
 def test_continued_line(completion, line):
     assert continued_line(completion) == line
 
@@ -100,8 +103,11 @@ class OracleServable:
             text = tokenizer_cut(self.tokenizer, rest, request.max_tokens)
             cut = request_stop(text, request)  # the serving stop rule, as TextServable applies it
             text = text[:cut] if cut >= 0 else text
-            out.append(GenerationResult(text=(" = 0" + text) if self.previous_line else text, prompt_tokens=0,
-                                        completion_tokens=0))
+            out.append(
+                GenerationResult(
+                    text=(" = 0" + text) if self.previous_line else text, prompt_tokens=0, completion_tokens=0
+                )
+            )
         return out
 
 

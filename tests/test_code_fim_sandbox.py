@@ -49,17 +49,21 @@ def test_chunks_cover_the_file_and_samples_fit(tokenizers):
     chunks = chunk_text(tokenizer, text, 60)
     assert "".join(chunks) == text and len(chunks) > 3
     records = [{"path": "a.py", "text": text}]
-    examples, counts = build_code_examples(tokenizer, records, max_length=64, packing=True,
-                                           fim=fim_tokens(tokenizer), fim_rate=0.5, seed=1)
+    examples, counts = build_code_examples(
+        tokenizer, records, max_length=64, packing=True, fim=fim_tokens(tokenizer), fim_rate=0.5, seed=1
+    )
     assert counts["fim"] > 0 and counts["causal"] > 0
     assert all(len(e.input_ids) <= 64 and e.labels == e.input_ids for e in examples)
-    again, _ = build_code_examples(tokenizer, records, max_length=64, packing=True,
-                                   fim=fim_tokens(tokenizer), fim_rate=0.5, seed=1)
+    again, _ = build_code_examples(
+        tokenizer, records, max_length=64, packing=True, fim=fim_tokens(tokenizer), fim_rate=0.5, seed=1
+    )
     assert [e.input_ids for e in again] == [e.input_ids for e in examples]
 
 
 TASK = {
-    "task_id": "t/0", "prompt": "def add(a, b):\n", "entry_point": "add",
+    "task_id": "t/0",
+    "prompt": "def add(a, b):\n",
+    "entry_point": "add",
     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
 }
 
@@ -75,9 +79,9 @@ def test_pass_at_k_counts_correct_and_incorrect_solutions():
 
 def test_runaway_programs_are_killed_by_the_limits():
     started = time.monotonic()
-    assert run_program("while True:\n    pass\n", timeout_s=1).status == "timeout"       # CPU limit
+    assert run_program("while True:\n    pass\n", timeout_s=1).status == "timeout"  # CPU limit
     assert run_program("import time\ntime.sleep(60)\n", timeout_s=1).status == "timeout"  # wall clock
-    assert run_program("x = bytearray(4 << 30)\n", memory_mb=256).status == "memory"     # RLIMIT_AS
+    assert run_program("x = bytearray(4 << 30)\n", memory_mb=256).status == "memory"  # RLIMIT_AS
     assert time.monotonic() - started < 15
     hog = score([TASK], [["    while True:\n        pass\n"]], [1], timeout_s=1)
     assert hog["statuses"] == {"timeout": 1} and hog["pass@1"] == 0.0
@@ -87,7 +91,9 @@ def test_sandbox_has_no_network_and_runs_outside_this_process(tmp_path):
     outcome = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
     assert outcome.status == "failed" and "network access is disabled" in outcome.detail
     marker = tmp_path / "marker"
-    assert run_program(f"open({str(marker)!r}, 'w').write('x')\nimport os\nassert os.getpid() != {__import__('os').getpid()}\n").passed
+    assert run_program(
+        f"open({str(marker)!r}, 'w').write('x')\nimport os\nassert os.getpid() != {__import__('os').getpid()}\n"
+    ).passed
 
 
 def test_the_walkthrough_task_set_is_sound():

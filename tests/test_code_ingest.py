@@ -56,19 +56,22 @@ def test_no_licence_anywhere_drops_files_under_a_policy_that_requires_one(tmp_pa
     assert "declares no licence" in dataset.quarantined[0].reason or "licence" in dataset.quarantined[0].reason
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    ("pyproject.toml", '[project]\nname = "x"\nlicense = "Apache-2.0 OR MIT"\n', "Apache-2.0 OR MIT"),
-    ("pyproject.toml", '[project]\nlicense = {text = "BSD-3-Clause"}\n', "BSD-3-Clause"),
-    ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: MIT License"]\n', "MIT"),
-    ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: BSD License"]\n', None),
-    ("pyproject.toml", '[project]\nlicense = {file = "LICENSE"}\n', None),
-    ("pyproject.toml", '[project]\nlicense = "Company internal"\n', None),
-    ("pyproject.toml", "not toml = [", None),
-    ("package.json", '{"name": "x", "license": "ISC"}', "ISC"),
-    ("package.json", '{"license": "UNLICENSED"}', None),
-    ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT/Apache-2.0"\n', None),
-    ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT OR Apache-2.0"\n', "MIT OR Apache-2.0"),
-])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("pyproject.toml", '[project]\nname = "x"\nlicense = "Apache-2.0 OR MIT"\n', "Apache-2.0 OR MIT"),
+        ("pyproject.toml", '[project]\nlicense = {text = "BSD-3-Clause"}\n', "BSD-3-Clause"),
+        ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: MIT License"]\n', "MIT"),
+        ("pyproject.toml", '[project]\nclassifiers = ["License :: OSI Approved :: BSD License"]\n', None),
+        ("pyproject.toml", '[project]\nlicense = {file = "LICENSE"}\n', None),
+        ("pyproject.toml", '[project]\nlicense = "Company internal"\n', None),
+        ("pyproject.toml", "not toml = [", None),
+        ("package.json", '{"name": "x", "license": "ISC"}', "ISC"),
+        ("package.json", '{"license": "UNLICENSED"}', None),
+        ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT/Apache-2.0"\n', None),
+        ("Cargo.toml", '[package]\nname = "x"\nlicense = "MIT OR Apache-2.0"\n', "MIT OR Apache-2.0"),
+    ],
+)
 def test_package_manifests_declare_licences(name, text, expected):
     assert licence_from_manifest(name, text) == expected
 

@@ -21,7 +21,6 @@ from polyadapt import runner
 from polyadapt.config import load_config
 from polyadapt.errors import ConfigError, DataError, GovernanceError
 from polyadapt.plugins import PluginManager
-from polyadapt_code.datasets import load_code_data
 from polyadapt_code.repositories import unique_labels
 
 GPL = "SPDX-License-Identifier: GPL-3.0-only\n"
@@ -40,6 +39,11 @@ def prepared(pm, tmp_path, repo, name="multi", **options):
     config = load_config(code_config(tmp_path, tmp_path / "unused-model", repo, name=name, options=options))
     config.data.general_eval = "none"
     return runner.prepare_run(pm, config)
+
+
+def load_code_data(run):
+    """The run's data as the core reads it: the task's ``load_run_data``."""
+    return run.task.load_run_data(run)
 
 
 def quarantine(data):
@@ -120,8 +124,9 @@ def test_a_repository_whose_licence_the_policy_refuses_is_dropped_or_refuses_the
     assert second["files_kept"] == 0 and "licence" in second["dropped"]
 
     # its own licence: key decides, not the LICENSE file (the positive control: it is kept)
-    kept = load_code_data(prepared(pm, tmp_path, platform, name="mit",
-                                   repositories=[{"path": str(copyleft), "licence": "MIT"}]))
+    kept = load_code_data(
+        prepared(pm, tmp_path, platform, name="mit", repositories=[{"path": str(copyleft), "licence": "MIT"}])
+    )
     assert any(r["path"].startswith("copyleft/") for r in kept.train + kept.heldout)
 
     # refuse: the first repository passes (its one GPL file excluded), the second refuses the run
@@ -150,11 +155,14 @@ def test_a_bad_entry_names_its_index_and_what_to_do(pm, tmp_path, repos):
 
     at_revision = {"path": str(tools), "revision": "main"}
     run = prepared(pm, tmp_path, platform, name="rev", repositories=[str(tools), at_revision])
-    with pytest.raises(DataError, match=r"task_options\.repositories\[1\]: .*billing-tools is not a git repository, "
-                                        r"so revision 'main' cannot be read; give the folder of a git repository"):
+    with pytest.raises(
+        DataError,
+        match=r"task_options\.repositories\[1\]: .*billing-tools is not a git repository, "
+        r"so revision 'main' cannot be read; give the folder of a git repository",
+    ):
         load_code_data(run)
 
-    with pytest.raises(ConfigError, match=r"task_options\.repositories\.1\.mapping\.revison: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"task_options\.repositories\.1\.mapping\.revison: unknown field"):
         prepared(pm, tmp_path, platform, name="typo", repositories=[str(tools), {"path": str(tools), "revison": "x"}])
     with pytest.raises(ConfigError, match=r"task_options\.repositories\.1: expected a path or a mapping"):
         prepared(pm, tmp_path, platform, name="type", repositories=[str(tools), 3])
@@ -174,8 +182,9 @@ def test_a_further_repository_at_a_git_revision(pm, tmp_path, repos):
 
 
 def test_labels_are_folder_names_made_unique(tmp_path):
-    assert unique_labels([tmp_path / "a" / "lib", tmp_path / "b" / "lib", tmp_path / "lib-2", tmp_path / "c" / "lib"]) \
-        == ["lib", "lib-2", "lib-2-2", "lib-3"]
+    assert unique_labels(
+        [tmp_path / "a" / "lib", tmp_path / "b" / "lib", tmp_path / "lib-2", tmp_path / "c" / "lib"]
+    ) == ["lib", "lib-2", "lib-2-2", "lib-3"]
 
 
 def test_same_folder_names_never_collide_in_a_run(pm, tmp_path):
@@ -194,7 +203,8 @@ def test_relative_and_home_paths_are_absolute_in_the_run_folders_config(pm, tmp_
     project = tmp_path / "project"
     project.mkdir()
     config = {
-        "task": "code-generation", "base_model": str(tmp_path / "unused-model"),
+        "task": "code-generation",
+        "base_model": str(tmp_path / "unused-model"),
         "data": {"train": "../platform", "general_eval": "none"},
         "governance": {"policy": str(CODE_POLICY)},
         "output": {"dir": str(tmp_path / "runs"), "name": "paths"},

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
 from polyadapt.config import load_config, parse_config
 from polyadapt.errors import ConfigError
 from polyadapt.hookspecs import hookimpl
-from polyadapt.types import Task
-from pydantic import BaseModel, ConfigDict
+from polyadapt.task import Task
 
 VALID = textwrap.dedent(
     """\
@@ -69,8 +70,9 @@ def test_not_yaml_and_missing_file(tmp_path: Path):
 
 
 def test_overrides_parse_yaml_values_and_validate():
-    config = parse_config(VALID, "x.yaml", ["training.learning_rate=1e-3", "lora.target_modules=[q_proj]",
-                                            "base_model.dtype=float32"])
+    config = parse_config(
+        VALID, "x.yaml", ["training.learning_rate=1e-3", "lora.target_modules=[q_proj]", "base_model.dtype=float32"]
+    )
     assert config.training.learning_rate == pytest.approx(1e-3)
     assert config.lora.target_modules == ["q_proj"]
     assert config.base_model.id == "some/model" and config.base_model.dtype == "float32"
@@ -96,7 +98,6 @@ def test_adapter_name_must_be_servable():
     assert parse_config(VALID, "x.yaml", ["output.adapter_name=claims-v2"]).output.adapter_name == "claims-v2"
     with pytest.raises(ConfigError, match="output.adapter_name"):
         parse_config(VALID, "x.yaml", ["output.adapter_name=base:claims"])
-
 
 
 def test_home_is_expanded_in_every_path(tmp_path: Path, monkeypatch):
@@ -161,8 +162,14 @@ def test_option_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypa
     from polyadapt.config import resolve_option_paths
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    raw = {"tasks": "tasks.jsonl", "extra_files": ["a.txt", "/abs/b.txt", "~/c.txt"],
-           "inner": {"weights": "../w.bin"}, "named": {"x": "x.bin"}, "model_id": "sub/dir", "mode": "builtin"}
+    raw = {
+        "tasks": "tasks.jsonl",
+        "extra_files": ["a.txt", "/abs/b.txt", "~/c.txt"],
+        "inner": {"weights": "../w.bin"},
+        "named": {"x": "x.bin"},
+        "model_id": "sub/dir",
+        "mode": "builtin",
+    }
     folder = tmp_path / "configs"
     resolved = resolve_option_paths(_Options.model_validate(raw), raw, folder)
     assert resolved == {
@@ -177,10 +184,17 @@ def test_option_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypa
     assert resolve_option_paths(_Options(), {}, folder) == {}  # defaults are not written in
 
 
+class _PathsTask(Task):
+    """A task whose options hold paths (preparing a run asks nothing else of it)."""
+
+    name = "paths-task"
+    options_model = _Options
+
+
 class _PathPlugin:
     @hookimpl
     def polyadapt_tasks(self):
-        return [Task(name="paths-task", modality="text", options_model=_Options)]
+        return [_PathsTask()]
 
 
 def test_run_folder_config_holds_absolute_option_paths(tmp_path: Path, monkeypatch):
@@ -191,8 +205,10 @@ def test_run_folder_config_holds_absolute_option_paths(tmp_path: Path, monkeypat
     from polyadapt.plugins import PluginManager
 
     pm = PluginManager(load_entrypoints=False, plugins={"paths": _PathPlugin()})
-    path = _write(tmp_path / "project" / "configs" / "run.yaml", textwrap.dedent(
-        f"""\
+    path = _write(
+        tmp_path / "project" / "configs" / "run.yaml",
+        textwrap.dedent(
+            f"""\
         task: paths-task
         base_model: m
         data:
@@ -203,7 +219,8 @@ def test_run_folder_config_holds_absolute_option_paths(tmp_path: Path, monkeypat
         task_options:
           tasks: ../examples/tasks.jsonl
         """
-    ))
+        ),
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -222,3 +239,57 @@ def test_run_folder_config_holds_absolute_option_paths(tmp_path: Path, monkeypat
     config = parse_config(path.read_text().replace("name: r1", "name: r2"), "text")
     run = runner.prepare_run(pm, config)
     assert run.task_options.tasks == (tmp_path / ".." / "examples" / "tasks.jsonl").resolve()
+
+
+class _SamplingOptions(BaseModel):
+    """A plugin's options model as plugins write them: no ``extra="forbid"`` of its own."""
+
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = 0.0
+
+
+class _SamplingTask(Task):
+    name = "sampling-task"
+    options_model = _SamplingOptions
+
+
+class _SamplingPlugin:
+    @hookimpl
+    def polyadapt_tasks(self):
+        return [_SamplingTask()]
+
+
+def test_a_misspelt_task_option_is_refused_with_the_file_line_and_closest_name(tmp_path: Path):
+    """An unknown key in task_options never passes silently (even when the plugin's model
+    would ignore it): the error names the file, the line, the field and the valid name."""
+    from polyadapt import runner
+    from polyadapt.plugins import PluginManager
+
+    pm = PluginManager(load_entrypoints=False, plugins={"sampling": _SamplingPlugin()})
+    path = _write(
+        tmp_path / "run.yaml",
+        textwrap.dedent(
+            f"""\
+        task: sampling-task
+        base_model: m
+        data:
+          train: train.jsonl
+        output:
+          dir: {tmp_path / "runs"}
+        task_options:
+          temperature: 0.2
+          max_new_token: 16
+        """
+        ),
+    )
+    with pytest.raises(ConfigError) as info:
+        runner.prepare_run(pm, load_config(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid task_options for task 'sampling-task'")
+    assert "line 9, task_options.max_new_token: unknown field; did you mean 'max_new_tokens'?" in message
+    assert not (tmp_path / "runs").exists()  # refused before any run folder is made
+
+    fixed = _write(path, path.read_text().replace("max_new_token:", "max_new_tokens:"))
+    run = runner.prepare_run(pm, load_config(fixed))
+    assert isinstance(run.options, _SamplingOptions)
+    assert run.options.model_dump() == {"max_new_tokens": 16, "temperature": 0.2}

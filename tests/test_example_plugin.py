@@ -22,19 +22,39 @@ TUTORIAL = ROOT / "docs" / "plugin_tutorial.md"
 @pytest.fixture
 def keywords(tmp_path) -> tuple[Path, Path]:
     """(a copy of the example's source, the folder it is pip-installed into)."""
-    source = shutil.copytree(EXAMPLE, tmp_path / "src",
-                             ignore=shutil.ignore_patterns("build", "*.egg-info", "runs", "__pycache__"))
+    source = shutil.copytree(
+        EXAMPLE, tmp_path / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "runs", "__pycache__")
+    )
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(source)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
     return source, site
 
 
 def polyadapt(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("POLYADAPT_LOAD_PLUGINS", None)
-    return subprocess.run([sys.executable, "-m", "polyadapt.cli", *args], env=env, capture_output=True,
-                          text=True, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "polyadapt.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def listed(site: Path) -> dict[str, dict]:
@@ -58,14 +78,21 @@ def test_installed_listed_used_through_the_cli_and_removed(keywords, tmp_path, p
     source, site = keywords
     plugin = listed(site)["keywords"]
     assert plugin | {"error": None} == {
-        "name": "keywords", "distribution": "polyadapt-keywords", "version": "0.1.0", "status": "ok",
-        "error": None, "api": ">=1,<2", "tasks": ["domain-keywords"],
+        "name": "keywords",
+        "distribution": "polyadapt-keywords",
+        "version": "0.1.0",
+        "status": "ok",
+        "error": None,
+        "api": ">=2,<3",
+        "tasks": ["domain-keywords"],
     }
 
     # its entry module imports nothing heavy: listing plugins stays free of torch
-    code = ("import sys; from typer.testing import CliRunner; from polyadapt.cli import app;"
-            "assert CliRunner().invoke(app, ['plugins']).exit_code == 0;"
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys; from typer.testing import CliRunner; from polyadapt.cli import app;"
+        "assert CliRunner().invoke(app, ['plugins']).exit_code == 0;"
+        "sys.exit('torch' in sys.modules)"
+    )
     light = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path)
     assert light.returncode == 0
 
@@ -104,7 +131,13 @@ def test_its_own_tests_pass_with_polyadapt_testing(keywords):
     source, site = keywords
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("POLYADAPT_LOAD_PLUGINS", None)
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=source,
-                           env=env, capture_output=True, text=True, timeout=300)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
     assert "4 passed" in tests.stdout

@@ -14,7 +14,7 @@ from PIL.ExifTags import GPS, IFD, Base
 from PIL.PngImagePlugin import PngInfo
 from polyadapt.errors import DataError
 from polyadapt.governance.audit import AuditLog
-from polyadapt.governance.images import strip_image_metadata
+from polyadapt.modalities.image_metadata import strip_image_metadata
 from polyadapt.governance.policy import Policy
 from polyadapt.governance.redact import Redactor
 from polyadapt.governance.scanners import builtin_scanners
@@ -31,7 +31,9 @@ def test_audit_lines_have_the_fields_and_no_content(tmp_path: Path):
     log.record(None, "smollm2", "prompt", "pii.email", "redact", 1)
     entries = log.read()
     assert [(e["rule"], e["action"], e["count"]) for e in entries[:2]] == [
-        ("pii.email", "redact", 2), ("pii.phone", "redact", 1)]
+        ("pii.email", "redact", 2),
+        ("pii.phone", "redact", 1),
+    ]
     assert set(entries[0]) == {"time", "model", "adapter", "direction", "rule", "action", "count"}
     assert entries[0]["adapter"] == "insurance" and entries[2]["adapter"] is None
     assert entries[0]["time"].endswith("Z") and entries[2]["direction"] == "prompt"
@@ -43,7 +45,7 @@ def test_audit_lines_have_the_fields_and_no_content(tmp_path: Path):
 def test_audit_rejects_bad_direction_and_count(tmp_path: Path):
     log = AuditLog(tmp_path / "a.jsonl")
     with pytest.raises(ValueError, match="direction"):
-        log.record(None, "m", "sideways", "pii.email", "redact", 1)
+        log.record(None, "m", "Side ways!", "pii.email", "redact", 1)  # not a lower-case word
     with pytest.raises(ValueError, match="count"):
         log.record(None, "m", "output", "pii.email", "redact", -1)
     assert log.read() == []
@@ -82,10 +84,15 @@ def _photo(path: Path) -> None:
     exif = Image.Exif()
     exif[Base.Make] = "Canon"
     exif[Base.Orientation] = 6  # rotated 90 degrees clockwise
-    exif.get_ifd(IFD.GPSInfo).update({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: (51.0, 30.0, 0.0),
-                                      GPS.GPSLongitudeRef: "W", GPS.GPSLongitude: (0.0, 7.0, 0.0)})
-    image.save(path, exif=exif, comment=b"taken by Jane", xmp=b"<x:xmpmeta>Jane</x:xmpmeta>",
-               icc_profile=_srgb())
+    exif.get_ifd(IFD.GPSInfo).update(
+        {
+            GPS.GPSLatitudeRef: "N",
+            GPS.GPSLatitude: (51.0, 30.0, 0.0),
+            GPS.GPSLongitudeRef: "W",
+            GPS.GPSLongitude: (0.0, 7.0, 0.0),
+        }
+    )
+    image.save(path, exif=exif, comment=b"taken by Jane", xmp=b"<x:xmpmeta>Jane</x:xmpmeta>", icc_profile=_srgb())
 
 
 def _srgb() -> bytes:
@@ -137,3 +144,9 @@ def test_unreadable_image_is_a_data_error(tmp_path: Path):
         strip_image_metadata(bad, tmp_path / "out.jpg")
     with pytest.raises(DataError, match="no such image"):
         strip_image_metadata(tmp_path / "absent.png", tmp_path / "out.png")
+
+
+def test_governance_still_exports_the_image_metadata_stripper():
+    import polyadapt.governance as governance
+
+    assert governance.strip_image_metadata is strip_image_metadata

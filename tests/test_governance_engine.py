@@ -19,22 +19,33 @@ SOURCE = Path("/data/claims/train.jsonl")
 
 def make_dataset(records, lines=None, fields=("text", "messages[].content")) -> Dataset:
     return Dataset(
-        source=SOURCE, kind="text", records=list(records), scanned_fields=fields,
+        source=SOURCE,
+        kind="text",
+        records=list(records),
+        scanned_fields=fields,
         lines=list(lines) if lines is not None else [2 * i + 1 for i in range(len(records))],
     )
 
 
-def govern(dataset, policy=None, modality="text", licence="CC-BY-4.0", role="train"):
+def govern(dataset, policy=None, modality="text", licence="CC-BY-4.0", role="train", consent_default=False):
     policy = policy or Policy()
-    return govern_dataset(dataset, policy=policy, redactor=Redactor(policy, builtin_scanners(), KEY),
-                          modality=modality, licence=licence, role=role)
+    return govern_dataset(
+        dataset,
+        policy=policy,
+        redactor=Redactor(policy, builtin_scanners(), KEY),
+        modality=modality,
+        licence=licence,
+        role=role,
+        consent_default=consent_default,
+    )
 
 
 # -- licence -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("licence", ["CC-BY-4.0", "mit", "MIT OR GPL-3.0-only", "MIT AND Apache-2.0",
-                                     "(CC-BY-NC-4.0 AND MIT) OR CC0-1.0"])
+@pytest.mark.parametrize(
+    "licence", ["CC-BY-4.0", "mit", "MIT OR GPL-3.0-only", "MIT AND Apache-2.0", "(CC-BY-NC-4.0 AND MIT) OR CC0-1.0"]
+)
 def test_allowed_licences_pass(licence):
     assert check_licence(Policy(), licence, "d.jsonl")
 
@@ -72,10 +83,14 @@ def test_licence_refusal_stops_govern_dataset():
 
 
 def test_missing_consent_names_the_records_by_line():
-    records = [{"text": "a", "consent": True}, {"text": "b"}, {"text": "c", "consent": "no"},
-               {"text": "d", "consent": "yes"}]
+    records = [
+        {"text": "a", "consent": True},
+        {"text": "b"},
+        {"text": "c", "consent": "no"},
+        {"text": "d", "consent": "yes"},
+    ]
     with pytest.raises(GovernanceError) as info:
-        govern(make_dataset(records, lines=[1, 2, 3, 4]), modality="speech")
+        govern(make_dataset(records, lines=[1, 2, 3, 4]), modality="speech", consent_default=True)
     message = str(info.value)
     assert str(SOURCE) in message and "rule consent" in message
     assert "2 of 4 records" in message and "line 2, line 3" in message and "line 1" not in message
@@ -89,12 +104,17 @@ def test_consent_present_or_not_required_passes():
     custom = Policy(consent={"required": {"speech": True}, "field": "speaker_consent"})
     with pytest.raises(GovernanceError, match="'speaker_consent'"):
         govern(make_dataset(records), policy=custom, modality="speech")
+    # a task that requires consent by default is overruled by a policy that names its modality
+    waived = Policy(consent={"required": {"speech": False}})
+    assert govern(make_dataset([{"text": "a"}]), policy=waived, modality="speech", consent_default=True)
+    with pytest.raises(GovernanceError, match="rule consent"):
+        govern(make_dataset([{"text": "a"}]), modality="speech", consent_default=True)
 
 
 def test_consent_list_is_capped_at_ten():
     records = [{"text": str(i)} for i in range(25)]
     with pytest.raises(GovernanceError) as info:
-        govern(make_dataset(records, lines=range(1, 26)), modality="image")
+        govern(make_dataset(records, lines=range(1, 26)), modality="image", consent_default=True)
     assert "line 10 and 15 more" in str(info.value) and "line 11" not in str(info.value)
 
 
@@ -107,8 +127,12 @@ PLANTED = ["ann@example.com", "(415) 555-2671", "4111 1111 1111 1111", "203.0.11
 def pii_dataset() -> Dataset:
     records = [
         {"text": f"Customer {PLANTED[0]} asked about the premium."},
-        {"messages": [{"role": "user", "content": f"Call me at {PLANTED[1]}"},
-                      {"role": "assistant", "content": "Sure."}]},
+        {
+            "messages": [
+                {"role": "user", "content": f"Call me at {PLANTED[1]}"},
+                {"role": "assistant", "content": "Sure."},
+            ]
+        },
         {"text": f"Card {PLANTED[2]} and host {PLANTED[3]}."},
     ] + [{"text": f"Plain sentence number {i} about the deductible."} for i in range(12)]
     return make_dataset(records)
@@ -130,9 +154,16 @@ def test_records_are_redacted_decided_and_lines_stay_aligned():
     assert result.decisions[2].findings == {"ip_address": 1, "payment_card": 1}
     assert result.decisions[2].line == 5 and result.decisions[3].reason == "no findings"
     assert result.summary == {
-        "records_in": 15, "kept": 12, "redacted": 3, "dropped": 0,
+        "records_in": 15,
+        "kept": 12,
+        "redacted": 3,
+        "dropped": 0,
         "findings_by_type": {"email": 1, "ip_address": 1, "payment_card": 1, "phone": 1},
-        "finding_share": 0.2, "policy": "strict", "licence": "CC-BY-4.0", "role": "train", "modality": "text",
+        "finding_share": 0.2,
+        "policy": "strict",
+        "licence": "CC-BY-4.0",
+        "role": "train",
+        "modality": "text",
     }
 
 
@@ -196,8 +227,9 @@ def test_too_many_records_with_findings_refuses_with_the_share():
 
 def test_every_record_dropped_is_an_error():
     with pytest.raises(GovernanceError, match="dropped every record"):
-        govern(make_dataset([{"text": "call (415) 555-2671"}]), policy=Policy(pii={"phone": "drop"},
-                                                                              max_finding_share=1))
+        govern(
+            make_dataset([{"text": "call (415) 555-2671"}]), policy=Policy(pii={"phone": "drop"}, max_finding_share=1)
+        )
 
 
 def test_same_input_same_result():

@@ -22,7 +22,7 @@ def test_strict_default_values():
     assert policy.name == "strict"
     assert "CC-BY-4.0" in policy.licences.allowed and "CC-BY-NC-4.0" not in policy.licences.allowed
     assert policy.licences.require_declared is True
-    assert policy.consent.required == {"speech": True, "image": True}
+    assert policy.consent.required == {}  # tasks whose records show people require consent themselves
     assert policy.pii["secret"] == "refuse" and policy.pii["email"] == "redact"
     assert policy.pii["ip_address"] == "mask"
     assert policy.action_for("person_name") == "redact"  # a plugin's type: default_action
@@ -49,12 +49,15 @@ def _error(tmp_path: Path, body: str) -> str:
 
 
 def test_bad_action_names_file_line_field_and_value(tmp_path: Path):
-    message = _error(tmp_path, """\
+    message = _error(
+        tmp_path,
+        """\
         name: mine
         pii:
           email: redact
           phone: scramble
-        """)
+        """,
+    )
     assert "line 4" in message
     assert "pii.phone" in message
     assert "scramble" in message
@@ -62,19 +65,25 @@ def test_bad_action_names_file_line_field_and_value(tmp_path: Path):
 
 
 def test_unknown_field_is_an_error_with_its_line(tmp_path: Path):
-    message = _error(tmp_path, """\
+    message = _error(
+        tmp_path,
+        """\
         name: mine
         licences:
           alowed: [MIT]
-        """)
+        """,
+    )
     assert "line 3" in message and "licences.alowed" in message and "unknown field" in message
 
 
 def test_unknown_licence_id_is_named(tmp_path: Path):
-    message = _error(tmp_path, """\
+    message = _error(
+        tmp_path,
+        """\
         licences:
           allowed: [MIT, Not-A-Licence-9]
-        """)
+        """,
+    )
     assert "licences.allowed" in message and "Not-A-Licence-9" in message and "line 2" in message
 
 

@@ -19,8 +19,14 @@ TEXT = (
     "Mail Jane.Doe@Example.com, call +44 20 7946 0958, card 4111-1111-1111-1111, "
     "IBAN GB82 WEST 1234 5698 7654 32, SSN 536-90-4399, from 203.0.113.45."
 )
-RAW = ["Jane.Doe@Example.com", "+44 20 7946 0958", "4111-1111-1111-1111", "GB82 WEST 1234 5698 7654 32",
-       "536-90-4399", "203.0.113.45"]
+RAW = [
+    "Jane.Doe@Example.com",
+    "+44 20 7946 0958",
+    "4111-1111-1111-1111",
+    "GB82 WEST 1234 5698 7654 32",
+    "536-90-4399",
+    "203.0.113.45",
+]
 
 
 def redactor(**pii) -> Redactor:
@@ -32,8 +38,7 @@ def test_strict_policy_redacts_with_typed_placeholders_and_masks_ips():
     assert outcome.text == (
         "Mail [EMAIL], call [PHONE], card [PAYMENT_CARD], IBAN [IBAN], SSN [NATIONAL_ID], from ***.*.***.**."
     )
-    assert outcome.findings == {"email": 1, "phone": 1, "payment_card": 1, "iban": 1, "national_id": 1,
-                                "ip_address": 1}
+    assert outcome.findings == {"email": 1, "phone": 1, "payment_card": 1, "iban": 1, "national_id": 1, "ip_address": 1}
     assert outcome.actions["ip_address"] == "mask" and outcome.actions["email"] == "redact"
     assert outcome.refused == [] and outcome.dropped is False
     for value in RAW:

@@ -41,7 +41,7 @@ def test_no_finding_of_an_unknown_type(corpus_stats):
 
 
 def _found(text: str, scanners) -> list[tuple[str, str]]:
-    return [(f.type, text[f.start:f.end]) for f in scan_text(text, scanners)]
+    return [(f.type, text[f.start : f.end]) for f in scan_text(text, scanners)]
 
 
 # Written by hand, apart from the corpus generator: each must be found with its type.

@@ -1,4 +1,5 @@
-"""Every hook is documented the same way: arguments, return, call semantics, an example."""
+"""Every hook is documented the same way: arguments, return, call semantics, an example;
+the run hooks are answered by the core and wrapped by plugins."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ HOOKS = [obj for name, obj in vars(hookspecs).items() if name.startswith("polyad
 
 def test_hook_names_are_prefixed_and_known():
     assert {hook.__name__ for hook in HOOKS} == {
-        "polyadapt_tasks", "polyadapt_adapt", "polyadapt_evaluate", "polyadapt_serve",
-        "polyadapt_scanners", "polyadapt_run_event",
+        "polyadapt_tasks",
+        "polyadapt_adapt",
+        "polyadapt_evaluate",
+        "polyadapt_serve",
+        "polyadapt_scanners",
+        "polyadapt_run_event",
+        "polyadapt_routes",
     }
 
 
@@ -36,3 +42,12 @@ def test_dispatched_hooks_are_firstresult(hook):
     opts = getattr(hook, "polyadapt_spec")
     dispatched = {"polyadapt_adapt", "polyadapt_evaluate", "polyadapt_serve"}
     assert opts["firstresult"] is (hook.__name__ in dispatched)
+
+
+def test_the_core_answers_the_run_hooks_last():
+    """The core's adapt, evaluate and serve are trylast: every plugin's wrappers run around
+    them, and a plugin's own answer comes first."""
+    from polyadapt import builtin_hooks
+
+    for name in ("polyadapt_adapt", "polyadapt_evaluate", "polyadapt_serve"):
+        assert getattr(builtin_hooks, name).polyadapt_impl["trylast"] is True

@@ -16,17 +16,14 @@ from PIL import Image  # noqa: E402
 
 from image_helpers import adapt_keeping_model, one_thread, write_image_config  # noqa: E402, F401
 import polyadapt_image  # noqa: E402
-import polyadapt_image.adapt as image_adapt  # noqa: E402
+import polyadapt_image.loss as image_loss  # noqa: E402
 from polyadapt import runner  # noqa: E402
 from polyadapt.config import load_config  # noqa: E402
 from polyadapt.errors import GovernanceError  # noqa: E402
 from polyadapt.lineage.provenance import read_provenance, read_safetensors_metadata  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
-from polyadapt.testing import register_tiny_model  # noqa: E402
 from polyadapt_image.model import WEIGHTS_NAME  # noqa: E402
-from polyadapt_image.testing import TINY_NAME, build_tiny_sd_pipeline, make_test_images  # noqa: E402
-
-register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
+from polyadapt_image.testing import make_test_images  # noqa: E402
 
 TASK_OPTIONS = {"resolution": 16, "min_image_size": 8, "inference_steps": 2, "eval_seeds": [0, 1]}
 
@@ -41,10 +38,25 @@ def tiny_sd(tiny_base_model) -> Path:
     return tiny_base_model("image")
 
 
-def write_config(root: Path, model: Path, train: Path, *, name: str, eval_data: Path | None = None,
-                 task_options: dict | None = None, **training) -> Path:
-    return write_image_config(root, model, train, name=name, eval_data=eval_data,
-                              task_options={**TASK_OPTIONS, **(task_options or {})}, **training)
+def write_config(
+    root: Path,
+    model: Path,
+    train: Path,
+    *,
+    name: str,
+    eval_data: Path | None = None,
+    task_options: dict | None = None,
+    **training,
+) -> Path:
+    return write_image_config(
+        root,
+        model,
+        train,
+        name=name,
+        eval_data=eval_data,
+        task_options={**TASK_OPTIONS, **(task_options or {})},
+        **training,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +73,25 @@ def test_adapt_lowers_heldout_denoising_loss(adapted):
     (row,) = report.rows
     assert row.role == "domain" and row.metric == "denoising_mse"
     assert row.adapted < row.base * 0.95, row
-    for name in ("config.yaml", "run.json", "data_summary.json", "quarantine.jsonl", "metrics.json",
-                 "adapter.json", "logs/loss.csv", "samples/grid.png", "manifests/train.json",
-                 "governance/train.jsonl", f"adapter/{WEIGHTS_NAME}"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "data_summary.json",
+        "quarantine.jsonl",
+        "metrics.json",
+        "adapter.json",
+        "logs/loss.csv",
+        "samples/grid.png",
+        "manifests/train.json",
+        "governance/train.jsonl",
+        f"adapter/{WEIGHTS_NAME}",
+    ):
         assert (run.dir / name).is_file(), name
     record = json.loads((run.dir / "run.json").read_text())
     assert record["status"] == "completed"
     summary = json.loads((run.dir / "data_summary.json").read_text())
     assert summary["train_records"] == 9 and summary["heldout_records"] == 3
-    assert summary["metadata_stripped"] == {"exif": 1, "gps": 1}
+    assert summary["examples"]["metadata_stripped"] == {"exif": 1, "gps": 1}
     assert adapted["adapter"].train_metrics["latents_cached"] is True
     # the grid: one row per (distinct held-out caption, seed), base | adapted columns of 16 px
     rows = len(report.samples)
@@ -108,8 +130,14 @@ def test_adapter_is_plain_diffusers_lora_with_provenance(adapted, tiny_sd):
     assert read_provenance(run.adapter_dir)["intact"] is True
 
     def image(pipeline):
-        return pipeline("a solvanta style banner, variant 1", num_inference_steps=2, height=16, width=16,
-                        generator=torch.Generator().manual_seed(5), output_type="np").images
+        return pipeline(
+            "a solvanta style banner, variant 1",
+            num_inference_steps=2,
+            height=16,
+            width=16,
+            generator=torch.Generator().manual_seed(5),
+            output_type="np",
+        ).images
 
     trained_unet = adapted["model"].unet.eval()
     adapted_pipe = DiffusionPipeline.from_pretrained(tiny_sd, unet=trained_unet)
@@ -130,10 +158,24 @@ def test_variants_random_crop_buckets_min_snr_v_prediction_text_encoder(pm, tiny
 
     make_test_images(tmp_path / "train", n=6, size=24, layout="csv", bad=False)
     make_test_images(tmp_path / "eval", n=2, size=20, layout="txt", bad=False, seed=1)
-    options = {"crop": "random", "random_flip": True, "buckets": True, "min_snr_gamma": 5.0,
-               "prediction_type": "v_prediction", "train_text_encoder": True, "eval_seeds": [0]}
-    path = write_config(tmp_path, tiny_sd, tmp_path / "train", name="variants", eval_data=tmp_path / "eval",
-                        task_options=options, max_steps=3)
+    options = {
+        "crop": "random",
+        "random_flip": True,
+        "buckets": True,
+        "min_snr_gamma": 5.0,
+        "prediction_type": "v_prediction",
+        "train_text_encoder": True,
+        "eval_seeds": [0],
+    }
+    path = write_config(
+        tmp_path,
+        tiny_sd,
+        tmp_path / "train",
+        name="variants",
+        eval_data=tmp_path / "eval",
+        task_options=options,
+        max_steps=3,
+    )
     policy = tmp_path / "policy.yaml"  # the caption-file layout carries no consent
     policy.write_text("name: no-consent\nconsent:\n  required: {image: false}\n")
     config = load_config(path)
@@ -169,15 +211,35 @@ def test_interrupted_run_resumes_to_identical_adapter(pm, tiny_sd, tmp_path, mon
     options = {"crop": "random", "random_flip": True}
     ref_root = tmp_path / "ref"
     ref_root.mkdir()
-    reference = load_config(write_config(ref_root, tiny_sd, tmp_path / "data", name="reference",
-                                         task_options=options, max_steps=6, checkpoint_every=2, batch_size=2))
+    reference = load_config(
+        write_config(
+            ref_root,
+            tiny_sd,
+            tmp_path / "data",
+            name="reference",
+            task_options=options,
+            max_steps=6,
+            checkpoint_every=2,
+            batch_size=2,
+        )
+    )
     reference.evaluation.enabled = False
     ref_run, _, _ = runner.adapt(pm, reference)
 
-    config = load_config(write_config(tmp_path, tiny_sd, tmp_path / "data", name="resumed",
-                                      task_options=options, max_steps=6, checkpoint_every=2, batch_size=2))
+    config = load_config(
+        write_config(
+            tmp_path,
+            tiny_sd,
+            tmp_path / "data",
+            name="resumed",
+            task_options=options,
+            max_steps=6,
+            checkpoint_every=2,
+            batch_size=2,
+        )
+    )
     config.evaluation.enabled = False
-    real_loss, calls = image_adapt.summed_loss, {"n": 0}
+    real_loss, calls = image_loss.summed_loss, {"n": 0}
 
     def interrupting_loss(model, batch):
         calls["n"] += 1
@@ -185,10 +247,10 @@ def test_interrupted_run_resumes_to_identical_adapter(pm, tiny_sd, tmp_path, mon
             raise KeyboardInterrupt
         return real_loss(model, batch)
 
-    monkeypatch.setattr(image_adapt, "summed_loss", interrupting_loss)
+    monkeypatch.setattr(image_loss, "summed_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
         runner.adapt(pm, config)
-    monkeypatch.setattr(image_adapt, "summed_loss", real_loss)
+    monkeypatch.setattr(image_loss, "summed_loss", real_loss)
     run, adapter, _ = runner.adapt(pm, config, resume=True)
     assert adapter.train_metrics["resumed_from"] == 3
     assert weights_hash(run.adapter_dir) == weights_hash(ref_run.adapter_dir)

@@ -15,9 +15,14 @@ from polyadapt.governance.policy import Policy
 from polyadapt.governance.redact import Redactor
 from polyadapt.governance.scanners import builtin_scanners
 from polyadapt.modalities.image import (
-    load_image_folder, make_buckets, nearest_bucket, open_rgb, resize_and_crop,
+    load_image_folder,
+    make_buckets,
+    nearest_bucket,
+    open_rgb,
+    resize_and_crop,
 )
 from polyadapt_image.options import ImageOptions
+from polyadapt_image.task import TextToImageTask
 from polyadapt_image.testing import make_test_images
 
 REASONS = {
@@ -86,15 +91,28 @@ def test_duplicates_missing_files_and_escaping_paths(tmp_path):
     dataset = load_image_folder(folder, clean_dir=tmp_path / "clean", min_size=8)
     assert len(dataset.records) == 2
     reasons = [q.reason.split(":")[0] for q in dataset.quarantined]
-    assert reasons == ["duplicate image", "missing file", "bad file_name", "missing caption",
-                       "missing field", "invalid JSON"]
+    assert reasons == [
+        "duplicate image",
+        "missing file",
+        "bad file_name",
+        "missing caption",
+        "missing field",
+        "invalid JSON",
+    ]
     with pytest.raises(DataError, match="not an image folder"):
         load_image_folder(tmp_path / "nowhere", clean_dir=tmp_path / "clean")
 
 
 def _govern(dataset, policy):
-    return govern_dataset(dataset, policy=policy, redactor=Redactor(policy, builtin_scanners(), b"k" * 32),
-                          modality="image", licence="CC0-1.0")
+    """Govern as a text-to-image run does: consent required unless the policy says otherwise."""
+    return govern_dataset(
+        dataset,
+        policy=policy,
+        redactor=Redactor(policy, builtin_scanners(), b"k" * 32),
+        modality="image",
+        licence="CC0-1.0",
+        consent_default=TextToImageTask.consent_required,
+    )
 
 
 def test_captions_pass_governance(tmp_path):
@@ -112,7 +130,7 @@ def test_captions_pass_governance(tmp_path):
     assert "jane.doe@example.com" not in " ".join(texts) and "[EMAIL]" in texts[0]
     assert [d.action for d in governed.decisions][:2] == ["redacted", "dropped"]
 
-    # the strict default requires consent for images: a folder without it is refused
+    # the image task requires consent under the strict default: a folder without it is refused
     bare = tmp_path / "bare"
     make_test_images(bare, n=3, bad=False, consent=None)
     with pytest.raises(GovernanceError, match="rule consent"):
@@ -162,23 +180,22 @@ def test_examples_record_the_crop_geometry_sdxl_conditions_on(tmp_path):
 
     from polyadapt.modalities.image import resize_to_cover
     from polyadapt_image.conditioning import SDConditioning
-    from polyadapt_image.data import Collator, RunData, build_examples, condition_of, to_tensor
+    from polyadapt_image.data import Collator, build_examples, condition_of, to_tensor
     from polyadapt_image.testing import build_clip_tokenizer
 
     image = Image.new("RGB", (40, 24))
     image.putdata([(x * 6, y * 10, (x * y) % 256) for y in range(24) for x in range(40)])
     image.save(tmp_path / "wide.png")
-    run_data = RunData(train=[], heldout=[], sources=[], clean_dir=tmp_path)
     records = [{"image": "wide.png", "text": "a wide banner", "width": 40, "height": 24}]
     conditioning = SDConditioning(text_encoder=None, tokenizer=build_clip_tokenizer(tmp_path / "tokenizer"))
 
-    (centre,) = build_examples(run_data, records, conditioning, ImageOptions(resolution=16), 8)
+    (centre,) = build_examples(tmp_path, records, conditioning, ImageOptions(resolution=16), 8)
     assert centre["original_size"].tolist() == [24, 40] and centre["target_size"].tolist() == [16, 16]
     assert centre["crop_top_left"].tolist() == [0, 5]  # resized to 27x16, the centre cut starts at x=5
     assert set(condition_of(centre)) == {"input_ids", "original_size", "crop_top_left", "target_size"}
 
     options = ImageOptions(resolution=16, crop="random", random_flip=True)
-    (whole,) = build_examples(run_data, records, conditioning, options, 8)
+    (whole,) = build_examples(tmp_path, records, conditioning, options, 8)
     covered = to_tensor(resize_to_cover(Image.open(tmp_path / "wide.png").convert("RGB"), (16, 16)))
     assert torch.equal(whole["pixels"], covered)
     seen = set()
@@ -187,8 +204,11 @@ def test_examples_record_the_crop_geometry_sdxl_conditions_on(tmp_path):
         (group,) = Collator("random", random_flip=True)([whole])["groups"]
         top, left = group["crop_top_left"][0].tolist()
         # the pixels are the cut at (top, left) of the image as mirrored, or not
-        mirrored = [flip for flip, shown in ((False, covered), (True, covered.flip(-1)))
-                    if torch.equal(group["pixels"][0], shown[:, top : top + 16, left : left + 16])]
+        mirrored = [
+            flip
+            for flip, shown in ((False, covered), (True, covered.flip(-1)))
+            if torch.equal(group["pixels"][0], shown[:, top : top + 16, left : left + 16])
+        ]
         assert len(mirrored) == 1, (seed, top, left)
         seen.update(mirrored)
         assert group["original_size"].tolist() == [[24, 40]] and group["target_size"].tolist() == [[16, 16]]

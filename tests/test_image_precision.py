@@ -12,17 +12,14 @@ pytest.importorskip("diffusers")
 
 import yaml  # noqa: E402
 
+import polyadapt.training  # noqa: E402
 import polyadapt_image  # noqa: E402
-import polyadapt_image.adapt as image_adapt  # noqa: E402
 from polyadapt import runner  # noqa: E402
 from polyadapt.config import load_config  # noqa: E402
 from polyadapt.errors import ConfigError  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
-from polyadapt.testing import register_tiny_model  # noqa: E402
 from polyadapt_image.model import WEIGHTS_NAME  # noqa: E402
-from polyadapt_image.testing import TINY_NAME, build_tiny_sd_pipeline, make_test_images  # noqa: E402
-
-register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
+from polyadapt_image.testing import make_test_images  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +37,14 @@ def _config(tmp_path, model, *, precision: str, dtype: str, name: str):
         "base_model": {"id": str(model), "dtype": dtype},
         "data": {"train": str(tmp_path / "data"), "licence": "CC0-1.0", "eval_fraction": 0.25},
         "lora": {"r": 4, "alpha": 4},
-        "training": {"max_steps": 4, "batch_size": 2, "learning_rate": 1e-2, "precision": precision,
-                     "warmup_ratio": 0.0, "seed": 1},
+        "training": {
+            "max_steps": 4,
+            "batch_size": 2,
+            "learning_rate": 1e-2,
+            "precision": precision,
+            "warmup_ratio": 0.0,
+            "seed": 1,
+        },
         "evaluation": {"num_samples": 1},
         "task_options": {"resolution": 16, "min_image_size": 8, "inference_steps": 2, "eval_seeds": [0]},
         "output": {"dir": str(tmp_path / "runs"), "name": name},
@@ -56,14 +59,14 @@ def test_bf16_weights_and_autocast_on_cpu(tiny_base_model, tmp_path, monkeypatch
 
     pm = PluginManager(load_entrypoints=False, plugins={"image": polyadapt_image})
     trained = []
-    real_train = image_adapt.train
+    real_train = polyadapt.training.train
 
     def spy(job, *args, **kwargs):
         result = real_train(job, *args, **kwargs)
         trained.append((job.model, result))
         return result
 
-    monkeypatch.setattr(image_adapt, "train", spy)
+    monkeypatch.setattr(polyadapt.training, "train", spy)
     config = _config(tmp_path, tiny_base_model("image"), precision="bf16", dtype="bfloat16", name="bf16")
     run, adapter, report = runner.adapt(pm, config)
     model, result = trained[0]

@@ -33,8 +33,7 @@ from polyadapt_image.testing import TINY_SDXL_NAME, make_test_images  # noqa: E4
 # diffusers' Euler scheduler builds its sigmas with a numpy call that numpy 2 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
 
-TASK_OPTIONS = {"resolution": 16, "min_image_size": 8, "inference_steps": 2, "guidance_scale": 3.0,
-                "eval_seeds": [0]}
+TASK_OPTIONS = {"resolution": 16, "min_image_size": 8, "inference_steps": 2, "guidance_scale": 3.0, "eval_seeds": [0]}
 PROMPT = "a solvanta style banner, variant 1"
 
 
@@ -48,11 +47,18 @@ def tiny_sdxl(tiny_base_model) -> Path:
     return tiny_base_model("image-sdxl")
 
 
-def write_config(root: Path, model: Path, train: Path, *, name: str, task_options: dict | None = None,
-                 **training) -> Path:
-    return write_image_config(root, model, train, name=name, num_samples=1,
-                              task_options={**TASK_OPTIONS, **(task_options or {})},
-                              **{"learning_rate": 3e-2, **training})
+def write_config(
+    root: Path, model: Path, train: Path, *, name: str, task_options: dict | None = None, **training
+) -> Path:
+    return write_image_config(
+        root,
+        model,
+        train,
+        name=name,
+        num_samples=1,
+        task_options={**TASK_OPTIONS, **(task_options or {})},
+        **{"learning_rate": 3e-2, **training},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,16 @@ def weight_names(folder: Path) -> list[str]:
 
 
 def draw(pipeline, seed: int, n: int = 1, output_type: str = "np"):
-    return pipeline(PROMPT, num_images_per_prompt=n, num_inference_steps=2, guidance_scale=3.0, height=16,
-                    width=16, generator=torch.Generator().manual_seed(seed), output_type=output_type).images
+    return pipeline(
+        PROMPT,
+        num_images_per_prompt=n,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        height=16,
+        width=16,
+        generator=torch.Generator().manual_seed(seed),
+        output_type=output_type,
+    ).images
 
 
 def plain_sdxl(model: Path, **components):
@@ -114,19 +128,26 @@ def test_sdxl_text_encoder_lora_on_both_encoders_with_random_crops(pm, tiny_sdxl
 
     make_test_images(tmp_path / "data", n=6, size=24, bad=False)
     options = {"train_text_encoder": True, "crop": "random", "random_flip": True, "buckets": True}
-    config = load_config(write_config(tmp_path, tiny_sdxl, tmp_path / "data", name="encoders",
-                                      task_options=options, max_steps=3))
+    config = load_config(
+        write_config(tmp_path, tiny_sdxl, tmp_path / "data", name="encoders", task_options=options, max_steps=3)
+    )
     run, adapter, report = runner.adapt(pm, config)
     assert adapter.train_metrics["latents_cached"] is False and report.rows
     names = weight_names(run.adapter_dir)
     assert {name.split(".")[0] for name in names} == {"unet", "text_encoder", "text_encoder_2"}
     with safe_open(str(run.adapter_dir / WEIGHTS_NAME), "pt") as handle:  # the second encoder trained
-        assert any(handle.get_tensor(k).abs().max() > 0 for k in names
-                   if k.startswith("text_encoder_2.") and (".up." in k or "lora_B" in k))
+        assert any(
+            handle.get_tensor(k).abs().max() > 0
+            for k in names
+            if k.startswith("text_encoder_2.") and (".up." in k or "lora_B" in k)
+        )
     plain = plain_sdxl(tiny_sdxl)
     plain.load_lora_weights(str(run.adapter_dir))
-    assert plain.get_list_adapters() == {"unet": ["default_0"], "text_encoder": ["default_0"],
-                                         "text_encoder_2": ["default_0"]}
+    assert plain.get_list_adapters() == {
+        "unet": ["default_0"],
+        "text_encoder": ["default_0"],
+        "text_encoder_2": ["default_0"],
+    }
 
 
 def test_images_endpoint_serves_an_sdxl_adapter(adapted, pm, tiny_sdxl):
@@ -145,8 +166,10 @@ def test_images_endpoint_serves_an_sdxl_adapter(adapted, pm, tiny_sdxl):
                 with Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))) as served:
                     got = np.asarray(served.convert("RGB"), dtype=np.int16)
                 assert np.abs(got - np.asarray(image, dtype=np.int16)).max() <= 1, adapter
-    assert np.abs(np.asarray(expected["brand"][0], dtype=np.int16)
-                  - np.asarray(expected_base[0], dtype=np.int16)).max() > 2
+    assert (
+        np.abs(np.asarray(expected["brand"][0], dtype=np.int16) - np.asarray(expected_base[0], dtype=np.int16)).max()
+        > 2
+    )
 
 
 def test_unsupported_pipelines_are_refused_with_what_is_missing():
@@ -163,13 +186,19 @@ def test_unsupported_pipelines_are_refused_with_what_is_missing():
     with pytest.raises(ConfigError, match=r"without text_encoder, tokenizer; .*refiner"):
         text_conditioning(refiner, "'/models/refiner'")
     plain_encoder = SimpleNamespace()  # a CLIPTextModel: no text_projection
-    wrong = pipeline("text_time", text_encoder=object(), tokenizer=object(), text_encoder_2=plain_encoder,
-                     tokenizer_2=object())
+    wrong = pipeline(
+        "text_time", text_encoder=object(), tokenizer=object(), text_encoder_2=plain_encoder, tokenizer_2=object()
+    )
     with pytest.raises(ConfigError, match="CLIPTextModelWithProjection"):
         text_conditioning(wrong)
     with pytest.raises(ConfigError, match="without tokenizer"):
         text_conditioning(pipeline(None, text_encoder=object()))
     assert isinstance(text_conditioning(pipeline(None, text_encoder=object(), tokenizer=object())), SDConditioning)
-    sdxl = pipeline("text_time", text_encoder=object(), tokenizer=object(),
-                    text_encoder_2=SimpleNamespace(text_projection=object()), tokenizer_2=object())
+    sdxl = pipeline(
+        "text_time",
+        text_encoder=object(),
+        tokenizer=object(),
+        text_encoder_2=SimpleNamespace(text_projection=object()),
+        tokenizer_2=object(),
+    )
     assert isinstance(text_conditioning(sdxl), SDXLConditioning)

@@ -27,13 +27,11 @@ import polyadapt_image  # noqa: E402
 from polyadapt.config import LoraConfig, RunConfig  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
 from polyadapt.serving.app import build_app_from_runs  # noqa: E402
-from polyadapt.testing import register_tiny_model  # noqa: E402
-from polyadapt.types import AdapterArtifact, ImageRequest  # noqa: E402
+from polyadapt.types import AdapterArtifact  # noqa: E402
 from polyadapt_image.batching import ImageJob, group_calls  # noqa: E402
 from polyadapt_image.model import attach_lora, load_pipeline, save_adapter  # noqa: E402
-from polyadapt_image.testing import TINY_NAME, build_tiny_sd_pipeline  # noqa: E402
-
-register_tiny_model("image", build_tiny_sd_pipeline, name=TINY_NAME)
+from polyadapt_image.testing import TINY_NAME  # noqa: E402
+from polyadapt_image.types import ImageRequest  # noqa: E402
 
 OPTIONS = {"resolution": 16, "inference_steps": 2, "guidance_scale": 3.0}
 PROMPT = "a solvanta style banner"
@@ -42,9 +40,11 @@ SECRET = "AKIAIOSFODNN7EXAMPLE"
 
 def save_random_adapter(model: Path, target: Path, seed: int, text_encoder: bool = False) -> None:
     """A diffusers LoRA with random (non-zero) weights, saved the way ``adapt`` saves one."""
-    pipeline = load_pipeline(RunConfig.model_validate(
-        {"task": "text-to-image", "base_model": {"id": str(model), "dtype": "float32"}, "data": {"train": "x"}}
-    ).base_model)
+    pipeline = load_pipeline(
+        RunConfig.model_validate(
+            {"task": "text-to-image", "base_model": {"id": str(model), "dtype": "float32"}, "data": {"train": "x"}}
+        ).base_model
+    )
     torch.manual_seed(seed)
     attach_lora(pipeline, LoraConfig(r=4, alpha=8), text_encoder=text_encoder)
     with torch.no_grad():
@@ -58,15 +58,20 @@ def save_random_adapter(model: Path, target: Path, seed: int, text_encoder: bool
 def make_run_folder(root: Path, model: Path, name: str, seed: int) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    config = RunConfig.model_validate({
-        "task": "text-to-image", "base_model": {"id": str(model), "dtype": "float32"},
-        "data": {"train": str(root / "images")}, "task_options": OPTIONS,
-        "output": {"dir": str(root), "name": name, "adapter_name": name},
-    })
+    config = RunConfig.model_validate(
+        {
+            "task": "text-to-image",
+            "base_model": {"id": str(model), "dtype": "float32"},
+            "data": {"train": str(root / "images")},
+            "task_options": OPTIONS,
+            "output": {"dir": str(root), "name": name, "adapter_name": name},
+        }
+    )
     (run_dir / "config.yaml").write_text(config.to_yaml())
     save_random_adapter(model, run_dir / "adapter", seed)
-    (run_dir / "adapter.json").write_text(json.dumps(AdapterArtifact(path=run_dir / "adapter",
-                                                                     base_model=str(model)).to_dict()))
+    (run_dir / "adapter.json").write_text(
+        json.dumps(AdapterArtifact(path=run_dir / "adapter", base_model=str(model)).to_dict())
+    )
     return run_dir
 
 
@@ -96,8 +101,15 @@ def reference(model: Path, adapter: Path | None, seed: int, n: int = 1) -> list[
     pipeline.set_progress_bar_config(disable=True)
     if adapter is not None:
         pipeline.load_lora_weights(str(adapter))
-    images = pipeline(PROMPT, num_images_per_prompt=n, height=16, width=16, num_inference_steps=2,
-                      guidance_scale=3.0, generator=torch.Generator().manual_seed(seed)).images
+    images = pipeline(
+        PROMPT,
+        num_images_per_prompt=n,
+        height=16,
+        width=16,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(seed),
+    ).images
     return [np.asarray(image, dtype=np.int16) for image in images]
 
 
@@ -222,7 +234,7 @@ def test_batched_requests_match_alone_with_fewer_pipeline_calls(served, monkeypa
 def test_concurrent_http_requests_share_one_batch(served, monkeypatch):
     app = served["app"]
     registry = app.state.registry
-    monkeypatch.setattr(registry.bases[TINY_NAME].method_batchers["generate_images"], "batch_wait", 0.5)
+    monkeypatch.setattr(registry.bases[TINY_NAME].batcher_for("generate_images"), "batch_wait", 0.5)
     servable = servable_of(served)
     batches, real = [], servable.generate_images
 
@@ -238,11 +250,19 @@ def test_concurrent_http_requests_share_one_batch(served, monkeypatch):
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            replies = await asyncio.gather(*(
-                http.post("/v1/images/generations", json={
-                    "model": f"{TINY_NAME}:{adapter}" if adapter else TINY_NAME, "prompt": PROMPT, "seed": seed})
-                for adapter, seed in asks
-            ))
+            replies = await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/images/generations",
+                        json={
+                            "model": f"{TINY_NAME}:{adapter}" if adapter else TINY_NAME,
+                            "prompt": PROMPT,
+                            "seed": seed,
+                        },
+                    )
+                    for adapter, seed in asks
+                )
+            )
         await registry.close()
         return replies
 

@@ -18,22 +18,39 @@ app.add_typer(adapters_app, name="adapters")
 runner = CliRunner()
 
 
-def _record(store: LineageStore, run_id: str, *, adapted: float, general: float, lr: float,
-            policy: str | None = None) -> None:
-    manifest = {"root_hash": run_id[-1] * 64, "kind": "text", "records": 5,
-                "record_hashes": [f"{run_id}-{i}" for i in range(4)] + ["shared"],
-                "source": {"name": "train.jsonl", "bytes": 9},
-                "governance": {"policy": "strict", "redacted": 1, "dropped": 0, "findings_by_type": {"email": 1}}}
-    store.start_run(run_id, task="text-generation", plugin="text", config_hash=f"h{lr}",
-                    config={"training": {"learning_rate": lr}, "governance": {"policy": policy}}, seed=7,
-                    environment={"polyadapt": "0.1.0", "python": "3.11", "packages": {"torch": "2.9.1"}},
-                    base_model="org/SmolLM2", datasets={"train": manifest})
-    store.register_adapter(run_id, base_model="org/SmolLM2", name="claims", path=f"/runs/{run_id}/adapter",
-                           weights_hash=run_id[-1] * 64)
-    store.finish_run(run_id, status="completed", metrics=[
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": adapted, "role": "domain"},
-        {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": general, "role": "general"},
-    ])
+def _record(
+    store: LineageStore, run_id: str, *, adapted: float, general: float, lr: float, policy: str | None = None
+) -> None:
+    manifest = {
+        "root_hash": run_id[-1] * 64,
+        "kind": "text",
+        "records": 5,
+        "record_hashes": [f"{run_id}-{i}" for i in range(4)] + ["shared"],
+        "source": {"name": "train.jsonl", "bytes": 9},
+        "governance": {"policy": "strict", "redacted": 1, "dropped": 0, "findings_by_type": {"email": 1}},
+    }
+    store.start_run(
+        run_id,
+        task="text-generation",
+        plugin="text",
+        config_hash=f"h{lr}",
+        config={"training": {"learning_rate": lr}, "governance": {"policy": policy}},
+        seed=7,
+        environment={"polyadapt": "0.1.0", "python": "3.11", "packages": {"torch": "2.9.1"}},
+        base_model="org/SmolLM2",
+        datasets={"train": manifest},
+    )
+    store.register_adapter(
+        run_id, base_model="org/SmolLM2", name="claims", path=f"/runs/{run_id}/adapter", weights_hash=run_id[-1] * 64
+    )
+    store.finish_run(
+        run_id,
+        status="completed",
+        metrics=[
+            {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": adapted, "role": "domain"},
+            {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": general, "role": "general"},
+        ],
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +77,10 @@ def test_adapters_list(db):
     result = _invoke("adapters", "list", "--json", "--db", db)
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
-    assert [(a["ref"], a["status"]) for a in listed] == [("org/SmolLM2:claims@1", "candidate"),
-                                                          ("org/SmolLM2:claims@2", "candidate")]
+    assert [(a["ref"], a["status"]) for a in listed] == [
+        ("org/SmolLM2:claims@1", "candidate"),
+        ("org/SmolLM2:claims@2", "candidate"),
+    ]
     table = _invoke("adapters", "list", "--base", "SmolLM2", "--db", db)
     assert table.exit_code == 0 and "claims" in table.output and "candidate" in table.output
     assert "No adapters" in _invoke("adapters", "list", "--base", "other", "--db", db).output
@@ -117,8 +136,16 @@ def test_lineage_show(db):
         store.promote("claims", version=1, gate=PromotionGate())
     result = _invoke("lineage", "show", "claims", "--db", db)
     assert result.exit_code == 0, result.output
-    for expected in ("run run-1", "train: train.jsonl", "5 records", "policy strict", "org/SmolLM2:claims@1",
-                     "[active]", "domain eval.jsonl perplexity", "promote @1"):
+    for expected in (
+        "run run-1",
+        "train: train.jsonl",
+        "5 records",
+        "policy strict",
+        "org/SmolLM2:claims@1",
+        "[active]",
+        "domain eval.jsonl perplexity",
+        "promote @1",
+    ):
         assert expected in result.output, expected
     as_json = json.loads(_invoke("lineage", "show", "run-2", "--json", "--db", db).output)
     assert as_json["run"]["run_id"] == "run-2" and as_json["adapters"][0]["version"] == 2

@@ -32,17 +32,32 @@ print(json.dumps({"root": manifest["root_hash"], "hashes": manifest["record_hash
 """
 
 ROWS = [
-    {"messages": [{"role": "user", "content": "Wie hoch ist die Selbstbeteiligung?"},
-                  {"role": "assistant", "content": "Sie beträgt 150 €."}]},
-    {"messages": [{"role": "user", "content": "Does the policy cover hail?"},
-                  {"role": "assistant", "content": "Yes, hail is a covered peril."}]},
+    {
+        "messages": [
+            {"role": "user", "content": "Wie hoch ist die Selbstbeteiligung?"},
+            {"role": "assistant", "content": "Sie beträgt 150 €."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Does the policy cover hail?"},
+            {"role": "assistant", "content": "Yes, hail is a covered peril."},
+        ]
+    },
 ]
 
 
 def _manifest_in_subprocess(path: Path, cwd: Path, hash_seed: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONHASHSEED=hash_seed)
-    out = subprocess.run([sys.executable, "-c", _MANIFEST_SCRIPT, str(path)], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MANIFEST_SCRIPT, str(path)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -53,11 +68,18 @@ def test_root_hash_is_the_same_in_two_processes_and_independent_of_the_path(tmp_
     second.parent.mkdir(parents=True)
     first.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
     # Same content, written differently: other key order, spacing, escapes and CRLF line ends.
-    second.write_bytes("".join(
-        json.dumps({"messages": [{"content": m["content"], "role": m["role"]} for m in row["messages"]]},
-                   indent=None, separators=(", ", " : "), ensure_ascii=True) + "\r\n"
-        for row in ROWS
-    ).encode())
+    second.write_bytes(
+        "".join(
+            json.dumps(
+                {"messages": [{"content": m["content"], "role": m["role"]} for m in row["messages"]]},
+                indent=None,
+                separators=(", ", " : "),
+                ensure_ascii=True,
+            )
+            + "\r\n"
+            for row in ROWS
+        ).encode()
+    )
     a = _manifest_in_subprocess(first, tmp_path / "machine-a", "1")
     b = _manifest_in_subprocess(second, tmp_path, "2")
     assert a["root"] == b["root"] == a["fingerprint"] == b["fingerprint"]
@@ -73,10 +95,14 @@ def test_manifest_contents(tmp_path):
     source.parent.mkdir(parents=True)
     source.write_text("x" * 42)
     dataset = Dataset(
-        source=source, kind="text", records=[{"text": "a"}, {"text": "b"}],
-        quarantined=[Quarantined(source=str(source), index=2, reason="empty: no text", line=3),
-                     Quarantined(source=str(source), index=3, reason="empty: blank", line=4),
-                     Quarantined(source=str(source), index=4, reason="not json: line 5", line=5)],
+        source=source,
+        kind="text",
+        records=[{"text": "a"}, {"text": "b"}],
+        quarantined=[
+            Quarantined(source=str(source), index=2, reason="empty: no text", line=3),
+            Quarantined(source=str(source), index=3, reason="empty: blank", line=4),
+            Quarantined(source=str(source), index=4, reason="not json: line 5", line=5),
+        ],
     )
     governance = {"policy": "strict", "records_in": 3, "kept": 2, "redacted": 1, "dropped": 1}
     manifest = build_manifest(dataset, role="eval", governance=governance)
@@ -88,22 +114,31 @@ def test_manifest_contents(tmp_path):
     assert manifest["quarantine"] == {"records": 3, "reasons": {"empty": 2, "not json": 1}}
     assert manifest["governance"] == governance
     assert "record_hashes" not in manifest_summary(manifest)
-    assert build_manifest(Dataset(source=source, kind="text"), role="train")["root_hash"] == hashlib.sha256().hexdigest()
+    assert (
+        build_manifest(Dataset(source=source, kind="text"), role="train")["root_hash"] == hashlib.sha256().hexdigest()
+    )
 
 
 def test_capture_environment(monkeypatch):
-    plugins = [{"name": "text", "distribution": "polyadapt-text", "version": "0.1.0", "status": "ok"},
-               type("Info", (), {"name": "code", "distribution": None, "version": None})()]
+    plugins = [
+        {"name": "text", "distribution": "polyadapt-text", "version": "0.1.0", "status": "ok"},
+        {"name": "image", "distribution": "polyadapt-image", "version": "0.1.0", "status": "ok"},
+        type("Info", (), {"name": "code", "distribution": None, "version": None})(),
+    ]
     env = capture_environment(plugins, base_model={"id": "org/m", "revision": "main", "files": {}})
     from polyadapt import __version__
 
     assert env["polyadapt"] == __version__
     assert env["python"] == ".".join(map(str, sys.version_info[:3]))
     assert env["packages"]["peft"] == metadata.version("peft")
+    # the core's libraries, and those each plugin's distribution requires (diffusers for image)
     assert env["packages"]["diffusers"] == (None if not _installed("diffusers") else metadata.version("diffusers"))
-    assert set(environment.TRACKED_PACKAGES) == set(env["packages"])
-    assert env["plugins"] == [{"name": "code", "distribution": None, "version": None},
-                              {"name": "text", "distribution": "polyadapt-text", "version": "0.1.0"}]
+    assert set(environment.TRACKED_PACKAGES) <= set(env["packages"])
+    assert env["plugins"] == [
+        {"name": "code", "distribution": None, "version": None},
+        {"name": "image", "distribution": "polyadapt-image", "version": "0.1.0"},
+        {"name": "text", "distribution": "polyadapt-text", "version": "0.1.0"},
+    ]
     assert env["hardware"]["cores"] == os.cpu_count() and env["hardware"]["platform"]
     assert env["base_model"]["id"] == "org/m"
     json.dumps(env)  # storable as is

@@ -21,12 +21,23 @@ from polyadapt.lineage.openlineage import (
 )
 
 MANIFEST = {
-    "manifest_version": 1, "role": "train", "kind": "chat", "root_hash": "a" * 64, "records": 3,
-    "record_hashes": ["1" * 64, "2" * 64, "3" * 64], "source": {"name": "chats.jsonl", "bytes": 120},
-    "quarantine": {"records": 0, "reasons": {}}, "governance": {"policy": "strict", "redacted": 1},
+    "manifest_version": 1,
+    "role": "train",
+    "kind": "chat",
+    "root_hash": "a" * 64,
+    "records": 3,
+    "record_hashes": ["1" * 64, "2" * 64, "3" * 64],
+    "source": {"name": "chats.jsonl", "bytes": 120},
+    "quarantine": {"records": 0, "reasons": {}},
+    "governance": {"policy": "strict", "redacted": 1},
 }
-ADAPTER = {"name": "claims", "base_model": "SmolLM2", "version": 3, "weights_hash": "f" * 64,
-           "path": "/runs/r1/adapter"}
+ADAPTER = {
+    "name": "claims",
+    "base_model": "SmolLM2",
+    "version": 3,
+    "weights_hash": "f" * 64,
+    "path": "/runs/r1/adapter",
+}
 
 
 def _is_uri(value: str) -> bool:
@@ -56,8 +67,7 @@ def assert_valid_run_event(event: dict) -> None:
 
 def test_events_have_the_run_event_shape():
     start = run_event("START", run_id="run-1", job_name="text-generation", inputs=[MANIFEST])
-    done = run_event("COMPLETE", run_id="run-1", job_name="text-generation", inputs=[MANIFEST],
-                           outputs=[ADAPTER])
+    done = run_event("COMPLETE", run_id="run-1", job_name="text-generation", inputs=[MANIFEST], outputs=[ADAPTER])
     failed = run_event("FAIL", run_id="run-1", job_name="text-generation", error="GovernanceError: licence")
     for event in (start, done, failed):
         assert_valid_run_event(event)
@@ -84,10 +94,10 @@ def test_file_target_appends_json_lines(tmp_path):
     target = tmp_path / "lineage" / "events.jsonl"
     emitter = OpenLineageEmitter(target)
     emitter.emit(run_event("START", run_id="r1", job_name="text-generation", inputs=[MANIFEST]))
-    emitter.emit(run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST],
-                           outputs=[ADAPTER]))
-    OpenLineageEmitter(f"file://{target}").emit(run_event("FAIL", run_id="r2", job_name="text-generation",
-                                                          error="boom"))
+    emitter.emit(run_event("COMPLETE", run_id="r1", job_name="text-generation", inputs=[MANIFEST], outputs=[ADAPTER]))
+    OpenLineageEmitter(f"file://{target}").emit(
+        run_event("FAIL", run_id="r2", job_name="text-generation", error="boom")
+    )
     events = [json.loads(line) for line in target.read_text().splitlines()]
     assert [e["eventType"] for e in events] == ["START", "COMPLETE", "FAIL"]
     for event in events:
@@ -138,8 +148,12 @@ def test_delivery_failures_warn_and_never_raise(server):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.warns(OpenLineageWarning):
-        assert OpenLineageEmitter(f"http://127.0.0.1:{port}/", timeout=2).emit(
-            run_event("START", run_id="r", job_name="j")) is False
+        assert (
+            OpenLineageEmitter(f"http://127.0.0.1:{port}/", timeout=2).emit(
+                run_event("START", run_id="r", job_name="j")
+            )
+            is False
+        )
 
 
 def test_unknown_scheme_is_a_config_error():

@@ -27,10 +27,14 @@ def adapter_dir(tmp_path) -> Path:
     folder = tmp_path / "adapter"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    save_file({
-        "base_model.model.layer.lora_A.weight": rng.standard_normal((4, 8)).astype(np.float32),
-        "base_model.model.layer.lora_B.weight": rng.standard_normal((8, 4)).astype(np.float16),
-    }, folder / "adapter_model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {
+            "base_model.model.layer.lora_A.weight": rng.standard_normal((4, 8)).astype(np.float32),
+            "base_model.model.layer.lora_B.weight": rng.standard_normal((8, 4)).astype(np.float16),
+        },
+        folder / "adapter_model.safetensors",
+        metadata={"format": "pt"},
+    )
     (folder / "adapter_model.safetensors").chmod(0o644)
     from peft import LoraConfig
 

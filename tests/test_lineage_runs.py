@@ -49,13 +49,20 @@ def url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'lineage.db'}"
 
 
-def _start(store: LineageStore, run_id: str, *, task: str = "text-generation",
-           process: dict | None = None) -> None:
+def _start(store: LineageStore, run_id: str, *, task: str = "text-generation", process: dict | None = None) -> None:
     environment = {"polyadapt": "0.1.0", "python": "3.11"}
     if process is not None:
         environment["process"] = process
-    store.start_run(run_id, task=task, plugin=task.split("-")[0], config_hash="h", config={}, seed=7,
-                    environment=environment, base_model="org/SmolLM2-135M")
+    store.start_run(
+        run_id,
+        task=task,
+        plugin=task.split("-")[0],
+        config_hash="h",
+        config={},
+        seed=7,
+        environment=environment,
+        base_model="org/SmolLM2-135M",
+    )
 
 
 def _invoke(*args: str):
@@ -74,13 +81,18 @@ def three_runs(url, clock) -> str:
     with LineageStore(url) as store:
         clock("10:00:00")
         _start(store, "text-1", process=process_identity())
-        store.register_adapter("text-1", base_model="SmolLM2-135M", name="claims", path="/runs/text-1/adapter",
-                               weights_hash="a" * 64)
+        store.register_adapter(
+            "text-1", base_model="SmolLM2-135M", name="claims", path="/runs/text-1/adapter", weights_hash="a" * 64
+        )
         clock("10:01:30")
-        store.finish_run("text-1", status="completed", metrics=[
-            {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": 31, "role": "general"},
-            {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": 12, "role": "domain"},
-        ])
+        store.finish_run(
+            "text-1",
+            status="completed",
+            metrics=[
+                {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": 31, "role": "general"},
+                {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": 12, "role": "domain"},
+            ],
+        )
         clock("11:00:00")
         _start(store, "code-1", task="code-generation", process=process_identity())
         clock("11:00:05")
@@ -100,12 +112,30 @@ def test_runs_are_listed_newest_first_and_filtered(three_runs):
 
 def test_runs_json_shape(three_runs):
     newest, failed, completed = _listed(three_runs)
-    assert set(completed) == {"run_id", "task", "plugin", "status", "process_state", "host", "pid", "started",
-                              "finished", "duration_s", "base_model", "adapter", "domain_metric"}
+    assert set(completed) == {
+        "run_id",
+        "task",
+        "plugin",
+        "status",
+        "process_state",
+        "host",
+        "pid",
+        "started",
+        "finished",
+        "duration_s",
+        "base_model",
+        "adapter",
+        "domain_metric",
+    }
     assert completed["status"] == "completed" and completed["process_state"] is None
     assert completed["duration_s"] == 90.0 and completed["adapter"] == "claims@1"
-    assert completed["domain_metric"] == {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20.0,
-                                          "adapted": 12.0, "lower_is_better": True}
+    assert completed["domain_metric"] == {
+        "dataset": "eval.jsonl",
+        "metric": "perplexity",
+        "base": 20.0,
+        "adapted": 12.0,
+        "lower_is_better": True,
+    }
     assert failed["status"] == "failed" and failed["adapter"] is None and failed["domain_metric"] is None
     assert failed["duration_s"] == 5.0
     assert newest["status"] == "running" and newest["process_state"] == "alive"

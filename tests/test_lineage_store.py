@@ -16,9 +16,14 @@ from polyadapt.lineage.store import LineageStore
 
 def _manifest(root: str, *, records: int = 3, name: str = "train.jsonl", hashes: list[str] | None = None) -> dict:
     return {
-        "manifest_version": 1, "role": "train", "kind": "text", "root_hash": root, "records": records,
+        "manifest_version": 1,
+        "role": "train",
+        "kind": "text",
+        "root_hash": root,
+        "records": records,
         "record_hashes": hashes if hashes is not None else [f"{root[:8]}{i}" for i in range(records)],
-        "source": {"name": name, "bytes": 100}, "quarantine": {"records": 1, "reasons": {"empty": 1}},
+        "source": {"name": name, "bytes": 100},
+        "quarantine": {"records": 1, "reasons": {"empty": 1}},
         "governance": {"policy": "strict", "redacted": 2, "dropped": 0, "findings_by_type": {"email": 2}},
     }
 
@@ -26,7 +31,8 @@ def _manifest(root: str, *, records: int = 3, name: str = "train.jsonl", hashes:
 def _environment(torch_version: str = "2.9.1", commit: str = "abc", weights: str = "w1") -> dict:
     return {
         "base_model": {"id": "org/base-model", "revision": "main", "weight_hashes": {"model.safetensors": weights}},
-        "polyadapt": "0.1.0", "python": "3.11.9",
+        "polyadapt": "0.1.0",
+        "python": "3.11.9",
         "packages": {"torch": torch_version, "peft": "0.21.2", "diffusers": None},
         "plugins": [{"name": "text", "distribution": "polyadapt-text", "version": "0.1.0"}],
         "git": {"commit": commit, "dirty": False},
@@ -34,12 +40,24 @@ def _environment(torch_version: str = "2.9.1", commit: str = "abc", weights: str
     }
 
 
-def _start(store: LineageStore, run_id: str, *, lr: float = 1e-4, train: dict | None = None,
-           environment: dict | None = None, seed: int = 7) -> None:
+def _start(
+    store: LineageStore,
+    run_id: str,
+    *,
+    lr: float = 1e-4,
+    train: dict | None = None,
+    environment: dict | None = None,
+    seed: int = 7,
+) -> None:
     store.start_run(
-        run_id, task="text-generation", plugin="text", config_hash=f"hash-{lr}",
+        run_id,
+        task="text-generation",
+        plugin="text",
+        config_hash=f"hash-{lr}",
         config={"training": {"learning_rate": lr, "seed": seed}, "lora": {"r": 8}},
-        seed=seed, environment=environment or _environment(), base_model="org/base-model",
+        seed=seed,
+        environment=environment or _environment(),
+        base_model="org/base-model",
         run_dir=f"/runs/{run_id}",
         datasets={"train": train or _manifest("a" * 64), "eval": _manifest("e" * 64, name="eval.jsonl")},
     )
@@ -101,7 +119,8 @@ def test_run_record_round_trip_and_resume(store):
     assert run["config"]["training"]["learning_rate"] == 1e-4
     assert run["environment"]["git"]["commit"] == "abc"
     assert {(d["role"], d["root_hash"], d["source"]) for d in run["datasets"]} == {
-        ("train", "a" * 64, "train.jsonl"), ("eval", "e" * 64, "eval.jsonl"),
+        ("train", "a" * 64, "train.jsonl"),
+        ("eval", "e" * 64, "eval.jsonl"),
     }
     assert "role" not in run["datasets"][0]["manifest"]  # the role belongs to the run, not the data
     started = run["started"]
@@ -117,15 +136,17 @@ def test_run_record_round_trip_and_resume(store):
 
 
 def test_link_dataset_after_the_start(store):
-    store.start_run("run-1", task="t", plugin="p", config_hash="h", config={}, seed=1, environment={},
-                    base_model="m", datasets={})
+    store.start_run(
+        "run-1", task="t", plugin="p", config_hash="h", config={}, seed=1, environment={}, base_model="m", datasets={}
+    )
     store.record_dataset(_manifest("c" * 64, name="admitted.jsonl"))
     store.link_dataset("run-1", "train", "c" * 64)
     store.link_dataset("run-1", "eval", "e" * 64, source="eval.jsonl")  # manifest not recorded
     store.link_dataset("run-1", "train", "c" * 64)  # again: replaces, no duplicate
     run = store.get_run("run-1")
     assert [(d["role"], d["root_hash"], d["source"], bool(d["manifest"])) for d in run["datasets"]] == [
-        ("eval", "e" * 64, "eval.jsonl", False), ("train", "c" * 64, "admitted.jsonl", True),
+        ("eval", "e" * 64, "eval.jsonl", False),
+        ("train", "c" * 64, "admitted.jsonl", True),
     ]
     with pytest.raises(PolyadaptError, match="not in the lineage store"):
         store.link_dataset("nope", "train", "c" * 64)
@@ -134,14 +155,31 @@ def test_link_dataset_after_the_start(store):
 def test_metrics_keep_numbers_only(store):
     _start(store, "run-1")
     report = {
-        "metrics": [{"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": 10,
-                     "lower_is_better": True, "role": "domain", "improved": True}],
+        "metrics": [
+            {
+                "dataset": "eval.jsonl",
+                "metric": "perplexity",
+                "base": 20,
+                "adapted": 10,
+                "lower_is_better": True,
+                "role": "domain",
+                "improved": True,
+            }
+        ],
         "samples": [{"prompt": "my card is 4111 1111 1111 1111", "base": "x", "adapted": "y"}],
     }
     store.finish_run("run-1", status="completed", metrics=report)
     run = store.get_run("run-1")
-    assert run["metrics"] == [{"dataset": "eval.jsonl", "metric": "perplexity", "base": 20.0, "adapted": 10.0,
-                               "lower_is_better": True, "role": "domain"}]
+    assert run["metrics"] == [
+        {
+            "dataset": "eval.jsonl",
+            "metric": "perplexity",
+            "base": 20.0,
+            "adapted": 10.0,
+            "lower_is_better": True,
+            "role": "domain",
+        }
+    ]
     assert "4111" not in str(run)
     with pytest.raises(PolyadaptError, match="not one of"):
         store.finish_run("run-1", status="done")
@@ -179,8 +217,12 @@ def test_two_processes_record_concurrently_without_loss(tmp_path):
     go = tmp_path / "go"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, url, tag, str(tmp_path / f"ready-{tag}"), str(go)],
-                         env=env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url, tag, str(tmp_path / f"ready-{tag}"), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for tag in ("a", "b")
     ]
     deadline = time.monotonic() + 30
@@ -212,12 +254,16 @@ def test_lineage_chain_from_adapter_and_from_run(store):
     from polyadapt.lineage.registry import PromotionGate
 
     _start(store, "run-1")
-    adapter = store.register_adapter("run-1", base_model="org/base-model", name="claims",
-                                      path="/runs/run-1/adapter", weights_hash="f" * 64)
-    store.record_metrics("run-1", [
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": 10, "role": "domain"},
-        {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": 30.3, "role": "general"},
-    ])
+    adapter = store.register_adapter(
+        "run-1", base_model="org/base-model", name="claims", path="/runs/run-1/adapter", weights_hash="f" * 64
+    )
+    store.record_metrics(
+        "run-1",
+        [
+            {"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": 10, "role": "domain"},
+            {"dataset": "builtin", "metric": "perplexity", "base": 30, "adapted": 30.3, "role": "general"},
+        ],
+    )
     store.promote("claims", gate=PromotionGate(), actor="ana", reason="better claims")
     store.finish_run("run-1", status="completed")
     for ref in ("claims", "claims@1", "org/base-model:claims@1", "base-model:claims", "run-1"):
@@ -239,22 +285,45 @@ def test_lineage_chain_from_adapter_and_from_run(store):
 
 def test_diff_names_what_changed(store):
     _start(store, "run-a", lr=1e-4, train=_manifest("a" * 64, hashes=["h1", "h2", "h3"]))
-    _start(store, "run-b", lr=2e-4, train=_manifest("b" * 64, records=4, hashes=["h1", "h2", "h4", "h5"]),
-           environment=_environment(torch_version="2.10.0", commit="def", weights="w2"))
+    _start(
+        store,
+        "run-b",
+        lr=2e-4,
+        train=_manifest("b" * 64, records=4, hashes=["h1", "h2", "h4", "h5"]),
+        environment=_environment(torch_version="2.10.0", commit="def", weights="w2"),
+    )
     for run_id, adapted, weights in (("run-a", 12.0, "1" * 64), ("run-b", 11.0, "2" * 64)):
         store.register_adapter(run_id, base_model="org/base-model", name="claims", path="/x", weights_hash=weights)
-        store.record_metrics(run_id, [{"dataset": "eval.jsonl", "metric": "perplexity", "base": 20,
-                                       "adapted": adapted, "role": "domain"}])
+        store.record_metrics(
+            run_id,
+            [{"dataset": "eval.jsonl", "metric": "perplexity", "base": 20, "adapted": adapted, "role": "domain"}],
+        )
     diff = store.diff("run-a", "run-b")
-    assert diff["data"]["train"] == {"a": "a" * 64, "b": "b" * 64, "same": False, "records": [3, 4],
-                                     "added": 2, "removed": 1}
+    assert diff["data"]["train"] == {
+        "a": "a" * 64,
+        "b": "b" * 64,
+        "same": False,
+        "records": [3, 4],
+        "added": 2,
+        "removed": 1,
+    }
     assert diff["data"]["eval"]["same"] is True
     assert diff["config"] == {"training.learning_rate": [1e-4, 2e-4]}
-    assert diff["versions"] == {"torch": ["2.9.1", "2.10.0"], "git.commit": ["abc", "def"],
-                                "base_model.files.model.safetensors": ["w1", "w2"]}
+    assert diff["versions"] == {
+        "torch": ["2.9.1", "2.10.0"],
+        "git.commit": ["abc", "def"],
+        "base_model.files.model.safetensors": ["w1", "w2"],
+    }
     assert diff["adapter"] == {"a": "1" * 64, "b": "2" * 64, "same": False}
-    assert diff["metrics"] == [{"dataset": "eval.jsonl", "metric": "perplexity", "role": "domain",
-                                "a": {"base": 20.0, "adapted": 12.0}, "b": {"base": 20.0, "adapted": 11.0}}]
+    assert diff["metrics"] == [
+        {
+            "dataset": "eval.jsonl",
+            "metric": "perplexity",
+            "role": "domain",
+            "a": {"base": 20.0, "adapted": 12.0},
+            "b": {"base": 20.0, "adapted": 11.0},
+        }
+    ]
     same = store.diff("run-a", "run-a")
     assert same["config"] == {} and same["versions"] == {} and same["adapter"]["same"] is True
     with pytest.raises(PolyadaptError, match="'nope' is not in the lineage store"):
@@ -266,8 +335,9 @@ def test_no_record_content_reaches_the_database(tmp_path):
     from polyadapt.modalities.records import Dataset
 
     secret = "jane.doe@example.com"
-    dataset = Dataset(source=tmp_path / "train.jsonl", kind="text",
-                      records=[{"text": f"mail {secret} now"}, {"text": "plain"}])
+    dataset = Dataset(
+        source=tmp_path / "train.jsonl", kind="text", records=[{"text": f"mail {secret} now"}, {"text": "plain"}]
+    )
     db = tmp_path / "lineage.db"
     with LineageStore(f"sqlite:///{db}") as store:
         manifest = build_manifest(dataset, role="train", governance={"policy": "strict", "redacted": 1})

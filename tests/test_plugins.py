@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugin_helpers import TinyPlugin, TinyTask
 
 from polyadapt import runner
 from polyadapt.config import parse_config
 from polyadapt.errors import PluginError
 from polyadapt.hookspecs import hookimpl
-from polyadapt.plugins import PluginManager, check_api_compatibility
-from polyadapt.types import AdapterArtifact, Task
+from polyadapt.plugins import MIGRATION_GUIDE, PluginManager, check_api_compatibility
+from polyadapt.types import ServeSpec
 
 FIXTURE_PLUGINS = Path(__file__).parent / "fixture_plugins"
 
@@ -25,8 +26,18 @@ def plugin_site(tmp_path_factory) -> Path:
     """The test plugins pip-installed into a folder that goes on PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(FIXTURE_PLUGINS)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(FIXTURE_PLUGINS),
+        ],
         check=True,
     )
     return target
@@ -57,13 +68,14 @@ def test_installed_plugins_discovered_and_broken_ones_isolated(plugin_site):
     assert plugins["broken"]["status"] == "broken"
     assert "needs a library that is not installed" in plugins["broken"]["error"]
     assert plugins["future"]["status"] == "broken"
-    assert ">=2,<3" in plugins["future"]["error"] and "1.0" in plugins["future"]["error"]
+    assert ">=3,<4" in plugins["future"]["error"] and "implements 2.0" in plugins["future"]["error"]
+    assert plugins["legacy"]["status"] == "broken" and plugins["legacy"]["tasks"] == []
     # first-party plugins come through the same door
     assert plugins["text"]["tasks"] == ["text-generation"] and plugins["text"]["status"] == "ok"
 
 
 def test_load_plugins_env_has_three_states(plugin_site):
-    assert {"echo", "text", "broken", "future"} <= set(listed(plugin_site))  # unset: all
+    assert {"echo", "text", "broken", "future", "legacy"} <= set(listed(plugin_site))  # unset: all
     assert set(listed(plugin_site, load="echo")) == {"echo"}  # a list: only those
     assert set(listed(plugin_site, load="echo,polyadapt-text")) == {"echo", "text"}
     assert listed(plugin_site, load="") == {}  # empty: none
@@ -86,7 +98,9 @@ def test_adapt_through_cli_with_an_installed_plugin(plugin_site, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x"}\n')
     config = tmp_path / "echo.yaml"
-    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\noutput:\n  dir: {tmp_path / 'runs'}\n  name: r1\n")
+    config.write_text(
+        f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\noutput:\n  dir: {tmp_path / 'runs'}\n  name: r1\n"
+    )
     result = polyadapt(plugin_site, "adapt", str(config), load="echo")
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = tmp_path / "runs" / "r1"
@@ -105,34 +119,105 @@ def test_unknown_task_lists_known_ones_and_broken_plugins(plugin_site, tmp_path)
     assert "Traceback" not in result.stderr
 
 
-class _Owner:
-    def __init__(self, name: str):
-        self.name, self.calls = name, 0
+def test_a_plugin_api_1_plugin_is_broken_with_one_line_pointing_at_the_guide(plugin_site):
+    """A plugin still written for API 1.x (Task records, its own adapt and evaluate hooks)
+    loads nothing and says in one line what changed and where the migration guide is."""
+    error = listed(plugin_site)["legacy"]["error"]
+    assert "\n" not in error
+    assert "plugin API 1.x" in error and MIGRATION_GUIDE in error and "'legacy'" in error
+    assert MIGRATION_GUIDE == "docs/migrating-to-plugin-api-2.md"
+    assert (Path(__file__).resolve().parent.parent / MIGRATION_GUIDE).is_file()
+    wide = {"COLUMNS": "1000"}  # one table row per line: a long message is not wrapped
+    result = subprocess.run(
+        [sys.executable, "-m", "polyadapt.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(plugin_site), **wide},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("│ legacy ")]
+    assert "broken" in row and "plugin API 1.x" in row and MIGRATION_GUIDE in row
 
-    @hookimpl
-    def polyadapt_tasks(self):
-        return [Task(name=f"{self.name}-task", modality="text")]
 
-    @hookimpl
-    def polyadapt_adapt(self, run):
-        self.calls += 1
-        return AdapterArtifact(path=run.adapter_dir, base_model=self.name)
+class _Owner(TinyPlugin):
+    """A plugin offering one tiny task, ``<name>-task``."""
 
 
-def test_dispatch_calls_only_the_owner_of_the_task(tmp_path):
+def _run_config(tmp_path: Path, task: str, name: str = "r1") -> str:
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "a note"}\n{"text": "another note"}\n')
+    return (
+        f"task: {task}\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\n"
+        f"output:\n  dir: {tmp_path / 'runs'}\n  name: {name}\n"
+    )
+
+
+def test_dispatch_asks_only_the_task_of_the_run(tmp_path):
     a, b = _Owner("a"), _Owner("b")
     pm = PluginManager(load_entrypoints=False, plugins={"a": a, "b": b})
-    config = parse_config(f"task: b-task\nbase_model: m\ndata:\n  train: t\noutput:\n  dir: {tmp_path}\n", "x")
-    run = runner.prepare_run(pm, config)
+    run = runner.prepare_run(pm, parse_config(_run_config(tmp_path, "b-task"), "x"))
     artifact = pm.dispatch("polyadapt_adapt", run.task, run=run)
-    assert artifact.base_model == "b" and (a.calls, b.calls) == (0, 1)
+    assert artifact.path == run.adapter_dir and (artifact.trainable_parameters, artifact.total_parameters) == (1, 1)
+    assert (run.adapter_dir / "adapter_model.safetensors").is_file()
+    assert (a.task.calls, b.task.calls) == ([], ["load_base", "training_job"])
+
+
+class Observer:
+    """A third-party plugin that owns no task and wraps the core's run hooks."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, object, object]] = []
+        self.adapter_before: list[bool] = []
+
+    @hookimpl(wrapper=True)
+    def polyadapt_adapt(self, run):
+        self.adapter_before.append(run.adapter_dir.exists())
+        artifact = yield
+        self.seen.append(("adapt", run.id, artifact))
+        return artifact
+
+    @hookimpl(wrapper=True)
+    def polyadapt_evaluate(self, run, adapter):
+        report = yield
+        self.seen.append(("evaluate", adapter, report))
+        report.samples.append({"prompt": "observed", "base": "-", "adapted": "-"})  # wrappers may change it
+        return report
+
+    @hookimpl(wrapper=True)
+    def polyadapt_serve(self, spec):
+        servable = yield
+        self.seen.append(("serve", spec.base_name, servable))
+        return servable
+
+
+def test_hook_wrappers_of_another_plugin_run_around_the_cores_answer(polyadapt_run, tmp_path):
+    owner, observer = _Owner("tiny"), Observer()
+    result = polyadapt_run(
+        _run_config(tmp_path, "tiny-task"), plugins={"tiny": owner, "observer": observer}
+    ).assert_success()
+
+    (adapt, evaluate) = observer.seen
+    assert observer.adapter_before == [False]  # the wrapper ran before the core trained...
+    assert adapt == ("adapt", result.run.id, result.adapter)  # ...and saw the core's artifact on its way out
+    assert evaluate == ("evaluate", result.adapter, result.report)
+    assert owner.task.calls == ["load_base", "training_job", "evaluate"]  # the core asked the task
+    assert result.metrics["samples"] == [{"prompt": "observed", "base": "-", "adapted": "-"}]
+
+    pm = PluginManager(load_entrypoints=False, plugins={"tiny": owner, "observer": observer})
+    spec = ServeSpec(
+        task=pm.task("tiny-task"), base_model="none", base_name="none", adapters={"notes": result.dir / "adapter"}
+    )
+    servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)
+    assert observer.seen[-1] == ("serve", "none", servable) and servable.base_name == "none"
+    assert owner.task.calls[-1] == "servable"
 
 
 def test_task_conflict_keeps_first_and_reports():
     class Clash(_Owner):
         @hookimpl
         def polyadapt_tasks(self):
-            return [Task(name="a-task", modality="text")]
+            return [TinyTask("a-task")]
 
     pm = PluginManager(load_entrypoints=False, plugins={"a": _Owner("a"), "z": Clash("z")})
     assert pm.task("a-task").plugin == "a"
@@ -154,10 +239,24 @@ def test_failing_tasks_hook_marks_plugin_broken_not_others():
 
 
 def test_api_compatibility_messages():
-    assert check_api_compatibility("p", ">=1,<2") is None
+    assert check_api_compatibility("p", ">=2,<3") is None
     assert check_api_compatibility("p", None) is None
     assert "not a version range" in check_api_compatibility("p", "one")
-    assert "supports polyadapt plugin API >=2" in check_api_compatibility("p", ">=2")
+    assert "supports polyadapt plugin API >=3 but this core implements 2.0" in check_api_compatibility("p", ">=3")
+    legacy = check_api_compatibility("p", ">=1,<2")
+    assert "plugin API 1.x" in legacy and MIGRATION_GUIDE in legacy and "\n" not in legacy
+
+
+def test_a_v1_task_record_is_refused_with_the_guide():
+    class OnlyNames:
+        POLYADAPT_API = ">=2,<3"
+
+        @hookimpl
+        def polyadapt_tasks(self):
+            return ["old-task"]
+
+    pm = PluginManager(load_entrypoints=False, plugins={"old": OnlyNames()})
+    assert pm.infos["old"].status == "broken" and MIGRATION_GUIDE in pm.infos["old"].error
 
 
 def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_path):
@@ -166,12 +265,15 @@ def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_pa
     import polyadapt.cli as cli
 
     commands = []
-    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    # a first-party plugin without a folder in the checkout (one not written yet)
-    monkeypatch.setitem(cli.FIRST_PARTY, "video", "polyadapt-video")
+    monkeypatch.setattr(
+        cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
+    # polyadapt-video: a plugin without a folder in the checkout (one not written yet)
     local = tmp_path / "my-plugin"
     local.mkdir()
-    result = CliRunner().invoke(cli.app, ["plugins", "install", "text", "polyadapt-video", str(local), "someone-elses-plugin"])
+    result = CliRunner().invoke(
+        cli.app, ["plugins", "install", "text", "polyadapt-video", str(local), "someone-elses-plugin"]
+    )
     assert result.exit_code == 0, result.output
     (command,) = commands
     assert command[:4] == [sys.executable, "-m", "pip", "install"]
@@ -179,7 +281,9 @@ def test_plugins_install_uses_local_checkout_for_first_party(monkeypatch, tmp_pa
     assert command[4:6] == ["-e", checkout_text]
     # video has no folder in this checkout: it comes from the index by its distribution name
     assert "polyadapt-video" in command
-    assert ["-e", str(local.resolve())] == command[command.index(str(local.resolve())) - 1 : command.index(str(local.resolve())) + 1]
+    assert ["-e", str(local.resolve())] == command[
+        command.index(str(local.resolve())) - 1 : command.index(str(local.resolve())) + 1
+    ]
     assert command[-1] == "someone-elses-plugin"
 
 
@@ -197,8 +301,13 @@ def test_two_processes_running_at_once_lose_no_lineage(plugin_site, tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(plugin_site), "POLYADAPT_LOAD_PLUGINS": "echo"}
     workers = [
-        subprocess.Popen([sys.executable, "-c", script, str(data), str(tmp_path / "runs"), who], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(data), str(tmp_path / "runs"), who],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for who in ("left", "right")
     ]
     for worker in workers:
@@ -223,7 +332,9 @@ def test_plugins_uninstall_runs_pip_in_polyadapts_environment(monkeypatch):
     import polyadapt.cli as cli
 
     commands = []
-    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(
+        cli.subprocess, "run", lambda cmd, check: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
     result = CliRunner().invoke(cli.app, ["plugins", "uninstall", "text", "polyadapt-keywords"])
     assert result.exit_code == 0, result.output
     assert commands == [[sys.executable, "-m", "pip", "uninstall", "-y", "polyadapt-text", "polyadapt-keywords"]]
@@ -239,26 +350,29 @@ def test_plugins_table_shows_the_api_ranges_and_the_core_api(monkeypatch):
         pass
 
     class Future(_Owner):
-        POLYADAPT_API = ">=2,<3"
+        POLYADAPT_API = ">=3,<4"
 
     class Current(_Owner):
-        POLYADAPT_API = ">=1,<2"
+        POLYADAPT_API = ">=2,<3"
 
-    pm = PluginManager(load_entrypoints=False, plugins={
-        "old": Undeclared("old"), "next": Future("next"), "now": Current("now")})
+    pm = PluginManager(
+        load_entrypoints=False, plugins={"old": Undeclared("old"), "next": Future("next"), "now": Current("now")}
+    )
     monkeypatch.setattr(plugins, "get_plugin_manager", lambda: pm)
     monkeypatch.setattr(cli, "console", cli.Console(width=300))
     monkeypatch.setattr(cli, "err_console", cli.Console(width=300, stderr=True))
     result = CliRunner().invoke(cli.app, ["plugins"])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 2}
-    assert ">=1,<2" in rows["now"] and "ok" in rows["now"]
-    assert "broken" in rows["next"] and "supports polyadapt plugin API >=2,<3 but this core implements 1.0" in rows["next"]
-    assert "this core implements plugin API 1.0" in result.output
+    assert ">=2,<3" in rows["now"] and "ok" in rows["now"]
+    assert (
+        "broken" in rows["next"] and "supports polyadapt plugin API >=3,<4 but this core implements 2.0" in rows["next"]
+    )
+    assert "this core implements plugin API 2.0" in result.output
     assert "plugin 'old' does not declare the plugin API it supports" in result.output
     assert "'now' does not declare" not in result.output
     version = CliRunner().invoke(cli.app, ["--version"])
-    assert "plugin API 1.0" in version.output
+    assert "plugin API 2.0" in version.output
 
 
 def test_sigterm_stops_a_run_like_ctrl_c(plugin_site, tmp_path):
@@ -269,11 +383,18 @@ def test_sigterm_stops_a_run_like_ctrl_c(plugin_site, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "x"}\n')
     config = tmp_path / "slow.yaml"
-    config.write_text(f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\n"
-                      f"output:\n  dir: {tmp_path / 'runs'}\n  name: slow\n")
+    config.write_text(
+        f"task: echo\nbase_model: none\ndata:\n  train: {data}\n  licence: MIT\n"
+        f"output:\n  dir: {tmp_path / 'runs'}\n  name: slow\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(plugin_site), "POLYADAPT_LOAD_PLUGINS": "echo", "ECHO_SLEEP": "60"}
-    proc = subprocess.Popen([sys.executable, "-m", "polyadapt.cli", "adapt", str(config)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyadapt.cli", "adapt", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     record = tmp_path / "runs" / "slow" / "run.json"
     deadline = time.monotonic() + 60
     while not (record.is_file() and (tmp_path / "runs" / "slow" / "manifests").is_dir()):

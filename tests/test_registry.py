@@ -20,11 +20,27 @@ GATE = PromotionGate(min_domain_improvement=0.05, max_general_regression=0.05)
 
 
 def _rows(domain: tuple[float, float], general: tuple[float, float] | None = None) -> list[dict]:
-    rows = [{"dataset": "eval.jsonl", "metric": "perplexity", "base": domain[0], "adapted": domain[1],
-             "lower_is_better": True, "role": "domain"}]
+    rows = [
+        {
+            "dataset": "eval.jsonl",
+            "metric": "perplexity",
+            "base": domain[0],
+            "adapted": domain[1],
+            "lower_is_better": True,
+            "role": "domain",
+        }
+    ]
     if general is not None:
-        rows.append({"dataset": "builtin", "metric": "perplexity", "base": general[0], "adapted": general[1],
-                     "lower_is_better": True, "role": "general"})
+        rows.append(
+            {
+                "dataset": "builtin",
+                "metric": "perplexity",
+                "base": general[0],
+                "adapted": general[1],
+                "lower_is_better": True,
+                "role": "general",
+            }
+        )
     return rows
 
 
@@ -36,10 +52,20 @@ def store(tmp_path):
 
 def _version(store: LineageStore, n: int, *, rows: list[dict], name: str = "claims", base: str = "org/base"):
     run_id = f"{base}-{name}-run-{n}"
-    store.start_run(run_id, task="text-generation", plugin="text", config_hash="h", config={}, seed=1,
-                    environment={}, base_model=base, datasets={})
-    adapter = store.register_adapter(run_id, base_model=base, name=name, path=f"/runs/{n}/adapter",
-                                     weights_hash=f"{n:064x}")
+    store.start_run(
+        run_id,
+        task="text-generation",
+        plugin="text",
+        config_hash="h",
+        config={},
+        seed=1,
+        environment={},
+        base_model=base,
+        datasets={},
+    )
+    adapter = store.register_adapter(
+        run_id, base_model=base, name=name, path=f"/runs/{n}/adapter", weights_hash=f"{n:064x}"
+    )
     store.record_metrics(run_id, rows)
     return adapter
 
@@ -85,12 +111,19 @@ def test_gate_rules():
     assert not no_domain.passed and "no domain evaluation" in no_domain.failures()[0]
     assert not check_promotion(_rows((20, math.nan)), GATE).passed
     # Higher-is-better metrics are gated the right way round.
-    accuracy = [{"dataset": "qa", "metric": "accuracy", "base": 0.5, "adapted": 0.6, "lower_is_better": False,
-                 "role": "domain"}]
+    accuracy = [
+        {"dataset": "qa", "metric": "accuracy", "base": 0.5, "adapted": 0.6, "lower_is_better": False, "role": "domain"}
+    ]
     assert check_promotion(accuracy, GATE).passed
     # Several domain figures: one clearing the margin is enough, as long as none gets worse.
-    flat = {"dataset": "qa", "metric": "exact match", "base": 0.0, "adapted": 0.0, "lower_is_better": False,
-            "role": "domain"}
+    flat = {
+        "dataset": "qa",
+        "metric": "exact match",
+        "base": 0.0,
+        "adapted": 0.0,
+        "lower_is_better": False,
+        "role": "domain",
+    }
     assert check_promotion([*_rows((20, 15)), flat], GATE).passed
     worse = {**flat, "adapted": -0.1}
     assert not check_promotion([*_rows((20, 15)), worse], GATE).passed
@@ -109,7 +142,9 @@ def test_versions_are_numbered_per_base_and_name(store):
     other = _version(store, 3, rows=[], name="claims", base="org/other-base")
     assert (a1.version, a2.version, other.version) == (1, 2, 1)
     assert a1.status == "candidate"
-    again = store.register_adapter(a1.run_id, base_model="org/base", name="claims", path="/x", weights_hash=a1.weights_hash)
+    again = store.register_adapter(
+        a1.run_id, base_model="org/base", name="claims", path="/x", weights_hash=a1.weights_hash
+    )
     assert again == a1  # re-registering the same weights from the same run is idempotent
     with pytest.raises(PolyadaptError, match="not allowed"):
         store.register_adapter(a1.run_id, base_model="org/base", name="bad:name", path="/x", weights_hash="0")
@@ -178,7 +213,10 @@ def test_promote_retires_the_previous_and_rollback_restores_it(store):
     assert store.registry_version() > before
     events = store.lineage("claims@2")["adapters"][0]["events"]
     assert [(e["event"], e["version"], e["previous_version"]) for e in events] == [
-        ("promote", 2, 1), ("promote", 3, 2), ("rollback", 2, 3), ("rollback", 1, 2),
+        ("promote", 2, 1),
+        ("promote", 3, 2),
+        ("rollback", 2, 3),
+        ("rollback", 1, 2),
     ]
 
 

@@ -24,9 +24,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy
+import torch
 import polyadapt
 import polyadapt_text
-import polyadapt_text.adapt as text_adapt
+import polyadapt.training as shared_training
 import polyadapt_text.evaluate as text_evaluate
 import pytest
 import yaml
@@ -41,7 +42,7 @@ from polyadapt.lineage.store import LineageStore
 from polyadapt.modalities.records import Dataset
 from polyadapt.plugins import PluginManager
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Task
-from safetensors.numpy import save_file
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 # ---------------------------------------------------------------------------------------
@@ -58,13 +59,13 @@ def pm():
 def trainer_calls(monkeypatch):
     """How often the text plugin called the shared trainer (the real one still runs)."""
     calls = []
-    real_train = text_adapt.train
+    real_train = shared_training.train
 
     def spy(job, *args, **kwargs):
         calls.append(job)
         return real_train(job, *args, **kwargs)
 
-    monkeypatch.setattr(text_adapt, "train", spy)
+    monkeypatch.setattr(shared_training, "train", spy)
     return calls
 
 
@@ -74,10 +75,14 @@ def clean_chat(n: int, offset: int = 0) -> list[dict]:
     for i in range(n):
         a = DOMAIN_TERMS[(i + offset) % len(DOMAIN_TERMS)]
         b = DOMAIN_TERMS[(i + offset + 1) % len(DOMAIN_TERMS)]
-        rows.append({"messages": [
-            {"role": "user", "content": f"What does the {a} cover?"},
-            {"role": "assistant", "content": f"The {a} covers the {b}."},
-        ]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What does the {a} cover?"},
+                    {"role": "assistant", "content": f"The {a} covers the {b}."},
+                ]
+            }
+        )
     return rows
 
 
@@ -88,10 +93,24 @@ def write_policy(tmp_path: Path, name: str = "test-policy", **fields) -> Path:
     return path
 
 
-def run_config(tmp_path: Path, model: Path, train: Path, *, name: str = "gov-run", eval_path: Path | None = None,
-               general: str | Path = "none", licence: str | None = "CC0-1.0", policy: Path | None = None,
-               openlineage: Path | None = None, task: str = "text-generation", samples: list[str] | None = None,
-               evaluation: bool = True, max_steps: int = 2, write_only: bool = False, **training):
+def run_config(
+    tmp_path: Path,
+    model: Path,
+    train: Path,
+    *,
+    name: str = "gov-run",
+    eval_path: Path | None = None,
+    general: str | Path = "none",
+    licence: str | None = "CC0-1.0",
+    policy: Path | None = None,
+    openlineage: Path | None = None,
+    task: str = "text-generation",
+    samples: list[str] | None = None,
+    evaluation: bool = True,
+    max_steps: int = 2,
+    write_only: bool = False,
+    **training,
+):
     """A tiny run config written to ``tmp_path/<name>.yaml``; returns the loaded config
     (or, with ``write_only``, the file's path)."""
     data = {"train": str(train), "general_eval": str(general), "licence": licence}
@@ -102,10 +121,23 @@ def run_config(tmp_path: Path, model: Path, train: Path, *, name: str = "gov-run
         "base_model": {"id": str(model), "dtype": "float32"},
         "data": data,
         "lora": {"r": 4, "alpha": 8},
-        "training": {"max_steps": max_steps, "batch_size": 4, "learning_rate": 5e-3, "max_length": 64,
-                     "precision": "fp32", "warmup_ratio": 0.0, "seed": 7, **training},
-        "evaluation": {"enabled": evaluation, "num_samples": 1, "max_new_tokens": 4, "max_examples": 4,
-                       "samples": samples or []},
+        "training": {
+            "max_steps": max_steps,
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "max_length": 64,
+            "precision": "fp32",
+            "warmup_ratio": 0.0,
+            "seed": 7,
+            **training,
+        },
+        "evaluation": {
+            "enabled": evaluation,
+            "num_samples": 1,
+            "max_new_tokens": 4,
+            "max_examples": 4,
+            "samples": samples or [],
+        },
         "output": {"dir": str(tmp_path / "runs"), "name": name},
     }
     if policy is not None:
@@ -152,8 +184,14 @@ IBANS = ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "NL91 ABNA 041
 SSNS = ["536-90-4217", "412-73-5581", "301-44-8812"]
 IPS = ["203.0.113.42", "198.51.100.77", "2001:db8:85a3::8a2e:370:7334"]
 #: Every planted entity and the type the scanners must report it as.
-PLANTED = {"email": EMAILS, "phone": PHONES, "payment_card": CARDS, "iban": IBANS,
-           "national_id": SSNS, "ip_address": IPS}
+PLANTED = {
+    "email": EMAILS,
+    "phone": PHONES,
+    "payment_card": CARDS,
+    "iban": IBANS,
+    "national_id": SSNS,
+    "ip_address": IPS,
+}
 #: In a record that is quarantined (no assistant turn) and on a malformed JSON line.
 QUARANTINED_EMAIL = "quarantined.person@example.net"
 MALFORMED_PHONE = "+44 20 7946 0321"
@@ -172,8 +210,10 @@ def pii_record(i: int) -> tuple[dict, Counter]:
     """A chat with PII in both turns, and the findings it must produce by type."""
     pick = {kind: values[i % len(values)] for kind, values in PLANTED.items()}
     user = f"My email is {pick['email']}, call me on {pick['phone']}. What does the Solvanta rider cover?"
-    assistant = (f"Noted the card {pick['payment_card']} and IBAN {pick['iban']}; "
-                 f"SSN {pick['national_id']} was logged from {pick['ip_address']}.")
+    assistant = (
+        f"Noted the card {pick['payment_card']} and IBAN {pick['iban']}; "
+        f"SSN {pick['national_id']} was logged from {pick['ip_address']}."
+    )
     record = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
     return record, Counter({kind: 1 for kind in PLANTED})
 
@@ -204,7 +244,7 @@ def test_planted_values_are_each_found_by_the_builtin_scanners():
         for value in values:
             text = f"Please note {value} for the file."
             findings = scan_text(text, scanners)
-            assert [(f.type, text[f.start:f.end]) for f in findings] == [(kind, value)], value
+            assert [(f.type, text[f.start : f.end]) for f in findings] == [(kind, value)], value
     record, findings = pii_record(0)
     for turn in record["messages"]:
         assert scan_text(turn["content"], scanners)  # both turns hold PII
@@ -213,14 +253,21 @@ def test_planted_values_are_each_found_by_the_builtin_scanners():
 #: The strict actions, and every rewriting action other than redact.
 ACTIONS = {
     "strict": {},
-    "mask-and-hash": {"email": "hash", "phone": "mask", "payment_card": "mask", "iban": "hash",
-                      "national_id": "mask", "ip_address": "hash"},
+    "mask-and-hash": {
+        "email": "hash",
+        "phone": "mask",
+        "payment_card": "mask",
+        "iban": "hash",
+        "national_id": "mask",
+        "ip_address": "hash",
+    },
 }
 
 
 @pytest.mark.parametrize("actions", list(ACTIONS))
-def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(pm, tiny_llama, tmp_path, project_state, trainer_calls,
-                                                            actions):
+def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(
+    pm, tiny_llama, tmp_path, project_state, trainer_calls, actions
+):
     from polyadapt.governance.policy import STRICT_PII
 
     train_expected = write_pii_file(tmp_path / "data" / "train.jsonl", 20)
@@ -230,9 +277,16 @@ def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(pm, tiny_llama, tmp
     policy = write_policy(tmp_path, "pii-heavy", max_finding_share=0.9, pii=ACTIONS[actions])
     action_of = {**STRICT_PII, **ACTIONS[actions]}
     events_file = project_state / "openlineage.jsonl"
-    config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl",
-                        eval_path=tmp_path / "data" / "eval.jsonl", policy=policy, openlineage=events_file,
-                        max_steps=3, checkpoint_every=2)
+    config = run_config(
+        tmp_path,
+        tiny_llama,
+        tmp_path / "data" / "train.jsonl",
+        eval_path=tmp_path / "data" / "eval.jsonl",
+        policy=policy,
+        openlineage=events_file,
+        max_steps=3,
+        checkpoint_every=2,
+    )
     messages: list[str] = []
     run, _adapter, report = runner.adapt(pm, config, notify=messages.append)
     assert len(trainer_calls) == 1
@@ -242,8 +296,16 @@ def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(pm, tiny_llama, tmp
     # hash cache, the OpenLineage events) hold no planted value in any form
     written = files_under(run.dir, project_state)
     names = {p.relative_to(run.dir).as_posix() for p in written if run.dir in p.parents}
-    assert {"run.json", "config.yaml", "metrics.json", "governance/train.jsonl", "governance/eval.jsonl",
-            "manifests/train.json", "adapter/adapter_model.safetensors", "quarantine.jsonl"} <= names
+    assert {
+        "run.json",
+        "config.yaml",
+        "metrics.json",
+        "governance/train.jsonl",
+        "governance/eval.jsonl",
+        "manifests/train.json",
+        "adapter/adapter_model.safetensors",
+        "quarantine.jsonl",
+    } <= names
     assert any(name.startswith("checkpoints/") for name in names), names
     assert (project_state / "lineage.db").is_file() and events_file.is_file()
     # the grep sees what the database holds (a positive control: the run id is stored there)
@@ -298,16 +360,26 @@ def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(pm, tiny_llama, tmp
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("licence", "expected"), [
-    ("CC-BY-NC-4.0", ["rule licence", "CC-BY-NC-4.0 is not allowed by policy 'strict'", "allowed licence"]),
-    (None, ["rule licence", "declares no licence", "set `data.licence`"]),
-])
-def test_disallowed_or_missing_licence_refuses_the_run(pm, tiny_llama, tmp_path, project_state, trainer_calls,
-                                                      licence, expected):
+@pytest.mark.parametrize(
+    ("licence", "expected"),
+    [
+        ("CC-BY-NC-4.0", ["rule licence", "CC-BY-NC-4.0 is not allowed by policy 'strict'", "allowed licence"]),
+        (None, ["rule licence", "declares no licence", "set `data.licence`"]),
+    ],
+)
+def test_disallowed_or_missing_licence_refuses_the_run(
+    pm, tiny_llama, tmp_path, project_state, trainer_calls, licence, expected
+):
     write_jsonl(tmp_path / "data" / "train.jsonl", clean_chat(12))
     events_file = tmp_path / "events" / "openlineage.jsonl"
-    config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", licence=licence,
-                        openlineage=events_file, name="licence-run")
+    config = run_config(
+        tmp_path,
+        tiny_llama,
+        tmp_path / "data" / "train.jsonl",
+        licence=licence,
+        openlineage=events_file,
+        name="licence-run",
+    )
     with pytest.raises(GovernanceError) as info:
         runner.adapt(pm, config)
     message = str(info.value)
@@ -340,12 +412,17 @@ PEM_BODY = "MIIEowIBAAKCAQEA7bq9Xk3vQw2LmZP0sYt8RfJ4nHcUe1aGdW6oKxTiB5yNrVjS"
 PEM_KEY = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----"
 
 
-@pytest.mark.parametrize(("turn", "secret", "needles"), [
-    ("user", f"my key is {AWS_KEY}, does the rider cover it?", [AWS_KEY]),
-    ("assistant", f"Use this key:\n{PEM_KEY}\nThe rider covers it.", [PEM_BODY]),
-], ids=["aws-access-key", "pem-private-key"])
-def test_secret_in_one_record_refuses_before_training(pm, tiny_llama, tmp_path, project_state, trainer_calls,
-                                                      turn, secret, needles):
+@pytest.mark.parametrize(
+    ("turn", "secret", "needles"),
+    [
+        ("user", f"my key is {AWS_KEY}, does the rider cover it?", [AWS_KEY]),
+        ("assistant", f"Use this key:\n{PEM_KEY}\nThe rider covers it.", [PEM_BODY]),
+    ],
+    ids=["aws-access-key", "pem-private-key"],
+)
+def test_secret_in_one_record_refuses_before_training(
+    pm, tiny_llama, tmp_path, project_state, trainer_calls, turn, secret, needles
+):
     rows = clean_chat(12)
     position = 0 if turn == "user" else 1
     rows[6]["messages"][position]["content"] = secret  # line 7 of the file
@@ -387,31 +464,63 @@ def load_transcripts(path: Path) -> Dataset:
     return dataset
 
 
+class ScaleModel(torch.nn.Module):
+    """The smallest trainable "adapter": one scale, trained towards 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.zeros(2))
+
+
+class NotesTask(Task):
+    """A third-party task for a modality whose data shows people, so it needs consent: it
+    declares that and nothing else of governance."""
+
+    consent_required = True
+    admitted: list[dict]
+
+    def load_dataset(self, run, path, role):
+        return load_transcripts(path)
+
+    def load_base(self, run):
+        return None
+
+    def attach_lora(self, run, base):
+        return ScaleModel()
+
+    def training_job(self, run, base, model, data):
+        from polyadapt.training import TrainingJob
+
+        self.admitted = list(data.train) + list(data.heldout)
+
+        def loss(module, batch):
+            return ((module.scale - 1.0) ** 2).sum() * batch["num_items"]
+
+        return TrainingJob(model=model, train_data=data.train, collate=lambda rows: {"num_items": len(rows)}, loss=loss)
+
+    def save_adapter(self, run, base, model, folder):
+        save_file({"scale": model.scale.detach()}, str(folder / "adapter_model.safetensors"))
+
+    def evaluate(self, run, adapter, data):
+        return EvalReport(rows=[MetricRow("domain", "wer", 0.5, 0.4, role="domain")])
+
+
 class ConsentModalityPlugin:
     """A third-party plugin for a modality whose data needs consent (speech or image)."""
 
-    POLYADAPT_API = ">=1,<2"
+    POLYADAPT_API = ">=2,<3"
 
     def __init__(self, modality: str):
-        self.modality = modality
-        self.admitted: list[dict] = []
+        self.task = NotesTask(name=f"{modality}-notes", modality=modality, description="test plugin")
+        self.task.admitted = []
+
+    @property
+    def admitted(self) -> list[dict]:
+        return self.task.admitted
 
     @hookimpl
     def polyadapt_tasks(self):
-        return [Task(name=f"{self.modality}-notes", modality=self.modality, description="test plugin")]
-
-    @hookimpl
-    def polyadapt_adapt(self, run):
-        data = run.admit(load_transcripts(run.config.data.train), role="train")
-        self.admitted = list(data.records)
-        run.adapter_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"scale": numpy.full((2,), float(len(data)), dtype=numpy.float32)},
-                  str(run.adapter_dir / "adapter_model.safetensors"))
-        return AdapterArtifact(path=run.adapter_dir, base_model=run.config.base_model.id)
-
-    @hookimpl
-    def polyadapt_evaluate(self, run, adapter):
-        return EvalReport(rows=[MetricRow("domain", "wer", 0.5, 0.4, role="domain")])
+        return [self.task]
 
 
 def transcripts(consents: list) -> list[dict]:
@@ -431,8 +540,13 @@ def test_records_without_consent_are_refused_for_a_plugin_modality(tmp_path, mod
     pm = PluginManager(load_entrypoints=False, plugins={"notes": plugin})
     # line 2 has no consent field, line 4 says false, line 5 says "no"
     write_jsonl(tmp_path / "data" / "train.jsonl", transcripts([True, ..., "yes", False, "no", True]))
-    config = run_config(tmp_path, Path("org/notes-base"), tmp_path / "data" / "train.jsonl",
-                        task=f"{modality}-notes", name="consent-run")
+    config = run_config(
+        tmp_path,
+        Path("org/notes-base"),
+        tmp_path / "data" / "train.jsonl",
+        task=f"{modality}-notes",
+        name="consent-run",
+    )
     with pytest.raises(GovernanceError) as info:
         runner.adapt(pm, config)
     message = str(info.value)
@@ -451,8 +565,9 @@ def test_records_with_consent_pass_and_are_governed_like_any_other(tmp_path, pro
     plugin = ConsentModalityPlugin("speech")
     pm = PluginManager(load_entrypoints=False, plugins={"notes": plugin})
     write_jsonl(tmp_path / "data" / "train.jsonl", transcripts([True, "yes", 1, "granted", True, True]))
-    config = run_config(tmp_path, Path("org/notes-base"), tmp_path / "data" / "train.jsonl",
-                        task="speech-notes", name="consent-ok")
+    config = run_config(
+        tmp_path, Path("org/notes-base"), tmp_path / "data" / "train.jsonl", task="speech-notes", name="consent-ok"
+    )
     run, _adapter, _report = runner.adapt(pm, config)
     assert len(plugin.admitted) == 6
     assert plugin.admitted[0]["text"] == "Speaker 0 says write to [EMAIL] about the deductible."
@@ -515,9 +630,15 @@ def employee_data(path: Path) -> list[int]:
 
 def test_plugin_scanner_redacts_and_listeners_see_the_run(tiny_llama, tmp_path, project_state):
     listener = ListenerPlugin()
-    pm = PluginManager(load_entrypoints=False, plugins={
-        "text": polyadapt_text, "employees": ScannerPlugin(), "broken": BrokenListenerPlugin(), "listener": listener,
-    })
+    pm = PluginManager(
+        load_entrypoints=False,
+        plugins={
+            "text": polyadapt_text,
+            "employees": ScannerPlugin(),
+            "broken": BrokenListenerPlugin(),
+            "listener": listener,
+        },
+    )
     lines = employee_data(tmp_path / "data" / "train.jsonl")
     policy = write_policy(tmp_path, "employees", pii={"employee_id": "redact"}, max_finding_share=0.5)
     config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", policy=policy, name="emp-run")
@@ -551,9 +672,14 @@ def test_plugin_scanner_redacts_and_listeners_see_the_run(tiny_llama, tmp_path, 
 
 def test_plugin_scanner_finding_with_refuse_refuses_the_run(tiny_llama, tmp_path, project_state, trainer_calls):
     listener = ListenerPlugin()
-    pm = PluginManager(load_entrypoints=False, plugins={
-        "text": polyadapt_text, "employees": ScannerPlugin(), "listener": listener,
-    })
+    pm = PluginManager(
+        load_entrypoints=False,
+        plugins={
+            "text": polyadapt_text,
+            "employees": ScannerPlugin(),
+            "listener": listener,
+        },
+    )
     lines = employee_data(tmp_path / "data" / "train.jsonl")
     policy = write_policy(tmp_path, "no-employees", pii={"employee_id": "refuse"}, max_finding_share=0.5)
     config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", policy=policy, name="emp-refused")
@@ -588,8 +714,13 @@ def test_evaluation_samples_are_redacted(pm, tiny_llama, tmp_path, monkeypatch):
         return real_generate(*args, **kwargs) + f" call {OUTPUT_PHONE}"
 
     monkeypatch.setattr(text_evaluate, "generate", leaky_generate)
-    config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", name="samples-run",
-                        samples=[f"Write to {SAMPLE_EMAIL} about the Solvanta rider."])
+    config = run_config(
+        tmp_path,
+        tiny_llama,
+        tmp_path / "data" / "train.jsonl",
+        name="samples-run",
+        samples=[f"Write to {SAMPLE_EMAIL} about the Solvanta rider."],
+    )
     run, _, report = runner.adapt(pm, config)
     metrics_text = (run.dir / "metrics.json").read_text()
     sample = json.loads(metrics_text)["samples"][0]
@@ -603,8 +734,13 @@ def test_pii_in_a_sample_prompt_stays_out_of_the_run_folder_and_the_store(pm, ti
     """A prompt typed into evaluation.samples is data too: the run folder (config.yaml) and
     the lineage store (the run's resolved config) may not keep it raw."""
     write_jsonl(tmp_path / "data" / "train.jsonl", clean_chat(12))
-    config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", name="samples-config",
-                        samples=[f"Write to {SAMPLE_EMAIL} about the Solvanta rider."])
+    config = run_config(
+        tmp_path,
+        tiny_llama,
+        tmp_path / "data" / "train.jsonl",
+        name="samples-config",
+        samples=[f"Write to {SAMPLE_EMAIL} about the Solvanta rider."],
+    )
     run, _, _ = runner.adapt(pm, config)
     assert leaks([SAMPLE_EMAIL], run.dir, project_state) == []
 
@@ -622,8 +758,14 @@ def test_run_record_and_adapter_provenance(tiny_llama, tmp_path, monkeypatch):
     write_jsonl(tmp_path / "data" / "train.jsonl", clean_chat(12))
     write_jsonl(tmp_path / "data" / "eval.jsonl", clean_chat(4, 2))
     write_jsonl(tmp_path / "data" / "general.jsonl", [{"text": "Water boils at one hundred degrees Celsius."}] * 2)
-    config = run_config(tmp_path, tiny_llama, tmp_path / "data" / "train.jsonl", eval_path=tmp_path / "data" / "eval.jsonl",
-                        general=tmp_path / "data" / "general.jsonl", name="record-run")
+    config = run_config(
+        tmp_path,
+        tiny_llama,
+        tmp_path / "data" / "train.jsonl",
+        eval_path=tmp_path / "data" / "eval.jsonl",
+        general=tmp_path / "data" / "general.jsonl",
+        name="record-run",
+    )
     run, _adapter, _ = runner.adapt(pm, config)
     record = json.loads((run.dir / "run.json").read_text())
     model_hash = hashlib.sha256((tiny_llama / "model.safetensors").read_bytes()).hexdigest()
@@ -741,10 +883,19 @@ def test_cli_reproduce_gives_the_same_adapter_and_lineage_shows_it(tiny_llama, t
     show = cli.invoke(app, ["lineage", "show", "orig"])
     assert show.exit_code == 0, show.output
     out = show.output
-    for part in ("lineage of orig", "train: train.jsonl", original["provenance"]["dataset_root"][:12],
-                 "run orig: text-generation", "completed", "seed 7", original["config_hash"][:12],
-                 "adapter tiny-llama:text-generation@1", original["provenance"]["weights_hash"][:12],
-                 "evaluation", "domain (held-out) perplexity"):
+    for part in (
+        "lineage of orig",
+        "train: train.jsonl",
+        original["provenance"]["dataset_root"][:12],
+        "run orig: text-generation",
+        "completed",
+        "seed 7",
+        original["config_hash"][:12],
+        "adapter tiny-llama:text-generation@1",
+        original["provenance"]["weights_hash"][:12],
+        "evaluation",
+        "domain (held-out) perplexity",
+    ):
         assert part in out, (part, out)
     by_adapter = cli.invoke(app, ["lineage", "show", "text-generation@2"])
     assert by_adapter.exit_code == 0 and f"run {repro_dir.name}" in by_adapter.output, by_adapter.output

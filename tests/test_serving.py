@@ -55,22 +55,31 @@ def save_random_adapter(model_dir: Path, target: Path, seed: int, **lora) -> Non
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM", **lora)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "o_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+        **lora,
+    )
     get_peft_model(base, config).save_pretrained(target)
 
 
-def make_run_folder(root: Path, model_dir: Path, name: str, *, seed: int, adapter: bool = True,
-                    adapter_name: str | None = None) -> Path:
+def make_run_folder(
+    root: Path, model_dir: Path, name: str, *, seed: int, adapter: bool = True, adapter_name: str | None = None
+) -> Path:
     """A run folder as ``runner.load_run`` expects: config.yaml, adapter.json, adapter/."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    config = RunConfig.model_validate({
-        "task": "text-generation",
-        "base_model": {"id": str(model_dir), "dtype": "float32"},
-        "data": {"train": str(root / "train.jsonl")},
-        "output": {"dir": str(root), "name": name, "adapter_name": adapter_name or name},
-    })
+    config = RunConfig.model_validate(
+        {
+            "task": "text-generation",
+            "base_model": {"id": str(model_dir), "dtype": "float32"},
+            "data": {"train": str(root / "train.jsonl")},
+            "output": {"dir": str(root), "name": name, "adapter_name": adapter_name or name},
+        }
+    )
     (run_dir / "config.yaml").write_text(config.to_yaml())
     if adapter:
         save_random_adapter(model_dir, run_dir / "adapter", seed)
@@ -117,8 +126,9 @@ def reference(tiny_llama, runs):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     cache: dict = {}
 
-    def generate(adapter: str | None, prompt: str | None = None, *, ids: list[int] | None = None,
-                 max_new_tokens: int = TOKENS) -> tuple[str, list[int]]:
+    def generate(
+        adapter: str | None, prompt: str | None = None, *, ids: list[int] | None = None, max_new_tokens: int = TOKENS
+    ) -> tuple[str, list[int]]:
         if adapter not in cache:
             model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
             if adapter is not None:
@@ -126,10 +136,14 @@ def reference(tiny_llama, runs):
             cache[adapter] = model.eval()
         input_ids = torch.tensor([ids if ids is not None else tokenizer(prompt)["input_ids"]])
         with torch.no_grad():
-            output = cache[adapter].generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                             max_new_tokens=max_new_tokens, do_sample=False,
-                                             pad_token_id=tokenizer.pad_token_id)
-        new = output[0, input_ids.shape[1]:].tolist()
+            output = cache[adapter].generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = output[0, input_ids.shape[1] :].tolist()
         return tokenizer.decode(new, skip_special_tokens=True), new
 
     generate.tokenizer = tokenizer
@@ -202,8 +216,11 @@ def test_greedy_answers_differ_per_adapter_and_match_a_plain_peft_model(client, 
         texts[adapter] = body["choices"][0]["text"]
         assert texts[adapter] == reference(adapter, prompt)[0]
         prompt_tokens = len(reference.tokenizer(prompt)["input_ids"])
-        assert body["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": TOKENS,
-                                 "total_tokens": prompt_tokens + TOKENS}
+        assert body["usage"] == {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": TOKENS,
+            "total_tokens": prompt_tokens + TOKENS,
+        }
     assert len(set(texts.values())) == 3, texts
 
 
@@ -225,18 +242,22 @@ def test_mixed_batch_is_one_generate_and_equals_single_requests(servable, monkey
 
 
 def test_concurrent_http_requests_for_different_adapters_share_one_batch(app, servable, reference, monkeypatch):
-    batcher = app.state.registry.bases[BASE].batcher
+    batcher = app.state.registry.bases[BASE].batcher_for("generate")
     monkeypatch.setattr(batcher, "batch_wait", 0.5)
     batches = spy_generate(monkeypatch, servable)
 
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            replies = await asyncio.gather(*(
-                http.post("/v1/completions", json={"model": model_name(a), "prompt": PROMPTS[a],
-                                                   "max_tokens": TOKENS, "temperature": 0})
-                for a in (None, "a", "b")
-            ))
+            replies = await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/completions",
+                        json={"model": model_name(a), "prompt": PROMPTS[a], "max_tokens": TOKENS, "temperature": 0},
+                    )
+                    for a in (None, "a", "b")
+                )
+            )
         await app.state.registry.close()
         return replies
 
@@ -249,7 +270,7 @@ def test_concurrent_http_requests_for_different_adapters_share_one_batch(app, se
 
 
 def test_concurrent_requests_from_threads_are_batched(client, app, servable, reference, monkeypatch):
-    monkeypatch.setattr(app.state.registry.bases[BASE].batcher, "batch_wait", 0.5)
+    monkeypatch.setattr(app.state.registry.bases[BASE].batcher_for("generate"), "batch_wait", 0.5)
     batches = spy_generate(monkeypatch, servable)
     answers: dict = {}
 
@@ -267,9 +288,15 @@ def test_concurrent_requests_from_threads_are_batched(client, app, servable, ref
 
 def test_chat_returns_the_assistant_message(client, reference):
     messages = [{"role": "user", "content": "What does the Solvanta rider cover?"}]
-    response = client.post("/v1/chat/completions", json={
-        "model": f"{BASE}:a", "messages": messages, "max_tokens": 6, "temperature": 0,
-    })
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": f"{BASE}:a",
+            "messages": messages,
+            "max_tokens": 6,
+            "temperature": 0,
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
@@ -305,7 +332,7 @@ def _a_stop_string(text: str) -> str:
     """A short piece of ``text`` whose first occurrence is not at the start."""
     for size in (3, 2, 1):
         for start in range(len(text) - size, 0, -1):
-            piece = text[start:start + size]
+            piece = text[start : start + size]
             if "\ufffd" not in piece and text.find(piece) > 0:
                 return piece
     raise AssertionError(f"no usable stop string in {text!r}")
@@ -316,7 +343,7 @@ def test_stop_strings_cut_the_text(client, reference):
     stop = _a_stop_string(full)
     body = complete(client, "b", PROMPTS["b"], stop=[stop, "never-generated"])
     choice = body["choices"][0]
-    assert choice["text"] == full[:full.find(stop)]
+    assert choice["text"] == full[: full.find(stop)]
     assert choice["finish_reason"] == "stop"
     assert body["usage"]["completion_tokens"] <= TOKENS
     single = complete(client, "b", PROMPTS["b"], stop=stop)  # a bare string works too
@@ -324,8 +351,11 @@ def test_stop_strings_cut_the_text(client, reference):
 
 
 def test_generation_stops_early_once_every_row_is_done():
-    requests = [GenerationRequest(prompt="p", max_tokens=5), GenerationRequest(prompt="p", max_tokens=50, stop=["7"]),
-                GenerationRequest(prompt="p", max_tokens=50)]
+    requests = [
+        GenerationRequest(prompt="p", max_tokens=5),
+        GenerationRequest(prompt="p", max_tokens=50, stop=["7"]),
+        GenerationRequest(prompt="p", max_tokens=50),
+    ]
     stops = RowStops(requests, prompt_width=2, eos_ids={0}, decode=lambda ids: "".join(map(str, ids)))
     step = lambda *new: torch.tensor([[9, 9, *row] for row in new])  # noqa: E731
     assert stops(step([1], [1], [1])).tolist() == [False, False, False]
@@ -375,14 +405,21 @@ def test_dora_adapters_are_served_one_adapter_at_a_time(tiny_llama, runs, refere
     (spec,) = serve_specs(plugin_manager(), [runs["a"]])
     spec.adapters["d"] = tmp_path / "dora"
     servable = text_serve.TextServable(spec)
-    requests = [GenerationRequest(prompt=PROMPTS[None], max_tokens=6), GenerationRequest(prompt=PROMPTS["a"], adapter="d", max_tokens=6),
-                GenerationRequest(prompt=PROMPTS["b"], adapter="a", max_tokens=6)]
+    requests = [
+        GenerationRequest(prompt=PROMPTS[None], max_tokens=6),
+        GenerationRequest(prompt=PROMPTS["a"], adapter="d", max_tokens=6),
+        GenerationRequest(prompt=PROMPTS["b"], adapter="a", max_tokens=6),
+    ]
     mixed = servable.generate(requests)
     assert mixed == [servable.generate([r])[0] for r in requests]
-    dora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), str(tmp_path / "dora"))
+    dora = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), str(tmp_path / "dora")
+    )
     ids = torch.tensor([reference.tokenizer(PROMPTS["a"])["input_ids"]])
-    expected = dora.eval().generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
-    assert mixed[1].text == reference.tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
+    expected = dora.eval().generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False
+    )
+    assert mixed[1].text == reference.tokenizer.decode(expected[0, ids.shape[1] :], skip_special_tokens=True)
     assert mixed[0].text == reference(None, PROMPTS[None], max_new_tokens=6)[0]
     assert mixed[2].text == reference("a", PROMPTS["b"], max_new_tokens=6)[0]
 
@@ -398,22 +435,27 @@ def assert_openai_error(response, status: int) -> dict:
 
 
 def test_unknown_model_is_404_listing_the_known_models(client):
-    for path, body in (("/v1/completions", {"prompt": "hi"}),
-                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
+    for path, body in (
+        ("/v1/completions", {"prompt": "hi"}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ):
         error = assert_openai_error(client.post(path, json={"model": f"{BASE}:nope", **body}), 404)
         assert error["code"] == "model_not_found" and error["param"] == "model"
         assert f"{BASE}:a" in error["message"] and f"{BASE}:b" in error["message"]
     assert_openai_error(client.get("/v1/models/other"), 404)
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"model": BASE}, "prompt"),
-    ({"model": BASE, "prompt": "hi", "n": 2}, "n"),
-    ({"model": BASE, "prompt": "hi", "temperature": 5}, "temperature"),
-    ({"model": BASE, "prompt": "hi", "stream": True}, "stream"),
-    ({"model": BASE, "prompt": [1, 2]}, "prompt"),
-    ({"prompt": "hi"}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"model": BASE}, "prompt"),
+        ({"model": BASE, "prompt": "hi", "n": 2}, "n"),
+        ({"model": BASE, "prompt": "hi", "temperature": 5}, "temperature"),
+        ({"model": BASE, "prompt": "hi", "stream": True}, "stream"),
+        ({"model": BASE, "prompt": [1, 2]}, "prompt"),
+        ({"prompt": "hi"}, "model"),
+    ],
+)
 def test_bad_body_is_400_in_openai_shape(client, body, param):
     error = assert_openai_error(client.post("/v1/completions", json=body), 400)
     assert error["param"] == param and error["type"] == "invalid_request_error"
@@ -483,8 +525,10 @@ def test_batcher_respects_max_batch_and_isolates_failures():
     batcher = MicroBatcher(fake, {"x": Path("x"), "broken": Path("b")}, max_batch=2, batch_wait_ms=200)
 
     async def scenario():
-        asks = [batcher.submit([GenerationRequest(prompt=p, adapter=a)])
-                for p, a in (("1", None), ("2", "x"), ("boom", None), ("3", "broken"))]
+        asks = [
+            batcher.submit([GenerationRequest(prompt=p, adapter=a)])
+            for p, a in (("1", None), ("2", "x"), ("boom", None), ("3", "broken"))
+        ]
         outcomes = await asyncio.gather(*asks, return_exceptions=True)
         await batcher.close()
         return outcomes

@@ -49,10 +49,22 @@ OUTPUT_SECRET = "AKIAZZ9Y8X7W6V5U4T3S"
 def metric_rows(domain: tuple[float, float], general: tuple[float, float]) -> list[dict]:
     """Perplexity rows (base, adapted) for the domain and the general (forgetting) set."""
     return [
-        {"dataset": "eval.jsonl", "metric": "perplexity", "base": domain[0], "adapted": domain[1],
-         "lower_is_better": True, "role": "domain"},
-        {"dataset": "general.jsonl", "metric": "perplexity", "base": general[0], "adapted": general[1],
-         "lower_is_better": True, "role": "general"},
+        {
+            "dataset": "eval.jsonl",
+            "metric": "perplexity",
+            "base": domain[0],
+            "adapted": domain[1],
+            "lower_is_better": True,
+            "role": "domain",
+        },
+        {
+            "dataset": "general.jsonl",
+            "metric": "perplexity",
+            "base": general[0],
+            "adapted": general[1],
+            "lower_is_better": True,
+            "role": "general",
+        },
     ]
 
 
@@ -76,8 +88,7 @@ def general_regresses_rows() -> list[dict]:
 def run_dirs(tiny_llama, tmp_path_factory) -> dict[int, Path]:
     """Three run folders on the tiny Llama, all naming their adapter ``claims``; different weights."""
     root = tmp_path_factory.mktemp("governed-runs")
-    return {n: make_run_folder(root, tiny_llama, f"claims-v{n}", seed=10 + n, adapter_name=NAME)
-            for n in (1, 2, 3)}
+    return {n: make_run_folder(root, tiny_llama, f"claims-v{n}", seed=10 + n, adapter_name=NAME) for n in (1, 2, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +106,14 @@ def expected(tiny_llama, run_dirs):
             model = PeftModel.from_pretrained(model, str(run_dirs[n] / "adapter")).eval()
             ids = torch.tensor([tokenizer(PROMPT)["input_ids"]])
             with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=TOKENS,
-                                     do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            cache[n] = tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=TOKENS,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            cache[n] = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
         return cache[n]
 
     return text
@@ -112,18 +128,29 @@ def store(tmp_path):
 def record(store: LineageStore, run_dir: Path, rows: list[dict]):
     """Record ``run_dir`` as a run that made the next version of ``claims`` on ``tiny-llama``."""
     run_id = run_dir.name
-    store.start_run(run_id, task="text-generation", plugin="text", config_hash="0" * 64, config={}, seed=1,
-                    environment={}, base_model=BASE, run_dir=str(run_dir))
+    store.start_run(
+        run_id,
+        task="text-generation",
+        plugin="text",
+        config_hash="0" * 64,
+        config={},
+        seed=1,
+        environment={},
+        base_model=BASE,
+        run_dir=str(run_dir),
+    )
     weights = hashlib.sha256((run_dir / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest()
-    adapter = store.register_adapter(run_id, base_model=BASE, name=NAME, path=str(run_dir / "adapter"),
-                                     weights_hash=weights)
+    adapter = store.register_adapter(
+        run_id, base_model=BASE, name=NAME, path=str(run_dir / "adapter"), weights_hash=weights
+    )
     store.record_metrics(run_id, rows)
     return adapter
 
 
 def ask(client: TestClient, model: str = MODEL) -> str:
-    response = client.post("/v1/completions", json={"model": model, "prompt": PROMPT, "max_tokens": TOKENS,
-                                                    "temperature": 0})
+    response = client.post(
+        "/v1/completions", json={"model": model, "prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0}
+    )
     assert response.status_code == 200, response.text
     return response.json()["choices"][0]["text"]
 
@@ -143,8 +170,9 @@ def test_promotion_and_rollback_reroute_a_running_server(store, run_dirs, expect
     assert expected(1) != expected(2), "the two random adapters should answer differently"
 
     with mock.patch.object(text_serve, "load_base", wraps=text_serve.load_base) as loads:
-        app = build_app_from_runs(plugin_manager(), registry_store=store, follow_interval_s=0,
-                                  audit_log=tmp_path / "audit.jsonl")
+        app = build_app_from_runs(
+            plugin_manager(), registry_store=store, follow_interval_s=0, audit_log=tmp_path / "audit.jsonl"
+        )
         with TestClient(app) as client:
             assert listed(client) == {BASE, MODEL}
             assert ask(client) == expected(1)
@@ -170,17 +198,21 @@ def test_promotion_and_rollback_reroute_a_running_server(store, run_dirs, expect
 # -- the registry: the promotion gate -------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad_rows, failing", [
-    (domain_worse_rows, "20.0% worse"),
-    (general_regresses_rows, "allowed <= 5.0% worse"),
-])
+@pytest.mark.parametrize(
+    "bad_rows, failing",
+    [
+        (domain_worse_rows, "20.0% worse"),
+        (general_regresses_rows, "allowed <= 5.0% worse"),
+    ],
+)
 def test_a_regressing_promotion_is_refused_and_serving_stays(store, run_dirs, expected, tmp_path, bad_rows, failing):
     record(store, run_dirs[1], passing_rows())
     record(store, run_dirs[3], bad_rows())
     store.promote(NAME, version=1, gate=GATE)
 
-    app = build_app_from_runs(plugin_manager(), registry_store=store, follow_interval_s=0,
-                              audit_log=tmp_path / "audit.jsonl")
+    app = build_app_from_runs(
+        plugin_manager(), registry_store=store, follow_interval_s=0, audit_log=tmp_path / "audit.jsonl"
+    )
     with TestClient(app) as client:
         assert ask(client) == expected(1)
         events_before = store.registry_version()
@@ -230,9 +262,15 @@ def capture(monkeypatch, servable, answer: str | None = None) -> list:
 
 
 def chat(client, content: str):
-    return client.post("/v1/chat/completions", json={
-        "model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 4, "temperature": 0,
-    })
+    return client.post(
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 4,
+            "temperature": 0,
+        },
+    )
 
 
 def test_guard_redacts_prompts_refuses_secrets_and_filters_outputs(guarded, monkeypatch):

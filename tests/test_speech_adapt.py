@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 whisper = pytest.importorskip("whisper")
 
-import polyadapt_speech.adapt as speech_adapt  # noqa: E402
+import polyadapt.training  # noqa: E402
 from polyadapt import runner  # noqa: E402
 from polyadapt.config import RunConfig  # noqa: E402
 from polyadapt.errors import GovernanceError  # noqa: E402
@@ -46,15 +46,16 @@ def speech_data(tmp_path) -> dict[str, Path]:
 
 
 def test_adapt_lowers_heldout_loss_and_exports_a_plain_whisper_checkpoint(
-        pm, tiny_whisper, speech_data, tmp_path, monkeypatch):
+    pm, tiny_whisper, speech_data, tmp_path, monkeypatch
+):
     trained = []
-    real_train = speech_adapt.train
+    real_train = polyadapt.training.train
 
     def spy(job, *args, **kwargs):
         trained.append(job.model.model)
         return real_train(job, *args, **kwargs)
 
-    monkeypatch.setattr(speech_adapt, "train", spy)
+    monkeypatch.setattr(polyadapt.training, "train", spy)
     options = {"spec_augment": {"enabled": True, "time_width": 20, "freq_width": 8}}
     config = RunConfig.model_validate(speech_config(tmp_path, tiny_whisper, speech_data, task_options=options))
     run, adapter, report = runner.adapt(pm, config)
@@ -67,14 +68,27 @@ def test_adapt_lowers_heldout_loss_and_exports_a_plain_whisper_checkpoint(
     assert rows[("domain (held-out)", "term_recall")].role == "domain"
     assert rows[("general", "wer")].role == "general"
     assert report.samples and {"audio", "reference", "base", "adapted"} <= set(report.samples[0])
-    for name in ("config.yaml", "run.json", "data_summary.json", "metrics.json", "adapter.json", "logs/loss.csv",
-                 "adapter/adapter_model.safetensors", "adapter/adapter_config.json", "manifests/train.json",
-                 "manifests/eval.json", "manifests/general.json", "governance/train.jsonl"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "data_summary.json",
+        "metrics.json",
+        "adapter.json",
+        "logs/loss.csv",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "manifests/train.json",
+        "manifests/eval.json",
+        "manifests/general.json",
+        "governance/train.jsonl",
+    ):
         assert (run.dir / name).is_file(), name
     record = json.loads((run.dir / "run.json").read_text())
     assert record["status"] == "completed"
     summary = json.loads((run.dir / "data_summary.json").read_text())
     assert summary["train_records"] == 16 and summary["heldout_records"] == 4
+    assert summary["examples"] == {"train_clips": 16, "train_audio_s": 16.0}  # the task's facts
+    assert adapter.train_metrics["train_clips"] == 16 and adapter.train_metrics["train_audio_s"] == 16.0
 
     # the adapter is plain peft on plain whisper; LoRA sits on encoder and decoder attention
     from peft import PeftModel
@@ -104,7 +118,7 @@ def test_adapt_lowers_heldout_loss_and_exports_a_plain_whisper_checkpoint(
 
 def test_missing_consent_refuses_the_run_before_training(pm, tiny_whisper, speech_data, tmp_path, monkeypatch):
     called = []
-    monkeypatch.setattr(speech_adapt, "train", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(polyadapt.training, "train", lambda *a, **k: called.append(1))
     speech_data["train"] = audio_folder(tmp_path / "noconsent", sentences(4, 5), consent=None)
     config = RunConfig.model_validate(speech_config(tmp_path, tiny_whisper, speech_data))
     with pytest.raises(GovernanceError, match="rule consent"):
@@ -117,13 +131,17 @@ def test_missing_consent_refuses_the_run_before_training(pm, tiny_whisper, speec
 def test_lora_targets_follow_the_config():
     from polyadapt.config import LoraConfig
 
-    assert lora_target_pattern(LoraConfig(), "decoder") == r"(decoder)\.blocks\.\d+\.((attn|cross_attn)\.(query|key|value|out))"
+    assert (
+        lora_target_pattern(LoraConfig(), "decoder")
+        == r"(decoder)\.blocks\.\d+\.((attn|cross_attn)\.(query|key|value|out))"
+    )
     pattern = lora_target_pattern(LoraConfig(target_modules="all-linear"), "encoder")
     import re
 
     assert re.fullmatch(pattern, "encoder.blocks.3.mlp.2") and not re.fullmatch(pattern, "decoder.blocks.0.mlp.0")
-    assert re.fullmatch(lora_target_pattern(LoraConfig(target_modules=["value", "mlp.0"]), "both"),
-                        "decoder.blocks.0.mlp.0")
+    assert re.fullmatch(
+        lora_target_pattern(LoraConfig(target_modules=["value", "mlp.0"]), "both"), "decoder.blocks.0.mlp.0"
+    )
 
 
 def test_wer_cer_and_term_recall():
@@ -184,9 +202,13 @@ def test_teacher_forcing_targets_only_the_transcript(tmp_path):
     assert tokens[:prefix] == [tokenizer.sot, tokenizer.language_token, tokenizer.translate, tokenizer.no_timestamps]
     assert tokens[-1] == tokenizer.eot and tokenizer.decode(tokens[prefix:-1]) == " Guten Tag."
     short, short_prefix = transcript_tokens(model, "Ja.", "de", "transcribe")
-    batch = collate([{"mel": torch.zeros(80, 300), "tokens": tokens, "prefix": prefix},
-                     {"mel": torch.zeros(80, 300), "tokens": short, "prefix": short_prefix}])
+    batch = collate(
+        [
+            {"mel": torch.zeros(80, 300), "tokens": tokens, "prefix": prefix},
+            {"mel": torch.zeros(80, 300), "tokens": short, "prefix": short_prefix},
+        ]
+    )
     labels = batch["labels"]
     assert labels[0].tolist() == [IGNORE] * (prefix - 1) + tokens[prefix:]
     assert batch["num_items"] == (len(tokens) - prefix) + (len(short) - short_prefix)
-    assert (labels[1, len(short) - 1:] == IGNORE).all()
+    assert (labels[1, len(short) - 1 :] == IGNORE).all()

@@ -84,12 +84,26 @@ def test_reader_follows_ctranslate2_layout(tmp_path):
     def string(text):
         return struct.pack("<H", len(text) + 1) + text.encode() + b"\0"
 
-    blob = (struct.pack("<I", 6) + string("WhisperSpec") + struct.pack("<I", 3) + struct.pack("<I", 2)
-            + string("a/weight") + struct.pack("<B", 2) + struct.pack("<II", 2, 3) + struct.pack("<B", 4)
-            + struct.pack("<I", 12) + np.arange(6, dtype="<f2").tobytes()
-            + string("a/num_heads") + struct.pack("<B", 0) + struct.pack("<B", 2) + struct.pack("<I", 2)
-            + struct.pack("<h", 6)
-            + struct.pack("<I", 1) + string("b/weight") + string("a/weight"))
+    blob = (
+        struct.pack("<I", 6)
+        + string("WhisperSpec")
+        + struct.pack("<I", 3)
+        + struct.pack("<I", 2)
+        + string("a/weight")
+        + struct.pack("<B", 2)
+        + struct.pack("<II", 2, 3)
+        + struct.pack("<B", 4)
+        + struct.pack("<I", 12)
+        + np.arange(6, dtype="<f2").tobytes()
+        + string("a/num_heads")
+        + struct.pack("<B", 0)
+        + struct.pack("<B", 2)
+        + struct.pack("<I", 2)
+        + struct.pack("<h", 6)
+        + struct.pack("<I", 1)
+        + string("b/weight")
+        + string("a/weight")
+    )
     (tmp_path / "model.bin").write_bytes(blob)
     name, revision, variables = ct2.read_model_bin(tmp_path / "model.bin")
     assert (name, revision) == ("WhisperSpec", 3)
@@ -111,7 +125,8 @@ def test_odd_ctranslate2_models_are_refused(tiny, tmp_path):
     ct2.write_model_bin(folder / "model.bin", "WhisperSpec", 3, extra)
     with pytest.raises(ConfigError, match="no place for: decoder/extra/weight"):
         ct2.convert_ct2(folder, tmp_path / "out.pt")
-    ct2.write_model_bin(folder / "model.bin", "WhisperSpec", 3,
-                        dict(variables, **{"decoder/pre_norm": np.array(0, np.int8)}))
+    ct2.write_model_bin(
+        folder / "model.bin", "WhisperSpec", 3, dict(variables, **{"decoder/pre_norm": np.array(0, np.int8)})
+    )
     with pytest.raises(ConfigError, match="pre_norm is 0"):
         ct2.convert_ct2(folder, tmp_path / "out.pt")

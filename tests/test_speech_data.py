@@ -44,16 +44,20 @@ def test_bad_clips_are_quarantined_with_reasons(tmp_path):
     write_clip(root / "long.wav", tone(31.0, 200, noise=0.0))
     (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio" * 10)
     (root / "empty.wav").write_bytes(b"")
-    write_metadata(root, [
-        {"file_name": "good.wav", "transcription": "The Solvanta rider.", "consent": True, "language": "en"},
-        {"file_name": "good.ogg", "text": "The Marlowe deductible.", "consent": "yes"},
-        {"file_name": "silent.wav", "transcription": "nothing", "consent": True},
-        {"file_name": "long.wav", "transcription": "too long", "consent": True},
-        {"file_name": "corrupt.wav", "transcription": "broken", "consent": True},
-        {"file_name": "empty.wav", "transcription": "empty", "consent": True},
-        {"file_name": "missing.wav", "transcription": "gone", "consent": True},
-        {"file_name": "good.wav", "transcription": "  ", "consent": True},
-    ], fmt="csv")
+    write_metadata(
+        root,
+        [
+            {"file_name": "good.wav", "transcription": "The Solvanta rider.", "consent": True, "language": "en"},
+            {"file_name": "good.ogg", "text": "The Marlowe deductible.", "consent": "yes"},
+            {"file_name": "silent.wav", "transcription": "nothing", "consent": True},
+            {"file_name": "long.wav", "transcription": "too long", "consent": True},
+            {"file_name": "corrupt.wav", "transcription": "broken", "consent": True},
+            {"file_name": "empty.wav", "transcription": "empty", "consent": True},
+            {"file_name": "missing.wav", "transcription": "gone", "consent": True},
+            {"file_name": "good.wav", "transcription": "  ", "consent": True},
+        ],
+        fmt="csv",
+    )
     dataset = load_audio_dataset(root)
     assert [r["text"] for r in dataset.records] == ["The Solvanta rider.", "The Marlowe deductible."]
     first = dataset.records[0]
@@ -68,7 +72,13 @@ def test_bad_clips_are_quarantined_with_reasons(tmp_path):
     assert reasons[8].startswith("missing file")
     assert reasons[9].startswith("empty transcript")
     assert dataset.summary()["quarantine_reasons"] == {
-        "silent": 1, "too long": 1, "corrupt": 1, "empty": 1, "missing file": 1, "empty transcript": 1}
+        "silent": 1,
+        "too long": 1,
+        "corrupt": 1,
+        "empty": 1,
+        "missing file": 1,
+        "empty transcript": 1,
+    }
     assert load_waveform(first).shape == (16_000,)
     write_clip(root / "good.wav", tone(1.0, 900))  # changed after admission
     with pytest.raises(DataError, match="changed after it was admitted"):
@@ -86,11 +96,14 @@ def test_folder_without_usable_clips_is_an_error(tmp_path):
 
 
 def _run(pm, tmp_path, train):
-    config = RunConfig.model_validate({
-        "task": "speech-recognition", "base_model": "unused.pt",
-        "data": {"train": str(train), "licence": "CC0-1.0"},
-        "output": {"dir": str(tmp_path / "runs"), "name": "gov"},
-    })
+    config = RunConfig.model_validate(
+        {
+            "task": "speech-recognition",
+            "base_model": "unused.pt",
+            "data": {"train": str(train), "licence": "CC0-1.0"},
+            "output": {"dir": str(tmp_path / "runs"), "name": "gov"},
+        }
+    )
     return prepare_run(pm, config)
 
 
@@ -108,7 +121,8 @@ def test_strict_policy_refuses_clips_without_consent(pm, tmp_path):
 
 def test_transcripts_pass_the_pii_scanners(pm, tmp_path):
     texts = ["The Solvanta rider covers it.", "Write to jane.doe@example.com about the claim."] + [
-        f"The Marlowe deductible number {i}." for i in range(8)]
+        f"The Marlowe deductible number {i}." for i in range(8)
+    ]
     root = audio_folder(tmp_path / "clips", texts)
     run = _run(pm, tmp_path, root)
     admitted = run.admit(load_audio_dataset(root), role="train")
@@ -128,8 +142,9 @@ def test_mp3_decodes_through_soundfile(tmp_path):
 
     if "MP3" not in soundfile.available_formats():
         pytest.skip("this libsndfile has no MP3 support")
-    path = write_clip(tmp_path / "clip.mp3", tone(1.0, 440, sample_rate=22_050), rate=22_050, format="MP3",
-                      subtype="MPEG_LAYER_III")
+    path = write_clip(
+        tmp_path / "clip.mp3", tone(1.0, 440, sample_rate=22_050), rate=22_050, format="MP3", subtype="MPEG_LAYER_III"
+    )
     samples = decode_audio(path)
     assert abs(len(samples) - 16_000) < 1_600  # the MP3 frame padding adds a little
     assert abs(_dominant_hz(samples) - 440) < 5
@@ -150,10 +165,12 @@ def _fake_ffmpeg(folder, body: str):
 
 def test_formats_soundfile_lacks_go_through_ffmpeg(tmp_path, monkeypatch):
     """Bytes soundfile cannot read are piped to ffmpeg, asked for mono 16-bit PCM at 16 kHz."""
-    body = ("assert args[args.index('-ar') + 1] == '16000' and args[args.index('-ac') + 1] == '1'\n"
-            "assert args[args.index('-i') + 1] == 'pipe:0' and sys.stdin.buffer.read() == b'm4a bytes'\n"
-            "t = np.arange(8000) / 16000\n"
-            "sys.stdout.buffer.write((np.sin(2 * np.pi * 300 * t) * 16000).astype('<i2').tobytes())")
+    body = (
+        "assert args[args.index('-ar') + 1] == '16000' and args[args.index('-ac') + 1] == '1'\n"
+        "assert args[args.index('-i') + 1] == 'pipe:0' and sys.stdin.buffer.read() == b'm4a bytes'\n"
+        "t = np.arange(8000) / 16000\n"
+        "sys.stdout.buffer.write((np.sin(2 * np.pi * 300 * t) * 16000).astype('<i2').tobytes())"
+    )
     monkeypatch.setenv("PATH", _fake_ffmpeg(tmp_path / "bin", body))
     samples = decode_audio(b"m4a bytes")
     assert len(samples) == 8000 and abs(_dominant_hz(samples) - 300) < 3

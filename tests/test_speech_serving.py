@@ -25,10 +25,12 @@ from polyadapt.modalities.audio import decode_audio  # noqa: E402
 from polyadapt.plugins import PluginManager  # noqa: E402
 from polyadapt.serving.app import build_app, build_app_from_runs  # noqa: E402
 from polyadapt.serving.guard import ServingGuard  # noqa: E402
-from polyadapt.types import AdapterArtifact, TranscriptionResult  # noqa: E402
+from polyadapt.types import AdapterArtifact  # noqa: E402
 from polyadapt_speech.model import whisper_of  # noqa: E402
+from polyadapt_speech.task import SpeechRecognitionTask  # noqa: E402
 from polyadapt_speech.testing import build_tiny_whisper, tone  # noqa: E402
 from polyadapt_speech.transcribe import transcribe_samples  # noqa: E402
+from polyadapt_speech.types import TranscriptionResult  # noqa: E402
 from speech_helpers import write_clip  # noqa: E402
 
 BASE = "tiny-whisper.pt"
@@ -45,23 +47,32 @@ def save_random_adapter(checkpoint: Path, target: Path, seed: int) -> None:
 
     torch.manual_seed(seed)
     base = whisper.load_model(str(checkpoint), device="cpu")
-    config = LoraConfig(r=4, lora_alpha=32, target_modules=r"decoder\.blocks\.\d+\.(attn|cross_attn)\.(query|value|out)",
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=32,
+        target_modules=r"decoder\.blocks\.\d+\.(attn|cross_attn)\.(query|value|out)",
+        init_lora_weights=False,
+    )
     get_peft_model(base, config).save_pretrained(target)
 
 
 def make_run_folder(root: Path, checkpoint: Path, name: str, seed: int) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    config = RunConfig.model_validate({
-        "task": "speech-recognition", "base_model": {"id": str(checkpoint), "dtype": "float32"},
-        "data": {"train": str(root / "train")}, "task_options": {"max_decode_tokens": MAX_TOKENS},
-        "output": {"dir": str(root), "name": name, "adapter_name": name},
-    })
+    config = RunConfig.model_validate(
+        {
+            "task": "speech-recognition",
+            "base_model": {"id": str(checkpoint), "dtype": "float32"},
+            "data": {"train": str(root / "train")},
+            "task_options": {"max_decode_tokens": MAX_TOKENS},
+            "output": {"dir": str(root), "name": name, "adapter_name": name},
+        }
+    )
     (run_dir / "config.yaml").write_text(config.to_yaml())
     save_random_adapter(checkpoint, run_dir / "adapter", seed)
-    (run_dir / "adapter.json").write_text(json.dumps(AdapterArtifact(path=run_dir / "adapter",
-                                                                     base_model=str(checkpoint)).to_dict()))
+    (run_dir / "adapter.json").write_text(
+        json.dumps(AdapterArtifact(path=run_dir / "adapter", base_model=str(checkpoint)).to_dict())
+    )
     return run_dir
 
 
@@ -70,8 +81,10 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("speech-serve")
     checkpoint = build_tiny_whisper(root / BASE)
     runs = [make_run_folder(root / "runs", checkpoint, name, seed) for name, seed in (("claims", 1), ("medical", 2))]
-    clips = {name: write_clip(root / f"{name}.wav", tone(1.2, freq, seed=i))
-             for i, (name, freq) in enumerate((("a", 330.0), ("b", 550.0)))}
+    clips = {
+        name: write_clip(root / f"{name}.wav", tone(1.2, freq, seed=i))
+        for i, (name, freq) in enumerate((("a", 330.0), ("b", 550.0)))
+    }
     return {"checkpoint": checkpoint, "runs": runs, "clips": clips, "audit": root / "audit.jsonl"}
 
 
@@ -88,8 +101,9 @@ def plain_transcript(checkpoint: Path, adapter_dir: Path | None, clip: Path) -> 
 
 def post(client, clip: Path, model: str, **form):
     with clip.open("rb") as handle:
-        return client.post("/v1/audio/transcriptions", data={"model": model, **form},
-                           files={"file": (clip.name, handle, "audio/wav")})
+        return client.post(
+            "/v1/audio/transcriptions", data={"model": model, **form}, files={"file": (clip.name, handle, "audio/wav")}
+        )
 
 
 def test_two_adapters_switched_per_request_match_plain_whisper(served):
@@ -105,8 +119,11 @@ def test_two_adapters_switched_per_request_match_plain_whisper(served):
                 answers.setdefault((model, clip_name), set()).add(response.json()["text"])
         verbose = post(client, served["clips"]["a"], f"{BASE}:medical", response_format="verbose_json").json()
     assert all(len(texts) == 1 for texts in answers.values()), answers  # same answer after switching back
-    adapters = {BASE: None, f"{BASE}:claims": served["runs"][0] / "adapter",
-                f"{BASE}:medical": served["runs"][1] / "adapter"}
+    adapters = {
+        BASE: None,
+        f"{BASE}:claims": served["runs"][0] / "adapter",
+        f"{BASE}:medical": served["runs"][1] / "adapter",
+    }
     for (model, clip_name), texts in answers.items():
         assert texts == {plain_transcript(served["checkpoint"], adapters[model], served["clips"][clip_name])}, model
     assert len({next(iter(answers[(m, "a")])) for m in adapters}) == 3, "base and adapters should differ"
@@ -131,11 +148,18 @@ class FakeSpeech:
         raise AssertionError("not a text model")
 
     def transcribe(self, requests):
-        return [TranscriptionResult(
-            text="Write to jane.doe@example.com today. Thanks.", language="en", duration_s=65.5,
-            segments=[{"id": 0, "start": 0.0, "end": 30.0, "text": "Write to jane.doe@example.com today."},
-                      {"id": 1, "start": 30.0, "end": 65.5, "text": "Thanks."}],
-        ) for _ in requests]
+        return [
+            TranscriptionResult(
+                text="Write to jane.doe@example.com today. Thanks.",
+                language="en",
+                duration_s=65.5,
+                segments=[
+                    {"id": 0, "start": 0.0, "end": 30.0, "text": "Write to jane.doe@example.com today."},
+                    {"id": 1, "start": 30.0, "end": 65.5, "text": "Thanks."},
+                ],
+            )
+            for _ in requests
+        ]
 
 
 class TextOnly(FakeSpeech):
@@ -147,15 +171,18 @@ def test_formats_errors_and_the_policy_on_transcripts(tmp_path):
     policy = load_policy(None)
     audit = tmp_path / "audit.jsonl"
     guard = ServingGuard(policy, build_redactor(plugin_manager(), policy), AuditLog(audit))
-    app = build_app({"fake": FakeSpeech(), "texty": TextOnly()}, guard=guard)
+    app = build_app(
+        {"fake": FakeSpeech(), "texty": TextOnly()}, guard=guard, endpoints=SpeechRecognitionTask().routes()
+    )
     clip = write_clip(tmp_path / "x.wav", tone(0.5, 400))
     with TestClient(app) as client:
         body = post(client, clip, "fake").json()
         assert body == {"text": "Write to [EMAIL] today. Thanks."}
         assert post(client, clip, "fake", response_format="text").text == "Write to [EMAIL] today. Thanks."
         srt = post(client, clip, "fake", response_format="srt").text
-        assert srt == ("1\n00:00:00,000 --> 00:00:30,000\nWrite to [EMAIL] today.\n\n"
-                       "2\n00:00:30,000 --> 00:01:05,500\nThanks.\n")
+        assert srt == (
+            "1\n00:00:00,000 --> 00:00:30,000\nWrite to [EMAIL] today.\n\n2\n00:00:30,000 --> 00:01:05,500\nThanks.\n"
+        )
         vtt = post(client, clip, "fake", response_format="vtt").text
         assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:30.000\nWrite to [EMAIL] today.\n")
         verbose = post(client, clip, "fake", response_format="verbose_json").json()
@@ -164,7 +191,8 @@ def test_formats_errors_and_the_policy_on_transcripts(tmp_path):
         bad = post(client, clip, "fake", response_format="xml")
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "response_format"
         assert post(client, clip, "nope").status_code == 404
-        assert "does not transcribe" in post(client, clip, "texty").json()["error"]["message"]
+        texty = post(client, clip, "texty")
+        assert texty.status_code == 400 and "does not offer audio transcription" in texty.json()["error"]["message"]
         missing = client.post("/v1/audio/transcriptions", data={"model": "fake"})
         assert missing.status_code == 400 and "file" in missing.json()["error"]["message"]
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
@@ -175,8 +203,11 @@ def test_formats_errors_and_the_policy_on_transcripts(tmp_path):
 def test_unreadable_upload_is_a_bad_request(served):
     app = build_app_from_runs(plugin_manager(), served["runs"][:1], audit_log=served["audit"])
     with TestClient(app) as client:
-        response = client.post("/v1/audio/transcriptions", data={"model": BASE},
-                               files={"file": ("notes.txt", io.BytesIO(b"not audio at all"), "text/plain")})
+        response = client.post(
+            "/v1/audio/transcriptions",
+            data={"model": BASE},
+            files={"file": ("notes.txt", io.BytesIO(b"not audio at all"), "text/plain")},
+        )
     assert response.status_code == 400 and "cannot read the audio file" in response.json()["error"]["message"]
 
 
@@ -189,7 +220,7 @@ def test_concurrent_uploads_share_one_transcribe_call(served, monkeypatch):
 
     app = build_app_from_runs(plugin_manager(), served["runs"])
     registry = app.state.registry
-    batcher = registry.bases[BASE].method_batchers["transcribe"]
+    batcher = registry.bases[BASE].batcher_for("transcribe")
     monkeypatch.setattr(batcher, "batch_wait", 0.5)
     servable, batches = registry.bases[BASE].servable, []
     real = servable.transcribe
@@ -204,11 +235,16 @@ def test_concurrent_uploads_share_one_transcribe_call(served, monkeypatch):
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            replies = await asyncio.gather(*(
-                http.post("/v1/audio/transcriptions",
-                          data={"model": f"{BASE}:{adapter}" if adapter else BASE},
-                          files={"file": ("clip.wav", served["clips"][clip].read_bytes(), "audio/wav")})
-                for adapter, clip in asks))
+            replies = await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/audio/transcriptions",
+                        data={"model": f"{BASE}:{adapter}" if adapter else BASE},
+                        files={"file": ("clip.wav", served["clips"][clip].read_bytes(), "audio/wav")},
+                    )
+                    for adapter, clip in asks
+                )
+            )
         await registry.close()
         return replies
 

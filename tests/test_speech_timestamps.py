@@ -94,8 +94,14 @@ def test_whisper_tokenizer_tokens_parse_to_their_text():
 
     tokenizer = get_tokenizer(False)
     begin = tokenizer.timestamp_begin
-    tokens = [begin, *tokenizer.encode(" The rider covers it."), begin + 110, begin + 120,
-              *tokenizer.encode(" Call us."), begin + 200]
+    tokens = [
+        begin,
+        *tokenizer.encode(" The rider covers it."),
+        begin + 110,
+        begin + 120,
+        *tokenizer.encode(" Call us."),
+        begin + 200,
+    ]
     parsed = parse_window(tokens, tokenizer, duration=30.0, offset=30.0)
     assert spans(parsed.segments) == [(30.0, 32.2, "The rider covers it."), (32.4, 34.0, "Call us.")]
 
@@ -103,8 +109,17 @@ def test_whisper_tokenizer_tokens_parse_to_their_text():
 # -- seeking over long audio ----------------------------------------------------------------
 
 #: Sentences of a 70 s clip: (start, end) seconds and a word each (token = position + 1).
-SENTENCES = [(0.5, 7.5), (8.5, 15.5), (16.5, 23.5), (24.5, 31.5), (32.5, 39.5), (40.5, 47.5),
-             (48.5, 55.5), (56.5, 63.5), (64.5, 69.5)]
+SENTENCES = [
+    (0.5, 7.5),
+    (8.5, 15.5),
+    (16.5, 23.5),
+    (24.5, 31.5),
+    (32.5, 39.5),
+    (40.5, 47.5),
+    (48.5, 55.5),
+    (56.5, 63.5),
+    (64.5, 69.5),
+]
 
 
 class SentenceModel:
@@ -196,22 +211,24 @@ def tiny_server(tmp_path_factory):
 
     from polyadapt.types import ServeSpec
     from polyadapt_speech.serve import SpeechServable
+    from polyadapt_speech.task import SpeechRecognitionTask
     from polyadapt_speech.testing import build_tiny_whisper, tone
 
     root = tmp_path_factory.mktemp("speech-timestamps")
     checkpoint = build_tiny_whisper(root / "tiny-whisper.pt")
-    servable = SpeechServable(ServeSpec(task="speech-recognition", base_model=str(checkpoint), base_name="tiny"))
+    servable = SpeechServable(ServeSpec(task=SpeechRecognitionTask(), base_model=str(checkpoint), base_name="tiny"))
     samples = np.zeros(int(CLIP_S * RATE), dtype=np.float32)
     for n, (s, e) in enumerate(BURSTS):
         first, end = round(s * RATE), round(e * RATE)
-        samples[first:end] = tone(1.0, 300 + 50 * n, seed=n)[:end - first]
+        samples[first:end] = tone(1.0, 300 + 50 * n, seed=n)[: end - first]
     return {"servable": servable, "clip": write_clip(root / "bursts.wav", samples)}
 
 
 def post(client, clip: Path, **form):
     with clip.open("rb") as handle:
-        response = client.post("/v1/audio/transcriptions", data={"model": "tiny", **form},
-                               files={"file": (clip.name, handle, "audio/wav")})
+        response = client.post(
+            "/v1/audio/transcriptions", data={"model": "tiny", **form}, files={"file": (clip.name, handle, "audio/wav")}
+        )
     assert response.status_code == 200, response.text
     return response
 
@@ -220,6 +237,7 @@ def test_subtitles_of_a_multi_window_clip_on_the_tiny_whisper_are_ordered_and_in
     from fastapi.testclient import TestClient
 
     from polyadapt.serving.app import build_app
+    from polyadapt_speech.task import SpeechRecognitionTask
 
     asked = []
     servable = tiny_server["servable"]
@@ -231,7 +249,7 @@ def test_subtitles_of_a_multi_window_clip_on_the_tiny_whisper_are_ordered_and_in
 
     servable.transcribe = spy
     try:
-        with TestClient(build_app({"tiny": servable})) as client:
+        with TestClient(build_app({"tiny": servable}, endpoints=SpeechRecognitionTask().routes())) as client:
             srt = post(client, tiny_server["clip"], response_format="srt").text
             vtt = post(client, tiny_server["clip"], response_format="vtt").text
             verbose = post(client, tiny_server["clip"], response_format="verbose_json").json()
@@ -264,8 +282,14 @@ def burst_model(tokenizer):
                     tokens.append(tokenizer.timestamp_begin + int(end))
             if not timestamps:
                 tokens = [token for token in tokens if token < tokenizer.eot]
-            out.append(Transcript(text=tokenizer.decode([x for x in tokens if x < tokenizer.eot]).strip(),
-                                  tokens=tokens, language="en", avg_logprob=0.0))
+            out.append(
+                Transcript(
+                    text=tokenizer.decode([x for x in tokens if x < tokenizer.eot]).strip(),
+                    tokens=tokens,
+                    language="en",
+                    avg_logprob=0.0,
+                )
+            )
         return out
 
     return transcribe_samples
@@ -277,10 +301,11 @@ def test_srt_and_verbose_json_carry_the_decoded_timestamps_across_windows(tiny_s
     import polyadapt_speech.serve
     from polyadapt.serving.app import build_app
     from polyadapt_speech.model import tokenizer_for
+    from polyadapt_speech.task import SpeechRecognitionTask
 
     servable = tiny_server["servable"]
     monkeypatch.setattr(polyadapt_speech.serve, "transcribe_samples", burst_model(tokenizer_for(servable.whisper)))
-    with TestClient(build_app({"tiny": servable})) as client:
+    with TestClient(build_app({"tiny": servable}, endpoints=SpeechRecognitionTask().routes())) as client:
         srt = post(client, tiny_server["clip"], response_format="srt").text
         verbose = post(client, tiny_server["clip"], response_format="verbose_json").json()
         text = post(client, tiny_server["clip"], response_format="json").json()["text"]

@@ -11,11 +11,12 @@ import os
 import subprocess
 import sys
 
-import numpy
 import pytest
+from plugin_helpers import TinyPlugin, TinyTask
+
 from polyadapt.errors import PluginError
 from polyadapt.hookspecs import hookimpl
-from polyadapt.modalities.text import load_text_dataset
+from polyadapt.modalities.records import RunData
 from polyadapt.testing import (
     TINY_MODEL_NAMES,
     TINY_MODELS,
@@ -24,53 +25,41 @@ from polyadapt.testing import (
     register_tiny_model,
     write_jsonl,
 )
-from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Task
-from safetensors.numpy import save_file
 
 
-class Echo:
-    """A plugin with one task whose 'adapter' records how many records it was given."""
+class Ungoverned(TinyTask):
+    """A task that reads its data itself and never passes it through ``run.admit``."""
 
-    def __init__(self, admit: bool = True):
-        self.admit = admit
+    def load_run_data(self, run):
+        dataset = self.load_dataset(run, run.config.data.train, "train")
+        return RunData(train=dataset.records, heldout=[], sources=[dataset])
 
-    @hookimpl
-    def polyadapt_tasks(self):
-        return [Task(name="echo-test", modality="text")]
 
-    @hookimpl
-    def polyadapt_adapt(self, run):
-        data = load_text_dataset(run.config.data.train)
-        if self.admit:
-            data = run.admit(data, role="train")
-        run.adapter_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"records": numpy.full((1,), float(len(data)), dtype=numpy.float32)},
-                  str(run.adapter_dir / "adapter_model.safetensors"))
-        return AdapterArtifact(path=run.adapter_dir, base_model=run.config.base_model.id)
-
-    @hookimpl
-    def polyadapt_evaluate(self, run, adapter):
-        return EvalReport(rows=[MetricRow("domain", "loss", 2.0, 1.0, role="domain")])
+def echo_plugin(admit: bool = True) -> TinyPlugin:
+    """A plugin with one task, ``echo-test``; ``admit=False``: one that skips governance."""
+    return TinyPlugin("echo", TinyTask("echo-test") if admit else Ungoverned("echo-test"))
 
 
 class FromTheFuture:
-    POLYADAPT_API = ">=2,<3"
+    POLYADAPT_API = ">=3,<4"
 
     @hookimpl
     def polyadapt_tasks(self):
-        return [Task(name="later", modality="text")]
+        return [TinyTask("later")]
 
 
 @pytest.fixture
 def notes(tmp_path):
-    return write_jsonl(tmp_path / "notes.jsonl", [{"text": f"note {i} about the ledger"} for i in range(9)]
-                       + [{"text": "write to ana@example.com"}])
+    return write_jsonl(
+        tmp_path / "notes.jsonl",
+        [{"text": f"note {i} about the ledger"} for i in range(9)] + [{"text": "write to ana@example.com"}],
+    )
 
 
 def test_polyadapt_run_goes_through_the_real_pipeline(polyadapt_run, polyadapt_state, notes, tmp_path):
     result = polyadapt_run(
         {"task": "echo-test", "base_model": "none", "data": {"train": str(notes), "licence": "MIT"}},
-        plugins={"echo": Echo()},
+        plugins={"echo": echo_plugin()},
     ).assert_success()
 
     assert result.ok and result.record["status"] == "completed" and result.record["plugin"] == "echo"
@@ -84,8 +73,9 @@ def test_polyadapt_run_goes_through_the_real_pipeline(polyadapt_run, polyadapt_s
 
 
 def test_a_failed_run_is_a_result_that_explains_itself(polyadapt_run, notes):
-    result = polyadapt_run({"task": "echo-test", "base_model": "none", "data": {"train": str(notes)}},
-                           plugins={"echo": Echo()})
+    result = polyadapt_run(
+        {"task": "echo-test", "base_model": "none", "data": {"train": str(notes)}}, plugins={"echo": echo_plugin()}
+    )
     assert not result.ok
     with pytest.raises(AssertionError) as failure:
         result.assert_success()
@@ -100,8 +90,10 @@ def test_a_failed_run_is_a_result_that_explains_itself(polyadapt_run, notes):
 
 
 def test_a_plugin_that_skips_admit_is_refused(polyadapt_run, notes):
-    result = polyadapt_run({"task": "echo-test", "base_model": "none", "data": {"train": str(notes), "licence": "MIT"}},
-                           plugins={"echo": Echo(admit=False)})
+    result = polyadapt_run(
+        {"task": "echo-test", "base_model": "none", "data": {"train": str(notes), "licence": "MIT"}},
+        plugins={"echo": echo_plugin(admit=False)},
+    )
     result.assert_failure(match="run.admit(dataset, role='train')", error=PluginError)
 
 
@@ -109,19 +101,21 @@ def test_polyadapt_run_takes_yaml_files_with_overrides(polyadapt_run, notes, tmp
     config = tmp_path / "project" / "run.yaml"
     config.parent.mkdir()
     (config.parent / "notes.jsonl").write_text(notes.read_text())
-    config.write_text("task: echo-test\nbase_model: none\ndata:\n  train: notes.jsonl\n  licence: MIT\n"
-                      "output:\n  dir: runs\n  adapter_name: notes\n")
-    result = polyadapt_run(config, plugins={"echo": Echo()}, overrides=["training.seed=5"]).assert_success()
+    config.write_text(
+        "task: echo-test\nbase_model: none\ndata:\n  train: notes.jsonl\n  licence: MIT\n"
+        "output:\n  dir: runs\n  adapter_name: notes\n"
+    )
+    result = polyadapt_run(config, plugins={"echo": echo_plugin()}, overrides=["training.seed=5"]).assert_success()
     assert result.record["seed"] == 5
     assert not (config.parent / "runs").exists()  # runs land in the test's folder, not the project
     assert result.record["provenance"]["name"] == "notes"
-    bad = polyadapt_run(config, plugins={"echo": Echo()}, overrides=["training.max_steps=0"])
+    bad = polyadapt_run(config, plugins={"echo": echo_plugin()}, overrides=["training.max_steps=0"])
     bad.assert_failure(match="max_steps")
 
 
 def test_plugin_manager_holds_only_the_named_plugins(plugin_manager):
-    assert set(plugin_manager(echo=Echo()).infos) == {"echo"}
-    pm = plugin_manager("text", echo=Echo())  # text: installed, loaded through its entry point
+    assert set(plugin_manager(echo=echo_plugin()).infos) == {"echo"}
+    pm = plugin_manager("text", echo=echo_plugin())  # text: installed, loaded through its entry point
     assert set(pm.infos) == {"text", "echo"} and pm.infos["text"].distribution == "polyadapt-text"
     assert set(plugin_manager().infos) == set()
     assert "POLYADAPT_LOAD_PLUGINS" not in os.environ  # restored after loading
@@ -130,12 +124,12 @@ def test_plugin_manager_holds_only_the_named_plugins(plugin_manager):
 def test_plugin_manager_fails_with_the_reason(plugin_manager, monkeypatch):
     with pytest.raises(PluginError, match="not-installed: not installed"):
         plugin_manager("not-installed")
-    with pytest.raises(PluginError, match="supports polyadapt plugin API >=2,<3 but this core implements 1.0"):
+    with pytest.raises(PluginError, match="supports polyadapt plugin API >=3,<4 but this core implements 2.0"):
         plugin_manager(later=FromTheFuture())
-    pm = plugin_manager(later=FromTheFuture(), echo=Echo(), strict=False)
+    pm = plugin_manager(later=FromTheFuture(), echo=echo_plugin(), strict=False)
     assert pm.infos["later"].status == "broken" and pm.task("echo-test").plugin == "echo"
     monkeypatch.setenv("POLYADAPT_LOAD_PLUGINS", "text")
-    plugin_manager(echo=Echo())
+    plugin_manager(echo=echo_plugin())
     assert os.environ["POLYADAPT_LOAD_PLUGINS"] == "text"
 
 
@@ -153,7 +147,7 @@ def test_speech_and_image_tiny_models_come_from_their_plugins(tiny_base_model):
 def test_tiny_models_per_modality(tiny_base_model, tiny_text_model, tmp_path, monkeypatch):
     assert tiny_base_model("text") == tiny_text_model
     assert (tiny_text_model / "config.json").is_file() and (tiny_text_model / "tokenizer.json").is_file()
-    with pytest.raises(LookupError, match="no tiny base model for modality 'video'.*register_tiny_model"):
+    with pytest.raises(LookupError, match="no tiny base model called 'video'.*register_tiny_model"):
         tiny_base_model("video")
     assert tiny_text_model.name == "tiny-llama"  # the base's display name at serving
     monkeypatch.setitem(TINY_MODELS, "toy", None)

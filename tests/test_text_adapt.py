@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import polyadapt_text.adapt as text_adapt
+import polyadapt.training as shared_training
+import polyadapt_text.loss as text_loss
 from conftest import make_config
 from polyadapt import runner
 from polyadapt.cli import app
@@ -31,14 +32,14 @@ def pm():
 def captured_models(monkeypatch):
     """The trained model objects, captured from the plugin's call to the shared trainer."""
     models = []
-    real_train = text_adapt.train
+    real_train = shared_training.train
 
     def spy(job, *args, **kwargs):
         result = real_train(job, *args, **kwargs)
         models.append(job.model.lm)
         return result
 
-    monkeypatch.setattr(text_adapt, "train", spy)
+    monkeypatch.setattr(shared_training, "train", spy)
     return models
 
 
@@ -51,9 +52,18 @@ def test_adapt_beats_base_on_domain_and_writes_run_folder(pm, tiny_llama, text_d
     assert {r.dataset for r in report.rows} == {"domain (held-out)", "general"}
     assert report.samples and {"prompt", "base", "adapted"} <= set(report.samples[0])
 
-    for name in ("config.yaml", "run.json", "data_summary.json", "metrics.json", "adapter.json",
-                 "logs/loss.csv", "logs/loss.json", "logs/loss.png", "adapter/adapter_model.safetensors",
-                 "adapter/adapter_config.json"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "data_summary.json",
+        "metrics.json",
+        "adapter.json",
+        "logs/loss.csv",
+        "logs/loss.json",
+        "logs/loss.png",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ):
         assert (run.dir / name).is_file(), name
     record = json.loads((run.dir / "run.json").read_text())
     assert record["status"] == "completed" and record["config_hash"] == config.hash()
@@ -79,14 +89,15 @@ def test_interrupted_run_resumes_to_identical_adapter(pm, tiny_llama, text_data,
     overrides = dict(max_steps=12, checkpoint_every=4)
     reference_dir = tmp_path / "ref"
     reference_dir.mkdir()
-    reference = load_config(make_config(reference_dir, tiny_llama, text_data, **overrides),
-                            ["lora.dropout=0.1", "output.name=reference"])
+    reference = load_config(
+        make_config(reference_dir, tiny_llama, text_data, **overrides), ["lora.dropout=0.1", "output.name=reference"]
+    )
     reference.evaluation.enabled = False
     ref_run, _, _ = runner.adapt(pm, reference)
 
     config = load_config(make_config(tmp_path, tiny_llama, text_data, **overrides), ["lora.dropout=0.1"])
     config.evaluation.enabled = False
-    real_loss, calls = text_adapt.summed_loss, {"n": 0}
+    real_loss, calls = text_loss.summed_loss, {"n": 0}
 
     def interrupting_loss(model, batch):
         calls["n"] += 1
@@ -94,14 +105,14 @@ def test_interrupted_run_resumes_to_identical_adapter(pm, tiny_llama, text_data,
             raise KeyboardInterrupt
         return real_loss(model, batch)
 
-    monkeypatch.setattr(text_adapt, "summed_loss", interrupting_loss)
+    monkeypatch.setattr(text_loss, "summed_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
         runner.adapt(pm, config)
     run_dir = Path(config.output.dir) / "test-run"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     assert not (run_dir / "adapter").exists()
 
-    monkeypatch.setattr(text_adapt, "summed_loss", real_loss)
+    monkeypatch.setattr(text_loss, "summed_loss", real_loss)
     run, adapter, _ = runner.adapt(pm, config, resume=True)
     assert run.dir == run_dir.resolve()
     assert adapter.train_metrics["resumed_from"] == 9
@@ -131,8 +142,9 @@ def test_cli_adapt_then_evaluate_and_friendly_errors(tiny_llama, text_data, tmp_
     bad = cli.invoke(app, ["adapt", str(config_path), "--set", "training.schedule=wavy"])
     assert bad.exit_code == 2 and "training.schedule" in bad.output and "Traceback" not in bad.output
 
-    missing = cli.invoke(app, ["adapt", str(config_path), "--set", "output.name=other",
-                               "--set", f"data.train={tmp_path / 'nope.jsonl'}"])
+    missing = cli.invoke(
+        app, ["adapt", str(config_path), "--set", "output.name=other", "--set", f"data.train={tmp_path / 'nope.jsonl'}"]
+    )
     assert missing.exit_code == 1 and "nope.jsonl: no such data file" in missing.output
     assert not (tmp_path / "runs" / "other" / "adapter").exists()
 

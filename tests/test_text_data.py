@@ -21,14 +21,7 @@ def tokenizer(tiny_llama):
 
 def test_bad_records_are_quarantined_with_line_and_reason(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text(
-        '{"text": "fine"}\n'
-        "{not json\n"
-        '{"text": "   "}\n'
-        "\n"
-        '["a", "list"]\n'
-        '{"text": "also fine"}\n'
-    )
+    path.write_text('{"text": "fine"}\n{not json\n{"text": "   "}\n\n["a", "list"]\n{"text": "also fine"}\n')
     dataset = load_text_dataset(path)
     assert [r["text"] for r in dataset.records] == ["fine", "also fine"]
     reasons = {q.line: q.reason for q in dataset.quarantined}
@@ -50,10 +43,14 @@ def test_instruction_pairs_become_chats_and_csv_parquet_load(tmp_path):
     for path in (csv_path, parquet_path):
         dataset = load_text_dataset(path)
         assert dataset.kind == "instruction"
-        assert dataset.records == [{"messages": [
-            {"role": "user", "content": "Define X\n\nin insurance"},
-            {"role": "assistant", "content": "X is a rider."},
-        ]}]
+        assert dataset.records == [
+            {
+                "messages": [
+                    {"role": "user", "content": "Define X\n\nin insurance"},
+                    {"role": "assistant", "content": "X is a rider."},
+                ]
+            }
+        ]
 
 
 def test_unknown_shape_and_missing_file_are_clear_errors(tmp_path):
@@ -74,7 +71,9 @@ def test_fingerprint_depends_on_content_only(tmp_path):
     b.write_text('{"text":"one"}\n\n{"text":   "two"}\n')
     c = tmp_path / "c.jsonl"
     c.write_text('{"text": "one"}\n{"text": "two!"}\n')
-    assert load_text_dataset(a).fingerprint() == load_text_dataset(b).fingerprint() != load_text_dataset(c).fingerprint()
+    assert (
+        load_text_dataset(a).fingerprint() == load_text_dataset(b).fingerprint() != load_text_dataset(c).fingerprint()
+    )
 
 
 def test_split_is_reproducible_and_disjoint():
@@ -118,8 +117,10 @@ def test_packing_fills_sequences_and_keeps_every_target(tokenizer):
     assert all(len(e.input_ids) == 64 for e in packed[:-1])
     assert sum(len(e.input_ids) for e in packed) == sum(len(e.input_ids) for e in unpacked)
 
-    chats = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"answer {i}"}]}
-             for i in range(12)]
+    chats = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(12)
+    ]
     packed_chats = build_examples(tokenizer, chats, max_length=128, packing=True)
     single = build_examples(tokenizer, chats, max_length=128, packing=False)
     assert len(packed_chats) < len(single)
@@ -134,3 +135,21 @@ def test_collator_counts_targets_and_tokens(tokenizer):
     assert batch["num_tokens"] == sum(len(e.input_ids) for e in examples)
     assert batch["num_items"] == sum(len(e.input_ids) - 1 for e in examples)
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+
+
+def test_fields_a_kind_does_not_read_are_kept_and_scanned(tmp_path):
+    from polyadapt.modalities.text import load_text_dataset
+
+    path = tmp_path / "labelled.jsonl"
+    path.write_text(
+        '{"text": "The claim was paid.", "label": "claim", "id": 7}\n'
+        '{"instruction": "Summarise", "response": "Done.", "label": "ops", "note": "from ticket 12"}\n'
+    )
+    plain = load_text_dataset(path, kind="text")
+    assert plain.records[0] == {"text": "The claim was paid.", "label": "claim", "id": 7}
+    pairs = load_text_dataset(path, kind="instruction")
+    (record,) = pairs.records
+    assert record["label"] == "ops" and record["note"] == "from ticket 12"
+    assert "instruction" not in record and record["messages"][-1] == {"role": "assistant", "content": "Done."}
+    # kept string fields reach governance like the text does
+    assert {"label", "note"} <= set(pairs.scanned_fields)

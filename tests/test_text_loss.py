@@ -14,8 +14,10 @@ def test_fused_loss_matches_plain_cross_entropy(weight_grad):
     hidden = torch.randn(70, 16, dtype=torch.float64) * 3
     targets = torch.randint(0, 300, (70,))
     grads = []
-    for fn in (lambda h: F.cross_entropy(head(h), targets, reduction="sum"),
-               lambda h: linear_cross_entropy(h, head, targets)):
+    for fn in (
+        lambda h: F.cross_entropy(head(h), targets, reduction="sum"),
+        lambda h: linear_cross_entropy(h, head, targets),
+    ):
         h = hidden.clone().requires_grad_(True)
         head.zero_grad()
         loss = fn(h)

@@ -37,13 +37,22 @@ def dataset(n=40):
 
 
 def collate(items):
-    return {"x": torch.stack([i["x"] for i in items]), "y": torch.stack([i["y"] for i in items]),
-            "num_items": len(items)}
+    return {
+        "x": torch.stack([i["x"] for i in items]),
+        "y": torch.stack([i["y"] for i in items]),
+        "num_items": len(items),
+    }
 
 
 def job(model=None, **kwargs):
-    return TrainingJob(model=model or Regressor(), train_data=dataset(), collate=collate,
-                       loss=lambda m, b: m(b), eval_data=dataset(12), **kwargs)
+    return TrainingJob(
+        model=model or Regressor(),
+        train_data=dataset(),
+        collate=collate,
+        loss=lambda m, b: m(b),
+        eval_data=dataset(12),
+        **kwargs,
+    )
 
 
 def config(**overrides):
@@ -54,6 +63,8 @@ def config(**overrides):
 def test_training_lowers_eval_loss_and_writes_logs(tmp_path):
     result = train(job(), config(eval_every=4), tmp_path, progress=False)
     assert result.steps == 12
+    # 12 steps of 4 examples: the examples/s figure counts exactly those
+    assert result.examples_per_s == pytest.approx(48 / result.wall_s, rel=0.01)
     first_eval = json.loads((tmp_path / "logs" / "loss.json").read_text())[3]["eval_loss"]
     assert result.eval_loss < first_eval
     assert (tmp_path / "logs" / "loss.csv").read_text().startswith("step,epoch,train_loss,eval_loss")
@@ -123,14 +134,22 @@ def test_ctrl_c_checkpoints_the_last_completed_step(tmp_path):
 def test_epochs_and_resume_across_epoch_boundary(tmp_path):
     # 40 examples / batch 4 = 10 steps per epoch; 2 epochs with a crash in the second
     reference = Regressor()
-    result = train(job(reference), config(max_steps=None, epochs=2, checkpoint_every=3), tmp_path / "ref", progress=False)
+    result = train(
+        job(reference), config(max_steps=None, epochs=2, checkpoint_every=3), tmp_path / "ref", progress=False
+    )
     assert result.steps == 20
     crashing = job(Regressor())
     crashing.loss = crashing_loss(after_calls=14)
     with pytest.raises(Crash):
         train(crashing, config(max_steps=None, epochs=2, checkpoint_every=3), tmp_path / "run", progress=False)
     resumed = Regressor()
-    train(job(resumed), config(max_steps=None, epochs=2, checkpoint_every=3), tmp_path / "run", resume=True, progress=False)
+    train(
+        job(resumed),
+        config(max_steps=None, epochs=2, checkpoint_every=3),
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
     assert torch.equal(resumed.head.weight, reference.head.weight)
 
 

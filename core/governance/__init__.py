@@ -12,7 +12,8 @@ refused. The pieces:
 - :mod:`~polyadapt.governance.engine`: ``govern_dataset`` checks a whole dataset before
   training (licence, consent, PII) and records one decision per record;
 - :mod:`~polyadapt.governance.audit`: the serving audit log (JSON lines, no raw content);
-- :mod:`~polyadapt.governance.images`: EXIF/GPS stripping for images.
+- ``strip_image_metadata``: EXIF/GPS stripping for images, re-exported from
+  :mod:`polyadapt.modalities.image_metadata`.
 
 Importing this package is cheap: the submodules load on first use of their names.
 """
@@ -40,7 +41,7 @@ _EXPORTS = {
     "GovernedDataset": "engine",
     "Decision": "engine",
     "AuditLog": "audit",
-    "strip_image_metadata": "images",
+    "strip_image_metadata": "polyadapt.modalities.image_metadata",
 }
 
 __all__ = ["GovernanceError", *_EXPORTS.keys()]  # noqa: PLE0604
@@ -50,4 +51,5 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'polyadapt.governance' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"polyadapt.governance.{module}"), name)
+    # a submodule of this package by its short name, anything else by its full name
+    return getattr(importlib.import_module(module if "." in module else f"polyadapt.governance.{module}"), name)

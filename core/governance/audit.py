@@ -1,7 +1,7 @@
 """The serving audit log: one JSON line per governance decision, never any content.
 
 Each line is ``{"time", "model", "adapter", "direction", "rule", "action", "count"}``:
-when, which base model and adapter, whether a prompt, an output or a transcript was
+when, which base model and adapter, whether a prompt or an output (named by its route) was
 scanned, which rule fired (``pii.email``, ``blocked_terms``), what was done and how many
 times. Several threads and processes may append to the same file: every line is written
 with one ``write`` on a descriptor opened with ``O_APPEND``, under a lock per process.
@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-DIRECTIONS = ("prompt", "output", "transcript")
+#: ``prompt`` for what reaches a model, ``output`` for what it gives back; a route may name
+#: its output more precisely (a lower-case word, such as the kind of output it is).
+DIRECTION_PATTERN = re.compile(r"^[a-z][a-z_]{0,31}$")
 
 
 class AuditLog:
@@ -37,11 +40,11 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Append one decision and return the entry written.
 
-        ``direction`` is ``"prompt"``, ``"output"`` or ``"transcript"``; ``rule`` names
+        ``direction`` is ``"prompt"``, ``"output"`` or a route's name for its output; ``rule`` names
         the policy rule (``"pii.email"``); ``action`` what was done (``"redact"``).
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        if not DIRECTION_PATTERN.match(direction):
+            raise ValueError(f"direction must be a lower-case word such as 'prompt' or 'output', got {direction!r}")
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a non-negative integer, got {count!r}")
         entry = {

@@ -140,7 +140,7 @@ def check_licence(policy: Policy, licence: str | None, source: str) -> str | Non
 # ---------------------------------------------------------------------------------------
 
 
-def has_consent(value: Any) -> bool:
+def has_consent(value: object) -> bool:
     """True for a consent field that grants consent: ``true``, ``1``, ``"yes"``, ``"granted"``."""
     if isinstance(value, bool):
         return value
@@ -194,11 +194,13 @@ def govern_dataset(
     modality: str,
     licence: str | None,
     role: str = "train",
+    consent_default: bool = False,
 ) -> GovernedDataset:
     """Apply ``policy`` to ``dataset`` (the ``role`` data of a ``modality`` run).
 
     In order: the licence (:func:`check_licence`), consent when the policy requires it
-    for ``modality``, then every string at the dataset's ``scanned_fields`` through
+    for ``modality`` (``consent_default`` when the policy does not name it: the task's
+    own :attr:`polyadapt.task.Task.consent_required`), then every string at the dataset's ``scanned_fields`` through
     ``redactor``. Raises :class:`GovernanceError` for a refused licence, missing consent,
     a finding or blocked term whose action is ``refuse``, more records with findings than
     ``max_finding_share`` allows, or no record left. Deterministic for the same input.
@@ -208,7 +210,7 @@ def govern_dataset(
     normalised_licence = check_licence(policy, licence, source)
     lines = dataset.lines if len(dataset.lines) == len(dataset.records) else [None] * len(dataset.records)
 
-    if policy.consent.required.get(modality, False):
+    if policy.consent.required.get(modality, consent_default):
         consent_field = policy.consent.field
         lacking = [
             _label(i, lines[i])
@@ -283,8 +285,7 @@ def govern_dataset(
 
     if refusals:
         detail = "\n".join(
-            f"  rule {rule}: {len(labels)} record(s): {_listed(labels)}"
-            for rule, labels in sorted(refusals.items())
+            f"  rule {rule}: {len(labels)} record(s): {_listed(labels)}" for rule, labels in sorted(refusals.items())
         )
         raise GovernanceError(
             f"{source}: {what} refuses this data:\n{detail}\n"

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polyadapt.yamlfile import parse_mapping, read_text, validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from license_expression import Licensing
 
 #: What to do with one PII finding: leave it (``allow``), replace it with a typed
 #: placeholder (``redact``), star it out keeping separators (``mask``), replace it with a
@@ -34,7 +37,7 @@ STRICT_LICENCES = [
     "CDLA-Permissive-2.0",
 ]
 
-STRICT_PII: dict[str, str] = {
+STRICT_PII: dict[str, Action] = {
     "email": "redact",
     "phone": "redact",
     "payment_card": "redact",
@@ -46,7 +49,7 @@ STRICT_PII: dict[str, str] = {
 
 
 @functools.lru_cache(maxsize=1)
-def spdx_licensing() -> Any:
+def spdx_licensing() -> Licensing:
     """The SPDX licence index of ``license_expression`` (loaded once per process)."""
     from license_expression import get_spdx_licensing
 
@@ -65,9 +68,7 @@ class LicencePolicy(_Section):
     allowed: list[str] = Field(
         default_factory=lambda: list(STRICT_LICENCES), description="SPDX ids of allowed licences"
     )
-    require_declared: bool = Field(
-        True, description="Refuse data whose run config declares no licence (data.licence)"
-    )
+    require_declared: bool = Field(True, description="Refuse data whose run config declares no licence (data.licence)")
 
     @field_validator("allowed")
     @classmethod
@@ -93,11 +94,12 @@ class LicencePolicy(_Section):
 
 
 class ConsentPolicy(_Section):
-    """Where every record must carry consent (speakers for speech, people in images)."""
+    """Where every record must carry consent (data that shows people: voices, faces)."""
 
     required: dict[str, bool] = Field(
-        default_factory=lambda: {"speech": True, "image": True},
-        description="Modality name -> whether every record must carry a truthy consent field",
+        default_factory=dict,
+        description="Modality name -> whether every record must carry a truthy consent field; a modality "
+        "not listed follows its task (tasks whose records show people require it)",
     )
     field: str = Field("consent", min_length=1, description="The record field that holds consent")
 
@@ -157,9 +159,7 @@ class Policy(_Section):
 
         bad = [key for key in value if not re.fullmatch(r"[a-z][a-z0-9_]*", key)]
         if bad:
-            raise ValueError(
-                f"PII type names are lower-case words with '_' (e.g. email, payment_card); got {bad}"
-            )
+            raise ValueError(f"PII type names are lower-case words with '_' (e.g. email, payment_card); got {bad}")
         return value
 
     @field_validator("blocked_terms")
@@ -169,7 +169,7 @@ class Policy(_Section):
             raise ValueError("blocked terms may not be blank")
         return value
 
-    def action_for(self, finding_type: str) -> str:
+    def action_for(self, finding_type: str) -> Action:
         """The action this policy takes for ``finding_type`` (``default_action`` if unnamed)."""
         return self.pii.get(finding_type, self.default_action)
 
@@ -182,8 +182,7 @@ class Policy(_Section):
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate YAML ``text`` as a :class:`Policy`; errors name ``source`` and the line."""
     root, data = parse_mapping(text, source, "policy")
-    return validate(Policy, data, source, root, what="policy file",
-                    schema_hint="configs/policies/strict.yaml")
+    return validate(Policy, data, source, root, what="policy file", schema_hint="configs/policies/strict.yaml")
 
 
 def load_policy(path: Path | str | None) -> Policy:

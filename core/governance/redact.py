@@ -1,7 +1,7 @@
 """Apply a policy to one text: find PII, rewrite it and say what was done.
 
 The same :class:`Redactor` serves data preparation (every scanned field of every record)
-and serving (prompts, outputs, transcripts). What it returns, :class:`TextOutcome`, holds
+and serving (prompts and outputs). What it returns, :class:`TextOutcome`, holds
 the rewritten text and counts by type, never a matched value.
 
 Actions per finding type (from the policy):
@@ -151,7 +151,7 @@ class Redactor:
             action = self.policy.action_for(kind)
             outcome.findings[kind] = outcome.findings.get(kind, 0) + 1
             outcome.actions[kind] = action
-            value = text[finding.start:finding.end]
+            value = text[finding.start : finding.end]
             if action == "allow":
                 replacement = value
             elif action == "mask":
@@ -164,7 +164,7 @@ class Redactor:
                 outcome.dropped = True
             elif action == "refuse" and f"pii.{kind}" not in outcome.refused:
                 outcome.refused.append(f"pii.{kind}")
-            pieces.append(text[position:finding.start])
+            pieces.append(text[position : finding.start])
             pieces.append(replacement)
             position = finding.end
         pieces.append(text[position:])

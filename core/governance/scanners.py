@@ -100,7 +100,7 @@ class EmailScanner:
     """Email addresses: ``local@domain.tld`` with a letters-only top-level domain."""
 
     name = "email"
-    types = ("email",)
+    types: tuple[str, ...] = ("email",)
     _pattern = re.compile(
         r"(?<![\w.%+-])"
         r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
@@ -145,14 +145,14 @@ _CODE_BEFORE = re.compile(r"(?:^|\s)[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* $")
 
 def continues_code(text: str, start: int) -> bool:
     """True when ``text[start:]`` continues a spaced IBAN-shaped code (``NL80 ABNA 2346``)."""
-    return bool(_CODE_BEFORE.search(text[max(0, start - 40):start]))
+    return bool(_CODE_BEFORE.search(text[max(0, start - 40) : start]))
 
 
 class PhoneScanner:
     """Phone numbers that libphonenumber calls valid, national (``regions``) or international."""
 
     name = "phone"
-    types = ("phone",)
+    types: tuple[str, ...] = ("phone",)
 
     def __init__(self, regions: tuple[str, ...] = ("US", "GB", "DE", "FR"), min_digits: int = 8) -> None:
         self.regions = regions
@@ -196,7 +196,7 @@ class PhoneScanner:
         if continues_code(text, start):
             return True
         # "... 12-34" right after: the number continues with a separator and digits
-        return bool(re.match(r"[-.]\d", text[end:end + 2]))
+        return bool(re.match(r"[-.]\d", text[end : end + 2]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class PaymentCardScanner:
     """Payment card numbers: Luhn-valid, with a known issuer prefix and length."""
 
     name = "payment_card"
-    types = ("payment_card",)
+    types: tuple[str, ...] = ("payment_card",)
 
     def scan(self, text: str) -> list[Finding]:
         from stdnum import luhn
@@ -268,7 +268,7 @@ class IbanScanner:
     """IBANs, compact or spaced in fours, checked with ``stdnum.iban`` (mod 97 + structure)."""
 
     name = "iban"
-    types = ("iban",)
+    types: tuple[str, ...] = ("iban",)
 
     def scan(self, text: str) -> list[Finding]:
         from stdnum import iban
@@ -291,9 +291,7 @@ class IbanScanner:
 # ---------------------------------------------------------------------------------------
 
 _SSN_PATTERN = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
-_SSN_COMPACT = re.compile(
-    r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b"
-)
+_SSN_COMPACT = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b")
 _NINO_PATTERN = re.compile(
     r"(?<![\w-])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])(?![\w-])"
 )
@@ -304,7 +302,7 @@ class NationalIdScanner:
     """US Social Security numbers (``stdnum.us.ssn`` rules) and UK National Insurance numbers."""
 
     name = "national_id"
-    types = ("national_id",)
+    types: tuple[str, ...] = ("national_id",)
 
     def scan(self, text: str) -> list[Finding]:
         from stdnum.us import ssn
@@ -338,13 +336,13 @@ class IpAddressScanner:
     """IPv4 and IPv6 host addresses (not CIDR networks, loopback, unspecified or versions)."""
 
     name = "ip_address"
-    types = ("ip_address",)
+    types: tuple[str, ...] = ("ip_address",)
 
     def scan(self, text: str) -> list[Finding]:
         found = []
         if "." in text:
             for m in _IPV4_PATTERN.finditer(text):
-                if _VERSION_BEFORE.search(text[max(0, m.start() - 10):m.start()]):
+                if _VERSION_BEFORE.search(text[max(0, m.start() - 10) : m.start()]):
                     continue
                 if self._reportable(m.group(), ipaddress.IPv4Address):
                     found.append(Finding("ip_address", m.start(), m.end(), self.name))
@@ -377,7 +375,8 @@ _SECRET_PATTERNS = [
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),  # GitHub fine-grained tokens
     re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,250}"),  # Slack
     re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,250}"),  # Anthropic
-    re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,250}"),  # OpenAI
+    # OpenAI
+    re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,250}"),
     re.compile(r"\bAIza[0-9A-Za-z_-]{35}"),  # Google API key
     re.compile(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,250}\b"),  # Stripe
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
@@ -408,9 +407,7 @@ def looks_random(value: str) -> bool:
     """True for values that look like generated credentials rather than words or placeholders."""
     if len(value) < 8 or _PLACEHOLDER.search(value):
         return False
-    classes = sum(
-        bool(re.search(pattern, value)) for pattern in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]")
-    )
+    classes = sum(bool(re.search(pattern, value)) for pattern in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]"))
     return classes >= 2 and shannon_entropy(value) >= 3.0
 
 
@@ -418,7 +415,7 @@ class SecretScanner:
     """API keys, tokens, private keys and high-entropy credential assignments."""
 
     name = "secret"
-    types = ("secret",)
+    types: tuple[str, ...] = ("secret",)
 
     def scan(self, text: str) -> list[Finding]:
         found = []

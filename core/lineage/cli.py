@@ -15,11 +15,12 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from polyadapt.errors import ConfigError, PolyadaptError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+from polyadapt.errors import ConfigError, PolyadaptError
 
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.lineage.store import LineageStore
@@ -52,10 +53,11 @@ def _store(db: str | None, *, must_exist: bool = True) -> LineageStore:
     """Open the store; a read command on a SQLite file that does not exist says so instead."""
     from pathlib import Path
 
-    from polyadapt.lineage.state import database_url
-    from polyadapt.lineage.store import LineageStore
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
+
+    from polyadapt.lineage.state import database_url
+    from polyadapt.lineage.store import LineageStore
 
     url = database_url(db)
     if must_exist:
@@ -63,8 +65,13 @@ def _store(db: str | None, *, must_exist: bool = True) -> LineageStore:
             parsed = make_url(url)
         except ArgumentError:
             parsed = None
-        if (parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database
-                and parsed.database != ":memory:" and not Path(parsed.database).exists()):
+        if (
+            parsed is not None
+            and parsed.get_backend_name() == "sqlite"
+            and parsed.database
+            and parsed.database != ":memory:"
+            and not Path(parsed.database).exists()
+        ):
             raise PolyadaptError(
                 f"no lineage database at {parsed.database}: no run has been recorded here yet; "
                 "run `polyadapt adapt` in this folder, or pass --db / set POLYADAPT_DB_URL"
@@ -116,8 +123,14 @@ def _metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
     for row in rows:
         gain = relative_improvement(row["base"], row["adapted"], row["lower_is_better"])
         colour = "green" if gain > 0 else "red" if gain < 0 else "white"
-        table.add_row(escape(row["dataset"]), escape(row["metric"]), row["role"], f"{row['base']:.4g}",
-                      f"{row['adapted']:.4g}", f"[{colour}]{gain * 100:+.1f}% better[/]")
+        table.add_row(
+            escape(row["dataset"]),
+            escape(row["metric"]),
+            row["role"],
+            f"{row['base']:.4g}",
+            f"{row['adapted']:.4g}",
+            f"[{colour}]{gain * 100:+.1f}% better[/]",
+        )
     return table
 
 
@@ -130,38 +143,54 @@ def _show_lineage(chain: dict[str, Any]) -> None:
     for item in chain["data"]:
         quarantine = (item.get("quarantine") or {}).get("records", 0)
         records = item.get("records")
-        data.add(e(
-            f"{item['role']}: {item.get('source') or '?'}, "
-            f"{records if records is not None else '?'} records, root {_short(item['root_hash'])}, "
-            f"{quarantine} quarantined; {_governance_text(item.get('governance'))}"
-        ))
+        data.add(
+            e(
+                f"{item['role']}: {item.get('source') or '?'}, "
+                f"{records if records is not None else '?'} records, root {_short(item['root_hash'])}, "
+                f"{quarantine} quarantined; {_governance_text(item.get('governance'))}"
+            )
+        )
     if not chain["data"]:
         data.add("[dim]no dataset recorded[/]")
     run = chain["run"]
     if run is not None:
-        node = tree.add(e(
-            f"run {run['run_id']}: {run.get('task')} ({run.get('plugin')}), {run['status']}, "
-            f"started {run['started']}" + (f", finished {run['finished']}" if run.get("finished") else "")
-        ))
-        node.add(e(f"base model {run.get('base_model')}; seed {run.get('seed')}; config {_short(run.get('config_hash'))}"))
+        node = tree.add(
+            e(
+                f"run {run['run_id']}: {run.get('task')} ({run.get('plugin')}), {run['status']}, "
+                f"started {run['started']}" + (f", finished {run['finished']}" if run.get("finished") else "")
+            )
+        )
+        node.add(
+            e(f"base model {run.get('base_model')}; seed {run.get('seed')}; config {_short(run.get('config_hash'))}")
+        )
         env = run.get("environment") or {}
         packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
-        node.add(e(f"polyadapt {env.get('polyadapt', '?')}, python {env.get('python', '?')}"
-                   + (f", {packages}" if packages else "")))
+        node.add(
+            e(
+                f"polyadapt {env.get('polyadapt', '?')}, python {env.get('python', '?')}"
+                + (f", {packages}" if packages else "")
+            )
+        )
         git = env.get("git")
         if git:
             node.add(e(f"git {_short(git.get('commit'))}" + (" (dirty)" if git.get("dirty") else "")))
         if run.get("error"):
             node.add(f"[red]error:[/] {e(run['error'])}")
     for adapter in chain["adapters"]:
-        node = tree.add(e(
-            f"adapter {adapter['ref']} [{adapter['status']}], weights {_short(adapter['weights_hash'])}, "
-            f"{adapter['path']}"
-        ))
+        node = tree.add(
+            e(
+                f"adapter {adapter['ref']} [{adapter['status']}], weights {_short(adapter['weights_hash'])}, "
+                f"{adapter['path']}"
+            )
+        )
         evaluation = node.add("evaluation")
         for row in chain["evaluation"]:
-            evaluation.add(e(f"{row['role']} {row['dataset']} {row['metric']}: base {row['base']:.4g} "
-                             f"→ adapted {row['adapted']:.4g}"))
+            evaluation.add(
+                e(
+                    f"{row['role']} {row['dataset']} {row['metric']}: base {row['base']:.4g} "
+                    f"→ adapted {row['adapted']:.4g}"
+                )
+            )
         if not chain["evaluation"]:
             evaluation.add("[dim]not evaluated[/]")
         registry = node.add(f"registry (active version: {adapter['active_version'] or 'none'})")
@@ -249,15 +278,18 @@ def lineage_diff(
         for column in ("dataset", "metric", "role", run_a, run_b):
             table.add_column(column)
         for row in diff["metrics"]:
-            cells = [
-                f"{side['base']:.4g} → {side['adapted']:.4g}" if side else "-" for side in (row["a"], row["b"])
-            ]
+            cells = [f"{side['base']:.4g} → {side['adapted']:.4g}" if side else "-" for side in (row["a"], row["b"])]
             table.add_row(escape(row["dataset"]), escape(row["metric"]), row["role"], *cells)
         console.print(table)
 
 
-_STATUS_COLOURS = {"completed": "green", "running": "yellow", "failed": "red", "refused": "red",
-                   "interrupted": "magenta"}
+_STATUS_COLOURS = {
+    "completed": "green",
+    "running": "yellow",
+    "failed": "red",
+    "refused": "red",
+    "interrupted": "magenta",
+}
 
 
 def _parse_time(text: str | None) -> Any:
@@ -362,9 +394,13 @@ def _runs_table(summaries: list[dict[str, Any]]) -> Table:
     for run in summaries:
         base = run["base_model"]
         table.add_row(
-            escape(run["run_id"]), escape(run["task"] or "-"), _status_text(run),
-            run["started"][:16].replace("T", " "), _duration_text(run),
-            escape(short_base_name(base)) if base else "-", escape(run["adapter"] or "-"),
+            escape(run["run_id"]),
+            escape(run["task"] or "-"),
+            _status_text(run),
+            run["started"][:16].replace("T", " "),
+            _duration_text(run),
+            escape(short_base_name(base)) if base else "-",
+            escape(run["adapter"] or "-"),
             _metric_text(run["domain_metric"]),
         )
     return table
@@ -372,9 +408,10 @@ def _runs_table(summaries: list[dict[str, Any]]) -> Table:
 
 @lineage_app.command("runs")
 def lineage_runs(
-    status: Annotated[str | None, typer.Option(
-        "--status", help="Only runs with this status: running, completed, failed, interrupted, refused."
-    )] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this status: running, completed, failed, interrupted, refused."),
+    ] = None,
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many runs.")] = 20,
     as_json: JsonOption = False,
@@ -395,17 +432,23 @@ def lineage_runs(
         return
     console.print(_runs_table(summaries))
     if any(run["process_state"] == "gone" for run in summaries):
-        console.print("A run whose process is gone was killed before it could record its end; "
-                      "`polyadapt lineage abandon RUN_ID` records it as interrupted.", highlight=False)
+        console.print(
+            "A run whose process is gone was killed before it could record its end; "
+            "`polyadapt lineage abandon RUN_ID` records it as interrupted.",
+            highlight=False,
+        )
 
 
 @lineage_app.command("abandon")
 def lineage_abandon(
     run_id: Annotated[str, typer.Argument(help="The run left 'running' by a killed process.")],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept as the run's error note).")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Abandon even if the process is alive, ran on another host, or cannot be checked."
-    )] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Abandon even if the process is alive, ran on another host, or cannot be checked."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Record a run whose process was killed (SIGKILL, power loss) as interrupted."""
@@ -421,7 +464,9 @@ def lineage_abandon(
 
 @adapters_app.command("list")
 def adapters_list(
-    base: Annotated[str | None, typer.Option("--base", help="Only adapters of this base model (id or short name).")] = None,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Only adapters of this base model (id or short name).")
+    ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -438,9 +483,15 @@ def adapters_list(
         table.add_column(column, overflow="fold", no_wrap=column in {"version", "status", "weights", "created"})
     colours = {"active": "green", "candidate": "yellow", "retired": "dim"}
     for adapter in found:
-        table.add_row(escape(adapter.base_model), escape(adapter.name), str(adapter.version),
-                      f"[{colours.get(adapter.status, 'white')}]{adapter.status}[/]", escape(adapter.run_id),
-                      _short(adapter.weights_hash), adapter.created[:16].replace("T", " "))
+        table.add_row(
+            escape(adapter.base_model),
+            escape(adapter.name),
+            str(adapter.version),
+            f"[{colours.get(adapter.status, 'white')}]{adapter.status}[/]",
+            escape(adapter.run_id),
+            _short(adapter.weights_hash),
+            adapter.created[:16].replace("T", " "),
+        )
     console.print(table)
     if not found:
         console.print("No adapters registered yet: `polyadapt adapt` registers each adapter it trains.")
@@ -459,9 +510,7 @@ def _gate(policy: str | None, run_config: dict[str, Any] | None) -> tuple[Any, s
         recorded = ((run_config or {}).get("governance") or {}).get("policy")
         if recorded:
             if not Path(recorded).is_file():
-                raise ConfigError(
-                    f"the run followed policy {recorded}, which no longer exists; pass --policy FILE"
-                )
+                raise ConfigError(f"the run followed policy {recorded}, which no longer exists; pass --policy FILE")
             policy = recorded
     if policy is not None:
         source = f"policy {policy}"
@@ -471,7 +520,9 @@ def _gate(policy: str | None, run_config: dict[str, Any] | None) -> tuple[Any, s
         from polyadapt.lineage.registry import PromotionGate
 
         if policy is not None:
-            raise ConfigError(f"{policy}: reading a policy needs polyadapt.governance, which this build lacks") from None
+            raise ConfigError(
+                f"{policy}: reading a policy needs polyadapt.governance, which this build lacks"
+            ) from None
         return PromotionGate(), source
     return load_policy(policy).promotion, source
 
@@ -479,10 +530,17 @@ def _gate(policy: str | None, run_config: dict[str, Any] | None) -> tuple[Any, s
 @adapters_app.command("promote")
 def adapters_promote(
     ref: Annotated[str, typer.Argument(help="NAME (its newest version), NAME@3 or BASE:NAME@3.")],
-    force: Annotated[bool, typer.Option("--force", help="Promote even if the evaluation gate fails (recorded as forced).")] = False,
-    policy: Annotated[str | None, typer.Option(
-        "--policy", help="Policy file whose promotion block sets the gate (default: the run's own policy, else the strict one)."
-    )] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the evaluation gate fails (recorded as forced).")
+    ] = False,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="Policy file whose promotion block sets the gate "
+            "(default: the run's own policy, else the strict one).",
+        ),
+    ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the registry's history).")] = None,
     db: DbOption = None,
 ) -> None:
@@ -497,8 +555,15 @@ def adapters_promote(
             console.print(f"{escape(target.ref)} is already active; nothing changed", highlight=False)
             return
         gate, source = _gate(policy, (store.get_run(target.run_id) or {}).get("config"))
-        promoted = store.promote(target.name, base_model=target.base_model, version=target.version, gate=gate,
-                                 force=force, actor=_actor(), reason=reason)
+        promoted = store.promote(
+            target.name,
+            base_model=target.base_model,
+            version=target.version,
+            gate=gate,
+            force=force,
+            actor=_actor(),
+            reason=reason,
+        )
     except PolyadaptError as exc:
         _fail(exc)
     chain = store.lineage(promoted.ref)
@@ -527,7 +592,9 @@ def adapters_rollback(
     try:
         parsed = parse_ref(name)
         if parsed.version is not None:
-            raise PolyadaptError(f"rollback takes a name, not a version ({name!r}); it returns to the previous active one")
+            raise PolyadaptError(
+                f"rollback takes a name, not a version ({name!r}); it returns to the previous active one"
+            )
         store = _store(db)
         restored = store.rollback(parsed.name, base_model=base or parsed.base, actor=_actor(), reason=reason)
     except PolyadaptError as exc:
@@ -548,8 +615,9 @@ def adapters_retire(
         parsed = parse_ref(ref)
         if parsed.version is None:
             raise PolyadaptError(f"say which version to retire: {parsed.name}@VERSION")
-        retired = _store(db).retire(parsed.name, version=parsed.version, base_model=parsed.base,
-                                    actor=_actor(), reason=reason)
+        retired = _store(db).retire(
+            parsed.name, version=parsed.version, base_model=parsed.base, actor=_actor(), reason=reason
+        )
     except PolyadaptError as exc:
         _fail(exc)
     console.print(f"retired: {escape(retired.ref)}", highlight=False)

@@ -16,16 +16,24 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyadapt import __version__
 from polyadapt.lineage.liveness import process_identity
 
-#: Libraries whose versions shape an adapter; absent ones are recorded as None.
-TRACKED_PACKAGES = (
-    "torch", "transformers", "peft", "accelerate", "diffusers", "openai-whisper", "torchaudio",
-    "safetensors", "tokenizers",
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+    from typing import TypeAlias
+
+    from polyadapt.plugins import PluginInfo
+
+    #: A loaded plugin as the environment record takes it: a ``PluginInfo`` or a dict with
+    #: ``name``, ``distribution`` and ``version`` (``PluginManager.loaded_plugins()``).
+    PluginEntry: TypeAlias = PluginInfo | dict[str, Any]
+
+#: Libraries whose versions shape every adapter; absent ones are recorded as None. The
+#: libraries each loaded plugin requires are recorded too (:func:`tracked_packages`).
+TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 HASH_CACHE = "hash-cache.json"
 _CHUNK = 1 << 20
@@ -39,6 +47,29 @@ def package_version(distribution: str) -> str | None:
         return None
 
 
+def tracked_packages(plugins: Sequence[PluginEntry]) -> list[str]:
+    """:data:`TRACKED_PACKAGES` plus the distributions the plugins' distributions require."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names = list(TRACKED_PACKAGES)
+    for plugin in plugins:
+        distribution = _plugin_entry(plugin)["distribution"]
+        if not distribution:
+            continue
+        try:
+            requirements = metadata.requires(distribution) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requirements:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                names.append(requirement.name)
+    return list(dict.fromkeys(names))
+
+
 def _plugin_entry(plugin: Any) -> dict[str, Any]:
     get = plugin.get if isinstance(plugin, dict) else lambda key: getattr(plugin, key, None)
     return {"name": get("name"), "distribution": get("distribution"), "version": get("version")}
@@ -49,7 +80,11 @@ def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["git", *args], cwd=cwd or Path.cwd(), capture_output=True, text=True, timeout=10,
+            ["git", *args],
+            cwd=cwd or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=False,
         )
 
@@ -90,8 +125,13 @@ def _gpus() -> list[dict[str, Any]]:
         out = []
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            out.append({"name": props.name, "memory_bytes": int(props.total_memory),
-                        "capability": f"{props.major}.{props.minor}"})
+            out.append(
+                {
+                    "name": props.name,
+                    "memory_bytes": int(props.total_memory),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
         return out
     except Exception:  # a broken driver must not fail the run record
         return []
@@ -113,7 +153,7 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def capture_environment(plugins: list[Any], *, base_model: dict[str, Any] | None = None) -> dict[str, Any]:
+def capture_environment(plugins: Sequence[PluginEntry], *, base_model: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's environment record.
 
     ``plugins`` are the loaded plugins (dicts or objects with ``name``, ``distribution`` and
@@ -124,7 +164,7 @@ def capture_environment(plugins: list[Any], *, base_model: dict[str, Any] | None
     env: dict[str, Any] = {
         "polyadapt": __version__,
         "python": platform.python_version(),
-        "packages": {name: package_version(name) for name in TRACKED_PACKAGES},
+        "packages": {name: package_version(name) for name in tracked_packages(plugins)},
         "plugins": sorted((_plugin_entry(p) for p in plugins), key=lambda p: str(p["name"])),
         "git": git_state(),
         "hardware": hardware(),

@@ -84,8 +84,9 @@ def _output(adapter: dict[str, Any], namespace: str) -> dict[str, Any]:
         "name": name,
         "facets": {
             "version": _facet(VERSION_FACET, datasetVersion=adapter["weights_hash"]),
-            "polyadapt_adapter": _facet(CUSTOM_FACET.format("PolyadaptAdapterDatasetFacet"),
-                                        **{k: str(v) for k, v in details.items()}),
+            "polyadapt_adapter": _facet(
+                CUSTOM_FACET.format("PolyadaptAdapterDatasetFacet"), **{k: str(v) for k, v in details.items()}
+            ),
         },
     }
 
@@ -126,8 +127,7 @@ def run_event(
             "namespace": namespace,
             "name": job_name,
             "facets": {
-                "jobType": _facet(JOB_TYPE_FACET, processingType="BATCH", integration="POLYADAPT",
-                                  jobType="TRAINING"),
+                "jobType": _facet(JOB_TYPE_FACET, processingType="BATCH", integration="POLYADAPT", jobType="TRAINING"),
             },
         },
         "inputs": [_input(manifest, namespace) for manifest in inputs or []],
@@ -142,7 +142,11 @@ class OpenLineageEmitter:
     """
 
     def __init__(
-        self, target: str | Path, *, namespace: str = NAMESPACE, timeout: float = 5.0,
+        self,
+        target: str | Path,
+        *,
+        namespace: str = NAMESPACE,
+        timeout: float = 5.0,
         headers: dict[str, str] | None = None,
     ):
         text = str(target)
@@ -154,9 +158,7 @@ class OpenLineageEmitter:
             self.url: str | None = text
             self.path: Path | None = None
         elif "://" in text and not text.startswith("file://"):
-            raise ConfigError(
-                f"OpenLineage target {text!r}: use a file path or an http(s):// URL"
-            )
+            raise ConfigError(f"OpenLineage target {text!r}: use a file path or an http(s):// URL")
         else:
             self.url = None
             self.path = Path(text.removeprefix("file://")).expanduser()
@@ -189,7 +191,9 @@ class OpenLineageEmitter:
     def _post(self, body: str) -> None:
         assert self.url is not None
         request = urllib.request.Request(
-            self.url, data=body.encode("utf-8"), method="POST",
+            self.url,
+            data=body.encode("utf-8"),
+            method="POST",
             headers={"Content-Type": "application/json", **self.headers},
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:

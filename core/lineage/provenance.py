@@ -75,7 +75,10 @@ def _safetensors_files(path: Path) -> list[Path]:
         raise PolyadaptError(f"{path}: no such adapter folder")
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise PolyadaptError(f"{path}: the adapter folder holds no *.safetensors file; polyadapt adapters are safetensors (save_pretrained(safe_serialization=True)) so that lineage can hash and stamp them")
+        raise PolyadaptError(
+            f"{path}: the adapter folder holds no *.safetensors file; polyadapt adapters are safetensors "
+            "(save_pretrained(safe_serialization=True)) so that lineage can hash and stamp them"
+        )
     return files
 
 
@@ -135,7 +138,8 @@ def _rewrite_metadata(path: Path, updates: dict[str, str]) -> None:
     with open(path, "rb") as source:
         header, offset = _read_header(source, path)
         metadata = {
-            key: value for key, value in (header.get("__metadata__") or {}).items()
+            key: value
+            for key, value in (header.get("__metadata__") or {}).items()
             if not key.startswith(METADATA_PREFIX)
         }
         metadata.update(updates)
@@ -211,7 +215,7 @@ def read_provenance(adapter_dir: Path) -> dict[str, Any]:
     for file in _safetensors_files(adapter_dir):
         metadata = read_safetensors_metadata(file)
         files[file.name] = {
-            key[len(METADATA_PREFIX):]: value for key, value in metadata.items() if key.startswith(METADATA_PREFIX)
+            key[len(METADATA_PREFIX) :]: value for key, value in metadata.items() if key.startswith(METADATA_PREFIX)
         }
     config_block = None
     config_path = adapter_dir / ADAPTER_CONFIG

@@ -17,9 +17,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from polyadapt.errors import PolyadaptError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+    from typing import TypeAlias
+
+    from polyadapt.types import EvalReport, MetricRow
+
+    #: Evaluation metrics as the store takes them: an ``EvalReport``, its ``to_dict()``
+    #: (``{"metrics": [...]}``) or the rows themselves (``MetricRow``s or dicts).
+    MetricRows: TypeAlias = EvalReport | dict[str, Any] | Iterable[MetricRow | dict[str, Any]]
 
 STATUSES = ("candidate", "active", "retired")
 EVENTS = ("promote", "force-promote", "rollback", "retire")
@@ -90,9 +100,7 @@ def parse_ref(ref: str) -> AdapterRef:
     if "@" in text:
         text, _, raw_version = text.rpartition("@")
         if not raw_version.isdigit() or int(raw_version) < 1:
-            raise PolyadaptError(
-                f"{ref!r}: the version after '@' must be a number from 1, as in NAME@3"
-            )
+            raise PolyadaptError(f"{ref!r}: the version after '@' must be a number from 1, as in NAME@3")
         version = int(raw_version)
     base: str | None = None
     if ":" in text:
@@ -209,7 +217,7 @@ def _field(row: Any, name: str, default: Any = None) -> Any:
     return row.get(name, default) if isinstance(row, dict) else getattr(row, name, default)
 
 
-def normalise_metric_rows(metrics: Any) -> list[dict[str, Any]]:
+def normalise_metric_rows(metrics: MetricRows | None) -> list[dict[str, Any]]:
     """Metric rows as plain dicts from an ``EvalReport``, its ``to_dict()`` or a list of rows.
 
     Only the numbers are kept (dataset, metric, base, adapted, lower_is_better, role);
@@ -220,20 +228,22 @@ def normalise_metric_rows(metrics: Any) -> list[dict[str, Any]]:
     if isinstance(metrics, dict):
         rows = metrics.get("metrics", [])
     elif hasattr(metrics, "rows"):
-        rows = metrics.rows
+        rows = cast("EvalReport", metrics).rows  # of the three forms, only a report has rows
     else:
         rows = metrics
     out = []
     for row in rows:
         try:
-            out.append({
-                "dataset": str(_field(row, "dataset", "")),
-                "metric": str(_field(row, "metric", "")),
-                "base": float(_field(row, "base")),
-                "adapted": float(_field(row, "adapted")),
-                "lower_is_better": bool(_field(row, "lower_is_better", True)),
-                "role": str(_field(row, "role", "other") or "other"),
-            })
+            out.append(
+                {
+                    "dataset": str(_field(row, "dataset", "")),
+                    "metric": str(_field(row, "metric", "")),
+                    "base": float(_field(row, "base")),
+                    "adapted": float(_field(row, "adapted")),
+                    "lower_is_better": bool(_field(row, "lower_is_better", True)),
+                    "role": str(_field(row, "role", "other") or "other"),
+                }
+            )
         except (TypeError, ValueError):
             raise PolyadaptError(
                 f"metric row {row!r} lacks a numeric base or adapted value; rows need dataset, "
@@ -242,7 +252,7 @@ def normalise_metric_rows(metrics: Any) -> list[dict[str, Any]]:
     return out
 
 
-def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
+def check_promotion(rows: MetricRows, gate: PromotionGateSettings) -> GateResult:
     """Hold a run's metric rows to the gate; see the module docstring for the rules.
 
     A domain metric passes when it is not worse than the base, and at least one must improve
@@ -264,11 +274,19 @@ def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
             passed = gain >= 0
         else:
             passed = -gain <= max_loss
-        result.checks.append(GateCheck(
-            role=role, dataset=row["dataset"], metric=row["metric"], base=row["base"],
-            adapted=row["adapted"], lower_is_better=row["lower_is_better"], improvement=gain,
-            bound=min_gain if role == "domain" else max_loss, passed=passed,
-        ))
+        result.checks.append(
+            GateCheck(
+                role=role,
+                dataset=row["dataset"],
+                metric=row["metric"],
+                base=row["base"],
+                adapted=row["adapted"],
+                lower_is_better=row["lower_is_better"],
+                improvement=gain,
+                bound=min_gain if role == "domain" else max_loss,
+                passed=passed,
+            )
+        )
     domain = [check for check in result.checks if check.role == "domain"]
     if not domain:
         result.problems.append(
@@ -278,8 +296,11 @@ def check_promotion(rows: Any, gate: PromotionGateSettings) -> GateResult:
     elif not any(_beats(check.improvement, min_gain) for check in domain):
         best = max(domain, key=lambda c: -math.inf if math.isnan(c.improvement) else c.improvement)
         need = "better than the base" if min_gain <= 0 else f"at least {_pct(min_gain)} better"
-        change = "not a number" if math.isnan(best.improvement) else (
-            f"{_pct(best.improvement)} better" if best.improvement >= 0 else f"{_pct(-best.improvement)} worse")
+        change = (
+            "not a number"
+            if math.isnan(best.improvement)
+            else (f"{_pct(best.improvement)} better" if best.improvement >= 0 else f"{_pct(-best.improvement)} worse")
+        )
         result.problems.append(
             f"no domain metric is {need}; the best, {best.dataset} {best.metric}, has base "
             f"{best.base:.6g}, adapted {best.adapted:.6g} ({change})"

@@ -21,22 +21,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from polyadapt.errors import PolyadaptError
-from polyadapt.lineage import liveness
-from polyadapt.lineage.registry import (
-    EVENTS,
-    AdapterVersion,
-    PromotionGateSettings,
-    PromotionRefused,
-    base_matches,
-    check_name,
-    check_promotion,
-    normalise_metric_rows,
-    parse_ref,
-)
-from polyadapt.lineage.state import database_url
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -59,6 +45,24 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
+from polyadapt.errors import PolyadaptError
+from polyadapt.lineage import liveness
+from polyadapt.lineage.registry import (
+    EVENTS,
+    AdapterVersion,
+    PromotionGateSettings,
+    PromotionRefused,
+    base_matches,
+    check_name,
+    check_promotion,
+    normalise_metric_rows,
+    parse_ref,
+)
+from polyadapt.lineage.state import database_url
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.lineage.registry import MetricRows
+
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1"
@@ -72,12 +76,14 @@ _FINAL_STATUSES = ("completed", "failed", "interrupted", "refused")
 metadata = MetaData()
 
 meta_table = Table(
-    "polyadapt_meta", metadata,
+    "polyadapt_meta",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
 )
 datasets_table = Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     Column("root_hash", String(64), primary_key=True),
     Column("kind", String(64), nullable=False),
     Column("records", Integer, nullable=False),
@@ -85,7 +91,8 @@ datasets_table = Table(
     Column("first_seen", String(40), nullable=False),
 )
 runs_table = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("run_id", String(255), primary_key=True),
     Column("task", String(255)),
     Column("plugin", String(255)),
@@ -102,14 +109,16 @@ runs_table = Table(
     Column("run_dir", Text),
 )
 run_datasets_table = Table(
-    "run_datasets", metadata,
+    "run_datasets",
+    metadata,
     Column("run_id", String(255), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
     Column("role", String(64), primary_key=True),
     Column("root_hash", String(64), nullable=False, index=True),
     Column("source", Text),
 )
 adapters_table = Table(
-    "adapters", metadata,
+    "adapters",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("base_model", String(1024), nullable=False),
     Column("name", String(128), nullable=False),
@@ -122,7 +131,8 @@ adapters_table = Table(
     UniqueConstraint("base_model", "name", "version", name="uq_adapter_version"),
 )
 events_table = Table(
-    "registry_events", metadata,
+    "registry_events",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("adapter_id", Integer, ForeignKey("adapters.id"), nullable=False, index=True),
     #: The version that was active before this event (None when there was none).
@@ -179,8 +189,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def _adapter(row: Any) -> AdapterVersion:
     return AdapterVersion(
-        id=row.id, base_model=row.base_model, name=row.name, version=row.version,
-        run_id=row.run_id, path=row.path, weights_hash=row.weights_hash, status=row.status,
+        id=row.id,
+        base_model=row.base_model,
+        name=row.name,
+        version=row.version,
+        run_id=row.run_id,
+        path=row.path,
+        weights_hash=row.weights_hash,
+        status=row.status,
         created=row.created,
     )
 
@@ -233,21 +249,29 @@ def _where(process: dict[str, Any] | None) -> str:
 
 def _abandon_refusal(run_id: str, process: dict[str, Any] | None, state: str) -> str:
     """Why ``abandon_run`` will not act without ``force``, and what to do instead."""
+    if process is None:  # process_state(None) is UNKNOWN: never ALIVE nor OTHER_HOST
+        return (
+            f"run {run_id!r} recorded no host and process id (an older polyadapt, or a run recorded "
+            "through the API), so whether it still runs cannot be checked; make sure it has "
+            "stopped, then pass --force"
+        )
     if state == liveness.ALIVE:
         pid = process["pid"]
-        return (f"run {run_id!r} is still running: its process ({_where(process)}) is alive. Stop it "
-                f"with `kill {pid}` (the run then records itself as interrupted), or pass --force "
-                "if you know that process is no longer the run's")
+        return (
+            f"run {run_id!r} is still running: its process ({_where(process)}) is alive. Stop it "
+            f"with `kill {pid}` (the run then records itself as interrupted), or pass --force "
+            "if you know that process is no longer the run's"
+        )
     if state == liveness.OTHER_HOST:
-        return (f"run {run_id!r} was started on host {process['host']!r} (pid {process['pid']}), not on "
-                f"this one ({liveness.host_name()!r}), so its process cannot be checked from here; make "
-                "sure it has stopped there, then pass --force")
-    if process is None:
-        return (f"run {run_id!r} recorded no host and process id (an older polyadapt, or a run recorded "
-                "through the API), so whether it still runs cannot be checked; make sure it has "
-                "stopped, then pass --force")
-    return (f"run {run_id!r}: its process ({_where(process)}) cannot be checked on this platform; make "
-            "sure it has stopped, then pass --force")
+        return (
+            f"run {run_id!r} was started on host {process['host']!r} (pid {process['pid']}), not on "
+            f"this one ({liveness.host_name()!r}), so its process cannot be checked from here; make "
+            "sure it has stopped there, then pass --force"
+        )
+    return (
+        f"run {run_id!r}: its process ({_where(process)}) cannot be checked on this platform; make "
+        "sure it has stopped, then pass --force"
+    )
 
 
 def _abandon_note(process: dict[str, Any] | None, state: str, *, actor: str | None, reason: str | None) -> str:
@@ -256,7 +280,7 @@ def _abandon_note(process: dict[str, Any] | None, state: str, *, actor: str | No
         liveness.GONE: f"its process ({_where(process)}) was gone",
         liveness.ALIVE: f"forced while its process ({_where(process)}) was alive",
         liveness.OTHER_HOST: f"forced; its process ({_where(process)}) could not be checked from "
-                             f"{liveness.host_name()}",
+        f"{liveness.host_name()}",
     }.get(state, "forced; its process could not be checked")
     note = ("abandoned by " + actor if actor else "abandoned") + f": {found}"
     return f"{note}; reason: {reason}" if reason else note
@@ -365,15 +389,18 @@ class LineageStore:
             root = manifest["root_hash"]
         except (KeyError, TypeError):
             raise PolyadaptError("a dataset manifest needs a root_hash; build it with build_manifest") from None
-        exists = conn.execute(
-            select(datasets_table.c.root_hash).where(datasets_table.c.root_hash == root)
-        ).first()
+        exists = conn.execute(select(datasets_table.c.root_hash).where(datasets_table.c.root_hash == root)).first()
         if exists is None:
             stored = {key: value for key, value in manifest.items() if key != "role"}
-            conn.execute(insert(datasets_table).values(
-                root_hash=root, kind=str(manifest.get("kind", "")),
-                records=int(manifest.get("records", 0)), manifest=stored, first_seen=_now(),
-            ))
+            conn.execute(
+                insert(datasets_table).values(
+                    root_hash=root,
+                    kind=str(manifest.get("kind", "")),
+                    records=int(manifest.get("records", 0)),
+                    manifest=stored,
+                    first_seen=_now(),
+                )
+            )
         return root
 
     def record_dataset(self, manifest: dict[str, Any]) -> str:
@@ -402,14 +429,19 @@ class LineageStore:
 
         def op(conn: Connection) -> None:
             values = dict(
-                task=task, plugin=plugin, config_hash=config_hash, config=config, seed=seed,
-                environment=environment, base_model=base_model,
+                task=task,
+                plugin=plugin,
+                config_hash=config_hash,
+                config=config,
+                seed=seed,
+                environment=environment,
+                base_model=base_model,
                 run_dir=None if run_dir is None else str(run_dir),
-                status="running", finished=None, error=None,
+                status="running",
+                finished=None,
+                error=None,
             )
-            existing = conn.execute(
-                select(runs_table.c.run_id).where(runs_table.c.run_id == run_id)
-            ).first()
+            existing = conn.execute(select(runs_table.c.run_id).where(runs_table.c.run_id == run_id)).first()
             if existing is None:
                 conn.execute(insert(runs_table).values(run_id=run_id, started=_now(), **values))
             else:
@@ -421,9 +453,14 @@ class LineageStore:
                     source = (item.get("source") or {}).get("name")
                 else:
                     root, source = str(item), None
-                conn.execute(insert(run_datasets_table).values(
-                    run_id=run_id, role=role, root_hash=root, source=source,
-                ))
+                conn.execute(
+                    insert(run_datasets_table).values(
+                        run_id=run_id,
+                        role=role,
+                        root_hash=root,
+                        source=source,
+                    )
+                )
 
         self._write(op, retry_integrity=True)
 
@@ -442,12 +479,20 @@ class LineageStore:
                 found = ((manifest or {}).get("source") or {}).get("name")
             else:
                 found = source
-            conn.execute(delete(run_datasets_table).where(
-                run_datasets_table.c.run_id == run_id, run_datasets_table.c.role == role,
-            ))
-            conn.execute(insert(run_datasets_table).values(
-                run_id=run_id, role=role, root_hash=root_hash, source=found,
-            ))
+            conn.execute(
+                delete(run_datasets_table).where(
+                    run_datasets_table.c.run_id == run_id,
+                    run_datasets_table.c.role == role,
+                )
+            )
+            conn.execute(
+                insert(run_datasets_table).values(
+                    run_id=run_id,
+                    role=role,
+                    root_hash=root_hash,
+                    source=found,
+                )
+            )
 
         self._write(op, retry_integrity=True)
 
@@ -455,12 +500,11 @@ class LineageStore:
     def _require_run(conn: Connection, run_id: str) -> None:
         if conn.execute(select(runs_table.c.run_id).where(runs_table.c.run_id == run_id)).first() is None:
             raise PolyadaptError(
-                f"run {run_id!r} is not in the lineage store; it was recorded elsewhere or "
-                "before lineage was enabled"
+                f"run {run_id!r} is not in the lineage store; it was recorded elsewhere or before lineage was enabled"
             )
 
     def finish_run(
-        self, run_id: str, *, status: str, error: str | None = None, metrics: Any = None
+        self, run_id: str, *, status: str, error: str | None = None, metrics: MetricRows | None = None
     ) -> None:
         """Record a run's outcome: ``status`` (completed, failed, ...), its error, its metrics."""
         if status not in RUN_STATUSES:
@@ -477,7 +521,7 @@ class LineageStore:
 
         self._write(op)
 
-    def record_metrics(self, run_id: str, metrics: Any) -> None:
+    def record_metrics(self, run_id: str, metrics: MetricRows) -> None:
         """Store a run's evaluation (an ``EvalReport``, its dict or metric rows; numbers only)."""
         rows = normalise_metric_rows(metrics)
 
@@ -492,12 +536,16 @@ class LineageStore:
         if row is None:
             return None
         run = dict(row)
-        data = conn.execute(
-            select(run_datasets_table, datasets_table.c.manifest)
-            .join(datasets_table, datasets_table.c.root_hash == run_datasets_table.c.root_hash, isouter=True)
-            .where(run_datasets_table.c.run_id == run_id)
-            .order_by(run_datasets_table.c.role)
-        ).mappings().all()
+        data = (
+            conn.execute(
+                select(run_datasets_table, datasets_table.c.manifest)
+                .join(datasets_table, datasets_table.c.root_hash == run_datasets_table.c.root_hash, isouter=True)
+                .where(run_datasets_table.c.run_id == run_id)
+                .order_by(run_datasets_table.c.role)
+            )
+            .mappings()
+            .all()
+        )
         run["datasets"] = [
             {"role": d["role"], "root_hash": d["root_hash"], "source": d["source"], "manifest": d["manifest"]}
             for d in data
@@ -516,9 +564,7 @@ class LineageStore:
         ).all()
         return {row.run_id: _adapter(row) for row in rows}
 
-    def list_runs(
-        self, *, status: str | None = None, task: str | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
+    def list_runs(self, *, status: str | None = None, task: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` runs, newest first, optionally only those of ``status`` and ``task``.
 
         Each is ``{"run_id", "task", "plugin", "status", "started", "finished", "base_model",
@@ -534,8 +580,18 @@ class LineageStore:
 
         def op(conn: Connection) -> list[dict[str, Any]]:
             query = (
-                select(c.run_id, c.task, c.plugin, c.status, c.started, c.finished, c.base_model, c.error,
-                       c.environment, c.metrics)
+                select(
+                    c.run_id,
+                    c.task,
+                    c.plugin,
+                    c.status,
+                    c.started,
+                    c.finished,
+                    c.base_model,
+                    c.error,
+                    c.environment,
+                    c.metrics,
+                )
                 .order_by(c.started.desc(), c.run_id.desc())
                 .limit(limit)
             )
@@ -572,7 +628,8 @@ class LineageStore:
         def op(conn: Connection) -> dict[str, Any]:
             row = conn.execute(
                 select(runs_table.c.status, runs_table.c.environment)
-                .where(runs_table.c.run_id == run_id).with_for_update()
+                .where(runs_table.c.run_id == run_id)
+                .with_for_update()
             ).first()
             if row is None:
                 raise PolyadaptError(
@@ -589,9 +646,15 @@ class LineageStore:
             if state != liveness.GONE and not force:
                 raise PolyadaptError(_abandon_refusal(run_id, process, state))
             note = _abandon_note(process, state, actor=actor, reason=reason)
-            conn.execute(update(runs_table).where(runs_table.c.run_id == run_id).values(
-                status="interrupted", finished=_now(), error=note,
-            ))
+            conn.execute(
+                update(runs_table)
+                .where(runs_table.c.run_id == run_id)
+                .values(
+                    status="interrupted",
+                    finished=_now(),
+                    error=note,
+                )
+            )
             return {"run_id": run_id, "process": process, "process_state": state, "error": note}
 
         return self._write(op)
@@ -610,29 +673,43 @@ class LineageStore:
         def op(conn: Connection) -> AdapterVersion:
             self._require_run(conn, run_id)
             same = adapters_table.c
-            existing = conn.execute(select(adapters_table).where(
-                same.run_id == run_id, same.base_model == base_model, same.name == name,
-                same.weights_hash == weights_hash,
-            )).first()
+            existing = conn.execute(
+                select(adapters_table).where(
+                    same.run_id == run_id,
+                    same.base_model == base_model,
+                    same.name == name,
+                    same.weights_hash == weights_hash,
+                )
+            ).first()
             if existing is not None:
                 return _adapter(existing)
             latest = conn.execute(
                 select(func.max(same.version)).where(same.base_model == base_model, same.name == name)
             ).scalar()
-            values = dict(
-                base_model=base_model, name=name, version=(latest or 0) + 1, run_id=run_id,
-                path=str(path), weights_hash=weights_hash, status="candidate", created=_now(),
+            values: dict[str, Any] = dict(
+                base_model=base_model,
+                name=name,
+                version=(latest or 0) + 1,
+                run_id=run_id,
+                path=str(path),
+                weights_hash=weights_hash,
+                status="candidate",
+                created=_now(),
             )
-            new_id = conn.execute(insert(adapters_table).values(**values)).inserted_primary_key[0]
+            inserted = conn.execute(insert(adapters_table).values(**values)).inserted_primary_key
+            assert inserted is not None  # an INSERT of one row has its primary key
+            new_id = inserted[0]
             return AdapterVersion(id=new_id, **values)
 
         return self._write(op, retry_integrity=True)
 
     @staticmethod
     def _bases_named(conn: Connection, name: str, base: str | None) -> list[str]:
-        stored = conn.execute(
-            select(adapters_table.c.base_model).where(adapters_table.c.name == name).distinct()
-        ).scalars().all()
+        stored = (
+            conn.execute(select(adapters_table.c.base_model).where(adapters_table.c.name == name).distinct())
+            .scalars()
+            .all()
+        )
         return sorted(b for b in stored if base is None or base_matches(b, base))
 
     def _resolve_base(self, conn: Connection, name: str, base: str | None) -> str:
@@ -662,14 +739,29 @@ class LineageStore:
 
     @staticmethod
     def _add_event(
-        conn: Connection, adapter: AdapterVersion, previous: AdapterVersion | None, kind: str,
-        *, actor: str | None, reason: str | None, forced: bool = False, checks: Any = None,
+        conn: Connection,
+        adapter: AdapterVersion,
+        previous: AdapterVersion | None,
+        kind: str,
+        *,
+        actor: str | None,
+        reason: str | None,
+        forced: bool = False,
+        checks: Any = None,
     ) -> None:
         assert kind in EVENTS
-        conn.execute(insert(events_table).values(
-            adapter_id=adapter.id, previous_id=None if previous is None else previous.id,
-            event=kind, actor=actor, reason=reason, time=_now(), forced=forced, checks=checks,
-        ))
+        conn.execute(
+            insert(events_table).values(
+                adapter_id=adapter.id,
+                previous_id=None if previous is None else previous.id,
+                event=kind,
+                actor=actor,
+                reason=reason,
+                time=_now(),
+                forced=forced,
+                checks=checks,
+            )
+        )
 
     @staticmethod
     def _set_status(conn: Connection, adapter: AdapterVersion, status: str) -> None:
@@ -720,9 +812,7 @@ class LineageStore:
             target = self._pick(versions, base, name, version)
             if target.status == "active":
                 return target
-            metrics = conn.execute(
-                select(runs_table.c.metrics).where(runs_table.c.run_id == target.run_id)
-            ).scalar()
+            metrics = conn.execute(select(runs_table.c.metrics).where(runs_table.c.run_id == target.run_id)).scalar()
             result = check_promotion(metrics or [], gate)
             checks = [check.to_dict() for check in result.checks] + [{"problem": p} for p in result.problems]
             if not result.passed and not force:
@@ -742,8 +832,16 @@ class LineageStore:
             if forced:
                 failed = "failed checks: " + "; ".join(result.failures())
                 note = f"{reason} ({failed})" if reason else failed
-            self._add_event(conn, target, previous, "force-promote" if forced else "promote",
-                            actor=actor, reason=note, forced=forced, checks=checks)
+            self._add_event(
+                conn,
+                target,
+                previous,
+                "force-promote" if forced else "promote",
+                actor=actor,
+                reason=note,
+                forced=forced,
+                checks=checks,
+            )
             return replace(target, status="active")
 
         return self._write(op)
@@ -768,7 +866,11 @@ class LineageStore:
         return stack
 
     def rollback(
-        self, name: str, *, base_model: str | None = None, actor: str | None = None,
+        self,
+        name: str,
+        *,
+        base_model: str | None = None,
+        actor: str | None = None,
         reason: str | None = None,
     ) -> AdapterVersion:
         """Make the previously active version active again and retire the current one."""
@@ -780,8 +882,7 @@ class LineageStore:
             current = next((v for v in versions if v.status == "active"), None)
             if current is None:
                 raise PolyadaptError(
-                    f"{base}:{name} has no active version to roll back; promote one with "
-                    "`polyadapt adapters promote`"
+                    f"{base}:{name} has no active version to roll back; promote one with `polyadapt adapters promote`"
                 )
             stack = self._activation_stack(conn, versions)
             while stack and stack[-1] == current.id:
@@ -805,8 +906,13 @@ class LineageStore:
         return self._write(op)
 
     def retire(
-        self, name: str, *, version: int, base_model: str | None = None,
-        actor: str | None = None, reason: str | None = None,
+        self,
+        name: str,
+        *,
+        version: int,
+        base_model: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
     ) -> AdapterVersion:
         """Retire a version: it stops being served and rollback never returns to it."""
 
@@ -905,36 +1011,57 @@ class LineageStore:
             run = self._run_dict(conn, run_id) if run_id else None
             adapters_out = []
             for adapter in found:
-                rows = conn.execute(
-                    select(events_table).where(
-                        (events_table.c.adapter_id == adapter.id) | (events_table.c.previous_id == adapter.id)
-                    ).order_by(events_table.c.id)
-                ).mappings().all()
+                rows = (
+                    conn.execute(
+                        select(events_table)
+                        .where((events_table.c.adapter_id == adapter.id) | (events_table.c.previous_id == adapter.id))
+                        .order_by(events_table.c.id)
+                    )
+                    .mappings()
+                    .all()
+                )
                 ids = {row["adapter_id"] for row in rows} | {row["previous_id"] for row in rows if row["previous_id"]}
                 names = {
-                    r.id: r.version for r in conn.execute(
+                    r.id: r.version
+                    for r in conn.execute(
                         select(adapters_table.c.id, adapters_table.c.version).where(adapters_table.c.id.in_(ids))
                     )
                 }
-                events = [{
-                    "event": row["event"], "time": row["time"], "actor": row["actor"],
-                    "reason": row["reason"], "forced": bool(row["forced"]),
-                    "version": names.get(row["adapter_id"]),
-                    "previous_version": names.get(row["previous_id"]),
-                } for row in rows]
+                events = [
+                    {
+                        "event": row["event"],
+                        "time": row["time"],
+                        "actor": row["actor"],
+                        "reason": row["reason"],
+                        "forced": bool(row["forced"]),
+                        "version": names.get(row["adapter_id"]),
+                        "previous_version": names.get(row["previous_id"]),
+                    }
+                    for row in rows
+                ]
                 active = next(
-                    (v.version for v in self._versions_of(conn, adapter.base_model, adapter.name)
-                     if v.status == "active"), None,
+                    (
+                        v.version
+                        for v in self._versions_of(conn, adapter.base_model, adapter.name)
+                        if v.status == "active"
+                    ),
+                    None,
                 )
                 adapters_out.append(adapter.to_dict() | {"events": events, "active_version": active})
             data = []
             for item in (run or {}).get("datasets", []):
                 manifest = item.get("manifest") or {}
-                data.append({
-                    "role": item["role"], "root_hash": item["root_hash"], "source": item["source"],
-                    "kind": manifest.get("kind"), "records": manifest.get("records"),
-                    "quarantine": manifest.get("quarantine"), "governance": manifest.get("governance"),
-                })
+                data.append(
+                    {
+                        "role": item["role"],
+                        "root_hash": item["root_hash"],
+                        "source": item["source"],
+                        "kind": manifest.get("kind"),
+                        "records": manifest.get("records"),
+                        "quarantine": manifest.get("quarantine"),
+                        "governance": manifest.get("governance"),
+                    }
+                )
             run_out = None
             if run is not None:
                 run_out = {k: v for k, v in run.items() if k not in ("datasets", "metrics")}
@@ -966,7 +1093,8 @@ class LineageStore:
             for role in sorted(set(data_a) | set(data_b)):
                 da, db = data_a.get(role), data_b.get(role)
                 entry: dict[str, Any] = {
-                    "a": da and da["root_hash"], "b": db and db["root_hash"],
+                    "a": da and da["root_hash"],
+                    "b": db and db["root_hash"],
                     "same": bool(da and db and da["root_hash"] == db["root_hash"]),
                 }
                 ma = (da or {}).get("manifest") or {}
@@ -980,32 +1108,43 @@ class LineageStore:
             flat_a, flat_b = _flatten(a["config"] or {}), _flatten(b["config"] or {})
             config = {
                 key: [flat_a.get(key), flat_b.get(key)]
-                for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)
+                for key in sorted(set(flat_a) | set(flat_b))
+                if flat_a.get(key) != flat_b.get(key)
             }
             for key in ("seed", "base_model", "task", "plugin"):
                 if a[key] != b[key]:
                     config.setdefault(key, [a[key], b[key]])
             va, vb = _versions(a["environment"]), _versions(b["environment"])
             versions = {
-                key: [va.get(key), vb.get(key)]
-                for key in sorted(set(va) | set(vb)) if va.get(key) != vb.get(key)
+                key: [va.get(key), vb.get(key)] for key in sorted(set(va) | set(vb)) if va.get(key) != vb.get(key)
             }
             metrics_a = {(m["dataset"], m["metric"]): m for m in a["metrics"] or []}
             metrics_b = {(m["dataset"], m["metric"]): m for m in b["metrics"] or []}
             metrics = []
-            for key in list(dict.fromkeys([*metrics_a, *metrics_b])):
-                ma, mb = metrics_a.get(key), metrics_b.get(key)
-                metrics.append({
-                    "dataset": key[0], "metric": key[1], "role": (ma or mb)["role"],
-                    "a": ma and {"base": ma["base"], "adapted": ma["adapted"]},
-                    "b": mb and {"base": mb["base"], "adapted": mb["adapted"]},
-                })
+            for pair in list(dict.fromkeys([*metrics_a, *metrics_b])):
+                ma, mb = metrics_a.get(pair), metrics_b.get(pair)
+                either = ma or mb
+                assert either is not None  # the pair is a key of metrics_a or of metrics_b
+                metrics.append(
+                    {
+                        "dataset": pair[0],
+                        "metric": pair[1],
+                        "role": either["role"],
+                        "a": ma and {"base": ma["base"], "adapted": ma["adapted"]},
+                        "b": mb and {"base": mb["base"], "adapted": mb["adapted"]},
+                    }
+                )
             weights = []
             for run in (a, b):
-                hashes = conn.execute(
-                    select(adapters_table.c.weights_hash).where(adapters_table.c.run_id == run["run_id"])
-                    .order_by(adapters_table.c.id)
-                ).scalars().all()
+                hashes = (
+                    conn.execute(
+                        select(adapters_table.c.weights_hash)
+                        .where(adapters_table.c.run_id == run["run_id"])
+                        .order_by(adapters_table.c.id)
+                    )
+                    .scalars()
+                    .all()
+                )
                 weights.append(hashes[-1] if hashes else None)
             return {
                 "runs": [run_a, run_b],
@@ -1013,8 +1152,11 @@ class LineageStore:
                 "data": data,
                 "config": config,
                 "versions": versions,
-                "adapter": {"a": weights[0], "b": weights[1],
-                            "same": weights[0] is not None and weights[0] == weights[1]},
+                "adapter": {
+                    "a": weights[0],
+                    "b": weights[1],
+                    "same": weights[0] is not None and weights[0] == weights[1],
+                },
                 "metrics": metrics,
             }
 

@@ -1,18 +1,15 @@
 """The OpenAI-compatible HTTP API of ``polyadapt serve``.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{model}``,
-``POST /v1/completions`` and ``POST /v1/chat/completions``, plus
-``POST /v1/audio/transcriptions`` when a servable transcribes (see
-:mod:`polyadapt.serving.transcriptions`), and ``POST /v1/images/generations`` when a
-servable draws images (see :mod:`polyadapt.serving.images`). A request's ``model`` names a
-base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
+``POST /v1/completions`` and ``POST /v1/chat/completions``, plus the routes the served
+tasks and the plugins declare (:mod:`polyadapt.serving.routes`). A request's ``model``
+names a base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
 
-Each base has one :class:`MicroBatcher`: requests wait up to ``batch_wait_ms`` (or until
-``max_batch`` are waiting) and are then answered by one ``servable.generate`` call in a
-worker thread, one batch at a time per base, so concurrent requests for different adapters
-of one base share a forward pass. A servable that draws images or transcribes audio gets a
-batcher for ``generate_images`` or ``transcribe`` too, with the same settings (see
-:data:`BATCHED_METHODS`). Adapters load on first use.
+Each base has one :class:`MicroBatcher` per batch method of its servable (``generate``, and
+whatever its task's routes submit to): requests wait up to ``batch_wait_ms`` (or until
+``max_batch`` are waiting) and are then answered by one call in a worker thread, one batch
+at a time per method and base, so concurrent requests for different adapters of one base
+share a forward pass. Adapters load on first use.
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 404 for an
 unknown model (the message lists the known ones), 400 for a bad body.
@@ -29,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,10 +35,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyadapt.errors import PluginError, PolyadaptError
 from polyadapt.serving.batcher import MicroBatcher
+from polyadapt.serving.routes import Route, mount_routes, unique_routes
 from polyadapt.serving.schemas import (
-    ApiError, ChatBody, CompletionBody, GenerationParams, error_response, validation_message,
+    ApiError,
+    ChatBody,
+    CompletionBody,
+    GenerationParams,
+    error_response,
+    validation_message,
 )
-from polyadapt.types import GenerationRequest, GenerationResult, Servable, ServeSpec
+from polyadapt.types import GenerationRequest, GenerationResult, Run, Servable, ServeSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+    from polyadapt.lineage.store import LineageStore
+    from polyadapt.plugins import PluginManager
+    from polyadapt.serving.follow import RegistryFollower
+    from polyadapt.serving.guard import ServingGuard
 
 #: OpenAI's default ``max_tokens`` for ``/v1/completions``.
 DEFAULT_COMPLETION_TOKENS = 16
@@ -49,9 +60,6 @@ DEFAULT_COMPLETION_TOKENS = 16
 DEFAULT_CHAT_TOKENS = 256
 #: What a client writes between a base and an adapter name.
 SEPARATOR = ":"
-#: Servable methods besides ``generate`` that get their own micro-batcher when a servable
-#: has them.
-BATCHED_METHODS = ("generate_images", "transcribe")
 
 
 # ---------------------------------------------------------------------------------------
@@ -63,8 +71,8 @@ BATCHED_METHODS = ("generate_images", "transcribe")
 class ServedBase:
     """One base model: its servable, the adapters it offers and its batchers.
 
-    ``batcher`` answers ``generate``; ``method_batchers`` the servable's other batch methods
-    (:data:`BATCHED_METHODS`, such as ``generate_images``), keyed by method name.
+    ``batchers`` holds one :class:`MicroBatcher` per batch method asked for so far
+    (:meth:`batcher_for`), all sharing ``adapters``.
 
     ``adapters`` maps the servable's adapter keys to folders; ``routes`` maps the names
     clients use to those keys. They are the same unless the registry is followed, where
@@ -74,10 +82,23 @@ class ServedBase:
 
     servable: Servable
     adapters: dict[str, Path]
-    batcher: MicroBatcher
+    max_batch: int
+    batch_wait_ms: float
     routes: dict[str, str] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
-    method_batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+
+    def batcher_for(self, method: str) -> MicroBatcher:
+        """The micro-batcher of ``servable.<method>``, made on first use.
+
+        Every batcher gets the same ``adapters`` dict, so adapters the registry follower adds
+        reach all of them.
+        """
+        if method not in self.batchers:
+            self.batchers[method] = MicroBatcher(
+                self.servable, self.adapters, max_batch=self.max_batch, batch_wait_ms=self.batch_wait_ms, method=method
+            )
+        return self.batchers[method]
 
     def adapter_names(self) -> list[str]:
         """Every adapter name a client may use: routed ones and any loaded otherwise.
@@ -114,20 +135,23 @@ class ModelRegistry:
     the adapter routes follow the registry's active versions.
     """
 
-    def __init__(self, servables: dict[str, Servable], adapters: dict[str, dict[str, Path]],
-                 *, max_batch: int, batch_wait_ms: float, routes: dict[str, dict[str, str]] | None = None,
-                 guard: Any = None, follower: Any = None):
+    def __init__(
+        self,
+        servables: dict[str, Servable],
+        adapters: dict[str, dict[str, Path]],
+        *,
+        max_batch: int,
+        batch_wait_ms: float,
+        routes: dict[str, dict[str, str]] | None = None,
+        guard: ServingGuard | None = None,
+        follower: RegistryFollower | None = None,
+    ):
         self.bases: dict[str, ServedBase] = {}
         self.guard, self.follower = guard, follower
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
-            batcher = MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
-            # the same ``paths`` dict: adapters the follower adds reach every batcher
-            extra = {method: MicroBatcher(servable, paths, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                                          method=method)
-                     for method in BATCHED_METHODS if callable(getattr(servable, method, None))}
             base_routes = (routes or {}).get(name) or {key: key for key in paths}
-            self.bases[name] = ServedBase(servable, paths, batcher, dict(base_routes), method_batchers=extra)
+            self.bases[name] = ServedBase(servable, paths, max_batch, batch_wait_ms, dict(base_routes))
 
     def model_names(self) -> list[str]:
         """Every base name and every ``base:adapter`` name."""
@@ -145,11 +169,12 @@ class ModelRegistry:
             return model, None
         for base, served in self.bases.items():
             prefix = base + SEPARATOR
-            if model.startswith(prefix) and model[len(prefix):] in served.adapter_names():
-                return base, served.key_of(model[len(prefix):])
+            if model.startswith(prefix) and model[len(prefix) :] in served.adapter_names():
+                return base, served.key_of(model[len(prefix) :])
         known = ", ".join(self.model_names()) or "none"
-        raise ApiError(404, f"the model {model!r} does not exist; known models: {known}",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404, f"the model {model!r} does not exist; known models: {known}", param="model", code="model_not_found"
+        )
 
     def model_cards(self) -> list[dict[str, Any]]:
         """``/v1/models`` entries for every base and adapter."""
@@ -166,34 +191,39 @@ class ModelRegistry:
         Errors become :class:`ApiError`; a prompt the policy refuses never reaches the model.
         """
         guard = self.guard
+        if not callable(getattr(self.bases[base].servable, "generate", None)):
+            raise ApiError(
+                400,
+                f"the model {model!r} does not generate text; use a text or code model",
+                param="model",
+                code="model_not_supported",
+            )
         if guard is not None:
             requests = [guard.check_request(request, model=model) for request in requests]
         with api_errors("generation"):
-            results = await self.bases[base].batcher.submit(requests)
+            results = await self.bases[base].batcher_for("generate").submit(requests)
             if guard is not None:
-                results = [guard.check_result(result, model=model, adapter=request.adapter)
-                           for request, result in zip(requests, results)]
+                results = [
+                    guard.check_result(result, model=model, adapter=request.adapter)
+                    for request, result in zip(requests, results)
+                ]
         return results
 
     async def submit(self, base: str, method: str, requests: list[Any], *, what: str) -> list[Any]:
-        """Answer ``requests`` with ``servable.<method>`` on ``base`` through its micro-batcher.
-
-        For the batch methods of :data:`BATCHED_METHODS` (``generate_images``, ``transcribe``): concurrent
-        requests of one base are answered together. The caller applies the serving policy.
-        Errors become :class:`ApiError`.
+        """Answer ``requests`` with ``servable.<method>`` on ``base`` through its micro-batcher:
+        concurrent requests of one base are answered together. The caller applies the
+        serving policy. Errors become :class:`ApiError`.
         """
-        batcher = self.bases[base].method_batchers.get(method)
-        if batcher is None:
-            raise ApiError(400, f"the model {base!r} does not offer {method}", param="model",
-                           code="model_not_supported")
+        served = self.bases[base]
+        if not callable(getattr(served.servable, method, None)):
+            raise ApiError(400, f"the model {base!r} does not offer {what}", param="model", code="model_not_supported")
         with api_errors(what):
-            return await batcher.submit(requests)
+            return await served.batcher_for(method).submit(requests)
 
     async def close(self) -> None:
         """Stop every batcher."""
         for served in self.bases.values():
-            await served.batcher.close()
-            for batcher in served.method_batchers.values():
+            for batcher in served.batchers.values():
                 await batcher.close()
 
 
@@ -212,32 +242,56 @@ def usage(results: list[GenerationResult]) -> dict[str, int]:
 def completion_response(model: str, results: list[GenerationResult]) -> dict[str, Any]:
     """The ``text_completion`` object for ``results`` (one choice per prompt)."""
     choices = [
-        {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
-        for i, r in enumerate(results)
+        {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason} for i, r in enumerate(results)
     ]
     return {
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-        "model": model, "choices": choices, "usage": usage(results),
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(results),
     }
 
 
 def chat_response(model: str, result: GenerationResult) -> dict[str, Any]:
     """The ``chat.completion`` object for one answer."""
     choice = {
-        "index": 0, "message": {"role": "assistant", "content": result.text},
-        "logprobs": None, "finish_reason": result.finish_reason,
+        "index": 0,
+        "message": {"role": "assistant", "content": result.text},
+        "logprobs": None,
+        "finish_reason": result.finish_reason,
     }
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": model, "choices": [choice], "usage": usage([result]),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage([result]),
     }
 
 
-def generation_request(body: GenerationParams, adapter: str | None, max_tokens: int, **prompt: Any) -> GenerationRequest:
+class PromptFields(TypedDict, total=False):
+    """What :func:`generation_request` takes besides the body's sampling parameters."""
+
+    prompt: str
+    messages: list[dict[str, str]]
+    suffix: str | None
+
+
+def generation_request(
+    body: GenerationParams, adapter: str | None, max_tokens: int, **prompt: Unpack[PromptFields]
+) -> GenerationRequest:
     """The :class:`GenerationRequest` for ``body`` with ``prompt=`` or ``messages=``."""
     return GenerationRequest(
-        adapter=adapter, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-        stop=body.stop_list(), seed=body.seed, **prompt,
+        adapter=adapter,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop_list(),
+        seed=body.seed,
+        **prompt,
     )
 
 
@@ -304,9 +358,17 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         return chat_response(body.model, result)
 
 
-def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, Path]] | None = None,
-              max_batch: int = 8, batch_wait_ms: float = 5.0, routes: dict[str, dict[str, str]] | None = None,
-              guard: Any = None, follower: Any = None) -> FastAPI:
+def build_app(
+    servables: dict[str, Servable],
+    *,
+    adapters: dict[str, dict[str, Path]] | None = None,
+    max_batch: int = 8,
+    batch_wait_ms: float = 5.0,
+    routes: dict[str, dict[str, str]] | None = None,
+    guard: ServingGuard | None = None,
+    follower: RegistryFollower | None = None,
+    endpoints: list[Route] | None = None,
+) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
     ``adapters`` maps a base name to the adapters it offers (key → folder); they are
@@ -314,33 +376,33 @@ def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, P
     ``routes`` (base → client name → key) defaults to each key under its own name;
     ``guard`` (:class:`polyadapt.serving.guard.ServingGuard`) applies the serving policy;
     ``follower`` (:class:`polyadapt.serving.follow.RegistryFollower`) keeps routes on the
-    registry's active versions.
+    registry's active versions; ``endpoints`` are the tasks' and plugins' own
+    :class:`~polyadapt.serving.routes.Route` records.
     """
     if max_batch < 1:
         raise PolyadaptError(f"--max-batch must be at least 1, got {max_batch}")
     if batch_wait_ms < 0:
         raise PolyadaptError(f"--batch-wait-ms must not be negative, got {batch_wait_ms}")
-    registry = ModelRegistry(servables, adapters or {}, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                             routes=routes, guard=guard, follower=follower)
+    registry = ModelRegistry(
+        servables,
+        adapters or {},
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        routes=routes,
+        guard=guard,
+        follower=follower,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await registry.close()
 
-    app = FastAPI(title="polyadapt", description="OpenAI-compatible completions with LoRA adapters",
-                  lifespan=lifespan)
+    app = FastAPI(title="polyadapt", description="OpenAI-compatible completions with LoRA adapters", lifespan=lifespan)
     app.state.registry = registry
     _add_error_handlers(app)
     _add_routes(app, registry)
-    if any(callable(getattr(s, "transcribe", None)) for s in servables.values()):
-        from polyadapt.serving.transcriptions import add_transcription_routes  # needs python-multipart
-
-        add_transcription_routes(app, registry)
-    if any(callable(getattr(s, "generate_images", None)) for s in servables.values()):
-        from polyadapt.serving.images import add_image_routes
-
-        add_image_routes(app, registry)
+    mount_routes(app, endpoints or [], registry)
     return app
 
 
@@ -349,7 +411,7 @@ def build_app(servables: dict[str, Servable], *, adapters: dict[str, dict[str, P
 # ---------------------------------------------------------------------------------------
 
 
-def _base_key(run: Any) -> tuple:
+def _base_key(run: Run) -> tuple[str, str, str | None, str | None, str | None, str]:
     """Runs with equal keys share one loaded base."""
     base = run.config.base_model
     return (run.task.name, base.id, base.revision, base.gguf_file, base.tokenizer, base.dtype)
@@ -365,7 +427,7 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _adapter_map(runs: list[Any], base_name: str) -> dict[str, Path]:
+def _adapter_map(runs: list[Run], base_name: str) -> dict[str, Path]:
     """Adapter name → adapter folder for runs on one base; a clash is an error."""
     adapters: dict[str, Path] = {}
     owners: dict[str, Path] = {}
@@ -382,20 +444,20 @@ def _adapter_map(runs: list[Any], base_name: str) -> dict[str, Path]:
     return adapters
 
 
-def group_runs_by_base(runs: list[Any]) -> list[tuple[str, list[Any]]]:
+def group_runs_by_base(runs: list[Run]) -> list[tuple[str, list[Run]]]:
     """Runs grouped by the base they share, each group under a unique base name."""
-    groups: dict[tuple, list[Any]] = {}
+    groups: dict[tuple[str, str, str | None, str | None, str | None, str], list[Run]] = {}
     for run in runs:
         groups.setdefault(_base_key(run), []).append(run)
     used: set[str] = set()
     return [(_unique(group[0].config.base_model.display_name(), used), group) for group in groups.values()]
 
 
-def serve_specs(pm: Any, run_dirs: Iterable[Path | str]) -> list[ServeSpec]:
+def serve_specs(pm: PluginManager, run_dirs: Iterable[Path | str]) -> list[ServeSpec]:
     """One :class:`ServeSpec` per (task, base model) among the run folders."""
     from polyadapt.runner import load_run
 
-    runs: list[Any] = []
+    runs: list[Run] = []
     seen: set[Path] = set()
     for run_dir in run_dirs:
         run, _ = load_run(pm, run_dir)
@@ -405,13 +467,28 @@ def serve_specs(pm: Any, run_dirs: Iterable[Path | str]) -> list[ServeSpec]:
     if not runs:
         raise PolyadaptError("give at least one run folder to serve, or --registry")
     return [
-        ServeSpec(task=group[0].task, base_model=group[0].config.base_model.id, base_name=name,
-                  adapters=_adapter_map(group, name), config=group[0].config)
+        ServeSpec(
+            task=group[0].task,
+            base_model=group[0].config.base_model.id,
+            base_name=name,
+            adapters=_adapter_map(group, name),
+            config=group[0].config,
+        )
         for name, group in group_runs_by_base(runs)
     ]
 
 
-def build_app_from_specs(pm: Any, specs: list[ServeSpec], **options: Any) -> FastAPI:
+class AppOptions(TypedDict, total=False):
+    """What :func:`build_app_from_specs` passes on to :func:`build_app`."""
+
+    max_batch: int
+    batch_wait_ms: float
+    routes: dict[str, dict[str, str]] | None
+    guard: ServingGuard | None
+    follower: RegistryFollower | None
+
+
+def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: Unpack[AppOptions]) -> FastAPI:
     """Load each base of ``specs`` once (via ``polyadapt_serve``) and build the app.
 
     ``options`` go to :func:`build_app` (batching, routes, guard, follower).
@@ -420,11 +497,26 @@ def build_app_from_specs(pm: Any, specs: list[ServeSpec], **options: Any) -> Fas
     for spec in specs:
         servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)
         if not isinstance(servable, Servable):
-            raise PluginError(f"plugin {spec.task.plugin!r} returned {type(servable).__name__} "
-                              "from polyadapt_serve, not a Servable")
+            raise PluginError(
+                f"plugin {spec.task.plugin!r} returned {type(servable).__name__} from polyadapt_serve, not a Servable"
+            )
         servables[spec.base_name] = servable
     adapters = {spec.base_name: dict(spec.adapters) for spec in specs}
-    return build_app(servables, adapters=adapters, **options)
+    return build_app(servables, adapters=adapters, endpoints=served_endpoints(pm, specs), **options)
+
+
+def served_endpoints(pm: PluginManager, specs: list[ServeSpec]) -> list[Route]:
+    """The routes of every served task plus those plugins add through ``polyadapt_routes``."""
+    routes: list[Route] = []
+    owners: list[str] = []
+    for task in {id(spec.task): spec.task for spec in specs}.values():
+        declared = list(task.routes() or [])
+        routes += declared
+        owners += [f"task {task.name!r} (plugin {task.plugin!r})"] * len(declared)
+    for plugin_routes, owner in pm.plugin_routes():
+        routes += plugin_routes
+        owners += [f"plugin {owner!r}"] * len(plugin_routes)
+    return unique_routes(routes, owners)
 
 
 def serving_policy_path(specs: list[ServeSpec], explicit: Path | None) -> Path | None:
@@ -437,14 +529,24 @@ def serving_policy_path(specs: list[ServeSpec], explicit: Path | None) -> Path |
     named = {spec.config.governance.policy if spec.config else None for spec in specs}
     if len(named) > 1:
         shown = ", ".join(sorted(str(p or "the strict default") for p in named))
-        raise PolyadaptError(f"the served runs were trained under different policies ({shown}); "
-                             "choose the serving policy with --policy FILE")
+        raise PolyadaptError(
+            f"the served runs were trained under different policies ({shown}); "
+            "choose the serving policy with --policy FILE"
+        )
     return named.pop() if named else None
 
 
-def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str] = (), *, max_batch: int = 8,
-                        batch_wait_ms: float = 5.0, registry_store: Any = None, follow_interval_s: float = 2.0,
-                        policy: Path | None = None, audit_log: Path | None = None) -> FastAPI:
+def build_app_from_runs(
+    pm: PluginManager,
+    run_dirs: Iterable[Path | str] = (),
+    *,
+    max_batch: int = 8,
+    batch_wait_ms: float = 5.0,
+    registry_store: LineageStore | None = None,
+    follow_interval_s: float = 2.0,
+    policy: Path | None = None,
+    audit_log: Path | None = None,
+) -> FastAPI:
     """The app for ``polyadapt serve``: run folders, or the registry's active adapters.
 
     With ``registry_store`` the adapters are the registry's active versions and follow it
@@ -466,7 +568,9 @@ def build_app_from_runs(pm: Any, run_dirs: Iterable[Path | str] = (), *, max_bat
     else:
         specs = serve_specs(pm, run_dirs)
     serving_policy = load_policy(serving_policy_path(specs, policy))
-    guard = ServingGuard(serving_policy, build_redactor(pm, serving_policy),
-                         AuditLog(audit_log or state_dir() / "audit.jsonl"))
-    return build_app_from_specs(pm, specs, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                                routes=routes, guard=guard, follower=follower)
+    guard = ServingGuard(
+        serving_policy, build_redactor(pm, serving_policy), AuditLog(audit_log or state_dir() / "audit.jsonl")
+    )
+    return build_app_from_specs(
+        pm, specs, max_batch=max_batch, batch_wait_ms=batch_wait_ms, routes=routes, guard=guard, follower=follower
+    )

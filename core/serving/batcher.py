@@ -40,8 +40,15 @@ class MicroBatcher:
     one result per request.
     """
 
-    def __init__(self, servable: Servable, adapter_paths: dict[str, Path], *, max_batch: int, batch_wait_ms: float,
-                 method: str = "generate"):
+    def __init__(
+        self,
+        servable: Servable,
+        adapter_paths: dict[str, Path],
+        *,
+        max_batch: int,
+        batch_wait_ms: float,
+        method: str = "generate",
+    ):
         self.servable = servable
         self.method = method
         self.adapter_paths = adapter_paths
@@ -51,8 +58,10 @@ class MicroBatcher:
         self._pending: list[_Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
-        self._arrived: asyncio.Event | None = None
-        self._full: asyncio.Event | None = None
+        # Replaced by _ensure_worker for each event loop before any use (an Event binds to the
+        # loop it is first awaited on); made here so that they are never None.
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
 
     async def submit(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Queue ``requests`` and wait for their results (a failed one raises its error)."""
@@ -128,20 +137,23 @@ class MicroBatcher:
 
     def run_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult | Exception]:
         """Load the adapters the batch needs, then generate; an error fails only its requests."""
-        outcomes: list[GenerationResult | Exception | None] = [None] * len(requests)
+        outcomes: dict[int, GenerationResult | Exception] = {}
         problems: dict[str | None, Exception | None] = {}
         ready = []
         for index, request in enumerate(requests):
             if request.adapter not in problems:
                 problems[request.adapter] = self.ensure_adapter(request.adapter)
-            if problems[request.adapter] is not None:
-                outcomes[index] = problems[request.adapter]
+            problem = problems[request.adapter]
+            if problem is not None:
+                outcomes[index] = problem
             else:
                 ready.append(index)
         answers = self._generate_isolated([requests[i] for i in ready]) if ready else []
         for index, answer in zip(ready, answers):
             outcomes[index] = answer
-        return outcomes  # type: ignore[return-value]
+        # every index is filled: a failed adapter above, else one answer each (_generate_isolated
+        # answers every request it is given)
+        return [outcomes[index] for index in range(len(requests))]
 
     def ensure_adapter(self, adapter: str | None) -> Exception | None:
         """Load ``adapter`` unless it is loaded (or is the base); return the error, if any.

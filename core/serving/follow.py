@@ -12,13 +12,20 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from polyadapt.errors import PolyadaptError
 from polyadapt.types import ServeSpec
 
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.lineage.registry import AdapterVersion
+    from polyadapt.lineage.store import LineageStore
+    from polyadapt.plugins import PluginManager
+    from polyadapt.serving.app import ModelRegistry
+    from polyadapt.types import Run
 
-def version_key(version: Any) -> str:
+
+def version_key(version: AdapterVersion) -> str:
     """The servable's adapter key for one registry version: ``name@version``."""
     return f"{version.name}@{version.version}"
 
@@ -26,14 +33,14 @@ def version_key(version: Any) -> str:
 class RegistryFollower:
     """Keeps every served adapter name on its registry's active version."""
 
-    def __init__(self, store: Any, *, interval_s: float = 2.0):
+    def __init__(self, store: LineageStore, *, interval_s: float = 2.0):
         self.store = store
         self.interval_s = interval_s
         self._checked_at = float("-inf")
         self._seen_version: int | None = None
         self._lock = threading.Lock()
 
-    def refresh(self, registry: Any, *, force: bool = False) -> bool:
+    def refresh(self, registry: ModelRegistry, *, force: bool = False) -> bool:
         """Re-route ``registry``'s adapter names if the registry changed; True if it did."""
         now = time.monotonic()
         if not force and now - self._checked_at < self.interval_s:
@@ -56,7 +63,7 @@ class RegistryFollower:
             return True
 
 
-def registry_specs(pm: Any, store: Any) -> tuple[list[ServeSpec], dict[str, dict[str, str]]]:
+def registry_specs(pm: PluginManager, store: LineageStore) -> tuple[list[ServeSpec], dict[str, dict[str, str]]]:
     """One :class:`ServeSpec` per base among the registry's active adapters, and their routes."""
     from polyadapt.runner import load_run
     from polyadapt.serving.app import group_runs_by_base
@@ -67,7 +74,8 @@ def registry_specs(pm: Any, store: Any) -> tuple[list[ServeSpec], dict[str, dict
             "the registry has no active adapter to serve; promote one with "
             "`polyadapt adapters promote NAME` (see `polyadapt adapters list`)"
         )
-    runs, versions = [], {}
+    runs: list[Run] = []
+    versions: dict[Path, AdapterVersion] = {}
     for version in active:
         record = store.get_run(version.run_id)
         if record is None or not record.get("run_dir") or not Path(record["run_dir"]).is_dir():
@@ -78,11 +86,19 @@ def registry_specs(pm: Any, store: Any) -> tuple[list[ServeSpec], dict[str, dict
         run, _ = load_run(pm, record["run_dir"])
         runs.append(run)
         versions[run.dir] = version
-    specs, routes = [], {}
+    specs: list[ServeSpec] = []
+    routes: dict[str, dict[str, str]] = {}
     for base_name, group in group_runs_by_base(runs):
         first = group[0]
         adapters = {version_key(versions[r.dir]): Path(versions[r.dir].path) for r in group}
         routes[base_name] = {versions[r.dir].name: version_key(versions[r.dir]) for r in group}
-        specs.append(ServeSpec(task=first.task, base_model=first.config.base_model.id, base_name=base_name,
-                               adapters=adapters, config=first.config))
+        specs.append(
+            ServeSpec(
+                task=first.task,
+                base_model=first.config.base_model.id,
+                base_name=base_name,
+                adapters=adapters,
+                config=first.config,
+            )
+        )
     return specs, routes

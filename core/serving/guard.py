@@ -10,10 +10,15 @@ line of the audit log: time, model, adapter, direction, rule, action, count; nev
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from polyadapt.serving.schemas import ApiError
-from polyadapt.types import GenerationRequest, GenerationResult, TranscriptionRequest, TranscriptionResult
+from polyadapt.types import GenerationRequest, GenerationResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.governance.audit import AuditLog
+    from polyadapt.governance.policy import Policy
+    from polyadapt.governance.redact import Redactor, TextOutcome
 
 #: What a client gets instead of an output the policy withholds.
 WITHHELD = ""
@@ -22,23 +27,39 @@ WITHHELD = ""
 def refusal() -> ApiError:
     """The 400 answer to a request whose prompt holds what the policy refuses (no rule named:
     the audit log has it, and naming it would tell a prober what was found)."""
-    return ApiError(400, "the request was refused by the serving policy: the prompt holds content "
-                    "the policy does not allow (see the audit log for the rule)", code="content_policy")
+    return ApiError(
+        400,
+        "the request was refused by the serving policy: the prompt holds content "
+        "the policy does not allow (see the audit log for the rule)",
+        code="content_policy",
+    )
 
 
 class ServingGuard:
     """Applies ``policy`` through ``redactor`` to prompts and outputs and audits each decision."""
 
-    def __init__(self, policy: Any, redactor: Any, audit: Any):
+    def __init__(self, policy: Policy, redactor: Redactor, audit: AuditLog):
         self.policy, self.redactor, self.audit = policy, redactor, audit
 
-    def _audit(self, outcome: Any, *, model: str, adapter: str | None, direction: str) -> None:
+    def _audit(self, outcome: TextOutcome, *, model: str, adapter: str | None, direction: str) -> None:
         for kind, count in outcome.findings.items():
-            self.audit.record(adapter=adapter, model=model, direction=direction, rule=f"pii.{kind}",
-                              action=outcome.actions.get(kind, "redact"), count=count)
+            self.audit.record(
+                adapter=adapter,
+                model=model,
+                direction=direction,
+                rule=f"pii.{kind}",
+                action=outcome.actions.get(kind, "redact"),
+                count=count,
+            )
         if outcome.blocked_terms:
-            self.audit.record(adapter=adapter, model=model, direction=direction, rule="blocked_terms",
-                              action=self.policy.blocked_terms_action, count=outcome.blocked_terms)
+            self.audit.record(
+                adapter=adapter,
+                model=model,
+                direction=direction,
+                rule="blocked_terms",
+                action=self.policy.blocked_terms_action,
+                count=outcome.blocked_terms,
+            )
 
     def _apply(self, text: str, *, model: str, adapter: str | None, direction: str) -> tuple[str, bool]:
         """(text as it may pass, whether the policy refuses it)."""
@@ -60,8 +81,9 @@ class ServingGuard:
         if messages is not None:
             cleaned = []
             for message in messages:
-                content, refused_here = self._apply(message["content"], model=model, adapter=request.adapter,
-                                                    direction="prompt")
+                content, refused_here = self._apply(
+                    message["content"], model=model, adapter=request.adapter, direction="prompt"
+                )
                 refused = refused or refused_here
                 cleaned.append({**message, "content": content})
             messages = cleaned
@@ -78,24 +100,29 @@ class ServingGuard:
             return replace(result, text=WITHHELD, finish_reason="content_filter")
         return replace(result, text=text)
 
-    def check_transcription_request(self, request: TranscriptionRequest, *, model: str) -> TranscriptionRequest:
-        """``request`` with its text ``prompt`` redacted; :class:`ApiError` 400 when refused."""
-        if not self.policy.serving.scan_prompts or not request.prompt:
-            return request
-        prompt, refused = self._apply(request.prompt, model=model, adapter=request.adapter, direction="prompt")
+    def check_prompt_text(self, text: str, *, model: str, adapter: str | None) -> str:
+        """One input text (a route's prompt or document) as it may reach the model, audited as a
+        prompt; :class:`ApiError` 400 ``content_policy`` when the policy refuses it."""
+        if not self.policy.serving.scan_prompts:
+            return text
+        cleaned, refused = self._apply(text, model=model, adapter=adapter, direction="prompt")
         if refused:
             raise refusal()
-        return replace(request, prompt=prompt)
+        return cleaned
 
-    def check_transcript(self, result: TranscriptionResult, *, model: str,
-                         adapter: str | None) -> TranscriptionResult:
-        """``result`` with its text and segments redacted (audited once, as ``transcript``),
-        or withheld (empty text, no segments) when the policy refuses what it holds."""
+    def check_output_text(
+        self, text: str, *, model: str, adapter: str | None, direction: str = "output"
+    ) -> tuple[str, bool]:
+        """(one output text as the client may see it, whether it is withheld), audited under
+        ``direction``; a withheld text is :data:`WITHHELD`."""
         if not self.policy.serving.scan_outputs:
-            return result
-        text, refused = self._apply(result.text, model=model, adapter=adapter, direction="transcript")
-        if refused:
-            return replace(result, text=WITHHELD, segments=[])
-        segments = [{**segment, "text": self.redactor.apply(str(segment.get("text", ""))).text}
-                    for segment in result.segments]
-        return replace(result, text=text, segments=segments)
+            return text, False
+        cleaned, refused = self._apply(text, model=model, adapter=adapter, direction=direction)
+        return (WITHHELD, True) if refused else (cleaned, False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the policy's redactions applied, not audited (for the parts of an output
+        already checked whole) and only where outputs are scanned."""
+        if not self.policy.serving.scan_outputs:
+            return text
+        return self.redactor.apply(text).text

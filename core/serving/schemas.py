@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # ---------------------------------------------------------------------------------------
 # Errors
@@ -17,8 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class ApiError(Exception):
     """An error answered in OpenAI's shape with HTTP status ``status``."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
@@ -27,31 +34,32 @@ class ApiError(Exception):
         return error_response(self.status, self.message, type=self.type, param=self.param, code=self.code)
 
 
-def error_response(status: int, message: str, *, type: str = "invalid_request_error",
-                   param: str | None = None, code: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> JSONResponse:
     """A JSON response ``{"error": {"message", "type", "param", "code"}}``."""
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(status_code=status, content=body)
 
 
-def _field_path(loc: Iterable[Any]) -> str | None:
+def field_path(loc: Iterable[int | str]) -> str | None:
     """The body field a pydantic error points at, without pydantic's union-member tags."""
     parts = [str(p) for p in loc if p != "body"]
     parts = [p for p in parts if "[" not in p and p not in {"str", "int", "float", "bool", "list", "dict"}]
     return ".".join(parts) or None
 
 
-def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    """(message, param) for a request body that failed validation."""
+def validation_message(exc: RequestValidationError | ValidationError) -> tuple[str, str | None]:
+    """(message, param) for a request body that failed validation (FastAPI's or pydantic's error)."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return "the request body is not valid JSON", None
     problems = []
     for error in errors:
-        path = _field_path(error.get("loc", ()))
+        path = field_path(error.get("loc", ()))
         message = "required field is missing" if error.get("type") == "missing" else error.get("msg", "invalid")
         problems.append(f"{path}: {message}" if path else message)
-    param = _field_path(errors[0].get("loc", ())) if errors else None
+    param = field_path(errors[0].get("loc", ())) if errors else None
     return "invalid request: " + "; ".join(problems), param
 
 

@@ -8,9 +8,8 @@ is downloaded.
 ``text`` is built here: a 2-layer Llama with a 400-token byte-level BPE tokenizer and a
 ChatML chat template, loadable with ``AutoModelForCausalLM`` and ``AutoTokenizer``.
 Text-shaped modalities (code, or a plugin's own modality whose records are text) use it
-too. The ``speech`` (whisper), ``image`` (Stable Diffusion) and ``image-sdxl`` (Stable
-Diffusion XL) builders come with those plugins and are imported when first used; another
-plugin registers its own with :func:`register_tiny_model`.
+too. Other builders come with the plugins' tasks (:meth:`polyadapt.task.Task.tiny_models`)
+and are looked up when first asked for; :func:`register_tiny_model` adds one by hand.
 
 torch, tokenizers and transformers are imported by the builders only.
 """
@@ -19,6 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerFast
 
 #: The chat template of the tiny tokenizer (ChatML, as SmolLM2 and Qwen use).
 CHATML = (
@@ -40,7 +43,7 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(folder: Path, vocab_size: int = 400):
+def build_tokenizer(folder: Path, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A small byte-level BPE tokenizer with ChatML special tokens, saved to ``folder``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -50,13 +53,18 @@ def build_tokenizer(folder: Path, vocab_size: int = 400):
     tokenizer.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", bos_token=None,
-        pad_token="<|endoftext|>", unk_token=None,
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        bos_token=None,
+        pad_token="<|endoftext|>",
+        unk_token=None,
     )
     fast.chat_template = CHATML
     fast.save_pretrained(folder)
@@ -73,10 +81,17 @@ def build_tiny_llama(folder: Path, *, hidden: int = 64, layers: int = 2, seed: i
     tokenizer = build_tokenizer(folder)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
         # larger than the usual 0.02 so that a frozen head can express peaked predictions
         initializer_range=0.2,
     )
@@ -84,39 +99,29 @@ def build_tiny_llama(folder: Path, *, hidden: int = 64, layers: int = 2, seed: i
     return folder
 
 
-def _tiny_whisper(folder: Path) -> Path:
-    """A tiny random openai-whisper checkpoint (needs the speech plugin)."""
-    from polyadapt_speech.testing import build_tiny_whisper
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return build_tiny_whisper(folder / "tiny-whisper.pt")
-
-
-def _tiny_diffusion(folder: Path) -> Path:
-    """A tiny random Stable-Diffusion-style pipeline folder (needs the image plugin)."""
-    from polyadapt_image.testing import build_tiny_sd_pipeline
-
-    return build_tiny_sd_pipeline(folder)
+#: name -> builder(folder) -> the folder (or file) a plugin loads as its base model. ``text``
+#: is the core's; plugins add theirs through :meth:`polyadapt.task.Task.tiny_models`, found
+#: when first asked for, or :func:`register_tiny_model`.
+TINY_MODELS: dict[str, Callable[[Path], Path]] = {"text": build_tiny_llama}
+#: name -> the name of the model's folder, which is also the base model's display name
+#: (what clients ask for at serving); ``tiny-<name>`` when not listed.
+TINY_MODEL_NAMES: dict[str, str] = {"text": "tiny-llama"}
 
 
-def _tiny_diffusion_xl(folder: Path) -> Path:
-    """A tiny random Stable Diffusion XL pipeline folder (needs the image plugin)."""
-    from polyadapt_image.testing import build_tiny_sdxl_pipeline
+def _from_tasks(name: str) -> Callable[[Path], Path] | None:
+    """The builder called ``name`` that an installed plugin's task offers, if any (remembered
+    in :data:`TINY_MODELS`, with its folder name when the task gives one as
+    ``(builder, folder_name)``)."""
+    from polyadapt.plugins import get_plugin_manager
 
-    return build_tiny_sdxl_pipeline(folder)
-
-
-#: modality -> builder(folder) -> the folder (or file) a plugin loads as its base model.
-#: Speech and image builders live in their plugins and are imported when first used.
-#: ``image-sdxl`` is the image modality's second architecture (Stable Diffusion XL).
-TINY_MODELS: dict[str, Callable[[Path], Path]] = {
-    "text": build_tiny_llama, "speech": _tiny_whisper, "image": _tiny_diffusion, "image-sdxl": _tiny_diffusion_xl,
-}
-#: modality -> the name of the model's folder, which is also the base model's display
-#: name (what clients ask for at serving); ``tiny-<modality>`` when not listed.
-TINY_MODEL_NAMES: dict[str, str] = {
-    "text": "tiny-llama", "speech": "tiny-whisper", "image": "tiny-sd", "image-sdxl": "tiny-sdxl",
-}
+    for task in get_plugin_manager().tasks.values():
+        offered = task.tiny_models().get(name)
+        if offered is None:
+            continue
+        builder, folder_name = offered if isinstance(offered, tuple) else (offered, None)
+        register_tiny_model(name, builder, folder_name)
+        return builder
+    return None
 
 
 def register_tiny_model(modality: str, builder: Callable[[Path], Path], name: str | None = None) -> None:
@@ -131,24 +136,20 @@ def register_tiny_model(modality: str, builder: Callable[[Path], Path], name: st
 
 def tiny_model_name(modality: str) -> str:
     """The folder name (and display name) of the tiny base model of ``modality``."""
+    if modality not in TINY_MODELS:
+        _from_tasks(modality)
     return TINY_MODEL_NAMES.get(modality, f"tiny-{modality}")
 
 
 def build_tiny_model(modality: str, folder: Path) -> Path:
     """Build the tiny base model of ``modality`` into ``folder`` and return the folder."""
-    try:
-        builder = TINY_MODELS[modality]
-    except KeyError:
+    builder = TINY_MODELS.get(modality) or _from_tasks(modality)
+    if builder is None:
         known = ", ".join(sorted(TINY_MODELS))
         raise LookupError(
-            f"no tiny base model for modality {modality!r} (there are: {known}). Text-shaped "
-            "modalities (code, your own text records) can use 'text'; register a builder "
-            "for another with polyadapt.testing.register_tiny_model(modality, builder)"
-        ) from None
-    try:
-        return builder(Path(folder))
-    except ModuleNotFoundError as exc:
-        raise LookupError(
-            f"the tiny {modality} model comes with its plugin, which is not installed ({exc}); "
-            f"install it (polyadapt plugins install {modality})"
-        ) from None
+            f"no tiny base model called {modality!r} (the core has: {known}; installed plugins add "
+            "theirs through Task.tiny_models). Text-shaped modalities (code, your own text records) "
+            "can use 'text'; install the plugin that offers it, or register a builder with "
+            "polyadapt.testing.register_tiny_model(name, builder)"
+        )
+    return builder(Path(folder))

@@ -24,9 +24,15 @@ fixture                scope     gives
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.plugins import PluginManager
+    from polyadapt.testing.runs import PolyadaptRunner
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,14 +57,13 @@ def polyadapt_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_base_model(tmp_path_factory: pytest.TempPathFactory):
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """``tiny_base_model(modality="text") -> Path``: a tiny random base model's folder.
 
     Built on first use and shared by the session (treat it as read-only). See
     :mod:`polyadapt.testing.models`: ``text`` is a 2-layer Llama with a ChatML tokenizer;
-    ``speech`` (a whisper checkpoint), ``image`` (an SD pipeline) and ``image-sdxl`` (an SDXL
-    pipeline) come from their plugins;
-    register builders for other modalities with ``register_tiny_model``.
+    installed plugins offer more through their tasks' ``tiny_models()``; register others
+    with ``register_tiny_model``.
     """
     built: dict[str, Path] = {}
 
@@ -74,13 +79,13 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def tiny_text_model(tiny_base_model) -> Path:
+def tiny_text_model(tiny_base_model: Callable[[str], Path]) -> Path:
     """Folder of the tiny random text model (a 2-layer Llama + tokenizer)."""
     return tiny_base_model("text")
 
 
 @pytest.fixture
-def plugin_manager(polyadapt_state: Path):
+def plugin_manager(polyadapt_state: Path) -> Callable[..., PluginManager]:
     """``plugin_manager(*installed, strict=True, **modules) -> PluginManager`` with only those plugins.
 
     ``plugin_manager("keywords")`` loads the installed plugin ``keywords`` through its
@@ -93,7 +98,7 @@ def plugin_manager(polyadapt_state: Path):
 
 
 @pytest.fixture
-def polyadapt_run(tmp_path: Path, polyadapt_state: Path):
+def polyadapt_run(tmp_path: Path, polyadapt_state: Path) -> PolyadaptRunner:
     """``polyadapt_run(config, plugins=..., overrides=...) -> RunResult``.
 
     Writes ``config`` (a mapping, YAML or a path) as a run config and runs ``polyadapt

@@ -18,13 +18,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TypeAlias
+
+    from polyadapt.plugins import PluginManager
+
+    #: Which plugins a test run may use (see :meth:`PolyadaptRunner.__call__`).
+    PluginChoice: TypeAlias = PluginManager | Mapping[str, object] | str | Iterable[str] | None
 
 #: What :class:`PolyadaptRunner` fills into a run config the test leaves out: a few fp32
 #: steps on small batches, one short sample; fast and the same on every machine.
 TEST_DEFAULTS: dict[str, Any] = {
-    "training": {"max_steps": 3, "batch_size": 2, "max_length": 64, "precision": "fp32",
-                 "warmup_ratio": 0.0},
+    "training": {"max_steps": 3, "batch_size": 2, "max_length": 64, "precision": "fp32", "warmup_ratio": 0.0},
     "evaluation": {"num_samples": 1, "max_new_tokens": 4},
 }
 
@@ -37,7 +44,7 @@ def write_jsonl(path: Path | str, rows: Iterable[Mapping[str, Any]]) -> Path:
     return path
 
 
-def make_plugin_manager(*entry_points: str, strict: bool = True, **plugins: Any):
+def make_plugin_manager(*entry_points: str, strict: bool = True, **plugins: object) -> PluginManager:
     """A :class:`polyadapt.plugins.PluginManager` holding only the plugins named.
 
     :param entry_points: names of *installed* plugins (entry-point or distribution
@@ -62,8 +69,9 @@ def make_plugin_manager(*entry_points: str, strict: bool = True, **plugins: Any)
             os.environ[LOAD_PLUGINS_ENV] = saved
     if strict:
         found = set(pm.infos) | {info.distribution for info in pm.infos.values() if info.distribution}
-        problems = [f"{name}: not installed (no entry point in group 'polyadapt')"
-                    for name in entry_points if name not in found]
+        problems = [
+            f"{name}: not installed (no entry point in group 'polyadapt')" for name in entry_points if name not in found
+        ]
         problems += [f"{info.name}: {info.error}" for info in pm.plugins if info.status != "ok"]
         problems += pm.conflicts
         if problems:
@@ -193,7 +201,7 @@ class PolyadaptRunner:
         self,
         config: Mapping[str, Any] | str | Path,
         *,
-        plugins: Any = None,
+        plugins: PluginChoice = None,
         overrides: Iterable[str] = (),
         resume: bool = False,
         defaults: bool = True,
@@ -213,6 +221,7 @@ class PolyadaptRunner:
         :param resume: continue the newest unfinished run of this config (``--resume``).
         """
         import yaml
+
         from polyadapt import runner
         from polyadapt.config import parse_config
 
@@ -256,7 +265,7 @@ class PolyadaptRunner:
         return result
 
     @staticmethod
-    def _plugin_manager(plugins: Any):
+    def _plugin_manager(plugins: PluginChoice) -> PluginManager:
         from polyadapt.plugins import PluginManager, get_plugin_manager
 
         if plugins is None:

@@ -47,9 +47,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that training changes, by name, as contiguous CPU tensors."""
     return {
-        name: param.detach().to("cpu").contiguous()
-        for name, param in model.named_parameters()
-        if param.requires_grad
+        name: param.detach().to("cpu").contiguous() for name, param in model.named_parameters() if param.requires_grad
     }
 
 
@@ -59,7 +57,7 @@ def save_checkpoint(
     *,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     rng_state: dict[str, Any],
     position: dict[str, Any],
     keep: int,
@@ -82,14 +80,17 @@ def list_checkpoints(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     found = [
-        p for p in directory.iterdir()
-        if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").is_file()
+        p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").is_file()
     ]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def load_checkpoint(
-    path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> dict[str, Any]:
     """Load checkpoint ``path`` into the model, optimizer and scheduler; return its state."""
     weights = load_file(str(path / "trainable.safetensors"))

@@ -5,7 +5,7 @@ non-main processes."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 
 def _status(record: dict[str, Any]) -> str:
@@ -15,6 +15,14 @@ def _status(record: dict[str, Any]) -> str:
     if record.get("tokens_per_s"):
         parts.append(f"{record['tokens_per_s']:.0f} tok/s")
     return "  ".join(parts)
+
+
+class ProgressBar(Protocol):
+    """What :func:`progress_bar` returns: told of every step, closed at the end."""
+
+    def update(self, step: int, record: dict[str, Any], *, logged: bool = False) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _NoBar:
@@ -48,7 +56,7 @@ class _RichBar:
 
 
 class _Lines:
-    def __init__(self, total: int, stream: Any):
+    def __init__(self, total: int, stream: TextIO):
         self.total, self.stream = total, stream
 
     def update(self, step: int, record: dict[str, Any], *, logged: bool = False) -> None:
@@ -59,7 +67,7 @@ class _Lines:
         pass
 
 
-def progress_bar(enabled: bool, total: int, completed: int, stream: Any = None):
+def progress_bar(enabled: bool, total: int, completed: int, stream: TextIO | None = None) -> ProgressBar:
     """Progress over ``total`` optimizer steps starting at ``completed``: a bar on a
     terminal, else a line per logged step on ``stream`` (default stdout)."""
     if not enabled:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 
-def lr_lambda(kind: str, warmup_steps: int, total_steps: int):
+def lr_lambda(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """The multiplier of the base learning rate at each optimizer step."""
 
     def factor(step: int) -> float:
@@ -24,6 +25,8 @@ def lr_lambda(kind: str, warmup_steps: int, total_steps: int):
     return factor
 
 
-def make_scheduler(optimizer, kind: str, warmup_steps: int, total_steps: int):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, kind: str, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR scheduler for ``kind`` (cosine, linear or constant)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(kind, warmup_steps, total_steps))

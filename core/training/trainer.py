@@ -32,6 +32,10 @@ class TrainingJob:
     returns the *sum* of the loss over those items; the trainer normalises by the items of
     the whole optimizer step, so gradient accumulation gives the same update as one big
     batch. An optional ``num_tokens`` entry is counted for the tokens/s figure.
+
+    ``facts`` are counts a task found while building the examples (sequences, samples of
+    each kind, seconds of audio): the runner adds them to ``data_summary.json`` (under
+    ``examples``) and to the adapter's train metrics.
     """
 
     model: torch.nn.Module
@@ -39,6 +43,7 @@ class TrainingJob:
     collate: Callable[[list[Any]], dict[str, Any]]
     loss: LossFn
     eval_data: Sequence[Any] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +57,8 @@ class TrainingResult:
     tokens: int
     wall_s: float
     tokens_per_s: float
+    #: Training examples (sequences, clips, images) per second over the run, this session.
+    examples_per_s: float
     precision: str
     resumed_from: int | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
@@ -94,8 +101,13 @@ def _items(batch: dict[str, Any]) -> int:
 
 
 def evaluate_loss(
-    model: torch.nn.Module, data: Sequence[Any], collate, loss_fn: LossFn, batch_size: int,
-    device: torch.device, autocast: Callable[[], Any],
+    model: torch.nn.Module,
+    data: Sequence[Any],
+    collate: Callable[[list[Any]], dict[str, Any]],
+    loss_fn: LossFn,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
 ) -> float:
     """Mean loss per item of ``model`` over ``data``, without gradients."""
     was_training = model.training
@@ -161,7 +173,9 @@ class _TrainingLoop:
         self.model, self.optimizer = self.accelerator.prepare(job.model, optimizer)
 
         acc = self.accelerator
-        self.batches = _Batches(len(job.train_data), config.batch_size, config.seed, acc.process_index, acc.num_processes)
+        self.batches = _Batches(
+            len(job.train_data), config.batch_size, config.seed, acc.process_index, acc.num_processes
+        )
         steps_per_epoch = max(1, math.ceil(self.batches.per_epoch / config.grad_accumulation))
         self.total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
         warmup = int(config.warmup_ratio * self.total_steps)
@@ -171,6 +185,7 @@ class _TrainingLoop:
         self.log: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
         self.tokens_seen = 0
+        self.examples_seen = 0
         self.show_progress = show_progress and acc.is_main_process
 
     # -- checkpoints --------------------------------------------------------------------
@@ -180,8 +195,10 @@ class _TrainingLoop:
         if not existing:
             raise PolyadaptError(f"--resume: no checkpoint in {self.checkpoint_dir} to resume from")
         state = ckpt.load_checkpoint(
-            existing[-1], model=self.accelerator.unwrap_model(self.model),
-            optimizer=self.optimizer, scheduler=self.scheduler,
+            existing[-1],
+            model=self.accelerator.unwrap_model(self.model),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
         )
         self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch"]
         self.log, self.resumed_from = state.get("log", []), self.step
@@ -192,9 +209,14 @@ class _TrainingLoop:
     def save_checkpoint(self, rng_state: dict[str, Any], position: dict[str, int]) -> None:
         if self.accelerator.is_main_process:
             ckpt.save_checkpoint(
-                self.checkpoint_dir, self.step, model=self.accelerator.unwrap_model(self.model),
-                optimizer=self.optimizer, scheduler=self.scheduler, rng_state=rng_state,
-                position={**position, "log": self.log}, keep=self.config.keep_checkpoints,
+                self.checkpoint_dir,
+                self.step,
+                model=self.accelerator.unwrap_model(self.model),
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                rng_state=rng_state,
+                position={**position, "log": self.log},
+                keep=self.config.keep_checkpoints,
             )
             write_loss_log(self.logs_dir, self.log)
         self.accelerator.wait_for_everyone()
@@ -214,6 +236,7 @@ class _TrainingLoop:
                 continue
             indices = epoch_batches[self.batch_pos]
             micro.append(self.job.collate([self.job.train_data[i] for i in indices]))
+            self.examples_seen += len(indices)
             self.batch_pos += 1
         return micro
 
@@ -229,7 +252,7 @@ class _TrainingLoop:
             batch = _move(batch, acc.device)
             # Gradients sync across processes only on the last micro-batch.
             last = index == len(micro) - 1
-            with (contextlib.nullcontext() if last else acc.no_sync(self.model)), acc.autocast():
+            with contextlib.nullcontext() if last else acc.no_sync(self.model), acc.autocast():
                 loss_sum = self.job.loss(self.model, batch)
                 # DDP averages gradients over processes; scale so the update is the mean
                 # over every item of the step on every process.
@@ -246,9 +269,16 @@ class _TrainingLoop:
         return float(step_loss) / max(local_items, 1)
 
     def eval_loss(self) -> float:
+        eval_data = self.job.eval_data
+        assert eval_data is not None  # asked only when the job has evaluation data
         return evaluate_loss(
-            self.model, self.job.eval_data, self.job.collate, self.job.loss, self.config.batch_size,
-            self.accelerator.device, self.accelerator.autocast,
+            self.model,
+            eval_data,
+            self.job.collate,
+            self.job.loss,
+            self.config.batch_size,
+            self.accelerator.device,
+            self.accelerator.autocast,
         )
 
     def epoch_progress(self) -> float:
@@ -264,7 +294,8 @@ class _TrainingLoop:
         eval_loss: float | None = None
         # RNG and position at the start of the step in progress: what a checkpoint taken on
         # Ctrl-C must restore, since a half-done step is thrown away.
-        step_rng, step_position, step_started_at = None, self.position(), -1
+        step_rng: dict[str, Any] | None = None
+        step_position, step_started_at = self.position(), -1
         self.model.train()
         try:
             while self.step < total:
@@ -302,6 +333,7 @@ class _TrainingLoop:
             bar.close()
             if self.step > 0:
                 if self.step == step_started_at:  # stopped inside a step: redo that step
+                    assert step_rng is not None  # captured when that step started
                     self.save_checkpoint(step_rng, step_position)
                 else:  # stopped between steps
                     self.save_checkpoint(ckpt.capture_rng_state(), self.position())
@@ -317,6 +349,7 @@ class _TrainingLoop:
         acc = self.accelerator
         # every process counted its own tokens; the figure is for the whole run
         tokens = int(acc.reduce(torch.tensor(self.tokens_seen, device=acc.device), "sum"))
+        examples = int(acc.reduce(torch.tensor(self.examples_seen, device=acc.device), "sum"))
         self.job.model = acc.unwrap_model(self.model)
         return TrainingResult(
             steps=self.step,
@@ -326,6 +359,7 @@ class _TrainingLoop:
             tokens=tokens,
             wall_s=round(wall, 3),
             tokens_per_s=round(tokens / wall, 2) if wall else 0.0,
+            examples_per_s=round(examples / wall, 3) if wall else 0.0,
             precision=self.precision,
             resumed_from=self.resumed_from,
             log=self.log,

@@ -368,62 +368,127 @@ CLOSERS_EVAL = ["", " I hope that helps."]
 
 # Fact questions: (question frames for train, for eval), answered by one fact of a term.
 FACT_QUESTIONS = {
-    ("Solvanta rider", 0): (["How much does the Solvanta rider pay out?", "What is the limit of the Solvanta rider?"],
-                            ["Is there a maximum on a Solvanta rider claim?"]),
-    ("Solvanta rider", 1): (["How much does the Solvanta rider cost?", "What's the price of adding a Solvanta rider?"],
-                            ["Will a Solvanta rider make my policy more expensive?"]),
-    ("Solvanta rider", 2): (["Does the Solvanta rider cover my old laptop?", "Are old devices covered by the Solvanta rider?"],
-                            ["My television is eight years old. Is it under the Solvanta rider?"]),
-    ("Marlowe deductible", 0): (["How much is the Marlowe deductible?", "What do I pay under the Marlowe deductible?"],
-                                ["What amount is the Marlowe deductible?"]),
-    ("Marlowe deductible", 1): (["Do I pay the Marlowe deductible for a cracked windscreen?", "Does the Marlowe deductible apply to glass repairs?"],
-                                ["A stone chipped my windscreen. Will the Marlowe deductible apply?"]),
-    ("Marlowe deductible", 2): (["How does a Verrin excess affect the Marlowe deductible?"],
-                                ["If I pick a Verrin excess, what happens to my Marlowe deductible?"]),
-    ("Quintrel premium", 0): (["How often does my Quintrel premium change?", "Why did my Quintrel premium go up this quarter?"],
-                              ["When is the Quintrel premium reviewed?"]),
-    ("Quintrel premium", 1): (["When is the Quintrel premium taken from my account?", "On what day do you collect the Quintrel premium?"],
-                              ["Which day of the month is the Quintrel premium paid?"]),
-    ("Quintrel premium", 2): (["How can I lower my Quintrel premium?"],
-                              ["Is there a way to make my Quintrel premium cheaper?"]),
-    ("Brackwater peril", 0): (["Is the Brackwater peril covered by my Kestrel Home policy?", "A water main burst and flooded my cellar. Am I covered?"],
-                              ["Does a standard Kestrel Home policy pay for a Brackwater peril?"]),
-    ("Brackwater peril", 1): (["Who inspects a Brackwater claim?"],
-                              ["Will someone come to look at my Brackwater damage?"]),
-    ("Halden endorsement", 0): (["When does the Halden endorsement start?", "Is there a waiting period on the Halden endorsement?"],
-                                ["I just added the Halden endorsement. Am I covered today?"]),
-    ("Halden endorsement", 1): (["How much is the Halden endorsement?"],
-                                ["What does the Halden endorsement cost each month?"]),
-    ("Corvane score", 0): (["How do I improve my Corvane score?", "How does my Corvane score go up?"],
-                           ["What raises a Corvane score?"]),
-    ("Corvane score", 1): (["What happens to my Corvane score if I claim?", "Will a claim hurt my Corvane score?"],
-                           ["Does making a claim change the Corvane score?"]),
-    ("Corvane score", 2): (["Why does the Corvane score matter?"],
-                           ["How is my Corvane score linked to the price I pay?"]),
-    ("Pellam grace window", 0): (["How long is the Pellam grace window?", "I missed a payment. How long do I have?"],
-                                 ["How many days does the Pellam grace window give me?"]),
-    ("Pellam grace window", 1): (["Can I claim during the Pellam grace window?"],
-                                 ["What if I need to claim while my payment is late?"]),
-    ("Verrin excess", 0): (["What amounts can I choose for a Verrin excess?", "How big can a Verrin excess be?"],
-                           ["Which Verrin excess levels are there?"]),
-    ("Verrin excess", 1): (["What do I get for choosing a Verrin excess?", "Does a Verrin excess save me money?"],
-                           ["Why would anyone take a Verrin excess?"]),
-    ("Orrery waiting period", 0): (["How long is the Orrery waiting period?", "When can I claim for a cancelled trip on a new Tessaly Travel policy?"],
-                                   ["How many days is the Orrery waiting period?"]),
-    ("Orrery waiting period", 1): (["Does the Orrery waiting period apply if I fall ill abroad?"],
-                                   ["Am I covered for a medical emergency during the Orrery waiting period?"]),
-    ("Fenwick clause", 0): (["Do I pay to have my cover restored under the Fenwick clause?"],
-                            ["Is there a fee for the Fenwick clause?"]),
-    ("Fenwick clause", 1): (["How many claims does the Fenwick clause cover?", "Is there a limit on the Fenwick clause?"],
-                            ["How often can the Fenwick clause be used?"]),
-    ("Ashcombe assessor", 0): (["When does an Ashcombe assessor visit?", "Will an Ashcombe assessor come for my claim?"],
-                               ["Which claims get an Ashcombe assessor?"]),
-    ("Ashcombe assessor", 1): (["How soon will the Ashcombe assessor come?"],
-                               ["How long until an Ashcombe assessor visits?"]),
-    ("Dunmere form", 0): (["When do I have to send the Dunmere form?", "Is there a deadline for the Dunmere form?"],
-                          ["How long do I have to file a Dunmere form?"]),
-    ("Dunmere form", 1): (["What should I include with the Dunmere form?"],
-                          ["Do I need to add anything to my Dunmere form?"]),
+    ("Solvanta rider", 0): (
+        ["How much does the Solvanta rider pay out?", "What is the limit of the Solvanta rider?"],
+        ["Is there a maximum on a Solvanta rider claim?"],
+    ),
+    ("Solvanta rider", 1): (
+        ["How much does the Solvanta rider cost?", "What's the price of adding a Solvanta rider?"],
+        ["Will a Solvanta rider make my policy more expensive?"],
+    ),
+    ("Solvanta rider", 2): (
+        ["Does the Solvanta rider cover my old laptop?", "Are old devices covered by the Solvanta rider?"],
+        ["My television is eight years old. Is it under the Solvanta rider?"],
+    ),
+    ("Marlowe deductible", 0): (
+        ["How much is the Marlowe deductible?", "What do I pay under the Marlowe deductible?"],
+        ["What amount is the Marlowe deductible?"],
+    ),
+    ("Marlowe deductible", 1): (
+        [
+            "Do I pay the Marlowe deductible for a cracked windscreen?",
+            "Does the Marlowe deductible apply to glass repairs?",
+        ],
+        ["A stone chipped my windscreen. Will the Marlowe deductible apply?"],
+    ),
+    ("Marlowe deductible", 2): (
+        ["How does a Verrin excess affect the Marlowe deductible?"],
+        ["If I pick a Verrin excess, what happens to my Marlowe deductible?"],
+    ),
+    ("Quintrel premium", 0): (
+        ["How often does my Quintrel premium change?", "Why did my Quintrel premium go up this quarter?"],
+        ["When is the Quintrel premium reviewed?"],
+    ),
+    ("Quintrel premium", 1): (
+        ["When is the Quintrel premium taken from my account?", "On what day do you collect the Quintrel premium?"],
+        ["Which day of the month is the Quintrel premium paid?"],
+    ),
+    ("Quintrel premium", 2): (
+        ["How can I lower my Quintrel premium?"],
+        ["Is there a way to make my Quintrel premium cheaper?"],
+    ),
+    ("Brackwater peril", 0): (
+        [
+            "Is the Brackwater peril covered by my Kestrel Home policy?",
+            "A water main burst and flooded my cellar. Am I covered?",
+        ],
+        ["Does a standard Kestrel Home policy pay for a Brackwater peril?"],
+    ),
+    ("Brackwater peril", 1): (
+        ["Who inspects a Brackwater claim?"],
+        ["Will someone come to look at my Brackwater damage?"],
+    ),
+    ("Halden endorsement", 0): (
+        ["When does the Halden endorsement start?", "Is there a waiting period on the Halden endorsement?"],
+        ["I just added the Halden endorsement. Am I covered today?"],
+    ),
+    ("Halden endorsement", 1): (
+        ["How much is the Halden endorsement?"],
+        ["What does the Halden endorsement cost each month?"],
+    ),
+    ("Corvane score", 0): (
+        ["How do I improve my Corvane score?", "How does my Corvane score go up?"],
+        ["What raises a Corvane score?"],
+    ),
+    ("Corvane score", 1): (
+        ["What happens to my Corvane score if I claim?", "Will a claim hurt my Corvane score?"],
+        ["Does making a claim change the Corvane score?"],
+    ),
+    ("Corvane score", 2): (
+        ["Why does the Corvane score matter?"],
+        ["How is my Corvane score linked to the price I pay?"],
+    ),
+    ("Pellam grace window", 0): (
+        ["How long is the Pellam grace window?", "I missed a payment. How long do I have?"],
+        ["How many days does the Pellam grace window give me?"],
+    ),
+    ("Pellam grace window", 1): (
+        ["Can I claim during the Pellam grace window?"],
+        ["What if I need to claim while my payment is late?"],
+    ),
+    ("Verrin excess", 0): (
+        ["What amounts can I choose for a Verrin excess?", "How big can a Verrin excess be?"],
+        ["Which Verrin excess levels are there?"],
+    ),
+    ("Verrin excess", 1): (
+        ["What do I get for choosing a Verrin excess?", "Does a Verrin excess save me money?"],
+        ["Why would anyone take a Verrin excess?"],
+    ),
+    ("Orrery waiting period", 0): (
+        [
+            "How long is the Orrery waiting period?",
+            "When can I claim for a cancelled trip on a new Tessaly Travel policy?",
+        ],
+        ["How many days is the Orrery waiting period?"],
+    ),
+    ("Orrery waiting period", 1): (
+        ["Does the Orrery waiting period apply if I fall ill abroad?"],
+        ["Am I covered for a medical emergency during the Orrery waiting period?"],
+    ),
+    ("Fenwick clause", 0): (
+        ["Do I pay to have my cover restored under the Fenwick clause?"],
+        ["Is there a fee for the Fenwick clause?"],
+    ),
+    ("Fenwick clause", 1): (
+        ["How many claims does the Fenwick clause cover?", "Is there a limit on the Fenwick clause?"],
+        ["How often can the Fenwick clause be used?"],
+    ),
+    ("Ashcombe assessor", 0): (
+        ["When does an Ashcombe assessor visit?", "Will an Ashcombe assessor come for my claim?"],
+        ["Which claims get an Ashcombe assessor?"],
+    ),
+    ("Ashcombe assessor", 1): (
+        ["How soon will the Ashcombe assessor come?"],
+        ["How long until an Ashcombe assessor visits?"],
+    ),
+    ("Dunmere form", 0): (
+        ["When do I have to send the Dunmere form?", "Is there a deadline for the Dunmere form?"],
+        ["How long do I have to file a Dunmere form?"],
+    ),
+    ("Dunmere form", 1): (
+        ["What should I include with the Dunmere form?"],
+        ["Do I need to add anything to my Dunmere form?"],
+    ),
 }
 
 COMPARE_TRAIN = ["What is the difference between the {a} and the {b}?", "How do the {a} and the {b} differ?"]
@@ -446,11 +511,13 @@ def describe(rng: random.Random, term: str, for_eval: bool, n_facts: int) -> str
 
 
 def chat(user: str, assistant: str) -> dict:
-    return {"messages": [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": user},
-        {"role": "assistant", "content": assistant},
-    ]}
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant},
+        ]
+    }
 
 
 def make_record(rng: random.Random, for_eval: bool) -> dict:
@@ -471,10 +538,7 @@ def make_record(rng: random.Random, for_eval: bool) -> dict:
     elif kind == "compare":
         a, b = rng.sample(terms, 2)
         question = rng.choice(COMPARE_EVAL if for_eval else COMPARE_TRAIN).format(a=a, b=b)
-        answer = (
-            f"They are different things. {describe(rng, a, for_eval, 1)} "
-            f"{describe(rng, b, for_eval, 1)}"
-        )
+        answer = f"They are different things. {describe(rng, a, for_eval, 1)} {describe(rng, b, for_eval, 1)}"
     else:
         policy = rng.choice(sorted(POLICIES))
         question = rng.choice(POLICY_Q_EVAL if for_eval else POLICY_Q_TRAIN).format(policy=policy)

@@ -31,8 +31,14 @@ from pathlib import Path
 
 #: The glossary (also in configs/speech-whisper-tiny-insurance.yaml, task_options.glossary).
 TERMS = [
-    "Solvanta rider", "Marlowe deductible", "Quintrel premium", "Brackenfield endorsement",
-    "Tessary waiver", "Orlovan excess", "Castellan clause", "Vireo schedule",
+    "Solvanta rider",
+    "Marlowe deductible",
+    "Quintrel premium",
+    "Brackenfield endorsement",
+    "Tessary waiver",
+    "Orlovan excess",
+    "Castellan clause",
+    "Vireo schedule",
 ]
 #: Frames for training; {a} and {b} are two different terms.
 TRAIN_FRAMES = [
@@ -124,8 +130,12 @@ def speak(text: str, voice: str, speed: int, target: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         samples, rate = soundfile.read(str(raw), dtype="float32", always_2d=True)
     audio = torch.from_numpy(samples.mean(axis=1))
     if rate != SAMPLE_RATE:
@@ -142,8 +152,15 @@ def write_folder(folder: Path, items: list[tuple[str, str, int]]) -> int:
     for i, (text, voice, speed) in enumerate(items):
         name = f"clip{i:03d}.wav"
         speak(text, voice, speed, folder / name)
-        rows.append({"file_name": name, "transcription": text, "speaker_id": f"espeak-{voice}-{speed}",
-                     "consent": "yes", "language": "en"})
+        rows.append(
+            {
+                "file_name": name,
+                "transcription": text,
+                "speaker_id": f"espeak-{voice}-{speed}",
+                "consent": "yes",
+                "language": "en",
+            }
+        )
     with (folder / "metadata.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -57,8 +57,14 @@ def causal_ids(tokenizer: Any, text: str) -> list[int]:
 
 
 def build_code_examples(
-    tokenizer: Any, records: list[dict[str, Any]], *, max_length: int, packing: bool,
-    fim: FimTokens | None, fim_rate: float, seed: int,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    *,
+    max_length: int,
+    packing: bool,
+    fim: FimTokens | None,
+    fim_rate: float,
+    seed: int,
 ) -> tuple[list[Example], dict[str, int]]:
     """Training sequences from code records, and counts (``causal``, ``fim``, ``sequences``)."""
     rng = random.Random(seed)
@@ -80,4 +86,3 @@ def build_code_examples(
         examples = pack_first_fit(examples, max_length)
     counts["sequences"] = len(examples)
     return examples, counts
-

@@ -1,4 +1,5 @@
-"""Which files a code run trains and evaluates on, the same way in adapt and evaluate.
+"""Which files a code run trains and evaluates on: the task's ``load_run_data``, read once
+per run (the core keeps it for the evaluation) as a :class:`CodeRunData`.
 
 The order matters for governance:
 
@@ -18,7 +19,7 @@ The order matters for governance:
 
 The ``train`` manifest covers the governed repository before de-duplication and the split
 (as the text plugin's covers train and held-out when it splits); ``data_summary.json``
-lists which paths went where.
+(written by the core from :meth:`CodeRunData.summary`) lists which paths went where.
 
 Several repositories (``task_options.repositories``, after ``data.train``): each is read
 by step 1 on its own (its own licence: ``licence:`` of its entry, else its LICENSE file or
@@ -52,7 +53,7 @@ from polyadapt.modalities.code import (
     load_repository,
     split_by_file,
 )
-from polyadapt.modalities.records import Dataset, quarantine_rows
+from polyadapt.modalities.records import Dataset, RunData
 from polyadapt.modalities.text import load_text_dataset
 from polyadapt.types import Run
 
@@ -69,63 +70,51 @@ from polyadapt_code.repositories import (
 
 
 @dataclass
-class CodeData:
-    """The files of one run and the general text for the forgetting check."""
+class CodeRunData(RunData):
+    """The files of one code run (``train``, ``heldout``) and the general text for the
+    forgetting check, with what ``data_summary.json`` says about the repositories."""
 
-    train: list[dict[str, Any]]
-    heldout: list[dict[str, Any]]
-    general: list[dict[str, Any]]
-    sources: list[Dataset]
+    #: ``data.train``'s ingestion report (its licence and where it came from, files seen).
     repository: dict[str, Any] = field(default_factory=dict)
     #: One entry per repository when the run reads several (``task_options.repositories``).
     repositories: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """What ``data_summary.json`` says about the files (counts, paths, repositories)."""
-        summary = {
+        """The core's counts and datasets, plus the files' paths and the repositories."""
+        summary = super().summary() | {
             "train_files": len(self.train),
             "heldout_files": len(self.heldout),
-            "general_records": len(self.general),
             "repository": self.repository,
             "train_paths": [r["path"] for r in self.train],
             "heldout_paths": [r["path"] for r in self.heldout],
-            "datasets": [source.summary() for source in self.sources],
         }
         if self.repositories:
             summary["repositories"] = self.repositories
         return summary
 
-    def quarantine_rows(self) -> list[dict[str, Any]]:
-        """Every skipped file with its reason (never its content)."""
-        return quarantine_rows(self.sources)
-
-
-def options_of(run: Run) -> CodeOptions:
-    """The run's validated task options (defaults when a test built the run by hand)."""
-    options = run.task_options
-    if isinstance(options, CodeOptions):
-        return options
-    return CodeOptions.model_validate(options or {})
-
 
 def ingest_options(options: CodeOptions) -> IngestOptions:
+    """What :func:`~polyadapt.modalities.code.load_repository` keeps, from the task options."""
     return IngestOptions(
         languages=tuple(options.languages) if options.languages else None,
-        max_file_bytes=options.max_file_bytes, max_line_length=options.max_line_length,
+        max_file_bytes=options.max_file_bytes,
+        max_line_length=options.max_line_length,
         exclude=tuple(options.exclude),
     )
 
 
 def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, revision: str | None) -> Dataset:
     loaded = load_repository(
-        path, revision=revision, options=ingest_options(options),
-        repository_licence=run.config.data.licence, policy=run.gate.policy if run.gate else None,
+        path,
+        revision=revision,
+        options=ingest_options(options),
+        repository_licence=run.config.data.licence,
+        policy=run.gate.policy if run.gate else None,
         licence_action=options.licence_action,
     )
     report = loaded.report.to_dict()  # type: ignore[attr-defined]
     governed = run.admit(loaded, role=role, licence=combined_licence(loaded.records))
-    deduplicated = deduplicate(governed, threshold=options.near_duplicate_threshold,
-                               shingle_size=options.shingle_size)
+    deduplicated = deduplicate(governed, threshold=options.near_duplicate_threshold, shingle_size=options.shingle_size)
     deduplicated.report = report  # type: ignore[attr-defined]
     return deduplicated
 
@@ -134,9 +123,13 @@ def _loaded_repository(run: Run, source: RepositorySource, options: CodeOptions)
     """Step 1 for one of several repositories; paths not prefixed yet, possibly no file."""
     try:
         return load_repository(
-            source.path, revision=source.revision, options=ingest_options(options),
-            repository_licence=source.licence, policy=run.gate.policy if run.gate else None,
-            licence_action=options.licence_action, allow_empty=True,
+            source.path,
+            revision=source.revision,
+            options=ingest_options(options),
+            repository_licence=source.licence,
+            policy=run.gate.policy if run.gate else None,
+            licence_action=options.licence_action,
+            allow_empty=True,
             licence_field=source.licence_field,
         )
     except (DataError, GovernanceError) as exc:
@@ -153,21 +146,30 @@ def _admitted_repositories(
     loaded = [_loaded_repository(run, source, options) for source in sources]
     dropped = [emptied_by_licence(source, dataset) for source, dataset in zip(sources, loaded)]
     for source in (source for source, gone in zip(sources, dropped) if gone):
-        run.say(f"repository {source.label} ({source.config_field}) dropped: the policy refuses the "
-                "licence of every usable file (reasons in quarantine.jsonl)")
-    union = merged([prefixed(dataset, source.label) for source, dataset in zip(sources, loaded)],
-                   source=Path(" + ".join(source.label for source in sources)))
+        run.say(
+            f"repository {source.label} ({source.config_field}) dropped: the policy refuses the "
+            "licence of every usable file (reasons in quarantine.jsonl)"
+        )
+    union = merged(
+        [prefixed(dataset, source.label) for source, dataset in zip(sources, loaded)],
+        source=Path(" + ".join(source.label for source in sources)),
+    )
     if not union.records:
-        raise DataError("data.train and task_options.repositories: no usable source file in any repository; "
-                        "see the skip reasons in quarantine.jsonl")
+        raise DataError(
+            "data.train and task_options.repositories: no usable source file in any repository; "
+            "see the skip reasons in quarantine.jsonl"
+        )
     governed = run.admit(union, role="train", licence=combined_licence(union.records))
     rank = {source.label: index for index, source in enumerate(sources)}
     deduplicated = deduplicate(
-        governed, threshold=options.near_duplicate_threshold, shingle_size=options.shingle_size,
+        governed,
+        threshold=options.near_duplicate_threshold,
+        shingle_size=options.shingle_size,
         key=lambda record: (rank[record["path"].split("/", 1)[0]], record["path"]),
     )
-    entries = [repository_entry(source, dataset, deduplicated, gone)
-               for source, dataset, gone in zip(sources, loaded, dropped)]
+    entries = [
+        repository_entry(source, dataset, deduplicated, gone) for source, dataset, gone in zip(sources, loaded, dropped)
+    ]
     deduplicated.report = loaded[0].report.to_dict()  # type: ignore[attr-defined]
     return deduplicated, entries
 
@@ -177,11 +179,18 @@ def without_training_copies(train: Dataset, held: Dataset, options: CodeOptions)
     quarantined with the training file it copies: a held-out file the model trained on
     would score its memory, not what it learnt."""
     tagged = merged([prefixed(train, "data.train"), prefixed(held, "data.eval")], source=held.source)
-    checked = deduplicate(tagged, threshold=options.near_duplicate_threshold, shingle_size=options.shingle_size,
-                          key=lambda record: (not record["path"].startswith("data.train/"), record["path"]))
+    checked = deduplicate(
+        tagged,
+        threshold=options.near_duplicate_threshold,
+        shingle_size=options.shingle_size,
+        key=lambda record: (not record["path"].startswith("data.train/"), record["path"]),
+    )
     kept = {record["path"].split("/", 1)[1] for record in checked.records if record["path"].startswith("data.eval/")}
-    copies = [replace(item, source=item.source.split("/", 1)[1])
-              for item in checked.quarantined[len(tagged.quarantined):] if item.source.startswith("data.eval/")]
+    copies = [
+        replace(item, source=item.source.split("/", 1)[1])
+        for item in checked.quarantined[len(tagged.quarantined) :]
+        if item.source.startswith("data.eval/")
+    ]
     records = [record for record in held.records if record["path"] in kept]
     lines = [line for record, line in zip(held.records, held.lines) if record["path"] in kept] if held.lines else []
     trimmed = replace(held, records=records, lines=lines, quarantined=[*held.quarantined, *copies])
@@ -190,9 +199,10 @@ def without_training_copies(train: Dataset, held: Dataset, options: CodeOptions)
     return trimmed
 
 
-def load_code_data(run: Run) -> CodeData:
-    """Load, govern, de-duplicate and split the run's repositories (see the module docs)."""
-    config, options = run.config, options_of(run)
+def load_code_data(run: Run) -> CodeRunData:
+    """Load, govern, de-duplicate and split the run's repositories (see the module docs);
+    :meth:`polyadapt_code.task.CodeGenerationTask.load_run_data`."""
+    config, options = run.config, run.options
     data = config.data
     repositories: list[dict[str, Any]] = []
     if options.repositories:
@@ -201,27 +211,36 @@ def load_code_data(run: Run) -> CodeData:
         repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
     sources = [repo]
     if data.eval is not None:
-        held = without_training_copies(repo, _admitted_repository(run, Path(data.eval), "eval", options, None),
-                                       options)
+        held = without_training_copies(repo, _admitted_repository(run, Path(data.eval), "eval", options, None), options)
         sources.append(held)
         train, heldout = repo.records, held.records
     else:
         train, heldout = split_by_file(repo.records, data.eval_fraction, config.training.seed)
     general: list[dict[str, Any]] = []
     if data.general_eval != "none":
-        from polyadapt_text.datasets import BUILTIN_LICENCE, builtin_path
-
-        builtin = data.general_eval == "builtin"
-        path = builtin_path("general_eval") if builtin else Path(data.general_eval)
-        loaded = load_text_dataset(path)
-        general_set = run.admit(loaded, role="general", **({"licence": BUILTIN_LICENCE} if builtin else {}))
-        sources.append(general_set)
-        general = general_set.records
+        general_set = _general_text(run, data.general_eval)
+        if general_set is not None:
+            sources.append(general_set)
+            general = general_set.records
     cap = config.evaluation.max_examples
     if cap:
         general = general[:cap]
-    return CodeData(train=train, heldout=heldout, general=general, sources=sources,
-                    repository=repo.report, repositories=repositories)  # type: ignore[attr-defined]
+    return CodeRunData(
+        train=train,
+        heldout=heldout,
+        general=general,
+        sources=sources,
+        repository=repo.report,
+        repositories=repositories,
+    )  # type: ignore[attr-defined]
+
+
+def _general_text(run: Run, general_eval: Path | str) -> Dataset | None:
+    """The general-text set of the forgetting check, admitted as ``general``: a text file,
+    or for ``builtin`` the text plugin's general English (the task's ``builtin_dataset``)."""
+    from polyadapt.rundata import governed_set
+
+    return governed_set(run, run.task, "general", general_eval, read=lambda _run, path, _role: load_text_dataset(path))
 
 
 def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
@@ -229,7 +248,7 @@ def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
     from polyadapt.errors import DataError
     from polyadapt.modalities.records import Quarantined
 
-    options = options_of(run)
+    options = run.options
     dataset = Dataset(source=Path(path), kind="tasks", scanned_fields=("prompt", "test"))
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -245,7 +264,9 @@ def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
             continue
         missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(task.get(k), str)]
         if missing:
-            dataset.quarantined.append(Quarantined(str(path), number - 1, f"missing fields: {', '.join(missing)}", number))
+            dataset.quarantined.append(
+                Quarantined(str(path), number - 1, f"missing fields: {', '.join(missing)}", number)
+            )
             continue
         dataset.records.append({k: task[k] for k in ("task_id", "prompt", "test", "entry_point")})
         dataset.lines.append(number)

@@ -1,4 +1,4 @@
-"""The code plugin's ``evaluate``: base vs adapted on held-out files, general text and tasks.
+"""The code task's ``evaluate``: base vs adapted on held-out files, general text and tasks.
 
 Rows (base and adapted, one PEFT model with the adapter switched off for the base):
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from polyadapt.modalities.records import RunData
 from polyadapt.types import (
     AdapterArtifact,
     EvalReport,
@@ -50,7 +51,7 @@ from polyadapt_text.evaluate import perplexity
 from polyadapt_text.loss import CausalLMLoss
 
 from polyadapt_code.data import build_code_examples
-from polyadapt_code.datasets import load_code_data, load_task_set, options_of
+from polyadapt_code.datasets import load_task_set
 from polyadapt_code.serve import CodeServable
 
 ADAPTED = "adapted"
@@ -62,7 +63,7 @@ TASK_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nasser
 def tail_text(tokenizer: Any, text: str, budget: int) -> str:
     """The end of ``text`` that fits in ``budget`` tokens."""
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return text if len(offsets) <= budget else text[offsets[-budget][0]:]
+    return text if len(offsets) <= budget else text[offsets[-budget][0] :]
 
 
 def head_text(tokenizer: Any, text: str, budget: int) -> str:
@@ -81,7 +82,7 @@ def line_probes(files: list[dict[str, Any]], count: int, seed: int) -> list[tupl
         for index in range(1, len(lines)):
             before = "".join(lines[:index])
             if len(lines[index].strip()) >= 3 and before.strip():
-                candidates.append((before, lines[index], "".join(lines[index + 1:])))
+                candidates.append((before, lines[index], "".join(lines[index + 1 :])))
     rng = random.Random(seed)
     rng.shuffle(candidates)
     return candidates[:count]
@@ -106,7 +107,7 @@ def task_prompt(prompt: str) -> str:
 def line_break_and_rest(line: str) -> tuple[str, str]:
     """(the line without trailing blanks, the rest: its trailing blanks and line break)."""
     body = line.rstrip()
-    return body, line[len(body):]
+    return body, line[len(body) :]
 
 
 def continued_line(completion: str) -> str | None:
@@ -134,8 +135,9 @@ def _answers(servable: CodeServable, requests: list[GenerationRequest]) -> list[
     return texts
 
 
-def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, budget: int, max_tokens: int,
-                fim: bool) -> tuple[float, float, list[dict[str, str]]]:
+def exact_match(
+    servable: CodeServable, probes: list[tuple[str, str, str]], *, budget: int, max_tokens: int, fim: bool
+) -> tuple[float, float, list[dict[str, str]]]:
     """(base, adapted) share of probes whose generated line equals the held-out line, and examples.
 
     Prompts come from :func:`probe_prompt` (and for FIM a suffix that starts with the line's
@@ -153,8 +155,16 @@ def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, b
         else:
             prefix, suffix = tail_text(tokenizer, prompt, budget), None
         for adapter in (None, ADAPTED):
-            requests.append(GenerationRequest(prompt=prefix, suffix=suffix, adapter=adapter, max_tokens=max_tokens,
-                                              stop=["\n"], stop_after_content=True))
+            requests.append(
+                GenerationRequest(
+                    prompt=prefix,
+                    suffix=suffix,
+                    adapter=adapter,
+                    max_tokens=max_tokens,
+                    stop=["\n"],
+                    stop_after_content=True,
+                )
+            )
     texts = _answers(servable, requests)
     hits = {None: 0, ADAPTED: 0}
     shown = []
@@ -163,8 +173,13 @@ def exact_match(servable: CodeServable, probes: list[tuple[str, str, str]], *, b
         target = line.rstrip()
         hits[None] += base_line == target
         hits[ADAPTED] += adapted_line == target
-        shown.append({"target": target, "base": _shown(base_line, texts[2 * index]),
-                      "adapted": _shown(adapted_line, texts[2 * index + 1])})
+        shown.append(
+            {
+                "target": target,
+                "base": _shown(base_line, texts[2 * index]),
+                "adapted": _shown(adapted_line, texts[2 * index + 1]),
+            }
+        )
     n = max(len(probes), 1)
     return hits[None] / n, hits[ADAPTED] / n, shown
 
@@ -173,36 +188,54 @@ def pass_at_k_rows(run: Run, servable: CodeServable) -> tuple[list[MetricRow], d
     """pass@k base vs adapted on the run's task set (programs run in the sandbox)."""
     from polyadapt_code.sandbox import score
 
-    options = options_of(run)
+    options = run.options
     tasks = [{**task, "prompt": task_prompt(task["prompt"])} for task in load_task_set(run, options.tasks)]
     n = options.samples_per_task
     greedy = n == 1
     results: dict[str, Any] = {}
     for adapter in (None, ADAPTED):
         requests = [
-            GenerationRequest(prompt=task["prompt"], adapter=adapter, max_tokens=options.completion_tokens,
-                              stop=TASK_STOPS, temperature=0.0 if greedy else options.sample_temperature,
-                              seed=None if greedy else run.config.training.seed + sample)
-            for task in tasks for sample in range(n)
+            GenerationRequest(
+                prompt=task["prompt"],
+                adapter=adapter,
+                max_tokens=options.completion_tokens,
+                stop=TASK_STOPS,
+                temperature=0.0 if greedy else options.sample_temperature,
+                seed=None if greedy else run.config.training.seed + sample,
+            )
+            for task in tasks
+            for sample in range(n)
         ]
         texts = _answers(servable, requests)
         completions = [texts[i * n : (i + 1) * n] for i in range(len(tasks))]
-        results[adapter or "base"] = score(tasks, completions, options.pass_k, timeout_s=options.timeout_s,
-                                           memory_mb=options.memory_mb)
+        results[adapter or "base"] = score(
+            tasks, completions, options.pass_k, timeout_s=options.timeout_s, memory_mb=options.memory_mb
+        )
     rows = [
-        MetricRow("tasks", f"pass@{k}", round(results["base"][f"pass@{k}"], 4),
-                  round(results[ADAPTED][f"pass@{k}"], 4), lower_is_better=False, role=options.tasks_role)
+        MetricRow(
+            "tasks",
+            f"pass@{k}",
+            round(results["base"][f"pass@{k}"], 4),
+            round(results[ADAPTED][f"pass@{k}"], 4),
+            lower_is_better=False,
+            role=options.tasks_role,
+        )
         for k in options.pass_k
     ]
     return rows, {name: {"statuses": r["statuses"]} for name, r in results.items()}
 
 
-def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
-    """Score base and adapted (see the module docs and ``polyadapt_evaluate``)."""
-    config, options = run.config, options_of(run)
-    data = load_code_data(run)
-    spec = ServeSpec(task=run.task, base_model=config.base_model.id, base_name="base",
-                     adapters={ADAPTED: adapter.path}, config=config)
+def evaluate(run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
+    """Score base and adapted on ``data``'s held-out files and general text, and on the task
+    set (see the module docs)."""
+    config, options = run.config, run.options
+    spec = ServeSpec(
+        task=run.task,
+        base_model=config.base_model.id,
+        base_name="base",
+        adapters={ADAPTED: adapter.path},
+        config=config,
+    )
     servable = CodeServable(spec)
     servable.load_adapter(ADAPTED, adapter.path)
     tokenizer = servable.tokenizer
@@ -211,10 +244,13 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
     length, packing = config.training.max_length, config.training.packing
     rows: list[MetricRow] = []
 
-    heldout_examples, _ = build_code_examples(tokenizer, data.heldout, max_length=length, packing=packing,
-                                              fim=None, fim_rate=0.0, seed=config.training.seed)
-    sets = [("held-out files", "domain", heldout_examples),
-            ("general", "general", build_examples(tokenizer, data.general, length, packing))]
+    heldout_examples, _ = build_code_examples(
+        tokenizer, data.heldout, max_length=length, packing=packing, fim=None, fim_rate=0.0, seed=config.training.seed
+    )
+    sets = [
+        ("held-out files", "domain", heldout_examples),
+        ("general", "general", build_examples(tokenizer, data.general, length, packing)),
+    ]
     for name, role, examples in sets:
         if not examples:
             continue
@@ -227,21 +263,28 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
     budget = options.context_tokens or length
     samples: list[dict[str, Any]] = []
     seed = config.training.seed
-    for metric, count, fim in (("next-line exact match", options.eval_lines, False),
-                               ("FIM exact match", options.eval_fim, True)):
+    for metric, count, fim in (
+        ("next-line exact match", options.eval_lines, False),
+        ("FIM exact match", options.eval_fim, True),
+    ):
         probes = line_probes(data.heldout, count, seed + (1 if fim else 0))
         if not probes or (fim and servable.fim is None):
             continue
-        base_em, adapted_em, shown = exact_match(servable, probes, budget=budget,
-                                                 max_tokens=options.max_line_tokens, fim=fim)
-        rows.append(MetricRow("held-out files", metric, round(base_em, 4), round(adapted_em, 4),
-                              lower_is_better=False, role="domain"))
+        base_em, adapted_em, shown = exact_match(
+            servable, probes, budget=budget, max_tokens=options.max_line_tokens, fim=fim
+        )
+        rows.append(
+            MetricRow(
+                "held-out files", metric, round(base_em, 4), round(adapted_em, 4), lower_is_better=False, role="domain"
+            )
+        )
         for item in shown[: config.evaluation.num_samples]:
             samples.append({"prompt": f"[{metric}] {item['target']}", "base": item["base"], "adapted": item["adapted"]})
 
     if options.tasks is not None:
         task_rows, statuses = pass_at_k_rows(run, servable)
         rows += task_rows
-        samples.append({"prompt": "[pass@k program outcomes]", "base": str(statuses["base"]),
-                        "adapted": str(statuses[ADAPTED])})
+        samples.append(
+            {"prompt": "[pass@k program outcomes]", "base": str(statuses["base"]), "adapted": str(statuses[ADAPTED])}
+        )
     return EvalReport(rows=rows, samples=samples)

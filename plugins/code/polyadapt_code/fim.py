@@ -98,5 +98,8 @@ def from_psm(tokenizer: Any, tokens: FimTokens, ids: list[int]) -> tuple[str, st
         raise ValueError("not a PSM sample: a sentinel is missing")
     end = len(ids) - 1 if ids and ids[-1] == tokenizer.eos_token_id else len(ids)
     decode = lambda part: tokenizer.decode(part, skip_special_tokens=False)
-    return (decode(ids[p + len(tokens.prefix) : s]), decode(ids[m + len(tokens.middle) : end]),
-            decode(ids[s + len(tokens.suffix) : m]))
+    return (
+        decode(ids[p + len(tokens.prefix) : s]),
+        decode(ids[m + len(tokens.middle) : end]),
+        decode(ids[s + len(tokens.suffix) : m]),
+    )

@@ -18,8 +18,9 @@ class CodeRepository(BaseModel):
         None, description="Read the git repository at this branch, tag or commit (like task_options.revision)"
     )
     licence: str | None = Field(
-        None, description="SPDX licence of its files without a header (like data.licence); "
-        "default: detected from its LICENSE file, else its package manifest"
+        None,
+        description="SPDX licence of its files without a header (like data.licence); "
+        "default: detected from its LICENSE file, else its package manifest",
     )
 
 
@@ -33,8 +34,11 @@ def _entry_kind(value: Any) -> str | None:
 #: the runner makes it absolute (``resolve_option_paths``) in ``config.yaml`` too.
 RepositoryEntry = Annotated[
     Annotated[Path, Tag("path")] | Annotated[CodeRepository, Tag("mapping")],
-    Discriminator(_entry_kind, custom_error_type="repository_entry",
-                  custom_error_message="expected a path or a mapping {path, revision, licence}"),
+    Discriminator(
+        _entry_kind,
+        custom_error_type="repository_entry",
+        custom_error_message="expected a path or a mapping {path, revision, licence}",
+    ),
 ]
 
 
@@ -52,8 +56,9 @@ class CodeOptions(BaseModel):
         None, description="Read data.train as a git repository at this branch, tag or commit (git archive)"
     )
     repositories: list[RepositoryEntry] = Field(
-        default_factory=list, description="Further repositories read after data.train, each a path or "
-        "{path, revision, licence}; duplicates are removed across all of them, the first kept"
+        default_factory=list,
+        description="Further repositories read after data.train, each a path or "
+        "{path, revision, licence}; duplicates are removed across all of them, the first kept",
     )
     languages: list[str] | None = Field(None, description="Keep only these languages (e.g. [python]); default all")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns of paths to skip")
@@ -76,11 +81,14 @@ class CodeOptions(BaseModel):
     eval_fim: int = Field(32, ge=0, description="Held-out lines scored for FIM middle exact match")
     max_line_tokens: int = Field(48, ge=1, description="Tokens generated for one line")
     context_tokens: int | None = Field(None, ge=8, description="Prompt budget in tokens; default training.max_length")
-    tasks: Path | None = Field(None, description="HumanEval-format jsonl (task_id, prompt, test, entry_point) for pass@k")
+    tasks: Path | None = Field(
+        None, description="HumanEval-format jsonl (task_id, prompt, test, entry_point) for pass@k"
+    )
     tasks_licence: str | None = Field(None, description="SPDX licence of the task set; default data.licence")
     tasks_role: Literal["domain", "general", "other"] = Field(
-        "domain", description="Promotion-gate role of the pass@k rows: domain (the task set tests the "
-        "repository's own code), general (a regression check, e.g. HumanEval) or other (reported only)"
+        "domain",
+        description="Promotion-gate role of the pass@k rows: domain (the task set tests the "
+        "repository's own code), general (a regression check, e.g. HumanEval) or other (reported only)",
     )
     pass_k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k (each <= samples_per_task)")
     samples_per_task: int = Field(1, ge=1, le=200, description="Completions per task (1: greedy)")
@@ -93,5 +101,7 @@ class CodeOptions(BaseModel):
     def _k_within_samples(self) -> CodeOptions:
         too_big = [k for k in self.pass_k if k < 1 or k > self.samples_per_task]
         if too_big:
-            raise ValueError(f"pass_k {too_big}: each k must be between 1 and samples_per_task ({self.samples_per_task})")
+            raise ValueError(
+                f"pass_k {too_big}: each k must be between 1 and samples_per_task ({self.samples_per_task})"
+            )
         return self

@@ -111,7 +111,9 @@ def prefixed(dataset: Dataset, label: str) -> Dataset:
 def merged(datasets: list[Dataset], source: Path) -> Dataset:
     """One code dataset of the records and quarantined files of ``datasets``, in order."""
     return Dataset(
-        source=source, kind="code", scanned_fields=SCANNED_FIELDS,
+        source=source,
+        kind="code",
+        scanned_fields=SCANNED_FIELDS,
         records=[record for dataset in datasets for record in dataset.records],
         quarantined=[item for dataset in datasets for item in dataset.quarantined],
         lines=[line for dataset in datasets for line in dataset.lines],
@@ -124,8 +126,11 @@ def repository_entry(source: RepositorySource, loaded: Dataset, final: Dataset, 
     prefix = f"{source.label}/"
     skipped = Counter(q.reason.split(":")[0] for q in final.quarantined if q.source.startswith(prefix))
     return {
-        "label": source.label, "field": source.config_field, "source": str(loaded.source),
-        "revision": source.revision, **report,
+        "label": source.label,
+        "field": source.config_field,
+        "source": str(loaded.source),
+        "revision": source.revision,
+        **report,
         "files_kept": sum(record["path"].startswith(prefix) for record in final.records),
         "skipped": dict(sorted(skipped.items())),
         "dropped": "the policy refuses every usable file's licence" if dropped else None,

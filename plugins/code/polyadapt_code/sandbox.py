@@ -106,12 +106,31 @@ def run_program(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024) 
         program = os.path.join(folder, "program.py")
         with open(program, "w", encoding="utf-8") as handle:
             handle.write(source)
-        command = [*network_isolation(), sys.executable, "-I", "-c", _BOOTSTRAP, program, str(cpu),
-                   str(memory_mb << 20)]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "HOME": folder,
-               "LANG": "C.UTF-8"}
-        proc = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        command = [
+            *network_isolation(),
+            sys.executable,
+            "-I",
+            "-c",
+            _BOOTSTRAP,
+            program,
+            str(cpu),
+            str(memory_mb << 20),
+        ]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONHASHSEED": "0",
+            "HOME": folder,
+            "LANG": "C.UTF-8",
+        }
+        proc = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             _, stderr = proc.communicate(timeout=2 * timeout_s + 1)
         except subprocess.TimeoutExpired:
@@ -143,8 +162,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def score(tasks: list[dict[str, str]], completions: list[list[str]], ks: list[int], *,
-          timeout_s: float = 10.0, memory_mb: int = 1024, workers: int = 2) -> dict[str, object]:
+def score(
+    tasks: list[dict[str, str]],
+    completions: list[list[str]],
+    ks: list[int],
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    workers: int = 2,
+) -> dict[str, object]:
     """Run every completion of every task and return pass@k per k and the outcome counts.
 
     ``completions[i]`` holds the samples for ``tasks[i]``. Programs run ``workers`` at a time.

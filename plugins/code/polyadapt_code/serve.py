@@ -38,6 +38,8 @@ class CodeServable(TextServable):
         if request.messages is not None:
             raise PolyadaptError("suffix (fill-in-the-middle) goes with a prompt, not with chat messages")
         if self.fim is None:
-            raise PolyadaptError("this model has no FIM tokens and the run set task_options.fim_fallback: off; "
-                                 "send the prompt without suffix")
+            raise PolyadaptError(
+                "this model has no FIM tokens and the run set task_options.fim_fallback: off; "
+                "send the prompt without suffix"
+            )
         return self.fim.prompt_ids(self.tokens(request.prompt or ""), self.tokens(request.suffix))

@@ -58,13 +58,19 @@ class TextConditioning:
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         """Token ids of ``captions`` for each text encoder, padded to the tokenizer's length as the pipeline pads."""
         return {
-            key: tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                           truncation=True, return_tensors="pt").input_ids
+            key: tokenizer(
+                captions,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             for key, tokenizer in zip(self.id_keys, self.tokenizers)
         }
 
-    def encode(self, group: dict[str, torch.Tensor], *, trainable: bool = False
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def encode(
+        self, group: dict[str, torch.Tensor], *, trainable: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """(the hidden states the UNet cross-attends to, its ``added_cond_kwargs`` or None).
 
         ``group`` holds a batch's stacked example fields; gradients flow into the encoders
@@ -121,13 +127,19 @@ def text_conditioning(pipeline: Any, source: str = "the base model") -> TextCond
     kind = SDXLConditioning if sdxl else SDConditioning
     missing = [name for name in (*kind.encoder_names, *kind.tokenizer_names) if getattr(pipeline, name, None) is None]
     if missing:
-        what = ("an SDXL UNet (addition_embed_type: text_time) needs both CLIP text encoders; the "
-                "refiner, which has only text_encoder_2, is not supported" if sdxl else
-                "the image plugin adapts Stable-Diffusion-style pipelines (UNet + VAE + CLIP text encoder) "
-                "and Stable Diffusion XL")
-        raise ConfigError(f"base_model.id: {source} is a {type(pipeline).__name__} without "
-                          f"{', '.join(missing)}; {what}")
+        what = (
+            "an SDXL UNet (addition_embed_type: text_time) needs both CLIP text encoders; the "
+            "refiner, which has only text_encoder_2, is not supported"
+            if sdxl
+            else "the image plugin adapts Stable-Diffusion-style pipelines (UNet + VAE + CLIP text encoder) "
+            "and Stable Diffusion XL"
+        )
+        raise ConfigError(
+            f"base_model.id: {source} is a {type(pipeline).__name__} without {', '.join(missing)}; {what}"
+        )
     if sdxl and not hasattr(pipeline.text_encoder_2, "text_projection"):
-        raise ConfigError(f"base_model.id: {source}: text_encoder_2 is a {type(pipeline.text_encoder_2).__name__}; "
-                          "an SDXL pipeline's second text encoder must be a CLIPTextModelWithProjection")
+        raise ConfigError(
+            f"base_model.id: {source}: text_encoder_2 is a {type(pipeline.text_encoder_2).__name__}; "
+            "an SDXL pipeline's second text encoder must be a CLIPTextModelWithProjection"
+        )
     return kind.from_pipeline(pipeline)

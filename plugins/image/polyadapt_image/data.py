@@ -1,9 +1,9 @@
-"""Which images a run trains and evaluates on, and how they become training examples.
+"""How a run's images become training examples.
 
-The same function loads the data in ``adapt`` and ``evaluate``: every set passes
-``run.admit`` (licence, consent, caption scanning, blocked terms) before any pixel is
-read. The metadata-free copies live in ``<run>/images/`` (named by the hash of their
-pixels' file); the originals are never read again after cleaning.
+The images themselves are read by the task (:meth:`polyadapt_image.task.TextToImageTask.load_dataset`,
+:func:`polyadapt.modalities.image.load_image_folder`) and governed by the core before any
+pixel is used. The metadata-free copies live in ``<run>/images/`` (named by the hash of
+their pixels' file); the originals are never read again after cleaning.
 
 An example is a dict for one image: its training ``size`` (width, height), its pixels
 (``[-1, 1]``, channels first) or, when latents are cached, the mean and standard deviation
@@ -17,85 +17,30 @@ the resized image) and ``target_size``. Stable Diffusion 1.x/2.x ignores the geo
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from polyadapt.modalities.image import (
-    center_crop, load_image_folder, make_buckets, nearest_bucket, open_rgb, resize_to_cover,
-)
-from polyadapt.modalities.records import Dataset, quarantine_rows, split_holdout
-from polyadapt.types import Run
+from polyadapt.modalities.image import center_crop, make_buckets, nearest_bucket, open_rgb, resize_to_cover
+from polyadapt.modalities.records import Dataset
 from polyadapt_image.conditioning import TextConditioning
 from polyadapt_image.options import ImageOptions
 
+#: The run sub-folder of the metadata-free image copies.
 CLEAN_DIR = "images"
 #: Example fields that are the image itself; every other field conditions the UNet.
 IMAGE_FIELDS = ("size", "pixels", "latent_mean", "latent_std")
 
 
-@dataclass
-class RunData:
-    """Training and held-out records of one run, and the datasets they came from."""
-
-    train: list[dict[str, Any]]
-    heldout: list[dict[str, Any]]
-    sources: list[Dataset]
-    clean_dir: Path
-
-    def summary(self) -> dict[str, Any]:
-        stripped: dict[str, int] = {}
-        for source in self.sources:
-            for record in source.records:
-                for item in record.get("stripped", []):
-                    stripped[item] = stripped.get(item, 0) + 1
-        return {
-            "train_records": len(self.train),
-            "heldout_records": len(self.heldout),
-            "metadata_stripped": dict(sorted(stripped.items())),
-            "datasets": [source.summary() for source in self.sources],
-        }
-
-    def quarantine_rows(self) -> list[dict[str, Any]]:
-        return quarantine_rows(self.sources)
-
-    def path(self, record: dict[str, Any]) -> Path:
-        """The clean copy of ``record``'s image."""
-        return self.clean_dir / record["image"]
-
-
-def load_run_data(run: Run, options: ImageOptions) -> RunData:
-    """Load, govern and split the run's images as its config says."""
-    config, data = run.config, run.config.data
-    clean_dir = run.dir / CLEAN_DIR
-
-    def governed(path: Path, role: str) -> Dataset:
-        loaded = load_image_folder(path, clean_dir=clean_dir, min_size=options.min_size(),
-                                   caption_field=options.caption_field)
-        return run.admit(loaded, role=role)
-
-    train_set = governed(data.train, "train")
-    sources = [train_set]
-    if data.eval is not None:
-        eval_set = governed(data.eval, "eval")
-        sources.append(eval_set)
-        train, heldout = train_set.records, eval_set.records
-    else:
-        train, heldout = split_holdout(train_set.records, data.eval_fraction, config.training.seed)
-    if config.evaluation.max_examples:
-        heldout = heldout[: config.evaluation.max_examples]
-    return RunData(train=train, heldout=heldout, sources=sources, clean_dir=clean_dir)
-
-
-def write_data_files(run: Run, run_data: RunData) -> dict[str, Any]:
-    """``data_summary.json`` and ``quarantine.jsonl`` in the run folder; returns the summary."""
-    summary = run_data.summary()
-    run.write_json("data_summary.json", summary)
-    run.write_text("quarantine.jsonl", "".join(json.dumps(q) + "\n" for q in run_data.quarantine_rows()))
-    return summary
+def metadata_stripped(sources: list[Dataset]) -> dict[str, int]:
+    """How many kept images of ``sources`` had each kind of metadata removed (``exif``, ``gps``...)."""
+    stripped: dict[str, int] = {}
+    for source in sources:
+        for record in source.records:
+            for item in record.get("stripped", []):
+                stripped[item] = stripped.get(item, 0) + 1
+    return dict(sorted(stripped.items()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,9 +74,17 @@ def _pair(first: int, second: int) -> torch.Tensor:
     return torch.tensor([first, second], dtype=torch.long)
 
 
-def build_examples(run_data: RunData, records: list[dict[str, Any]], conditioning: TextConditioning,
-                   options: ImageOptions, multiple: int, *, fixed_crop: bool = False) -> list[dict[str, Any]]:
-    """One example per record: ``size``, ``pixels`` and the conditioning fields.
+def build_examples(
+    clean_dir: Path,
+    records: list[dict[str, Any]],
+    conditioning: TextConditioning,
+    options: ImageOptions,
+    multiple: int,
+    *,
+    fixed_crop: bool = False,
+) -> list[dict[str, Any]]:
+    """One example per record (its image read from ``clean_dir``): ``size``, ``pixels`` and
+    the conditioning fields.
 
     With a random crop (and not ``fixed_crop``) the pixels are only resized to cover the
     target size; :class:`Collator` cuts them each step (and sets ``crop_top_left``).
@@ -140,17 +93,22 @@ def build_examples(run_data: RunData, records: list[dict[str, Any]], conditionin
     ids = conditioning.tokenize([r["text"] for r in records]) if records else {}
     for index, record in enumerate(records):
         width, height = size = target_size(record, options, multiple)
-        original = open_rgb(run_data.path(record))
+        original = open_rgb(Path(clean_dir) / record["image"])
         image = resize_to_cover(original, size)
         top = left = 0
         if options.crop != "random" or fixed_crop:
             top, left = (image.height - height) // 2, (image.width - width) // 2
             image = center_crop(image, size)
-        examples.append({
-            "size": size, "pixels": to_tensor(image), **{key: value[index] for key, value in ids.items()},
-            "original_size": _pair(original.height, original.width), "crop_top_left": _pair(top, left),
-            "target_size": _pair(height, width),
-        })
+        examples.append(
+            {
+                "size": size,
+                "pixels": to_tensor(image),
+                **{key: value[index] for key, value in ids.items()},
+                "original_size": _pair(original.height, original.width),
+                "crop_top_left": _pair(top, left),
+                "target_size": _pair(height, width),
+            }
+        )
     return examples
 
 
@@ -175,8 +133,11 @@ def cache_latents(examples: list[dict[str, Any]], vae: Any, *, batch_size: int =
             dist = vae.encode(pixels).latent_dist
             for j, i in enumerate(indices):
                 kept = {key: value for key, value in chunk[i].items() if key != "pixels"}
-                results[i] = {**kept, "latent_mean": dist.mean[j].float().cpu(),
-                              "latent_std": dist.std[j].float().cpu()}
+                results[i] = {
+                    **kept,
+                    "latent_mean": dist.mean[j].float().cpu(),
+                    "latent_std": dist.std[j].float().cpu(),
+                }
         cached.extend(results[i] for i in range(len(chunk)))
     return cached
 

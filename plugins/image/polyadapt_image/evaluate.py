@@ -1,14 +1,16 @@
-"""The image plugin's ``evaluate``: held-out denoising loss base vs adapted, and a PNG grid.
+"""The text-to-image task's evaluation: held-out denoising loss base vs adapted, and a PNG grid.
 
-The same for every architecture (Stable Diffusion 1.x/2.x, SDXL). The adapter is loaded
+The same for every architecture (Stable Diffusion 1.x/2.x, SDXL), on the governed images
+the core passes in (:class:`~polyadapt.modalities.records.RunData`). The adapter is loaded
 the way a user would load it, ``pipeline.load_lora_weights(folder)``, so evaluation also
-proves the saved format. The base is the same pipeline with LoRA disabled. Three things are
+proves the saved format. The base is the same pipeline with LoRA disabled. These are
 measured or drawn:
 
 - **held-out denoising loss** (role ``domain``): the mean squared error of the UNet's
   prediction on the held-out images at fixed timesteps with noise from fixed seeds and the
   latent distribution's mean: a deterministic number, comparable between base and
-  adapted and between runs;
+  adapted and between runs; the same on the ``data.general_eval`` images (role
+  ``general``: the forgetting check) when the config names an image folder there;
 - **a grid** ``samples/grid.png``: one row per prompt and seed, base on the left, adapted
   on the right, from the same initial noise. Prompts are ``evaluation.samples`` (governed
   by the core like any config text), else the first held-out captions;
@@ -19,17 +21,19 @@ measured or drawn:
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from polyadapt.fileio import atomic_write_bytes
+from polyadapt.lora import inference_device
+from polyadapt.modalities.records import RunData
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
-from polyadapt_image.adapt import options_of
 from polyadapt_image.conditioning import TextConditioning, text_conditioning
-from polyadapt_image.data import build_examples, condition_of, load_run_data, size_multiple
+from polyadapt_image.data import CLEAN_DIR, build_examples, condition_of, size_multiple
 from polyadapt_image.loss import DiffusionLoss, default_eval_timesteps, fixed_denoising_loss, scale_latents
-from polyadapt_image.model import adapter_info, device, load_pipeline, noise_scheduler
+from polyadapt_image.model import adapter_info, load_pipeline, noise_scheduler
 from polyadapt_image.options import ImageOptions
 
 GRID_FILE = "samples/grid.png"
@@ -64,11 +68,12 @@ def make_grid(rows: list[list[Any]]) -> Any:
 
 
 @torch.no_grad()
-def heldout_latents(pipeline: Any, conditioning: TextConditioning, run_data: Any, options: ImageOptions
-                    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """Scaled latents (distribution means) and conditioning fields of the held-out images, centre-cropped."""
-    examples = build_examples(run_data, run_data.heldout, conditioning, options, size_multiple(pipeline),
-                              fixed_crop=True)
+def heldout_latents(
+    pipeline: Any, conditioning: TextConditioning, clean_dir: Path, records: list[dict[str, Any]], options: ImageOptions
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Scaled latents (distribution means) and conditioning fields of the images of ``records``
+    (in ``clean_dir``), centre-cropped."""
+    examples = build_examples(clean_dir, records, conditioning, options, size_multiple(pipeline), fixed_crop=True)
     vae = pipeline.vae
     latents = []
     for example in examples:
@@ -80,9 +85,13 @@ def heldout_latents(pipeline: Any, conditioning: TextConditioning, run_data: Any
 def generate(pipeline: Any, prompt: str, seed: int, options: ImageOptions) -> Any:
     """One image for ``prompt`` from ``seed``'s initial noise (CPU generator: the same everywhere)."""
     return pipeline(
-        prompt, num_inference_steps=options.inference_steps, guidance_scale=options.guidance_scale,
-        height=options.resolution, width=options.resolution,
-        generator=torch.Generator().manual_seed(seed), output_type="pil",
+        prompt,
+        num_inference_steps=options.inference_steps,
+        guidance_scale=options.guidance_scale,
+        height=options.resolution,
+        width=options.resolution,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pil",
     ).images[0]
 
 
@@ -111,29 +120,34 @@ def clip_scores(model_id: str, images: list[Any], prompts: list[str]) -> float:
     return float((100 * cosine.clamp_min(0)).mean())
 
 
-def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
-    """Score base and adapted (see ``polyadapt_evaluate``); writes the grid into the run folder."""
-    config, options = run.config, options_of(run)
-    run_data = load_run_data(run, options)
-    pipeline = load_pipeline(config.base_model, dtype=torch.float32).to(device())
+def evaluate(run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
+    """Score base and adapted on ``data`` (the run's governed images); writes the grid into
+    the run folder."""
+    config, options = run.config, run.options
+    clean_dir = run.dir / CLEAN_DIR
+    pipeline = load_pipeline(config.base_model, dtype=torch.float32).to(inference_device())
     pipeline.load_lora_weights(str(adapter.path), adapter_name=ADAPTER_NAME)
     prediction = adapter_info(adapter.path).get("prediction_type", options.prediction_type)
     scheduler = noise_scheduler(config.base_model.id, prediction, config.base_model.revision)
     conditioning = text_conditioning(pipeline)
     scorer = DiffusionLoss(pipeline.unet, conditioning, scheduler, vae_config=pipeline.vae.config)
+    timesteps = options.eval_timesteps or default_eval_timesteps(scheduler)
 
     rows: list[MetricRow] = []
-    if run_data.heldout:
-        latents, conditions = heldout_latents(pipeline, conditioning, run_data, options)
-        timesteps = options.eval_timesteps or default_eval_timesteps(scheduler)
+    for records, dataset, role in (
+        (data.heldout, "domain (held-out images)", "domain"),
+        (data.general, "general (images)", "general"),
+    ):
+        if not records:
+            continue
+        latents, conditions = heldout_latents(pipeline, conditioning, clean_dir, records, options)
         pipeline.disable_lora()
         base_loss = fixed_denoising_loss(scorer, latents, conditions, timesteps, options.eval_noise_seed)
         pipeline.enable_lora()
         adapted_loss = fixed_denoising_loss(scorer, latents, conditions, timesteps, options.eval_noise_seed)
-        rows.append(MetricRow("domain (held-out images)", "denoising_mse", round(base_loss, 6),
-                              round(adapted_loss, 6), role="domain"))
+        rows.append(MetricRow(dataset, "denoising_mse", round(base_loss, 6), round(adapted_loss, 6), role=role))
 
-    prompts = sample_prompts(run, run_data.heldout)
+    prompts = sample_prompts(run, data.heldout)
     samples: list[dict[str, Any]] = []
     if prompts:
         grid_rows, base_images, adapted_images, grid_prompts = [], [], [], []
@@ -147,12 +161,26 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
                 base_images.append(base_image)
                 adapted_images.append(adapted_image)
                 grid_prompts.append(prompt)
-                samples.append({"prompt": prompt, "seed": seed, "grid": GRID_FILE, "row": len(grid_rows) - 1,
-                                "base": "left column", "adapted": "right column"})
+                samples.append(
+                    {
+                        "prompt": prompt,
+                        "seed": seed,
+                        "grid": GRID_FILE,
+                        "row": len(grid_rows) - 1,
+                        "base": "left column",
+                        "adapted": "right column",
+                    }
+                )
         atomic_write_bytes(run.dir / GRID_FILE, png_bytes(make_grid(grid_rows)))
         if options.clip_model:
-            rows.append(MetricRow("grid prompts", "clip_score",
-                                  round(clip_scores(options.clip_model, base_images, grid_prompts), 4),
-                                  round(clip_scores(options.clip_model, adapted_images, grid_prompts), 4),
-                                  lower_is_better=False, role="other"))
+            rows.append(
+                MetricRow(
+                    "grid prompts",
+                    "clip_score",
+                    round(clip_scores(options.clip_model, base_images, grid_prompts), 4),
+                    round(clip_scores(options.clip_model, adapted_images, grid_prompts), 4),
+                    lower_is_better=False,
+                    role="other",
+                )
+            )
     return EvalReport(rows=rows, samples=samples)

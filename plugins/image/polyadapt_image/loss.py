@@ -64,8 +64,17 @@ class DiffusionLoss(torch.nn.Module):
     (``text_encoder``, ``text_encoder_2``) so that their LoRA weights train and checkpoint.
     """
 
-    def __init__(self, unet: Any, conditioning: TextConditioning, scheduler: Any, vae: Any | None = None, *,
-                 vae_config: Any, min_snr_gamma: float | None = None, train_text_encoder: bool = False):
+    def __init__(
+        self,
+        unet: Any,
+        conditioning: TextConditioning,
+        scheduler: Any,
+        vae: Any | None = None,
+        *,
+        vae_config: Any,
+        min_snr_gamma: float | None = None,
+        train_text_encoder: bool = False,
+    ):
         super().__init__()
         self.unet, self.vae = unet, vae
         for name, encoder in conditioning.encoders.items():
@@ -93,13 +102,20 @@ class DiffusionLoss(torch.nn.Module):
             group = {k: v.to(dev, non_blocking=True) for k, v in group.items()}
             latents = self.latents(group)
             noise = torch.randn_like(latents)
-            timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      device=dev, dtype=torch.long)
+            timesteps = torch.randint(
+                0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), device=dev, dtype=torch.long
+            )
             total = total + self.summed_loss(latents, noise, timesteps, group, self.min_snr_gamma)
         return total
 
-    def summed_loss(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                    condition: dict[str, torch.Tensor], min_snr_gamma: float | None = None) -> torch.Tensor:
+    def summed_loss(
+        self,
+        latents: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+        condition: dict[str, torch.Tensor],
+        min_snr_gamma: float | None = None,
+    ) -> torch.Tensor:
         """Sum over the images of each one's (weighted) mean squared prediction error.
 
         ``condition`` holds the images' stacked example fields (token ids, crop geometry).
@@ -109,13 +125,15 @@ class DiffusionLoss(torch.nn.Module):
         dtype = self.unet.dtype
         if added is not None:
             added = {key: value.to(dtype) for key, value in added.items()}
-        prediction = self.unet(noisy.to(dtype), timesteps, hidden.to(dtype), added_cond_kwargs=added,
-                               return_dict=False)[0]
+        prediction = self.unet(
+            noisy.to(dtype), timesteps, hidden.to(dtype), added_cond_kwargs=added, return_dict=False
+        )[0]
         target = target_for(self.scheduler, latents, noise, timesteps)
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if min_snr_gamma:
-            per_image = per_image * min_snr_weights(self.scheduler, timesteps, min_snr_gamma,
-                                                    self.scheduler.config.prediction_type).to(per_image.device)
+            per_image = per_image * min_snr_weights(
+                self.scheduler, timesteps, min_snr_gamma, self.scheduler.config.prediction_type
+            ).to(per_image.device)
         return per_image.sum()
 
 
@@ -131,8 +149,13 @@ def default_eval_timesteps(scheduler: Any, count: int = 5) -> list[int]:
 
 
 @torch.no_grad()
-def fixed_denoising_loss(scorer: DiffusionLoss, latents: list[torch.Tensor], conditions: list[dict[str, torch.Tensor]],
-                         timesteps: list[int], noise_seed: int) -> float:
+def fixed_denoising_loss(
+    scorer: DiffusionLoss,
+    latents: list[torch.Tensor],
+    conditions: list[dict[str, torch.Tensor]],
+    timesteps: list[int],
+    noise_seed: int,
+) -> float:
     """Mean MSE over every (image, timestep) pair with noise from fixed seeds; no RNG state used.
 
     ``latents`` are scaled latents (one tensor per image, channels first) and ``conditions``
@@ -150,8 +173,9 @@ def fixed_denoising_loss(scorer: DiffusionLoss, latents: list[torch.Tensor], con
         batch_latents = latent.unsqueeze(0).expand(len(timesteps), *latent.shape).to(dev)
         noise = torch.stack(noises).to(dev)
         steps_tensor = torch.tensor(steps, device=dev, dtype=torch.long)
-        repeated = {key: value.unsqueeze(0).expand(len(timesteps), *value.shape).to(dev)
-                    for key, value in condition.items()}
+        repeated = {
+            key: value.unsqueeze(0).expand(len(timesteps), *value.shape).to(dev) for key, value in condition.items()
+        }
         total += float(scorer.summed_loss(batch_latents, noise, steps_tensor, repeated))
         count += len(timesteps)
     return total / max(count, 1)

@@ -4,9 +4,10 @@ A base is any ``DiffusionPipeline`` folder or hub id with a ``UNet2DConditionMod
 (``unet``), an ``AutoencoderKL`` (``vae``), a scheduler and the text encoders and
 tokenizers of its architecture (:mod:`polyadapt_image.conditioning`): Stable Diffusion
 1.x/2.x (one CLIP text encoder), Stable Diffusion XL (two) and their fine-tunes. LoRA goes
-on the UNet's attention projections through peft (``unet.add_adapter``), optionally on
-every text encoder too. The adapter is saved with the architecture's pipeline class
-(``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``) ``.save_lora_weights`` as
+on the UNet's attention projections through peft (:func:`polyadapt.lora.inject_lora`, as
+``unet.add_adapter`` does), optionally on every text encoder too. The adapter is saved with
+the architecture's pipeline class (``StableDiffusionPipeline`` or
+``StableDiffusionXLPipeline``) ``.save_lora_weights`` as
 ``pytorch_lora_weights.safetensors`` with its LoRA configs in the file's metadata, so a
 plain ``pipeline.load_lora_weights(folder)`` uses it with the trained rank and alpha.
 """
@@ -34,11 +35,6 @@ ADAPTER_INFO = "polyadapt_image.json"
 TRAIN_ADAPTER = "default"
 
 
-def device() -> torch.device:
-    """Where evaluation and serving run: CUDA when present."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def weight_dtype(config: BaseModelConfig) -> torch.dtype:
     """The dtype of the frozen UNet and text encoder; ``auto`` is bf16 where bf16 is fast."""
     if config.dtype == "auto":
@@ -62,8 +58,9 @@ def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     from diffusers import DiffusionPipeline
 
     try:
-        pipeline = DiffusionPipeline.from_pretrained(pipeline_source(config.id), revision=config.revision,
-                                                     dtype=torch.float32)
+        pipeline = DiffusionPipeline.from_pretrained(
+            pipeline_source(config.id), revision=config.revision, dtype=torch.float32
+        )
     except (OSError, ValueError, EnvironmentError) as exc:
         raise ConfigError(
             f"base_model.id: cannot load {config.id!r} as a diffusers pipeline: {exc}. Give a "
@@ -108,48 +105,46 @@ def unet_targets(lora: LoraConfig) -> list[str]:
     return list(lora.target_modules)
 
 
-def _peft_config(lora: LoraConfig, targets: list[str]):
-    from peft import LoraConfig as PeftLoraConfig
-
-    return PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-        init_lora_weights="gaussian", use_dora=lora.dora, use_rslora=lora.rslora,
-    )
-
-
-def _train_in_fp32(module: torch.nn.Module) -> None:
-    """LoRA weights train in fp32 even on a bf16 base: small, and updates stay exact."""
-    for param in module.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-
-
-def attach_lora(pipeline: Any, lora: LoraConfig, *, text_encoder: bool = False,
-                text_encoder_targets: list[str] | None = None, conditioning: TextConditioning | None = None) -> None:
+def attach_lora(
+    pipeline: Any,
+    lora: LoraConfig,
+    *,
+    text_encoder: bool = False,
+    text_encoder_targets: list[str] | None = None,
+    conditioning: TextConditioning | None = None,
+) -> Any:
     """Add a fresh trainable LoRA adapter to the pipeline's UNet (and, with ``text_encoder``,
-    to every text encoder of its architecture: both of SDXL's).
+    to every text encoder of its architecture: both of SDXL's); returns :func:`lora_modules`.
 
-    ``conditioning`` is the pipeline's :class:`TextConditioning` (detected when None).
+    Gaussian-initialised, in fp32, under the adapter name diffusers gives a trained adapter
+    (``default``), as diffusers' training scripts do. A target that matches nothing is a
+    :class:`~polyadapt.errors.ConfigError` naming ``lora.target_modules`` (UNet) or
+    ``task_options.text_encoder_targets (<encoder>)``. ``conditioning`` is the pipeline's
+    :class:`TextConditioning` (detected when None).
     """
-    try:
-        pipeline.unet.add_adapter(_peft_config(lora, unet_targets(lora)), adapter_name=TRAIN_ADAPTER)
-    except ValueError as exc:
-        raise ConfigError(f"lora.target_modules: {exc}") from None
-    _train_in_fp32(pipeline.unet)
-    if not text_encoder:
-        return
-    from peft import inject_adapter_in_model
+    from polyadapt.lora import inject_lora
 
     conditioning = conditioning or text_conditioning(pipeline)
-    for name, encoder in conditioning.encoders.items():
-        config = _peft_config(lora, text_encoder_targets or ["q_proj", "k_proj", "v_proj", "out_proj"])
-        try:
-            # peft directly: transformers 5's add_adapter wants peft >= 0.22
-            inject_adapter_in_model(config, encoder, adapter_name=TRAIN_ADAPTER)
-            encoder.peft_config = {TRAIN_ADAPTER: config}
-        except ValueError as exc:
-            raise ConfigError(f"task_options.text_encoder_targets ({name}): {exc}") from None
-        _train_in_fp32(encoder)
+    inject_lora(pipeline.unet, lora, unet_targets(lora), adapter_name=TRAIN_ADAPTER, init_lora_weights="gaussian")
+    pipeline.unet._hf_peft_config_loaded = True  # what unet.add_adapter records: diffusers' LoRA calls work
+    if text_encoder:
+        for name, encoder in conditioning.encoders.items():
+            inject_lora(
+                encoder,
+                lora,
+                text_encoder_targets or ["q_proj", "k_proj", "v_proj", "out_proj"],
+                adapter_name=TRAIN_ADAPTER,
+                field=f"task_options.text_encoder_targets ({name})",
+                init_lora_weights="gaussian",
+            )
+    return lora_modules(pipeline, conditioning)
+
+
+def lora_modules(pipeline: Any, conditioning: TextConditioning | None = None) -> torch.nn.ModuleDict:
+    """The pipeline's models under their pipeline names (``unet``, ``vae``, ``text_encoder``...):
+    what the run counts the parameters of and saves the adapter from."""
+    conditioning = conditioning or text_conditioning(pipeline)
+    return torch.nn.ModuleDict({"unet": pipeline.unet, **conditioning.encoders, "vae": pipeline.vae})
 
 
 def _lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -157,11 +152,19 @@ def _lora_layers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     from peft.utils import get_peft_model_state_dict
 
     state = get_peft_model_state_dict(module, adapter_name=TRAIN_ADAPTER)
-    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in convert_state_dict_to_diffusers(state).items()}
+    return {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in convert_state_dict_to_diffusers(state).items()
+    }
 
 
-def save_adapter(pipeline: Any, folder: Path, *, text_encoder: bool, info: dict[str, Any],
-                 conditioning: TextConditioning | None = None) -> Path:
+def save_adapter(
+    pipeline: Any,
+    folder: Path,
+    *,
+    text_encoder: bool,
+    info: dict[str, Any],
+    conditioning: TextConditioning | None = None,
+) -> Path:
     """Save the trained LoRA into ``folder`` in diffusers' format, plus a small JSON record.
 
     The layout is that of the architecture's pipeline class (``unet.*``, ``text_encoder.*``,
@@ -186,9 +189,3 @@ def adapter_info(folder: Path) -> dict[str, Any]:
     """The record :func:`save_adapter` wrote beside the weights (empty if absent)."""
     path = Path(folder) / ADAPTER_INFO
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def count_parameters(*modules: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts over ``modules``."""
-    params = [p for module in modules for p in module.parameters()]
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

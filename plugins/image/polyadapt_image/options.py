@@ -23,8 +23,9 @@ class ImageOptions(BaseModel):
     )
     random_flip: bool = Field(False, description="Mirror images left-right at random while training")
     buckets: bool = Field(
-        False, description="Aspect-ratio buckets: train each image at the bucket of about "
-        "resolution² pixels nearest its shape instead of a square crop"
+        False,
+        description="Aspect-ratio buckets: train each image at the bucket of about "
+        "resolution² pixels nearest its shape instead of a square crop",
     )
     min_image_size: int | None = Field(
         None, ge=1, description="Quarantine images whose shorter side is smaller; default resolution / 2"
@@ -42,11 +43,15 @@ class ImageOptions(BaseModel):
         description="Text-encoder modules LoRA attaches to when train_text_encoder is on",
     )
     cache_latents: bool = Field(
-        True, description="Encode each training image with the frozen VAE once (needs crop: center, "
-        "random_flip: false; otherwise images are encoded every step)"
+        True,
+        description="Encode each training image with the frozen VAE once (needs crop: center, "
+        "random_flip: false; otherwise images are encoded every step)",
     )
-    eval_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
-                                  description="Seeds of the evaluation grid (one row per prompt and seed)")
+    eval_seeds: list[int] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Seeds of the evaluation grid (one row per prompt and seed)",
+    )
     eval_timesteps: list[int] | None = Field(
         None, description="Timesteps of the held-out denoising loss; default 5 spread over the schedule"
     )

@@ -1,4 +1,4 @@
-"""The image plugin's ``serve``: one pipeline in memory, LoRA adapters switched per call.
+"""The text-to-image task's servable: one pipeline in memory, LoRA adapters switched per call.
 
 :class:`ImageServable` loads the base pipeline once. Each adapter joins it on first use
 with ``pipeline.load_lora_weights(folder, adapter_name=...)`` (named ``adapter0``,
@@ -7,17 +7,18 @@ break module naming). A call for the base disables LoRA; one for an adapter enab
 and makes that adapter the only active one (``set_adapters``). The pipeline is used by one
 call at a time (a lock), so switching never races a running generation.
 
-The server hands :meth:`ImageServable.generate_images` the requests that arrived together;
-those with the same adapter, size, steps and guidance scale are drawn by one pipeline call
-with their prompts as a list (:mod:`polyadapt_image.batching`). Batching does not change
-what a seed means: a request's initial noise comes from its own generator seeded with its
-seed, drawn exactly as ``pipeline(prompt, num_images_per_prompt=n,
-generator=torch.Generator().manual_seed(seed))`` draws it, and is passed in as
-``latents``; the same generator, listed once per image, feeds whatever noise the scheduler
-draws while denoising. A request gets the same images alone or batched with others.
+The task's route (:mod:`polyadapt_image.routes`) hands :meth:`ImageServable.generate_images`
+the requests that arrived together; those with the same adapter, size, steps and guidance
+scale are drawn by one pipeline call with their prompts as a list
+(:mod:`polyadapt_image.batching`). Batching does not change what a seed means: a request's
+initial noise comes from its own generator seeded with its seed, drawn exactly as
+``pipeline(prompt, num_images_per_prompt=n, generator=torch.Generator().manual_seed(seed))``
+draws it, and is passed in as ``latents``; the same generator, listed once per image, feeds
+whatever noise the scheduler draws while denoising. A request gets the same images alone or
+batched with others.
 
-Images are returned as PNG bytes without metadata. Text endpoints are refused: this
-servable only has :meth:`generate_images`.
+Images are returned as PNG bytes without metadata. Text endpoints are refused: its
+:meth:`~ImageServable.generate` only says to use ``/v1/images/generations``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import torch
 
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
-from polyadapt.types import GenerationRequest, GenerationResult, ImageRequest, ImageResult, ServeSpec
+from polyadapt.lora import inference_device
+from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_image.batching import ImageJob, group_calls
-from polyadapt_image.model import device, load_pipeline
+from polyadapt_image.model import load_pipeline
 from polyadapt_image.options import ImageOptions
+from polyadapt_image.types import ImageRequest, ImageResult
 
 #: Largest side a request may ask for, in multiples of the served resolution.
 MAX_SIZE_FACTOR = 2
@@ -57,7 +60,7 @@ class ImageServable:
         base = spec.config.base_model if spec.config is not None else BaseModelConfig(id=spec.base_model)
         dtype = torch.float16 if torch.cuda.is_available() else torch.float32
         self.dtype = dtype
-        self.pipeline = load_pipeline(base, dtype=dtype).to(device())
+        self.pipeline = load_pipeline(base, dtype=dtype).to(inference_device())
         if dtype == torch.float16:
             self.pipeline.vae.to(dtype=torch.float16)
         self._internal: dict[str, str] = {}
@@ -78,9 +81,11 @@ class ImageServable:
             self._internal[name] = internal
 
     def adapter_names(self) -> list[str]:
+        """The client names of the adapters loaded so far."""
         return list(self._internal)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Refuse text generation (``/v1/completions``, chat) with where to draw images instead."""
         raise PolyadaptError(f"{self.base_name!r} generates images; use POST /v1/images/generations")
 
     def _activate(self, adapter: str | None) -> None:
@@ -109,9 +114,17 @@ class ImageServable:
         width, height = self._size(request)
         seed = request.seed if request.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         guidance = request.guidance_scale if request.guidance_scale is not None else self.options.guidance_scale
-        return ImageJob(index=index, prompt=request.prompt, adapter=request.adapter, n=request.n, width=width,
-                        height=height, steps=request.steps or self.options.inference_steps,
-                        guidance_scale=guidance, seed=seed)
+        return ImageJob(
+            index=index,
+            prompt=request.prompt,
+            adapter=request.adapter,
+            n=request.n,
+            width=width,
+            height=height,
+            steps=request.steps or self.options.inference_steps,
+            guidance_scale=guidance,
+            seed=seed,
+        )
 
     def generate_images(self, requests: list[ImageRequest]) -> list[ImageResult]:
         """Answer each request with ``n`` PNG images from its adapter (or the base).
@@ -137,8 +150,12 @@ class ImageServable:
             self._activate(first.adapter)
             return self.pipeline(
                 [job.prompt for job in call for _ in range(job.n)],
-                height=first.height, width=first.width, num_inference_steps=first.steps,
-                guidance_scale=first.guidance_scale, latents=latents, output_type="pil",
+                height=first.height,
+                width=first.width,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance_scale,
+                latents=latents,
+                output_type="pil",
                 generator=[generator for job, generator in zip(call, generators) for _ in range(job.n)],
             ).images
 
@@ -149,7 +166,7 @@ class ImageServable:
         scale = self.pipeline.vae_scale_factor
         shape = (job.n, self.pipeline.unet.config.in_channels, job.height // scale, job.width // scale)
         # the pipeline draws in its prompt embeddings' dtype, which load_pipeline made self.dtype
-        return randn_tensor(shape, generator=generator, device=device(), dtype=self.dtype)
+        return randn_tensor(shape, generator=generator, device=inference_device(), dtype=self.dtype)
 
 
 def png_bytes(image) -> bytes:

@@ -10,14 +10,9 @@ with ``text_time`` added embeddings, an Euler scheduler as SDXL ships).
 captions, one photo with EXIF and GPS, a corrupt file, a truncated one, a too-small one and
 a text file dressed as an image.
 
-Register it as the tiny image model of :mod:`polyadapt.testing`::
-
-    from polyadapt.testing import register_tiny_model
-    from polyadapt_image.testing import build_tiny_sd_pipeline
-    register_tiny_model("image", build_tiny_sd_pipeline, name="tiny-sd")
-
-(``polyadapt.testing`` registers both already: ``tiny_base_model("image")`` and
-``tiny_base_model("image-sdxl")``.)
+The task offers both to :mod:`polyadapt.testing` (``TextToImageTask.tiny_models``):
+``tiny_base_model("image")`` builds the SD one (folder ``tiny-sd``),
+``tiny_base_model("image-sdxl")`` the SDXL one (``tiny-sdxl``).
 """
 
 from __future__ import annotations
@@ -59,9 +54,20 @@ def build_clip_tokenizer(folder: Path, model_max_length: int = 32):
 def build_tiny_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
     """Save a tiny random ``StableDiffusionPipeline`` to ``folder`` and return the folder."""
     return build_sd_pipeline(
-        folder, seed=seed, prediction_type=prediction_type, resolution=TINY_RESOLUTION,
-        unet_channels=(16, 32), unet_layers=1, attention_heads=4, unet_groups=8,
-        vae_channels=(8, 16), vae_groups=8, text_hidden=32, text_layers=2, text_heads=4, max_length=32,
+        folder,
+        seed=seed,
+        prediction_type=prediction_type,
+        resolution=TINY_RESOLUTION,
+        unet_channels=(16, 32),
+        unet_layers=1,
+        attention_heads=4,
+        unet_groups=8,
+        vae_channels=(8, 16),
+        vae_groups=8,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=4,
+        max_length=32,
     )
 
 
@@ -75,17 +81,40 @@ def build_small_sd_pipeline(folder: Path, *, seed: int = 0, prediction_type: str
     noise prediction on the adapter's data but generates nothing recognisable.
     """
     return build_sd_pipeline(
-        folder, seed=seed, prediction_type=prediction_type, resolution=SMALL_RESOLUTION,
-        unet_channels=(64, 128), unet_layers=2, attention_heads=8, unet_groups=32,
-        vae_channels=(32, 64, 128, 128), vae_groups=16, text_hidden=128, text_layers=4, text_heads=4,
+        folder,
+        seed=seed,
+        prediction_type=prediction_type,
+        resolution=SMALL_RESOLUTION,
+        unet_channels=(64, 128),
+        unet_layers=2,
+        attention_heads=8,
+        unet_groups=32,
+        vae_channels=(32, 64, 128, 128),
+        vae_groups=16,
+        text_hidden=128,
+        text_layers=4,
+        text_heads=4,
         max_length=77,
     )
 
 
-def build_sd_pipeline(folder: Path, *, seed: int, prediction_type: str, resolution: int,
-                      unet_channels: tuple[int, ...], unet_layers: int, attention_heads: int, unet_groups: int,
-                      vae_channels: tuple[int, ...], vae_groups: int, text_hidden: int, text_layers: int,
-                      text_heads: int, max_length: int) -> Path:
+def build_sd_pipeline(
+    folder: Path,
+    *,
+    seed: int,
+    prediction_type: str,
+    resolution: int,
+    unet_channels: tuple[int, ...],
+    unet_layers: int,
+    attention_heads: int,
+    unet_groups: int,
+    vae_channels: tuple[int, ...],
+    vae_groups: int,
+    text_hidden: int,
+    text_layers: int,
+    text_heads: int,
+    max_length: int,
+) -> Path:
     """Save a random ``StableDiffusionPipeline`` of the given sizes to ``folder``.
 
     The UNet's first block has cross-attention and its last none (and the reverse going up),
@@ -98,14 +127,28 @@ def build_sd_pipeline(folder: Path, *, seed: int, prediction_type: str, resoluti
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    unet = _unet(resolution, vae_channels, unet_channels, unet_layers, attention_heads, unet_groups,
-                 cross_attention_dim=text_hidden)
+    unet = _unet(
+        resolution,
+        vae_channels,
+        unet_channels,
+        unet_layers,
+        attention_heads,
+        unet_groups,
+        cross_attention_dim=text_hidden,
+    )
     vae = _vae(resolution, vae_channels, vae_groups)
     tokenizer = build_clip_tokenizer(folder / "tokenizer", model_max_length=max_length)
     text_encoder = CLIPTextModel(_text_config(tokenizer, text_hidden, text_layers, text_heads))
     pipeline = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=_ddim(prediction_type),
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=_ddim(prediction_type),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
@@ -128,39 +171,74 @@ def build_tiny_sdxl_pipeline(folder: Path, *, seed: int = 0, prediction_type: st
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     text_hidden, projection, time_dim, vae_channels = 32, 32, 8, (8, 16)
-    unet = _unet(TINY_RESOLUTION, vae_channels, (16, 32), 1, 4, 8, cross_attention_dim=2 * text_hidden,
-                 addition_embed_type="text_time", addition_time_embed_dim=time_dim,
-                 projection_class_embeddings_input_dim=6 * time_dim + projection, use_linear_projection=True)
+    unet = _unet(
+        TINY_RESOLUTION,
+        vae_channels,
+        (16, 32),
+        1,
+        4,
+        8,
+        cross_attention_dim=2 * text_hidden,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + projection,
+        use_linear_projection=True,
+    )
     vae = _vae(TINY_RESOLUTION, vae_channels, 8)
     tokenizer = build_clip_tokenizer(folder / "tokenizer")
     tokenizer_2 = build_clip_tokenizer(folder / "tokenizer_2")
     text_encoder = CLIPTextModel(_text_config(tokenizer, text_hidden, 2, 4))
     text_encoder_2 = CLIPTextModelWithProjection(
-        _text_config(tokenizer_2, text_hidden, 2, 4, projection_dim=projection))
+        _text_config(tokenizer_2, text_hidden, 2, 4, projection_dim=projection)
+    )
     scheduler = EulerDiscreteScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type=prediction_type,
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+        prediction_type=prediction_type,
     )
     pipeline = StableDiffusionXLPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, scheduler=scheduler, add_watermarker=False,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        scheduler=scheduler,
+        add_watermarker=False,
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
 
 
-def _unet(resolution: int, vae_channels: tuple[int, ...], channels: tuple[int, ...], layers: int, heads: int,
-          groups: int, **extra: Any):
+def _unet(
+    resolution: int,
+    vae_channels: tuple[int, ...],
+    channels: tuple[int, ...],
+    layers: int,
+    heads: int,
+    groups: int,
+    **extra: Any,
+):
     """A UNet whose first levels cross-attend and whose last does not (the reverse going up)."""
     from diffusers import UNet2DConditionModel
 
     levels = len(channels)
     return UNet2DConditionModel(
-        sample_size=resolution // 2 ** (len(vae_channels) - 1), in_channels=4, out_channels=4,
-        layers_per_block=layers, block_out_channels=channels,
+        sample_size=resolution // 2 ** (len(vae_channels) - 1),
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=layers,
+        block_out_channels=channels,
         down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        attention_head_dim=heads, norm_num_groups=groups, **extra,
+        attention_head_dim=heads,
+        norm_num_groups=groups,
+        **extra,
     )
 
 
@@ -168,10 +246,14 @@ def _vae(resolution: int, channels: tuple[int, ...], groups: int):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=channels,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=channels,
         down_block_types=("DownEncoderBlock2D",) * len(channels),
         up_block_types=("UpDecoderBlock2D",) * len(channels),
-        norm_num_groups=groups, sample_size=resolution,
+        norm_num_groups=groups,
+        sample_size=resolution,
     )
 
 
@@ -179,10 +261,16 @@ def _text_config(tokenizer: Any, hidden: int, layers: int, heads: int, **extra: 
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **extra,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
 
 
@@ -190,8 +278,14 @@ def _ddim(prediction_type: str):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
     )
 
 
@@ -241,9 +335,17 @@ def exif_with_gps():
     return exif
 
 
-def make_test_images(folder: Path, *, n: int = 12, size: int = 24, layout: str = "jsonl",
-                     bad: bool = True, consent: Any = True, brand: str = "solvanta",
-                     seed: int = 0) -> dict[str, Any]:
+def make_test_images(
+    folder: Path,
+    *,
+    n: int = 12,
+    size: int = 24,
+    layout: str = "jsonl",
+    bad: bool = True,
+    consent: Any = True,
+    brand: str = "solvanta",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Write an image folder with captions and return what was written.
 
     ``layout`` is ``jsonl`` (``metadata.jsonl``), ``csv`` (``metadata.csv``) or ``txt`` (a
@@ -313,17 +415,30 @@ def build_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     tokenizer = build_clip_tokenizer(folder)
     torch.manual_seed(seed)
     config = CLIPConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 4,
-                     "max_position_embeddings": tokenizer.model_max_length,
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"image_size": TINY_RESOLUTION, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-                       "num_hidden_layers": 2, "num_attention_heads": 4},
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": tokenizer.model_max_length,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "image_size": TINY_RESOLUTION,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(folder, safe_serialization=True)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": TINY_RESOLUTION},
-                                         crop_size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION})
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": TINY_RESOLUTION}, crop_size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION}
+    )
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder

@@ -60,8 +60,15 @@ SPEC_NAME = "WhisperSpec"
 #: Settings a WhisperSpec must hold for the converted model to compute the same thing.
 REQUIRED_SETTINGS = {"pre_norm": 1, "alibi": 0, "scale_embeddings": 0, "activation": 3}
 #: Rank-0 settings that carry nothing whisper needs (beyond the checks above).
-SKIPPED_SETTINGS = ("alignment_heads", "alignment_layer", "start_from_zero_embedding", "rotary_dim",
-                    "rotary_interleave", "multi_query", "layer_norm_epsilon")
+SKIPPED_SETTINGS = (
+    "alignment_heads",
+    "alignment_layer",
+    "start_from_zero_embedding",
+    "rotary_dim",
+    "rotary_interleave",
+    "multi_query",
+    "layer_norm_epsilon",
+)
 
 
 def cache_root() -> Path:
@@ -87,7 +94,7 @@ class _Reader:
     def take(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
             raise ConfigError(f"base_model.id: {self.path} is truncated or not a CTranslate2 model.bin")
-        view = memoryview(self.data)[self.pos:self.pos + n]
+        view = memoryview(self.data)[self.pos : self.pos + n]
         self.pos += n
         return view
 
@@ -109,8 +116,10 @@ def read_model_bin(path: Path | str) -> tuple[str, int, dict[str, np.ndarray]]:
     reader = _Reader(path.read_bytes(), path)
     version = reader.unpack("I")
     if version not in BINARY_VERSIONS:
-        raise ConfigError(f"base_model.id: {path} has CTranslate2 binary version {version}; "
-                          f"this reader knows {', '.join(map(str, BINARY_VERSIONS))}")
+        raise ConfigError(
+            f"base_model.id: {path} has CTranslate2 binary version {version}; "
+            f"this reader knows {', '.join(map(str, BINARY_VERSIONS))}"
+        )
     name = reader.string()
     revision = reader.unpack("I")
     variables: dict[str, np.ndarray] = {}
@@ -147,8 +156,9 @@ def dequantised(variables: dict[str, np.ndarray], name: str) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def write_model_bin(path: Path | str, name: str, revision: int, variables: dict[str, np.ndarray],
-                    aliases: dict[str, str] | None = None) -> None:
+def write_model_bin(
+    path: Path | str, name: str, revision: int, variables: dict[str, np.ndarray], aliases: dict[str, str] | None = None
+) -> None:
     """Write ``variables`` (and ``aliases``: alias → variable) in CTranslate2's layout (version 6)."""
 
     def string(text: str) -> bytes:
@@ -158,9 +168,14 @@ def write_model_bin(path: Path | str, name: str, revision: int, variables: dict[
     parts = [struct.pack("<I", 6), string(name), struct.pack("<I", revision), struct.pack("<I", len(variables))]
     for var_name in sorted(variables):
         array = np.array(variables[var_name], order="C")
-        parts += [string(var_name), struct.pack("<B", array.ndim), *(struct.pack("<I", d) for d in array.shape),
-                  struct.pack("<B", DTYPES.index(array.dtype.name)), struct.pack("<I", array.nbytes),
-                  array.astype(array.dtype.newbyteorder("<")).tobytes()]
+        parts += [
+            string(var_name),
+            struct.pack("<B", array.ndim),
+            *(struct.pack("<I", d) for d in array.shape),
+            struct.pack("<B", DTYPES.index(array.dtype.name)),
+            struct.pack("<I", array.nbytes),
+            array.astype(array.dtype.newbyteorder("<")).tobytes(),
+        ]
     parts.append(struct.pack("<I", len(aliases or {})))
     for alias, target in sorted((aliases or {}).items()):
         parts += [string(alias), string(target)]
@@ -215,8 +230,8 @@ def _block(state: dict, variables: dict, src: str, dst: str, cross: bool, used: 
         raise ConfigError(f"CTranslate2 {src}/self_attention/linear_0 is {weight.shape}, not fused q/k/v (3d, d)")
     bias = bias if bias is not None else np.zeros(3 * d, np.float32)
     _put(state, f"{dst}.attn.query", weight[:d], bias[:d])
-    _put(state, f"{dst}.attn.key", weight[d:2 * d], None, with_bias=False)  # key bias: see module doc
-    _put(state, f"{dst}.attn.value", weight[2 * d:], bias[2 * d:])
+    _put(state, f"{dst}.attn.key", weight[d : 2 * d], None, with_bias=False)  # key bias: see module doc
+    _put(state, f"{dst}.attn.value", weight[2 * d :], bias[2 * d :])
     _put(state, f"{dst}.attn.out", *_linear(variables, f"{src}/self_attention/linear_1", used))
     if cross:
         _norm(state, f"{dst}.cross_attn_ln", variables, f"{src}/attention/layer_norm", used)
@@ -254,28 +269,38 @@ def ct2_to_whisper_state(variables: dict[str, np.ndarray]) -> tuple[dict[str, An
     for i in range(n_text_layer):
         _block(state, variables, f"decoder/layer_{i}", f"decoder.blocks.{i}", True, used)
     _norm(state, "decoder.ln", variables, "decoder/layer_norm", used)
-    used.update({"encoder/position_encodings/encodings", "decoder/embeddings/weight",
-                 "decoder/position_encodings/encodings"})
+    used.update(
+        {"encoder/position_encodings/encodings", "decoder/embeddings/weight", "decoder/position_encodings/encodings"}
+    )
     projection = variables.get("decoder/projection/weight")
     if projection is not None:
         used.add("decoder/projection/weight")
         if projection is not variables["decoder/embeddings/weight"] and not np.array_equal(
-                projection, variables["decoder/embeddings/weight"]):
-            raise ConfigError("CTranslate2 decoder/projection/weight differs from the token embedding; "
-                              "openai-whisper ties the two")
-    used.update(n for n in variables if n.endswith("/weight_scale") and n[:-len("_scale")] in used)
+            projection, variables["decoder/embeddings/weight"]
+        ):
+            raise ConfigError(
+                "CTranslate2 decoder/projection/weight differs from the token embedding; openai-whisper ties the two"
+            )
+    used.update(n for n in variables if n.endswith("/weight_scale") and n[: -len("_scale")] in used)
     leftover = [n for n, v in variables.items() if n not in used and np.asarray(v).ndim > 0]
     if leftover:
-        raise ConfigError(f"CTranslate2 model holds weights a Whisper has no place for: {', '.join(sorted(leftover)[:5])}")
+        raise ConfigError(
+            f"CTranslate2 model holds weights a Whisper has no place for: {', '.join(sorted(leftover)[:5])}"
+        )
 
     conv1 = state["encoder.conv1.weight"]
     n_audio_state, n_text_state = conv1.shape[0], state["decoder.token_embedding.weight"].shape[1]
     dims = {
-        "n_mels": conv1.shape[1], "n_audio_ctx": state["encoder.positional_embedding"].shape[0],
-        "n_audio_state": n_audio_state, "n_audio_head": _heads(variables, "encoder", n_audio_state),
-        "n_audio_layer": n_audio_layer, "n_vocab": state["decoder.token_embedding.weight"].shape[0],
-        "n_text_ctx": state["decoder.positional_embedding"].shape[0], "n_text_state": n_text_state,
-        "n_text_head": _heads(variables, "decoder", n_text_state), "n_text_layer": n_text_layer,
+        "n_mels": conv1.shape[1],
+        "n_audio_ctx": state["encoder.positional_embedding"].shape[0],
+        "n_audio_state": n_audio_state,
+        "n_audio_head": _heads(variables, "encoder", n_audio_state),
+        "n_audio_layer": n_audio_layer,
+        "n_vocab": state["decoder.token_embedding.weight"].shape[0],
+        "n_text_ctx": state["decoder.positional_embedding"].shape[0],
+        "n_text_state": n_text_state,
+        "n_text_head": _heads(variables, "decoder", n_text_state),
+        "n_text_layer": n_text_layer,
     }
     return dims, state
 
@@ -304,10 +329,14 @@ def convert_ct2(folder: Path | str, output: Path | str) -> Path:
     mismatched = sorted(set(state) ^ set(expected))
     shapes = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
     if mismatched or shapes:
-        raise ConfigError(f"base_model.id: {folder}: converted weights do not fit a Whisper of {dims}: "
-                          f"{(mismatched + shapes)[:5]}")
-    checkpoint: dict[str, Any] = {"dims": asdict(ModelDimensions(**dims)), "model_state_dict": state,
-                                  "source": {"format": "ctranslate2", "spec": name, "revision": _revision}}
+        raise ConfigError(
+            f"base_model.id: {folder}: converted weights do not fit a Whisper of {dims}: {(mismatched + shapes)[:5]}"
+        )
+    checkpoint: dict[str, Any] = {
+        "dims": asdict(ModelDimensions(**dims)),
+        "model_state_dict": state,
+        "source": {"format": "ctranslate2", "spec": name, "revision": _revision},
+    }
     config_file = folder / "config.json"
     if config_file.is_file():
         heads = json.loads(config_file.read_text()).get("alignment_heads")
@@ -335,8 +364,11 @@ def converted_checkpoint(folder: Path | str) -> Path:
     target = _cache_dir(folder)
     if (target / "model.pt").is_file():
         return target / "model.pt"
-    print(f"polyadapt: converting CTranslate2 model {folder} to an openai-whisper checkpoint once "
-          f"(cached in {target})", file=sys.stderr, flush=True)
+    print(
+        f"polyadapt: converting CTranslate2 model {folder} to an openai-whisper checkpoint once (cached in {target})",
+        file=sys.stderr,
+        flush=True,
+    )
     with atomic_directory(target) as tmp:
         convert_ct2(folder, tmp / "model.pt")
     return target / "model.pt"
@@ -391,16 +423,21 @@ def save_ct2(model: Any, folder: Path | str, *, dtype: str = "float32", alignmen
         norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
         a = f"{src}.attn"
         zeros = np.zeros_like(state[f"{a}.query.bias"])
-        linear(f"{dst}/self_attention/linear_0",
-               np.concatenate([state[f"{a}.query.weight"], state[f"{a}.key.weight"], state[f"{a}.value.weight"]]),
-               np.concatenate([state[f"{a}.query.bias"], zeros, state[f"{a}.value.bias"]]))
+        linear(
+            f"{dst}/self_attention/linear_0",
+            np.concatenate([state[f"{a}.query.weight"], state[f"{a}.key.weight"], state[f"{a}.value.weight"]]),
+            np.concatenate([state[f"{a}.query.bias"], zeros, state[f"{a}.value.bias"]]),
+        )
         linear(f"{dst}/self_attention/linear_1", state[f"{a}.out.weight"], state[f"{a}.out.bias"])
         if cross:
             c = f"{src}.cross_attn"
             norm(f"{dst}/attention/layer_norm", f"{src}.cross_attn_ln")
             linear(f"{dst}/attention/linear_0", state[f"{c}.query.weight"], state[f"{c}.query.bias"])
-            linear(f"{dst}/attention/linear_1", np.concatenate([state[f"{c}.key.weight"], state[f"{c}.value.weight"]]),
-                   np.concatenate([zeros, state[f"{c}.value.bias"]]))
+            linear(
+                f"{dst}/attention/linear_1",
+                np.concatenate([state[f"{c}.key.weight"], state[f"{c}.value.weight"]]),
+                np.concatenate([zeros, state[f"{c}.value.bias"]]),
+            )
             linear(f"{dst}/attention/linear_2", state[f"{c}.out.weight"], state[f"{c}.out.bias"])
         norm(f"{dst}/ffn/layer_norm", f"{src}.mlp_ln")
         linear(f"{dst}/ffn/linear_0", state[f"{src}.mlp.0.weight"], state[f"{src}.mlp.0.bias"])
@@ -427,8 +464,13 @@ def save_ct2(model: Any, folder: Path | str, *, dtype: str = "float32", alignmen
         variables[f"decoder/{setting}"] = np.array(0, dtype=np.int8)
     variables["decoder/alignment_heads"] = np.array(1, dtype=np.int16)
     variables["decoder/alignment_layer"] = np.array(-1, dtype=np.int16)
-    write_model_bin(folder / "model.bin", SPEC_NAME, 3, variables,
-                    aliases={"decoder/projection/weight": "decoder/embeddings/weight"})
+    write_model_bin(
+        folder / "model.bin",
+        SPEC_NAME,
+        3,
+        variables,
+        aliases={"decoder/projection/weight": "decoder/embeddings/weight"},
+    )
     config = {"suppress_ids": [], "suppress_ids_begin": [220, 50256]}
     if alignment_heads is not None:
         config["alignment_heads"] = alignment_heads

@@ -1,89 +1,24 @@
-"""Which clips a speech run trains and evaluates on, and how they become model inputs.
+"""How a speech run's clips become model inputs, and the loss the shared trainer takes.
 
-Every set passes ``run.admit`` (licence, per-record consent, PII in transcripts) before any
-sample is read for the model. An example is a clip's log-mel input and the token sequence
+The core reads and governs the clips (:meth:`polyadapt_speech.task.SpeechRecognitionTask.load_dataset`
+through ``run.admit``: licence, per-record consent, PII in transcripts) before any sample
+is read here. An example is a clip's log-mel input and the token sequence
 ``<|startoftranscript|> [<|lang|> <|task|>] <|notimestamps|> transcript <|endoftext|>``;
 the loss is taken on the transcript tokens and the end token only (teacher forcing).
 """
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from polyadapt.modalities.audio import load_audio_dataset, load_waveform
-from polyadapt.modalities import records
-from polyadapt.modalities.records import Dataset, split_holdout
-from polyadapt.types import Run
+from polyadapt.modalities.audio import load_waveform
 from polyadapt_speech.model import log_mel, record_language, tokenizer_for
 from polyadapt_speech.options import SpecAugmentOptions, SpeechOptions
 
 IGNORE = -100
-
-
-class RunData(records.RunData):
-    """The clips of one run: training, held-out domain, general (forgetting check), replay."""
-
-    def summary(self) -> dict[str, Any]:
-        """The shared counts plus the seconds of training audio."""
-        return super().summary() | {"train_audio_s": round(sum(r["duration_s"] for r in self.train), 2)}
-
-
-def options_of(run: Run) -> SpeechOptions:
-    """The run's validated task options (defaults when the config has none)."""
-    options = run.task_options
-    if isinstance(options, SpeechOptions):
-        return options
-    return SpeechOptions.model_validate(options or {})
-
-
-def _governed(run: Run, path: Path, role: str, options: SpeechOptions) -> Dataset:
-    loaded = load_audio_dataset(path, max_duration_s=options.max_duration_s, silence_dbfs=options.silence_dbfs)
-    return run.admit(loaded, role=role)
-
-
-def load_run_data(run: Run) -> RunData:
-    """Load, govern and split the run's audio as its config says.
-
-    ``data.general_eval`` and ``data.replay`` name audio folders; ``builtin`` means none for
-    speech (no general audio ships with the plugin).
-    """
-    config, options = run.config, options_of(run)
-    data = config.data
-    train_set = _governed(run, data.train, "train", options)
-    sources = [train_set]
-    if data.eval is not None:
-        eval_set = _governed(run, data.eval, "eval", options)
-        sources.append(eval_set)
-        train, heldout = train_set.records, eval_set.records
-    else:
-        train, heldout = split_holdout(train_set.records, data.eval_fraction, config.training.seed)
-    general: list[dict[str, Any]] = []
-    if data.general_eval not in ("none", "builtin"):
-        general_set = _governed(run, Path(data.general_eval), "general", options)
-        sources.append(general_set)
-        general = general_set.records
-    replay: list[dict[str, Any]] = []
-    if data.replay not in (None, "builtin") and data.replay_fraction > 0:
-        replay_set = _governed(run, Path(data.replay), "replay", options)
-        sources.append(replay_set)
-        wanted = round(len(train) * data.replay_fraction / (1 - data.replay_fraction))
-        rng = random.Random(config.training.seed)
-        pool = replay_set.records
-        replay = rng.sample(pool, wanted) if wanted <= len(pool) else [rng.choice(pool) for _ in range(wanted)]
-    cap = config.evaluation.max_examples
-    if cap:
-        heldout, general = heldout[:cap], general[:cap]
-    return RunData(train=train, heldout=heldout, general=general, replay=replay, sources=sources)
-
-
-# ---------------------------------------------------------------------------------------
-# Examples
-# ---------------------------------------------------------------------------------------
 
 
 def prefix_tokens(model: Any, language: str, task: str) -> list[int]:
@@ -123,8 +58,13 @@ def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
         labels[row, :n] = tokens[1:]
         labels[row, : example["prefix"] - 1] = IGNORE
     items = int((labels != IGNORE).sum())
-    return {"mel": torch.stack([e["mel"] for e in examples]), "tokens": inputs, "labels": labels,
-            "num_items": items, "num_tokens": items}
+    return {
+        "mel": torch.stack([e["mel"] for e in examples]),
+        "tokens": inputs,
+        "labels": labels,
+        "num_items": items,
+        "num_tokens": items,
+    }
 
 
 def spec_augment(mel: torch.Tensor, settings: SpecAugmentOptions) -> torch.Tensor:
@@ -137,15 +77,17 @@ def spec_augment(mel: torch.Tensor, settings: SpecAugmentOptions) -> torch.Tenso
     batch, channels, frames = mel.shape
     fill = mel.mean(dim=(1, 2))
     for row in range(batch):
-        for count, width, size, axis in ((settings.freq_masks, settings.freq_width, channels, 1),
-                                         (settings.time_masks, settings.time_width, frames, 2)):
+        for count, width, size, axis in (
+            (settings.freq_masks, settings.freq_width, channels, 1),
+            (settings.time_masks, settings.time_width, frames, 2),
+        ):
             for _ in range(count):
                 span = int(torch.randint(0, min(width, size) + 1, ()))
                 start = int(torch.randint(0, max(size - span, 0) + 1, ()))
                 if axis == 1:
-                    mel[row, start:start + span, :] = fill[row]
+                    mel[row, start : start + span, :] = fill[row]
                 else:
-                    mel[row, :, start:start + span] = fill[row]
+                    mel[row, :, start : start + span] = fill[row]
     return mel
 
 

@@ -1,4 +1,4 @@
-"""The speech plugin's ``evaluate``: WER, CER, term recall and loss, base vs adapted.
+"""The speech-recognition task's evaluation: WER, CER, term recall and loss, base vs adapted.
 
 Sets: the held-out domain clips (role ``domain``: the adapter must win there) and, when
 ``data.general_eval`` names an audio folder, general speech (role ``general``: the
@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
+from polyadapt.lora import inference_device
 from polyadapt.modalities.audio import load_waveform
+from polyadapt.modalities.records import RunData
 from polyadapt.training.trainer import evaluate_loss
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
-from polyadapt_speech.data import WhisperLoss, build_examples, collate, load_run_data, options_of, summed_loss
-from polyadapt_speech.model import device, load_whisper, log_mel, record_language, whisper_of
+from polyadapt_speech.data import WhisperLoss, build_examples, collate, summed_loss
+from polyadapt_speech.model import load_whisper, log_mel, record_language, whisper_of
 from polyadapt_speech.options import SpeechOptions
 from polyadapt_speech.transcribe import transcribe_mels
 
@@ -36,8 +38,7 @@ def normaliser(language: str):
     return EnglishTextNormalizer() if language == "en" else BasicTextNormalizer()
 
 
-def error_rates(references: list[str], hypotheses: list[str],
-                language: str | list[str] = "en") -> tuple[float, float]:
+def error_rates(references: list[str], hypotheses: list[str], language: str | list[str] = "en") -> tuple[float, float]:
     """(WER, CER) of ``hypotheses`` against ``references`` after normalisation.
 
     ``language`` is the language of every pair, or a list with each pair's language (a
@@ -82,15 +83,16 @@ def transcribe_records(model: Any, records: list[dict[str, Any]], options: Speec
     """Greedy transcripts of ``records`` with whatever adapter is active on ``model``."""
     texts: list[str] = []
     for start in range(0, len(records), BATCH):
-        chunk = records[start:start + BATCH]
+        chunk = records[start : start + BATCH]
         by_language: dict[str, list[int]] = {}
         for i, record in enumerate(chunk):
             by_language.setdefault(record_language(record, options), []).append(i)
         out: list[str] = [""] * len(chunk)
         for language, rows in by_language.items():
             mels = torch.stack([log_mel(load_waveform(chunk[i]), model) for i in rows])
-            results = transcribe_mels(model, mels, language=language, task=options.task,
-                                      max_tokens=options.max_decode_tokens)
+            results = transcribe_mels(
+                model, mels, language=language, task=options.task, max_tokens=options.max_decode_tokens
+            )
             for i, result in zip(rows, results):
                 out[i] = result.text.strip()
         texts.extend(out)
@@ -102,20 +104,22 @@ def _mean_loss(scorer: WhisperLoss, examples: list[dict[str, Any]]) -> float:
     return evaluate_loss(scorer, examples, collate, summed_loss, BATCH, dev, contextlib.nullcontext)
 
 
-def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
-    """Score base and adapted on held-out domain and general audio (see ``polyadapt_evaluate``)."""
+def evaluate(run: Run, adapter: AdapterArtifact, run_data: RunData) -> EvalReport:
+    """Score base and adapted on the run's held-out domain and general audio (``run_data``,
+    governed by the core)."""
     from peft import PeftModel
 
-    config, options = run.config, options_of(run)
-    run_data = load_run_data(run)
+    config, options = run.config, run.options
     base = load_whisper(config.base_model)
-    peft_model = PeftModel.from_pretrained(base, str(adapter.path)).to(device()).eval()
+    peft_model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
     model = whisper_of(peft_model)
     rows: list[MetricRow] = []
     samples: list[dict[str, Any]] = []
     scorer = WhisperLoss(peft_model)
-    for name, role, records in (("domain (held-out)", "domain", run_data.heldout),
-                                ("general", "general", run_data.general)):
+    for name, role, records in (
+        ("domain (held-out)", "domain", run_data.heldout),
+        ("general", "general", run_data.general),
+    ):
         if not records:
             continue
         references = [r["text"] for r in records]
@@ -132,15 +136,23 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
             base_recall, _ = term_recall(references, base_text, options.glossary)
             recall, per_term = term_recall(references, adapted_text, options.glossary)
             if recall == recall:  # some reference holds a term
-                rows.append(MetricRow(name, "term_recall", round(base_recall, 4), round(recall, 4),
-                                      lower_is_better=False, role=role if role == "domain" else "other"))
+                rows.append(
+                    MetricRow(
+                        name,
+                        "term_recall",
+                        round(base_recall, 4),
+                        round(recall, 4),
+                        lower_is_better=False,
+                        role=role if role == "domain" else "other",
+                    )
+                )
         examples = build_examples(base, records, options)
         with peft_model.disable_adapter():
             base_loss = _mean_loss(scorer, examples)
-        rows.append(MetricRow(name, "loss", round(base_loss, 4), round(_mean_loss(scorer, examples), 4),
-                              role="other"))
+        rows.append(MetricRow(name, "loss", round(base_loss, 4), round(_mean_loss(scorer, examples), 4), role="other"))
         if role == "domain":
             for record, before, after in list(zip(records, base_text, adapted_text))[: config.evaluation.num_samples]:
-                samples.append({"audio": Path(record["audio"]).name, "reference": record["text"],
-                                "base": before, "adapted": after})
+                samples.append(
+                    {"audio": Path(record["audio"]).name, "reference": record["text"], "base": before, "adapted": after}
+                )
     return EvalReport(rows=rows, samples=samples)

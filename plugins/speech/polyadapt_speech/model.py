@@ -1,10 +1,11 @@
-"""Loading a Whisper base (local checkpoint or whisper model name), its tokenizer, LoRA.
+"""Loading a Whisper base (local checkpoint or whisper model name), its tokenizer, where LoRA goes.
 
 LoRA goes on whisper's own ``Linear`` layers (a subclass of ``torch.nn.Linear``, so peft
 wraps it as it is): the attention projections ``query``, ``key``, ``value``, ``out`` of
 self- and cross-attention, and with ``lora.target_modules: all-linear`` the MLP's two
 layers (``mlp.0``, ``mlp.2``), on the encoder, the decoder or both (``task_options.lora_on``).
 The token embedding (tied to the output projection) and the convolutions stay frozen.
+:func:`lora_target_pattern` says where; :func:`polyadapt.lora.attach_lora` attaches it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ ATTENTION_LEAVES = ("query", "key", "value", "out")
 MLP_LEAVES = ("mlp.0", "mlp.2")
 #: Hop between log-mel frames in samples (10 ms at 16 kHz).
 HOP_LENGTH = 160
-
-
-def device() -> torch.device:
-    """Where evaluation and serving run: CUDA when present."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def whisper_cache() -> Path:
@@ -148,37 +144,11 @@ def lora_target_pattern(lora: LoraConfig, lora_on: str) -> str:
     return rf"({sides})\.blocks\.\d+\.({'|'.join(parts)})"
 
 
-def attach_lora(model: Any, lora: LoraConfig, lora_on: str, adapter_name: str = "default"):
-    """Wrap ``model`` in a peft model with a fresh, trainable LoRA adapter."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-
-    peft_config = PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=lora_target_pattern(lora, lora_on), use_dora=lora.dora, use_rslora=lora.rslora,
-    )
-    try:
-        peft_model = get_peft_model(model, peft_config, adapter_name=adapter_name)
-    except ValueError as exc:
-        raise ConfigError(f"lora.target_modules: {exc}") from None
-    for param in peft_model.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-    return peft_model
-
-
 def whisper_of(model: Any) -> Any:
     """The :class:`whisper.model.Whisper` inside a peft model (LoRA layers in place), or itself."""
     from peft import PeftModel
 
     return model.base_model.model if isinstance(model, PeftModel) else model
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
 
 
 def check_loadable(path: Path) -> None:

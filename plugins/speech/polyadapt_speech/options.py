@@ -29,14 +29,16 @@ class SpeechOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: str | None = Field(
-        None, description="Language code of the audio (en, de, ...); default: each record's "
+        None,
+        description="Language code of the audio (en, de, ...); default: each record's "
         "'language', else English. English-only models (*.en) always use English",
     )
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="transcribe (same language) or translate (to English); multilingual models only"
     )
     lora_on: Literal["encoder", "decoder", "both"] = Field(
-        "both", description="Where LoRA goes. Measured on tiny.en: decoder-only learns the jargon "
+        "both",
+        description="Where LoRA goes. Measured on tiny.en: decoder-only learns the jargon "
         "but makes plain speech worse; encoder + decoder improved both",
     )
     glossary: list[str] = Field(

@@ -22,9 +22,15 @@ from polyadapt_speech.segments import (
 Window = tuple[int, int, int]
 
 
-def seek_segments(lengths: Sequence[int], decode: Callable[[list[Window]], Sequence[Sequence[int]]],
-                  tokenizer: TimestampTokenizer, *, window: int, sample_rate: int = 16_000,
-                  precision: float = TIME_PRECISION) -> list[list[Segment]]:
+def seek_segments(
+    lengths: Sequence[int],
+    decode: Callable[[list[Window]], Sequence[Sequence[int]]],
+    tokenizer: TimestampTokenizer,
+    *,
+    window: int,
+    sample_rate: int = 16_000,
+    precision: float = TIME_PRECISION,
+) -> list[list[Segment]]:
     """The timestamped segments of clips of ``lengths`` samples, one list per clip.
 
     ``decode(windows)`` returns, for each window, the tokens whisper wrote for those
@@ -34,16 +40,20 @@ def seek_segments(lengths: Sequence[int], decode: Callable[[list[Window]], Seque
     seeks = [0] * len(lengths)
     segments: list[list[Segment]] = [[] for _ in lengths]
     while True:
-        windows = [(i, seek, min(length, seek + window))
-                   for i, (seek, length) in enumerate(zip(seeks, lengths)) if seek < length]
+        windows = [
+            (i, seek, min(length, seek + window))
+            for i, (seek, length) in enumerate(zip(seeks, lengths))
+            if seek < length
+        ]
         if not windows:
             return segments
         decoded = decode(windows)
         if len(decoded) != len(windows):
             raise ValueError(f"decode returned {len(decoded)} token lists for {len(windows)} windows")
         for (i, start, end), tokens in zip(windows, decoded):
-            parsed = parse_window(tokens, tokenizer, offset=start / sample_rate,
-                                  duration=(end - start) / sample_rate, precision=precision)
+            parsed = parse_window(
+                tokens, tokenizer, offset=start / sample_rate, duration=(end - start) / sample_rate, precision=precision
+            )
             segments[i].extend(parsed.segments)
             seeks[i] = min(end, start + max(1, round(parsed.advance * sample_rate)))
 

@@ -58,8 +58,14 @@ class WindowSegments:
     advance: float
 
 
-def parse_window(tokens: Sequence[int], tokenizer: TimestampTokenizer, *, duration: float,
-                 offset: float = 0.0, precision: float = TIME_PRECISION) -> WindowSegments:
+def parse_window(
+    tokens: Sequence[int],
+    tokenizer: TimestampTokenizer,
+    *,
+    duration: float,
+    offset: float = 0.0,
+    precision: float = TIME_PRECISION,
+) -> WindowSegments:
     """The segments of a window decoded with timestamps, and how far to seek.
 
     ``tokens`` are what whisper's decoder wrote after the start-of-transcript sequence (no

@@ -18,17 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.errors import PolyadaptError
-from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec, TranscriptionRequest, TranscriptionResult
-from polyadapt_speech.model import HOP_LENGTH, check_loadable, device, load_whisper, n_frames, whisper_of
+from polyadapt.lora import inference_device
+from polyadapt.types import ServeSpec
+from polyadapt_speech.model import HOP_LENGTH, check_loadable, load_whisper, n_frames, whisper_of
 from polyadapt_speech.options import SpeechOptions
 from polyadapt_speech.seek import Window, seek_segments
 from polyadapt_speech.transcribe import transcribe_samples
+from polyadapt_speech.types import TranscriptionRequest, TranscriptionResult
 
 SAMPLE_RATE = 16_000
 
 
 class SpeechServable:
-    """A Whisper base with LoRA adapters, answering :class:`TranscriptionRequest` batches."""
+    """A Whisper base with LoRA adapters, answering :class:`TranscriptionRequest` batches.
+
+    It has no ``generate``: the server answers text completions on it with a 400 (the
+    speech-recognition task's route, ``/v1/audio/transcriptions``, calls :meth:`transcribe`).
+    """
 
     def __init__(self, spec: ServeSpec):
         self.base_name = spec.base_name
@@ -40,7 +46,7 @@ class SpeechServable:
             from polyadapt.config import BaseModelConfig
 
             base_config = BaseModelConfig(id=spec.base_model)
-        self.whisper = load_whisper(base_config).to(device())
+        self.whisper = load_whisper(base_config).to(inference_device())
         self.peft: Any = None
         self.lock = threading.Lock()
         self.window = n_frames(self.whisper) * HOP_LENGTH  # samples per decoding window
@@ -61,15 +67,13 @@ class SpeechServable:
                 self.peft = PeftModel.from_pretrained(self.whisper, str(path), adapter_name=name).eval()
             else:
                 self.peft.load_adapter(str(path), adapter_name=name)
-            self.peft.to(device())
+            self.peft.to(inference_device())
 
     def adapter_names(self) -> list[str]:
+        """The names of the adapters loaded so far."""
         return [] if self.peft is None else list(self.peft.peft_config)
 
     # -- answering ------------------------------------------------------------------------
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        raise PolyadaptError(f"{self.base_name} is a speech model: send audio to /v1/audio/transcriptions")
 
     def _model_for(self, adapter: str | None):
         """(whisper module, context manager) with ``adapter`` active, or adapters off."""
@@ -96,7 +100,9 @@ class SpeechServable:
             try:
                 audio.append(decode_audio(request.audio))
             except AudioError as exc:
-                raise PolyadaptError(f"cannot read the audio file {request.filename or ''}: {exc}".replace("  ", " ")) from None
+                raise PolyadaptError(
+                    f"cannot read the audio file {request.filename or ''}: {exc}".replace("  ", " ")
+                ) from None
         results: list[TranscriptionResult | None] = [None] * len(requests)
         groups: dict[tuple[str | None, str, str | None, bool], list[int]] = {}
         for index, request in enumerate(requests):
@@ -110,44 +116,70 @@ class SpeechServable:
                     segments, decoded_language = decode(model, [audio[i] for i in indices], language, prompt)
                 for i, clip_segments in zip(indices, segments):
                     text = " ".join(s["text"] for s in clip_segments if s["text"]).strip()
-                    results[i] = TranscriptionResult(text=text, language=decoded_language,
-                                                     duration_s=round(len(audio[i]) / SAMPLE_RATE, 3),
-                                                     segments=clip_segments)
+                    results[i] = TranscriptionResult(
+                        text=text,
+                        language=decoded_language,
+                        duration_s=round(len(audio[i]) / SAMPLE_RATE, 3),
+                        segments=clip_segments,
+                    )
         return results  # type: ignore[return-value]
 
     def _decode(self, model: Any, samples: list[Any], language: str, prompt: str | None, timestamps: bool):
-        return transcribe_samples(model, samples, language=language, task=self.options.task,
-                                  max_tokens=self.options.max_decode_tokens, prompt=prompt, timestamps=timestamps)
+        return transcribe_samples(
+            model,
+            samples,
+            language=language,
+            task=self.options.task,
+            max_tokens=self.options.max_decode_tokens,
+            prompt=prompt,
+            timestamps=timestamps,
+        )
 
-    def _windowed(self, model: Any, clips: list[Any], language: str,
-                  prompt: str | None) -> tuple[list[list[dict[str, Any]]], str]:
+    def _windowed(
+        self, model: Any, clips: list[Any], language: str, prompt: str | None
+    ) -> tuple[list[list[dict[str, Any]]], str]:
         """(segments per clip, language): one segment per consecutive window, no timestamps."""
         windows = [(c, start) for c, clip in enumerate(clips) for start in range(0, max(len(clip), 1), self.window)]
-        decoded = self._decode(model, [clips[c][start:start + self.window] for c, start in windows],
-                               language, prompt, timestamps=False)
+        decoded = self._decode(
+            model, [clips[c][start : start + self.window] for c, start in windows], language, prompt, timestamps=False
+        )
         segments: list[list[dict[str, Any]]] = [[] for _ in clips]
         for (c, start), result in zip(windows, decoded):
             end = min(len(clips[c]), start + self.window)
-            segments[c].append({"id": len(segments[c]), "start": round(start / SAMPLE_RATE, 3),
-                                "end": round(end / SAMPLE_RATE, 3), "text": result.text})
+            segments[c].append(
+                {
+                    "id": len(segments[c]),
+                    "start": round(start / SAMPLE_RATE, 3),
+                    "end": round(end / SAMPLE_RATE, 3),
+                    "text": result.text,
+                }
+            )
         return segments, decoded[0].language if decoded else language
 
-    def _timestamped(self, model: Any, clips: list[Any], language: str,
-                     prompt: str | None) -> tuple[list[list[dict[str, Any]]], str]:
+    def _timestamped(
+        self, model: Any, clips: list[Any], language: str, prompt: str | None
+    ) -> tuple[list[list[dict[str, Any]]], str]:
         """(segments per clip, language): whisper's timestamped segments and seek."""
         from polyadapt_speech.model import tokenizer_for
 
         languages: list[str] = []
 
         def decode(windows: list[Window]) -> list[list[int]]:
-            decoded = self._decode(model, [clips[c][start:end] for c, start, end in windows],
-                                   language, prompt, timestamps=True)
+            decoded = self._decode(
+                model, [clips[c][start:end] for c, start, end in windows], language, prompt, timestamps=True
+            )
             languages.extend(result.language for result in decoded[:1])
             return [result.tokens for result in decoded]
 
         tokenizer = tokenizer_for(model, language, self.options.task)
-        found = seek_segments([len(clip) for clip in clips], decode, tokenizer, window=self.window,
-                              sample_rate=SAMPLE_RATE)
-        segments = [[{"id": n, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
-                     for n, s in enumerate(clip_segments)] for clip_segments in found]
+        found = seek_segments(
+            [len(clip) for clip in clips], decode, tokenizer, window=self.window, sample_rate=SAMPLE_RATE
+        )
+        segments = [
+            [
+                {"id": n, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+                for n, s in enumerate(clip_segments)
+            ]
+            for clip_segments in found
+        ]
         return segments, languages[0] if languages else language

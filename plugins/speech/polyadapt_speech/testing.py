@@ -7,10 +7,9 @@ enough to train in seconds on a CPU: 2+2 layers of width 64, a 3 s audio window
 and normalisers run unchanged. Speech content does not matter to a random model: sine
 tones and noise made in the test do.
 
-To offer it through ``polyadapt.testing``'s per-modality registry::
-
-    from polyadapt.testing import register_tiny_model
-    register_tiny_model("speech", lambda folder: build_tiny_whisper(folder / "tiny-whisper.pt"))
+The speech-recognition task offers it as ``speech``
+(:meth:`polyadapt_speech.task.SpeechRecognitionTask.tiny_models`), so
+``polyadapt.testing``'s ``tiny_base_model("speech")`` builds it when the plugin is installed.
 """
 
 from __future__ import annotations
@@ -19,8 +18,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 #: The dimensions of the tiny model (English-only vocabulary: 51864 tokens).
-TINY_DIMS = dict(n_mels=80, n_audio_ctx=150, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
-                 n_vocab=51864, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=2)
+TINY_DIMS = dict(
+    n_mels=80,
+    n_audio_ctx=150,
+    n_audio_state=64,
+    n_audio_head=2,
+    n_audio_layer=2,
+    n_vocab=51864,
+    n_text_ctx=64,
+    n_text_state=64,
+    n_text_head=2,
+    n_text_layer=2,
+)
 #: The first special token of both vocabularies (<|endoftext|>).
 ENGLISH_EOT = 50256
 
@@ -55,8 +64,15 @@ def build_tiny_whisper(path: Path, *, seed: int = 0, multilingual: bool = False,
     return path
 
 
-def tone(seconds: float, frequency: float, *, sample_rate: int = 16_000, amplitude: float = 0.3,
-         noise: float = 0.02, seed: int = 0):
+def tone(
+    seconds: float,
+    frequency: float,
+    *,
+    sample_rate: int = 16_000,
+    amplitude: float = 0.3,
+    noise: float = 0.02,
+    seed: int = 0,
+):
     """A sine tone with a little noise (float32 numpy array), a stand-in for a spoken clip."""
     import numpy as np
 

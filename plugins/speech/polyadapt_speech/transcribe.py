@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from polyadapt_speech.model import device, log_mel
+from polyadapt_speech.model import log_mel
 
 
 @dataclass
@@ -27,9 +27,16 @@ class Transcript:
 
 
 @torch.no_grad()
-def transcribe_mels(whisper_model: Any, mels: torch.Tensor, *, language: str = "en", task: str = "transcribe",
-                    max_tokens: int | None = None, prompt: str | None = None,
-                    timestamps: bool = False) -> list[Any]:
+def transcribe_mels(
+    whisper_model: Any,
+    mels: torch.Tensor,
+    *,
+    language: str = "en",
+    task: str = "transcribe",
+    max_tokens: int | None = None,
+    prompt: str | None = None,
+    timestamps: bool = False,
+) -> list[Any]:
     """Greedy :class:`Transcript` s of a batch of log-mel inputs.
 
     ``whisper_model`` is a :class:`whisper.model.Whisper` (LoRA layers in place, the active
@@ -43,16 +50,27 @@ def transcribe_mels(whisper_model: Any, mels: torch.Tensor, *, language: str = "
     if not whisper_model.is_multilingual:
         language, task = "en", "transcribe"
     options = whisper.DecodingOptions(
-        task=task, language=language, temperature=0.0, without_timestamps=not timestamps, fp16=False,
-        sample_len=max_tokens, prompt=prompt or None,
+        task=task,
+        language=language,
+        temperature=0.0,
+        without_timestamps=not timestamps,
+        fp16=False,
+        sample_len=max_tokens,
+        prompt=prompt or None,
     )
     results = whisper.decode(whisper_model, mels.to(next(whisper_model.parameters()).device), options)
     results = results if isinstance(results, list) else [results]
     tokenizer = tokenizer_for(whisper_model, language, task)
     # whisper's own text keeps special tokens a model may emit (<|notimestamps|>...); drop them
-    return [Transcript(text=tokenizer.decode([t for t in r.tokens if t < tokenizer.eot]).strip(),
-                       tokens=list(r.tokens), language=r.language, avg_logprob=float(r.avg_logprob))
-            for r in results]
+    return [
+        Transcript(
+            text=tokenizer.decode([t for t in r.tokens if t < tokenizer.eot]).strip(),
+            tokens=list(r.tokens),
+            language=r.language,
+            avg_logprob=float(r.avg_logprob),
+        )
+        for r in results
+    ]
 
 
 def transcribe_samples(whisper_model: Any, samples: list[Any], **options: Any) -> list[Any]:
@@ -61,4 +79,4 @@ def transcribe_samples(whisper_model: Any, samples: list[Any], **options: Any) -
     return transcribe_mels(whisper_model, mels, **options)
 
 
-__all__ = ["Transcript", "device", "transcribe_mels", "transcribe_samples"]
+__all__ = ["Transcript", "transcribe_mels", "transcribe_samples"]

@@ -101,7 +101,8 @@ def tokenize_text(tokenizer: Any, text: str) -> list[int]:
 
 def build_examples(tokenizer: Any, records: list[dict[str, Any]], max_length: int, packing: bool) -> list[Example]:
     """Training sequences from normalised records (see :mod:`polyadapt.modalities.text`)."""
-    text_docs = [r["text"] for r in records if "text" in r]
+    # a chat record may keep a field called "text" among its extra fields: its messages win
+    text_docs = [r["text"] for r in records if "text" in r and "messages" not in r]
     chats = [r["messages"] for r in records if "messages" in r]
     examples: list[Example] = []
     if text_docs:

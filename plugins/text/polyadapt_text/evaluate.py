@@ -13,19 +13,15 @@ from typing import Any
 
 import torch
 
+from polyadapt.lora import inference_device
+from polyadapt.modalities.records import RunData
 from polyadapt.training.trainer import evaluate_loss
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_text.data import Collator, build_examples, encode_prompt
-from polyadapt_text.datasets import load_run_data
 from polyadapt_text.loss import CausalLMLoss, summed_loss
 from polyadapt_text.model import load_base
 
 EVAL_BATCH = 8
-
-
-def device() -> torch.device:
-    """The device evaluation and serving run on: CUDA when present."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def perplexity(scorer: CausalLMLoss, examples: list, collate: Collator) -> float:
@@ -56,22 +52,24 @@ def sample_prompts(run: Run, heldout: list[dict[str, Any]]) -> list[list[dict[st
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompt: list[dict[str, str]] | str, max_new_tokens: int) -> str:
     """Greedy continuation of ``prompt`` (a chat or plain text)."""
-    input_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device())
+    input_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=inference_device())
     output = model.generate(
-        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-        do_sample=False, pad_token_id=tokenizer.pad_token_id,
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
     )
-    return tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
 
 
-def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
-    """Score base and adapted on held-out domain and general text (see ``polyadapt_evaluate``)."""
+def evaluate(run: Run, adapter: AdapterArtifact, run_data: RunData) -> EvalReport:
+    """Score base and adapted on ``run_data``'s held-out domain and general text."""
     from peft import PeftModel
 
     config = run.config
-    run_data = load_run_data(run)
     base, tokenizer = load_base(config.base_model)
-    model = PeftModel.from_pretrained(base, str(adapter.path)).to(device()).eval()
+    model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
     scorer = CausalLMLoss(model)
     collate = Collator(tokenizer.pad_token_id)
     length, packing = config.training.max_length, config.training.packing
@@ -85,8 +83,11 @@ def evaluate(run: Run, adapter: AdapterArtifact) -> EvalReport:
             continue
         with model.disable_adapter():
             base_ppl = perplexity(scorer, examples, collate)
-        rows.append(MetricRow(name, "perplexity", round(base_ppl, 4),
-                              round(perplexity(scorer, examples, collate), 4), role=role))
+        rows.append(
+            MetricRow(
+                name, "perplexity", round(base_ppl, 4), round(perplexity(scorer, examples, collate), 4), role=role
+            )
+        )
     samples = []
     for prompt in sample_prompts(run, run_data.heldout):
         with model.disable_adapter():

@@ -144,7 +144,8 @@ class CausalLMLoss(torch.nn.Module):
         # so the two copies (and their backward) are pure overhead: skipping them gives the
         # same numbers. Plain LoRA layers only (variants such as DoRA use the input otherwise).
         self._casting_layers = [
-            m for m in model.modules()
+            m
+            for m in model.modules()
             if hasattr(m, "cast_input_dtype_enabled") and not getattr(m, "lora_variant", None)
         ]
 

@@ -110,8 +110,7 @@ def convert_gguf(folder: str, filename: str) -> Path:
     source = Path(folder) / filename
     if Path(folder).is_dir() and not source.is_file():
         raise ConfigError(f"base_model: GGUF file {source} does not exist")
-    print(f"polyadapt: converting {source} to safetensors once (cached in {target})",
-          file=sys.stderr, flush=True)
+    print(f"polyadapt: converting {source} to safetensors once (cached in {target})", file=sys.stderr, flush=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
@@ -152,19 +151,17 @@ def load_base(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     """Load the frozen base model and its tokenizer from a hub id, a folder or a GGUF file."""
     from transformers import AutoModelForCausalLM
 
+    from polyadapt.pretrained import load_pretrained
+
     source = model_source(config)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source,
-            revision=config.revision,
-            dtype=dtype or resolve_dtype(config.dtype),
-            trust_remote_code=config.trust_remote_code,
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"base_model.id: cannot load {config.id!r}: {exc}. Give a local folder with "
-            "config.json and weights, a .gguf file, or a hub id reachable from this machine"
-        ) from None
+    model = load_pretrained(
+        AutoModelForCausalLM.from_pretrained,
+        source,
+        shown=config.id,
+        revision=config.revision,
+        dtype=dtype or resolve_dtype(config.dtype),
+        trust_remote_code=config.trust_remote_code,
+    )
     model.requires_grad_(False)
     return model, load_tokenizer(config, source)
 
@@ -174,35 +171,3 @@ def lora_targets(model: Any, lora: LoraConfig) -> list[str] | str:
     if lora.target_modules != "auto":
         return lora.target_modules
     return ATTENTION_TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
-
-
-def attach_lora(model: Any, lora: LoraConfig, adapter_name: str = "default"):
-    """Wrap ``model`` in a PEFT model with a fresh, trainable LoRA adapter."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-
-    peft_config = PeftLoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora_targets(model, lora),
-        use_dora=lora.dora,
-        use_rslora=lora.rslora,
-        task_type="CAUSAL_LM",
-    )
-    try:
-        peft_model = get_peft_model(model, peft_config, adapter_name=adapter_name)
-    except ValueError as exc:
-        raise ConfigError(f"lora.target_modules: {exc}") from None
-    # Adapter weights train in fp32 even on a bf16 base: small, and it keeps updates exact.
-    for param in peft_model.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-    return peft_model
-
-
-def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total

@@ -28,7 +28,7 @@ from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_text.data import encode_prompt
-from polyadapt_text.evaluate import device
+from polyadapt.lora import inference_device
 from polyadapt_text.model import load_base
 
 #: The name PEFT's mixed-batch path uses for "no adapter".
@@ -81,8 +81,8 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
         if row:
-            input_ids[index, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            attention[index, width - len(row):] = 1
+            input_ids[index, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            attention[index, width - len(row) :] = 1
     return input_ids, attention
 
 
@@ -156,7 +156,7 @@ class RowStops:
 
     def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
         """One flag per row: True once that row needs no more tokens."""
-        new = input_ids[:, self.prompt_width:].tolist()
+        new = input_ids[:, self.prompt_width :].tolist()
         for row, tokens in enumerate(new):
             if not self.done[row] and tokens:
                 self.done[row] = self._row_done(row, tokens)
@@ -170,7 +170,7 @@ class TextServable:
         """Load the base of ``spec`` once, in eval mode, on CUDA when present."""
         self.spec = spec
         self.base_name = spec.base_name
-        self.device = device()
+        self.device = inference_device()
         base, tokenizer = load_base(_base_config(spec))
         self.model = base.to(self.device).eval()
         tokenizer.padding_side = "left"
@@ -202,7 +202,9 @@ class TextServable:
                 else:
                     self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=peft_name)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                raise PolyadaptError(f"cannot load adapter {name!r} from {path} onto {self.spec.base_model!r}: {exc}") from exc
+                raise PolyadaptError(
+                    f"cannot load adapter {name!r} from {path} onto {self.spec.base_model!r}: {exc}"
+                ) from exc
             self.model.to(self.device).eval()
             self._adapters[name] = Path(path)
             self._peft_names[name] = peft_name

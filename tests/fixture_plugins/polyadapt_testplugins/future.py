@@ -1,9 +1,9 @@
 """A plugin written for a future plugin API."""
 
 from polyadapt.hookspecs import hookimpl
-from polyadapt.types import Task
+from polyadapt.task import Task
 
-POLYADAPT_API = ">=2,<3"
+POLYADAPT_API = ">=3,<4"
 
 
 @hookimpl

@@ -33,7 +33,6 @@ def test_demo_run_redacts_employee_ids_and_learns_the_domain(polyadapt_run):
 def test_policy_can_refuse_employee_ids(polyadapt_run, tmp_path):
     policy = tmp_path / "refuse.yaml"
     policy.write_text("name: no-employee-ids\npii:\n  employee_id: refuse\n")
-    result = polyadapt_run(DEMO / "run.yaml", plugins=["keywords"],
-                           overrides=[f"governance.policy={policy}"])
+    result = polyadapt_run(DEMO / "run.yaml", plugins=["keywords"], overrides=[f"governance.policy={policy}"])
     result.assert_failure(match="employee_id")
     assert result.record["status"] == "refused"

@@ -1,5 +1,8 @@
 """Strip the metadata an image carries (EXIF with GPS position, XMP, IPTC, comments).
 
+Part of governance for images (re-exported as ``polyadapt.governance.strip_image_metadata``);
+it lives with the image modality because it is about pixels and files, not policy.
+
 Photos tell where and when they were taken, on which device, sometimes by whom. Before an
 image reaches a model it is re-saved from its pixels only. Decisions:
 
@@ -56,6 +59,7 @@ def strip_image_metadata(src: Path, dst: Path) -> list[str]:
     ``src`` and ``dst`` may be the same file.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
+
     from polyadapt.fileio import atomic_write_bytes
 
     src, dst = Path(src), Path(dst)
@@ -70,7 +74,7 @@ def strip_image_metadata(src: Path, dst: Path) -> list[str]:
             clean = Image.frombytes(upright.mode, upright.size, upright.tobytes())
             if upright.mode in ("P", "PA"):
                 palette = upright.getpalette(rawmode=None)
-                if palette is not None:
+                if palette is not None and upright.palette is not None:
                     clean.putpalette(palette, rawmode=upright.palette.mode)
     except FileNotFoundError:
         raise DataError(f"{src}: no such image file") from None

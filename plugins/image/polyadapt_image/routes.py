@@ -1,5 +1,4 @@
-"""``POST /v1/images/generations``: OpenAI's image endpoint over any servable that has a
-``generate_images`` method (the image plugin's, say).
+"""``POST /v1/images/generations``: OpenAI's image endpoint, a route of the text-to-image task.
 
 The JSON body takes OpenAI's fields ``model`` (``base`` or ``base:adapter``, resolved like
 every other endpoint, so adapters switch per request on one loaded pipeline), ``prompt``,
@@ -16,6 +15,8 @@ Requests are micro-batched like completions (``--max-batch``, ``--batch-wait-ms`
 requests of one base that arrive together reach ``servable.generate_images`` as one list, in
 a worker thread, one batch at a time per base. The servable decides which of them can share
 a pipeline call; a request's images depend on its seed only, not on its batch companions.
+
+Importing this module imports no torch or diffusers.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import re
 import time
 from typing import Any, Literal
 
-from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from polyadapt.serving.routes import Route, RouteContext
 from polyadapt.serving.schemas import ApiError
-from polyadapt.types import GenerationRequest, ImageRequest, ImageResult
+from polyadapt_image.types import ImageRequest
 
 MAX_IMAGES = 10
+#: The servable's batch method the route submits to, and how errors name it.
+METHOD, WHAT = "generate_images", "image generation"
 
 
 class ImageGenerationBody(BaseModel):
@@ -64,38 +67,42 @@ class ImageGenerationBody(BaseModel):
 
 
 def image_request(body: ImageGenerationBody, adapter: str | None, prompt: str) -> ImageRequest:
-    """The :class:`ImageRequest` for ``body`` on ``adapter``."""
+    """The :class:`ImageRequest` for ``body`` on ``adapter`` with the policy-checked ``prompt``."""
     width, height = body.dimensions()
-    return ImageRequest(prompt=prompt, adapter=adapter, n=body.n, width=width, height=height, seed=body.seed,
-                        steps=body.num_inference_steps, guidance_scale=body.guidance_scale)
+    return ImageRequest(
+        prompt=prompt,
+        adapter=adapter,
+        n=body.n,
+        width=width,
+        height=height,
+        seed=body.seed,
+        steps=body.num_inference_steps,
+        guidance_scale=body.guidance_scale,
+    )
 
 
-async def generate_images(registry: Any, base: str, body: ImageGenerationBody,
-                          adapter: str | None) -> ImageResult:
-    """Draw the images of ``body`` on ``base`` (its adapter loaded on first use) through the policy."""
-    if not callable(getattr(registry.bases[base].servable, "generate_images", None)):
-        raise ApiError(400, f"the model {body.model!r} does not generate images; use an image model",
-                       param="model", code="model_not_supported")
-    prompt = body.prompt
-    if registry.guard is not None:  # the same prompt policy as completions
-        prompt = registry.guard.check_request(GenerationRequest(prompt=prompt, adapter=adapter),
-                                              model=body.model).prompt
-    (result,) = await registry.submit(base, "generate_images", [image_request(body, adapter, prompt)],
-                                      what="image generation")
-    return result
+async def images_generations(body: ImageGenerationBody, ctx: RouteContext) -> dict[str, Any]:
+    """Draw ``n`` images for a prompt with a base or ``base:adapter`` image model."""
+    if body.response_format != "b64_json":
+        raise ApiError(
+            400,
+            "response_format 'url' is not supported: the server stores no images; use b64_json",
+            param="response_format",
+        )
+    target = ctx.resolve(body.model, method=METHOD, what=WHAT)
+    prompt = ctx.check_prompt(body.prompt, target)  # the same prompt policy as completions
+    (result,) = await ctx.submit(target, METHOD, [image_request(body, target.adapter, prompt)], what=WHAT)
+    data = [{"b64_json": base64.b64encode(png).decode("ascii"), "revised_prompt": None} for png in result.images]
+    return {"created": int(time.time()), "data": data, "seed": result.seed}
 
 
-def add_image_routes(app: FastAPI, registry: Any) -> None:
-    """Add ``POST /v1/images/generations`` for the servables of ``registry``."""
-
-    @app.post("/v1/images/generations")
-    async def images_generations(body: ImageGenerationBody) -> dict[str, Any]:
-        """Draw ``n`` images for a prompt with a base or ``base:adapter`` image model."""
-        if body.response_format != "b64_json":
-            raise ApiError(400, "response_format 'url' is not supported: the server stores no images; "
-                           "use b64_json", param="response_format")
-        base, adapter = registry.resolve(body.model)
-        result = await generate_images(registry, base, body, adapter)
-        data = [{"b64_json": base64.b64encode(png).decode("ascii"), "revised_prompt": None}
-                for png in result.images]
-        return {"created": int(time.time()), "data": data, "seed": result.seed}
+def image_routes() -> list[Route]:
+    """The routes the text-to-image task adds to ``polyadapt serve``."""
+    return [
+        Route(
+            "/v1/images/generations",
+            images_generations,
+            body=ImageGenerationBody,
+            summary="Draw images for a prompt (OpenAI's images API, b64_json)",
+        )
+    ]

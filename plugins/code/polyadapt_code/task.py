@@ -1,0 +1,95 @@
+"""The code-generation task: the text task's causal LM, adapted to repositories.
+
+Loading the base (hub id, folder or GGUF), the LoRA targets, attaching LoRA and saving the
+adapter are :class:`~polyadapt_text.task.TextGenerationTask`'s; this task reads
+repositories instead of text files (:mod:`polyadapt_code.datasets`), trains on causal and
+fill-in-the-middle samples (:mod:`polyadapt_code.data`), scores exact match and pass@k
+(:mod:`polyadapt_code.evaluate`) and serves ``suffix`` on the core's ``/v1/completions``
+(:mod:`polyadapt_code.serve`); it adds no routes of its own.
+
+This module is imported when polyadapt starts (through the entry module), so it imports
+nothing heavy: torch, transformers and peft are imported inside the methods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from polyadapt_text.task import CausalBase, TextGenerationTask
+
+from polyadapt_code.options import CodeOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.modalities.records import RunData
+    from polyadapt.training import TrainingJob
+    from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
+
+    from polyadapt_code.datasets import CodeRunData
+
+
+class CodeGenerationTask(TextGenerationTask):
+    """Causal + fill-in-the-middle LM adaptation on one or several code repositories."""
+
+    name = "code-generation"
+    modality = "code"
+    description = (
+        "Code LM on a repository (folder or git revision): causal + fill-in-the-middle, "
+        "next-line/FIM exact match, sandboxed pass@k"
+    )
+    default_base = "HuggingFaceTB/SmolLM2-135M"
+    options_model = CodeOptions
+    record_noun = "files"
+
+    def load_run_data(self, run: Run) -> CodeRunData:
+        """The repositories' files, governed, de-duplicated (across repositories too) and
+        split by file, and the general text (see :mod:`polyadapt_code.datasets`)."""
+        from polyadapt_code.datasets import load_code_data
+
+        return load_code_data(run)
+
+    def training_job(self, run: Run, base: CausalBase, model: Any, data: RunData) -> TrainingJob:
+        """Causal and FIM samples of the training files (causal only for the held-out loss).
+
+        ``facts``: the ``samples`` counts (``causal``, ``fim``, ``sequences``), which FIM
+        sentinels were used (``fim_tokens``: ``native``, ``text fallback`` or None) and
+        ``train_sequences``.
+        """
+        from polyadapt.training import TrainingJob
+        from polyadapt_text.data import Collator
+        from polyadapt_text.loss import CausalLMLoss, summed_loss
+
+        from polyadapt_code.data import build_code_examples
+        from polyadapt_code.fim import fim_tokens
+
+        options, training = run.options, run.config.training
+        fim = fim_tokens(base.tokenizer, options.fim_fallback) if options.fim_rate > 0 else None
+        shape = {"max_length": training.max_length, "packing": training.packing, "seed": training.seed}
+        train, counts = build_code_examples(base.tokenizer, data.train, fim=fim, fim_rate=options.fim_rate, **shape)
+        heldout, _ = build_code_examples(base.tokenizer, data.heldout, fim=None, fim_rate=0.0, **shape)
+        run.say(f"samples: {counts['causal']} causal and {counts['fim']} FIM in {len(train)} sequences")
+        facts = {
+            "samples": counts,
+            "fim_tokens": None if fim is None else ("native" if fim.native else "text fallback"),
+            "train_sequences": len(train),
+        }
+        return TrainingJob(
+            model=CausalLMLoss(model),
+            train_data=train,
+            collate=Collator(base.tokenizer.pad_token_id),
+            loss=summed_loss,
+            eval_data=heldout or None,
+            facts=facts,
+        )
+
+    def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
+        """Held-out perplexity, next-line and FIM exact match, general perplexity and pass@k,
+        base vs adapted (see :mod:`polyadapt_code.evaluate`)."""
+        from polyadapt_code.evaluate import evaluate
+
+        return evaluate(run, adapter, data)
+
+    def servable(self, spec: ServeSpec) -> Servable:
+        """The text servable with fill-in-the-middle: ``suffix`` on ``/v1/completions``."""
+        from polyadapt_code.serve import CodeServable
+
+        return CodeServable(spec)
