@@ -244,11 +244,13 @@ def _show_report(report) -> None:
         table.add_row(row.dataset, row.metric, f"{row.base:.4g}", f"{row.adapted:.4g}", f"[{colour}]{change:+.1f}%[/]")
     console.print(table)
     if report.samples:
+        # prompt, base and adapted first, then whatever else a task's samples hold (a gold label)
+        columns = list(dict.fromkeys(["prompt", "base", "adapted", *(k for sample in report.samples for k in sample)]))
         samples = Table(title="samples", show_lines=True)
-        for column in ("prompt", "base", "adapted"):
+        for column in columns:
             samples.add_column(column, overflow="fold")
         for sample in report.samples:
-            samples.add_row(*(str(sample.get(key, "")) for key in ("prompt", "base", "adapted")))
+            samples.add_row(*(str(sample.get(key, "")) for key in columns))
         console.print(samples)
 
 

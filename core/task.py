@@ -138,7 +138,9 @@ class Task:
         """Load the frozen base model for training (and the tokenizer or processor with it).
 
         Whatever this returns is handed back to :meth:`lora_targets`,
-        :meth:`training_job` and :meth:`save_adapter`; the core does not look inside.
+        :meth:`training_job` and :meth:`save_adapter`; the core does not look inside. The
+        run's governed data is read before this is called (``run.data``), for a base whose
+        shape depends on it (one output per class, say).
         A base that cannot be loaded raises :class:`polyadapt.errors.ConfigError` naming
         ``base_model.id`` and what to give instead.
         """

@@ -293,3 +293,18 @@ def test_a_misspelt_task_option_is_refused_with_the_file_line_and_closest_name(t
     run = runner.prepare_run(pm, load_config(fixed))
     assert isinstance(run.options, _SamplingOptions)
     assert run.options.model_dump() == {"max_new_tokens": 16, "temperature": 0.2}
+
+
+def test_the_samples_table_shows_a_tasks_own_sample_fields(capsys, monkeypatch):
+    from polyadapt import cli
+    from polyadapt.types import EvalReport, MetricRow
+
+    report = EvalReport(rows=[MetricRow("domain", "accuracy", 0.4, 0.8, lower_is_better=False, role="domain")],
+                        samples=[{"prompt": "I was charged twice", "gold": "billing", "base": "claim",
+                                  "adapted": "billing"}])
+    monkeypatch.setattr(cli.console, "width", 200)
+    cli._show_report(report)
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "prompt" in line and "adapted" in line)
+    assert header.index("prompt") < header.index("base") < header.index("adapted") < header.index("gold")
+    assert "I was charged twice" in out and "billing" in out
