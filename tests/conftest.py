@@ -113,3 +113,34 @@ def make_config(tmp_path: Path, model: Path, data: dict[str, Path], **training) 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def pip_install_into(site: Path, source: Path) -> Path:
+    """pip-install the distribution at ``source`` (no dependencies) into the folder ``site``,
+    which a subprocess then puts on PYTHONPATH (see :func:`site_environment`)."""
+    import subprocess
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
+    return site
+
+
+def site_environment(site: Path) -> dict[str, str]:
+    """The environment of a subprocess that sees the plugins installed in ``site`` (every one of
+    them: POLYADAPT_LOAD_PLUGINS unset)."""
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    return env

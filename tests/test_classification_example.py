@@ -5,7 +5,6 @@ CLI on the tiny base it builds offline, its own tests passing with polyadapt.tes
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_into, site_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "plugins" / "classification"
@@ -24,34 +24,19 @@ def classification(tmp_path) -> tuple[Path, Path]:
     """(a copy of the example's source, the folder it is pip-installed into)."""
     source = shutil.copytree(EXAMPLE, tmp_path / "src", ignore=IGNORED)
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-    )
+    pip_install_into(site, source)
     return source, site
 
 
 def environment(site: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    env = site_environment(site)
     return env
 
 
 def run(site: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args],
-        env=environment(site),
+        env=site_environment(site),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_into, site_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "plugins" / "keywords"
@@ -26,27 +27,12 @@ def keywords(tmp_path) -> tuple[Path, Path]:
         EXAMPLE, tmp_path / "src", ignore=shutil.ignore_patterns("build", "*.egg-info", "runs", "__pycache__")
     )
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-    )
+    pip_install_into(site, source)
     return source, site
 
 
 def polyadapt(site: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    env = site_environment(site)
     return subprocess.run(
         [sys.executable, "-m", "polyadapt.cli", *args],
         env=env,
@@ -129,8 +115,7 @@ def test_installed_listed_used_through_the_cli_and_removed(keywords, tmp_path, p
 
 def test_its_own_tests_pass_with_polyadapt_testing(keywords):
     source, site = keywords
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    env = site_environment(site)
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=source,

@@ -5,11 +5,11 @@ example config runs with `polyadapt adapt` offline on the tiny model it builds."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from conftest import pip_install_into, site_environment
 from typer.testing import CliRunner
 
 from polyadapt import __version__
@@ -28,23 +28,8 @@ def test_generated_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path):
     assert "pip install -e ." in result.output and "python -m pytest" in result.output
 
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(folder),
-        ],
-        check=True,
-    )
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    pip_install_into(site, folder)
+    env = site_environment(site)
 
     # discovered through its entry point; listing it imports no torch
     code = (

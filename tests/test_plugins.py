@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_into, site_environment
 from plugin_helpers import TinyPlugin, TinyTask
 
 from polyadapt import runner
@@ -25,27 +26,12 @@ FIXTURE_PLUGINS = Path(__file__).parent / "fixture_plugins"
 def plugin_site(tmp_path_factory) -> Path:
     """The test plugins pip-installed into a folder that goes on PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(FIXTURE_PLUGINS),
-        ],
-        check=True,
-    )
+    pip_install_into(target, FIXTURE_PLUGINS)
     return target
 
 
 def polyadapt(site: Path, *args: str, load: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("POLYADAPT_LOAD_PLUGINS", None)
+    env = site_environment(site)
     if load is not None:
         env["POLYADAPT_LOAD_PLUGINS"] = load
     return subprocess.run(
