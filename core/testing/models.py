@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -71,29 +71,41 @@ def build_tokenizer(folder: Path, vocab_size: int = 400) -> PreTrainedTokenizerF
     return fast
 
 
-def build_tiny_llama(folder: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A 2-layer Llama with random weights and the tokenizer above, saved to ``folder``."""
+def build_tiny_llama(
+    folder: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    tokenizer: Callable[[Path], Any] | None = None,
+    initializer_range: float = 0.2,
+) -> Path:
+    """A 2-layer Llama with random weights and a small tokenizer, saved to ``folder``.
+
+    ``tokenizer(folder)`` builds and saves the tokenizer (default: :func:`build_tokenizer`,
+    ChatML); the model's vocabulary, pad and end tokens follow it. ``initializer_range`` is
+    0.2, larger than the usual 0.02, so that a frozen head can express peaked predictions.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(folder)
+    built = (tokenizer or build_tokenizer)(folder)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(built),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=built.pad_token_id,
+        eos_token_id=built.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
-        # larger than the usual 0.02 so that a frozen head can express peaked predictions
-        initializer_range=0.2,
+        initializer_range=initializer_range,
     )
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     return folder

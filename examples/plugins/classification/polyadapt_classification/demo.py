@@ -79,29 +79,16 @@ def build_tokenizer(folder: Path, corpus: list[str] | None = None, vocab_size: i
 
 
 def build_tiny_base(folder: Path | str, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    """A tiny random Llama and the tokenizer above, saved to ``folder``; returns the folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny random Llama with the tokenizer above, saved to ``folder``; returns the folder.
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(folder)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
+    It is :func:`polyadapt.testing.models.build_tiny_llama` with this tokenizer and the usual
+    0.02 initialisation.
+    """
+    from polyadapt.testing.models import build_tiny_llama
+
+    return build_tiny_llama(
+        Path(folder), hidden=hidden, layers=layers, seed=seed, tokenizer=build_tokenizer, initializer_range=0.02
     )
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    return folder
 
 
 def main(argv: list[str] | None = None) -> None:
