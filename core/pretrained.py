@@ -1,6 +1,6 @@
 """Loading a pretrained base by name, with one clear line when it cannot be had.
 
-Plugins load their bases with a library's ``from_pretrained`` (transformers, diffusers...).
+Plugins load their bases with a library's ``from_pretrained`` (transformers and the like).
 Given a hub id on a machine without network, or a folder that holds no model, those raise
 long multi-line errors after retrying for a while. :func:`load_pretrained` turns them into
 one :class:`~polyadapt.errors.ConfigError` that names the config field, says what was
