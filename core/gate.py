@@ -148,5 +148,5 @@ def open_gate(run: Run, policy: Policy, redactor: Redactor) -> DataGate:
         modality=run.task.modality,
         default_licence=run.config.data.licence,
         write_text=run.write_text,
-        consent_default=bool(getattr(run.task, "consent_required", False)),
+        consent_default=run.task.consent_required,
     )

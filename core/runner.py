@@ -8,6 +8,7 @@ and registers the adapter, and records it all in the lineage store.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,12 @@ RUN_RECORD = "run.json"
 CONFIG_FILE = "config.yaml"
 
 
+@functools.cache
 def strict_options_model(model: type[BaseModel]) -> type[BaseModel]:
-    """``model`` with unknown keys rejected, whatever the plugin set (a typo must not pass)."""
+    """``model`` with unknown keys rejected, whatever the plugin set (a typo must not pass).
+
+    Made once per options model: every run and ``load_run`` validates against the same class.
+    """
     if model.model_config.get("extra") == "forbid":
         return model
     return type(
