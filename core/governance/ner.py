@@ -1,0 +1,796 @@
+"""Person names in free text: spaCy's English NER through Presidio, made precise by rules.
+
+:class:`PersonNameScanner` runs Presidio's :class:`~presidio_analyzer.AnalyzerEngine` with one
+recognizer, :class:`~presidio_analyzer.predefined_recognizers.SpacyRecognizer` for ``PERSON``,
+on a :class:`~presidio_analyzer.nlp_engine.SpacyNlpEngine` whose pipeline is loaded by path
+from the folder :mod:`polyadapt.governance.spacy_model` fetches (``en_core_web_sm`` 3.8). The
+default registry is never built: it would load dozens of recognizers, one of which
+(``EmailRecognizer``) calls ``tldextract``, which fetches the public-suffix list from the
+network. Presidio's own ``SpacyNlpEngine.load`` is not used either: it imports torch to pick a
+device and may call ``spacy download``; the pipeline is loaded here and handed to the engine.
+Structured types (email, phone, ...) are the regex scanners' job, so only ``PERSON`` is asked for.
+The engine is built once per process and pipeline folder, on the first scan.
+
+``en_core_web_sm`` tags many capitalised words as PERSON (``Assert``, ``Types``, ``Firefox``,
+``Numeric Types``, ``assert_stmt``), calls many unfamiliar names ORG or GPE (``Deepa Choi``),
+and misses names in short, context-poor records (``Hi Aarav,``, a signature line). Rules on
+top of the model ("dictionary word": in the pipeline's own WordNet lemma index, any inflection):
+
+- a model span is cut to its name: a leading honorific (``Dr.``) or role word (``Guest``,
+  ``Tenant``), a trailing possessive ``'s``, and what follows a line break once the first line
+  holds two or more words (``Chloe Haddad\nCustomer Care``);
+- it must be name-shaped: words that start upper-case (lower-case particles such as ``van``,
+  ``de``, ``bin`` in between), initials, hyphens and apostrophes; no digits, ``_``, ``=``,
+  brackets, stop words, CamelCase (``CPython``; ``McDonald`` is fine), a leading or short
+  all-caps word (``ASCII Backspace``, ``Mac OSX``; ``Guillaume SAVATON`` is fine), organisation
+  words (``Foundation``, ``Corp``, ``Logistics``, ...) or a possessive inside (``Perl's Getopt``);
+- it must not touch an email address or URL, be glued to code (``x.Name``, ``Name(``), sit on a
+  ``>>>``, grammar (``::=``), table or heading line, follow ``the``/``a``/``our``, precede a
+  version number (``Firefox 118``) or a common noun it modifies (``Enum class``), nor expand an
+  acronym (``RFC (Registro Federal ...``);
+- a dictionary word of it must not also be written in lower case in the text (``Deep Learning``
+  ... ``learning``);
+- a lone word is never a name on the model's word alone: product names stand where first names
+  do (``Numba has``, ``Jira is down``); context below makes it one;
+- a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
+  more, a plural noun, a word not tagged a proper noun, or stands in a Title Cased title;
+  ``John Smith`` stays.
+
+Context that makes a span a name, and finds the names the model misses: honorifics (``Mr``,
+``Ms``, ``Dr``, ...), greetings (``Hi``, ``Dear``), thanks and sign-offs (``Thanks, Kenji!``,
+``Regards,`` + a name line, ``. — Michael Brennan``, a name closing the text after a sentence),
+``my name is``, ``this is Jordan from ...``, relations (``my husband Ricardo``), ``Name, who``,
+``assigned to``, header and form fields (``From:``, ``Author:``, ``Signed-off-by:``,
+``Attendees:`` with its list, ``Name:``, ``Patient:``), ``Name <email>``, ``Name wrote:``,
+copyright lines (``Copyright (c) 2019 Anders Lindqvist``) and chat logs (two speaker
+labels or more, one a person to the model: ``[09:15] Aiko Tanaka: ...``). Cued names must pass
+the shape rules, and single dictionary words only count after the strongest cues. Two to four
+capitalised words in a row that the model missed are a name when most are no dictionary words
+(``I spoke to Deepa Choi``; the first must be when the model saw an ORG or GPE there), with the
+same context rules. A word of a cued or model full name is a name wherever else it stands in
+the same text (``Jonas Berg`` ... ``Jonas``).
+
+Not found: names written in lower case (``hey its jake``), handles (``@alexis``), lone first
+names without context (``Per our call, Noor will``); multi-word product names the model calls
+PERSON (``Jetson Nano``) remain the main false findings in technical prose.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polyadapt.governance import spacy_model
+from polyadapt.governance.findings import Finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.tokens import Doc
+
+# ---------------------------------------------------------------------------------------
+# Name shapes
+# ---------------------------------------------------------------------------------------
+
+#: Upper-case letters of the Latin, Greek and Cyrillic scripts, for character classes
+#: (the standard ``re`` module has no ``\p{Lu}``).
+_UPPER = "".join(ch for ch in map(chr, [*range(0x41, 0x530), *range(0x1E00, 0x1F00)]) if ch.isupper() and ch.isalpha())
+_U = f"[{_UPPER}]"
+_L = r"[^\W\d_]"  # any letter
+#: Lower-case particles of family names (``van der Berg``, ``de la Cruz``, ``bin Salman``).
+PARTICLES = frozenset(
+    "van von der den de del della dei di da das dos du la le lo bin ibn binti al el ter ten zu y e i d".split()
+)
+_PARTICLE = r"(?:" + "|".join(sorted(PARTICLES, key=len, reverse=True)) + r")"
+#: One word of a name: ``Smith``, ``O'Neill``, ``Eun-ji``, ``d'Itri``, ``SAVATON``.
+_WORD = rf"(?:d['’])?{_U}{_L}*(?:['’-]{_L}+)*"
+_INITIAL = rf"{_U}\.?"
+_PIECE = rf"(?:{_WORD}|{_INITIAL})"
+#: Up to five name words on one line, single spaces or tabs between, particles allowed inside.
+_NAME = rf"{_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_PIECE}(?![\w@])){{0,4}}"
+_NAME_TOKEN = re.compile(rf"{_PIECE}|{_PARTICLE}")
+_CAMEL_OK = re.compile(r"(?:Mc|Mac|O['’]|D['’]|De|Di|Da|La|Le|Van|Von|Fitz|St)[A-Z]")
+
+#: Words in front of a name that are not part of it.
+HONORIFICS = frozenset(
+    "mr mrs ms miss mx dr prof professor sir dame madam lady lord rev fr sr jr mister doctor capt captain "
+    "sgt officer judge president senator".split()
+)
+ROLE_WORDS = frozenset(
+    "guest tenant patient customer caller client user employee candidate driver agent manager engineer "
+    "nurse doctor owner contact author reviewer assignee reporter applicant member student teacher "
+    "landlord resident visitor buyer seller courier technician cc hi hello hey dear thanks".split()
+)
+#: Words that follow greetings and sit in speaker or form positions but are not names.
+NOT_NAMES = frozenset(
+    "team all everyone everybody there folks guys sir madam customer customers colleagues friends support "
+    "both you user users admin admins bot system agent operator manager hiring valued member members "
+    "subject note notes action actions priority status date time re fwd fw to from cc bcc role answer "
+    "question example error warning info summary update result results input output total step tip "
+    "important fix cause resolution impact workaround attendees agenda description details request "
+    "response reply comment comments feedback reason issue problem steps expected actual environment "
+    "version category type title name phone email address company department location owner assignee "
+    "reporter sender recipient customer-service sales billing hr it security legal finance marketing "
+    "engineering ops morning afternoon evening night again sirs gentlemen ladies world true false none yes "
+    "no ok okay thanks cheers regards best bye sincerely please urgent asap done fixed resolved closed open "
+    "pending signed-off-by reviewed-by acked-by tested-by reported-by co-authored-by suggested-by".split()
+)
+
+#: Words of organisation names ("Python Software Foundation", "Acme Corp").
+ORG_WORDS = frozenset(
+    "inc inc. ltd ltd. llc gmbh ag corp corporation company co foundation project team software "
+    "university institute association society group labs systems technologies consortium contributors "
+    "developers authors community limited plc bv sa srl oy ab broadband bank logistics services solutions "
+    "consulting partners holdings industries insurance airlines airways energy telecom media networks "
+    "studio studios capital ventures trust hospital clinic school college council agency ministry office "
+    "store shop motors pharma health healthcare retail traders international global enterprises "
+    "associates brothers bros federation union club church airport station hotel restaurant cafe stichting "
+    "centrum verein gesellschaft fondation fundación fondazione université universidad universität "
+    # company-name heads seen mistaken for people ("Harbourline Mutual", "Kestrel Cloud")
+    "mutual cloud analytics management property properties assurance financial finance mortgage realty "
+    "estates construction engineering manufacturing digital technology tech design marketing legal llp lp "
+    "pty nv kg spa cooperative lending payments bancorp securities investments advisors advisory freight "
+    "shipping transport utilities mining foods farms brewing brewery publishing entertainment fitness "
+    "dental medical pharmacy diagnostics research robotics therapeutics biotech".split()
+)
+_EMAIL_OR_URL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+_SENTENCE_END = re.compile(r"(?:[.!?:;\"“”•*#>|+\-–—]|\n)\s*$")
+_UNDERLINE = re.compile(r"[ \t]*([=*\-~^#])\1{2,}[ \t]*$")
+_PLAIN_WORD = re.compile(rf"\b{_L}+\b")
+#: A determiner before a single capitalised word, or a version number after it: a product
+#: ("the Jira board", "Firefox 118"), not a person.
+_PRODUCT_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|these|those|our|your|their|its|my)[ \t]+$")
+_VERSION_AFTER = re.compile(r"[ \t]+[A-Za-z]{0,3}\d")
+#: First words of place names ("San Marino", "New Haven").
+_PLACE_PREFIXES = frozenset(
+    "san santa santo saint st sankt new los las el la le port fort mount mt lake north south east west "
+    "upper lower great little greater cape isle".split()
+)
+_ACRONYM_BEFORE = re.compile(r"\b[A-Z][A-Z0-9.]+[ \t]*\([ \t]*$")
+_DETERMINER_BEFORE = re.compile(rf"(?i)\b(?:the|a|an|this|that|our|your|their|its)[ \t]+(?:{_L}+[ \t]+)?$")
+#: Words Title Case leaves in lower case.
+_FUNCTION_WORDS = frozenset("a an the and or but nor of in on at to for by with from as into via vs per".split())
+#: Two to four capitalised words on one line (particles allowed between).
+_PAIR = re.compile(rf"(?<![\w.@'’-]){_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_WORD}){{1,3}}(?![\w@'’-])")
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """English dictionary words from the pipeline's WordNet lemma index (empty when absent)."""
+
+    index: dict[str, frozenset[str]]
+    rules: dict[str, tuple[tuple[str, str], ...]]
+    exceptions: frozenset[str]
+
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        return frozenset().union(*self.index.values()) if self.index else frozenset()
+
+    def is_word(self, word: str) -> bool:
+        """True when ``word`` (any case, any inflection the rules undo) is a dictionary word."""
+        w = word.lower().replace("’", "'")
+        if w in self.words or w in self.exceptions:
+            return True
+        if "-" in w.strip("-"):  # a compound: "Metadata-Version", "Requires-Python"
+            return all(self.is_word(part) for part in w.split("-") if part)
+        return any(
+            w.endswith(old) and w[: len(w) - len(old)] + new in self.index.get(pos, ())
+            for pos, rules in self.rules.items()
+            for old, new in rules
+            if old
+        )
+
+    def is_plural_noun(self, word: str) -> bool:
+        """True for a plural of a dictionary noun that is no dictionary word itself (``Types``)."""
+        w = word.lower()
+        if w in self.words or not w.endswith("s"):
+            return False
+        nouns = self.index.get("noun", frozenset())
+        return any(w.endswith(old) and w[: len(w) - len(old)] + new in nouns for old, new in self.rules.get("noun", ()))
+
+
+def _lexicon(nlp: Any) -> _Lexicon:
+    """The lemmatizer's lookup tables of ``nlp`` as a :class:`_Lexicon`."""
+    try:
+        lookups = nlp.get_pipe("lemmatizer").lookups
+        index_table, rules_table = lookups.get_table("lemma_index"), lookups.get_table("lemma_rules")
+        exc_table = lookups.get_table("lemma_exc")
+    except (KeyError, ValueError, AttributeError):
+        return _Lexicon({}, {}, frozenset())
+    pos_names = ("noun", "verb", "adj", "adv")
+    index = {pos: frozenset(index_table.get(pos) or ()) for pos in pos_names}
+    rules = {pos: tuple((old, new) for old, new in rules_table.get(pos) or ()) for pos in pos_names}
+    exceptions = frozenset(word for pos in pos_names for word in (exc_table.get(pos) or {}))
+    return _Lexicon(index, rules, exceptions)
+
+
+# ---------------------------------------------------------------------------------------
+# Context cues: patterns whose group "name" is a person name
+# ---------------------------------------------------------------------------------------
+
+_HONORIFIC_CUE = rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Rev)\.?[ \t]+(?P<name>{_NAME})"
+_GREETING_CUE = (
+    r"(?:^|\n)[ \t>]*(?i:hi|hello|hey|dear|good (?:morning|afternoon|evening)|morning)"
+    rf"[ \t,]+(?P<name>{_NAME})[ \t]*(?=[,!:\n]|$)"
+)
+_THANKS_CUE = rf"\b(?i:thanks|thank you|thx|cheers|ta)\b[^.!?\n]{{0,60}}?,[ \t]*(?P<name>{_NAME})[ \t]*(?=[!.]|$)"
+_THANKS_DIRECT_CUE = (
+    rf"\b(?i:thanks|thank you|thx|cheers|congrats|welcome|kudos to)[ \t]+(?P<name>{_NAME})"
+    r"(?=[ \t]*[,!.:]|[ \t]+(?i:for)\b)"
+)
+_SIGNOFF_CUE = (
+    r"(?:^|\n)[ \t]*(?i:(?:best|kind|warm|warmest|many)?[ \t]*regards|best(?: wishes)?|thanks|many thanks|"
+    r"thank you|cheers|sincerely|yours(?: sincerely| truly| faithfully)?|respectfully|all the best)[ \t]*[,!.]?"
+    rf"[ \t]*\n[ \t]*(?P<name>{_NAME})[ \t]*(?=[,\n]|$)"
+)
+_DASH_CUE = (
+    rf"(?:[.!?)][ \t]+[—–-]{{1,2}}|(?:^|\n)[ \t]*[—–])[ \t]*(?P<name>{_WORD}(?:[ \t]+{_PIECE}){{1,3}})[ \t]*(?=,|\n|$)"
+)
+_SELF_CUE = (
+    rf"\b(?i:my name is|my name's|name is|name was|i am called)[ \t]+(?P<name>{_NAME})"
+    rf"|\b(?i:this is|i am|i'm|it's|its)[ \t]+(?P<name2>{_NAME})(?=[ \t]*,|[ \t]+(?i:from|here|with|at|and)\b)"
+)
+_RELATION_CUE = (
+    r"\b(?i:my|his|her|our|their|your)[ \t]+(?i:husband|wife|son|daughter|mother|father|mom|mum|dad|"
+    r"brother|sister|partner|friend|colleague|manager|boss|neighbou?r|doctor|grandson|granddaughter|"
+    rf"grandmother|grandfather|uncle|aunt|cousin|fiancée?)[ \t,]+(?P<name>{_NAME})"
+)
+_FIELD_CUE = (
+    r"(?:^|\n|[.;][ \t]+)[ \t>]*(?i:from|to|cc|bcc|author|committer|signed-off-by|reviewed-by|acked-by|tested-by|"
+    r"reported-by|co-authored-by|name|full name|customer name|contact name|contact|patient|candidate|"
+    r"employee|tenant|guest|applicant|assignee|assigned to|reporter|owner|requester|emergency contact|"
+    r"next of kin|interviewer|interviewers|attendees|participants|present|reviewer|reviewers|"
+    rf"account owner|caller|recipient|sender|student|teacher)[ \t]*:[ \t]*(?P<name>{_NAME})"
+)
+_EMAIL_CUE = rf"(?P<name>{_NAME})[ \t]*[<(\[][ \t]*[\w.+-]+(?:@|[ \t]+at[ \t]+)[\w.-]+"
+_WROTE_CUE = rf"(?:^|[,>\n][ \t]*)(?P<name>{_NAME})[ \t]+(?:<[^>\n]*>[ \t]+)?(?i:wrote|writes|said)[ \t]*:"
+_COPYRIGHT_CUE = (
+    r"(?i:copyright|\(c\)|©)[ \t:]*(?:(?i:\(c\)|©)[ \t]*)?(?:\d{4}(?:[ \t]*[-–,][ \t]*\d{4})*[ \t]*,?[ \t]*)"
+    rf"(?i:by[ \t]+)?(?P<name>{_NAME})"
+)
+_LAST_WORD_CUE = rf"[.!?][ \t]*\n?[ \t]*(?:[—–-][ \t]*)?(?P<name>{_NAME})[ \t]*\Z"
+_WHO_CUE = rf"(?P<name>{_NAME}),?[ \t]+(?:who|whom|whose)\b"
+_ASSIGNED_CUE = (
+    rf"\b(?i:assigned to|reassigned to|escalated to|handed over to|on behalf of|attn\.?:?)[ \t]+(?P<name>{_NAME})"
+)
+_SPEAKER_CUE = (
+    rf"(?:^|\n)[ \t]*(?:\[?\d{{1,2}}:\d{{2}}(?::\d{{2}})?(?:[ \t]*[AaPp][Mm])?\]?[ \t]*)?(?P<name>{_NAME}):[ \t]+\S"
+)
+
+#: How much a cue vouches for the name it marks: ``any`` takes a single dictionary word
+#: (``Hi Mark,``), ``full`` not, ``unknown`` only a name with a word that is no dictionary word,
+#: ``single`` a single word or a name with a word that is no dictionary word.
+_CUES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), trust)
+    for pattern, trust in (
+        (_HONORIFIC_CUE, "any"),
+        (_GREETING_CUE, "any"),
+        (_THANKS_CUE, "any"),
+        (_THANKS_DIRECT_CUE, "any"),
+        (_SIGNOFF_CUE, "any"),
+        (_DASH_CUE, "unknown"),
+        (_SELF_CUE, "any"),
+        (_RELATION_CUE, "any"),
+        (_FIELD_CUE, "any"),
+        (_EMAIL_CUE, "full"),
+        (_WROTE_CUE, "full"),
+        (_COPYRIGHT_CUE, "full"),
+        (_LAST_WORD_CUE, "single"),
+        (_WHO_CUE, "full"),
+        (_ASSIGNED_CUE, "full"),
+    )
+)
+_SPEAKER = re.compile(_SPEAKER_CUE)
+#: A quick test that a text may hold a capitalised word at all.
+_CAPITALISED = re.compile(rf"{_U}{_L}")
+#: More names after a cue's first one, in lists such as ``Attendees: A B, C D and E F``.
+_LIST_TAIL = re.compile(rf"(?:[ \t]*(?:,|;|\band\b|&)[ \t]*(?:and[ \t]+)?)({_NAME})")
+_LIST_CUE_WORDS = re.compile(r"(?i)\b(?:to|cc|bcc|attendees|participants|present|interviewers|reviewers)[ \t]*:$")
+
+
+# ---------------------------------------------------------------------------------------
+# The engine (Presidio + spaCy), built once per process and pipeline folder
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Engine:
+    analyzer: Any
+    nlp_engine: Any
+    lexicon: _Lexicon
+
+
+_ENGINE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _engine(path: str) -> _Engine:
+    """Presidio's analyzer with only the spaCy PERSON recognizer, on the pipeline at ``path``."""
+    spacy_model.require_ner_packages()
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+    # the parser is not needed (no dependency labels are read); the lemmatizer stays loaded but
+    # idle: its WordNet index is the dictionary the rules use
+    nlp = spacy_model.load_spacy_pipeline(Path(path), exclude=["parser", "senter"], disable=["lemmatizer"])
+    labels = set(nlp.get_pipe("ner").labels) if "ner" in nlp.pipe_names else set()
+    if "PERSON" not in labels:
+        from polyadapt.errors import ConfigError
+
+        raise ConfigError(f"the spaCy pipeline at {path} has no PERSON entity; {spacy_model.FETCH_HINT}")
+    configuration = NerModelConfiguration(
+        model_to_presidio_entity_mapping={"PERSON": "PERSON"},
+        labels_to_ignore=sorted(labels - {"PERSON"}),
+    )
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": path}], ner_model_configuration=configuration)
+    # loaded above: SpacyNlpEngine.load would import torch for a device check and may download
+    nlp_engine.nlp = {"en": nlp}  # type: ignore[assignment]
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.add_recognizer(SpacyRecognizer(supported_language="en", supported_entities=["PERSON"]))
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+    return _Engine(analyzer, nlp_engine, _lexicon(nlp))
+
+
+def load_engine(model_path: Path | None = None) -> _Engine:
+    """The cached engine for ``model_path`` (default: :func:`spacy_model.spacy_model_path`)."""
+    path = str((model_path or spacy_model.spacy_model_path()).expanduser().resolve())
+    with _ENGINE_LOCK:
+        return _engine(path)
+
+
+# ---------------------------------------------------------------------------------------
+# The scanner
+# ---------------------------------------------------------------------------------------
+
+
+class PersonNameScanner:
+    """Person names (type ``person``) by spaCy NER through Presidio, filtered and completed by
+    the rules in this module's docstring.
+
+    ``model_path``: a spaCy pipeline folder (default: ``$POLYADAPT_SPACY_MODEL`` or the cache
+    folder ``polyadapt governance fetch-ner`` fills). ``max_chars``: longer texts are analysed in
+    pieces of about this size, cut at line breaks. The model loads on the first scan, once per
+    process; a missing model or package raises :class:`~polyadapt.errors.ConfigError`.
+    """
+
+    name = "ner"
+    types: tuple[str, ...] = ("person",)
+
+    def __init__(self, model_path: Path | str | None = None, *, max_chars: int = 100_000) -> None:
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.max_chars = max_chars
+
+    def load(self) -> None:
+        """Load the model now (it loads on the first scan otherwise)."""
+        load_engine(self.model_path)
+
+    def scan(self, text: str) -> list[Finding]:
+        """Every person name in ``text``."""
+        return self.scan_many([text])[0]
+
+    def scan_many(self, texts: Sequence[str], *, batch_size: int = 32) -> list[list[Finding]]:
+        """The findings of each text, running the pipeline over them in batches (faster than
+        one :meth:`scan` per text)."""
+        results: list[list[Finding]] = [[] for _ in texts]
+        pieces = [
+            (i, offset, piece)
+            for i, text in enumerate(texts)
+            if _CAPITALISED.search(text)
+            for offset, piece in _pieces(text, self.max_chars)
+        ]
+        if not pieces:
+            return results
+        engine = load_engine(self.model_path)
+        artifacts = engine.nlp_engine.process_batch([piece for _, _, piece in pieces], "en", batch_size=batch_size)
+        for (i, offset, piece), (_, artifact) in zip(pieces, artifacts, strict=True):
+            model_spans = [
+                (r.start, r.end)
+                for r in engine.analyzer.analyze(piece, language="en", entities=["PERSON"], nlp_artifacts=artifact)
+            ]
+            for start, end in _person_spans(piece, model_spans, artifact.tokens, engine.lexicon):
+                results[i].append(Finding("person", offset + start, offset + end, self.name))
+        return results
+
+
+def _pieces(text: str, limit: int) -> Iterable[tuple[int, str]]:
+    """``text`` in pieces of at most about ``limit`` characters, cut after line breaks."""
+    start = 0
+    while len(text) - start > limit:
+        cut = text.rfind("\n", start + limit // 2, start + limit)
+        cut = cut + 1 if cut != -1 else start + limit
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]
+
+
+# ---------------------------------------------------------------------------------------
+# Rules
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Text:
+    """One text and what the rules look up in it more than once."""
+
+    text: str
+    doc: Doc | None
+    lexicon: _Lexicon
+    model_spans: list[tuple[int, int]]
+
+    @functools.cached_property
+    def blocked(self) -> list[tuple[int, int]]:
+        """Email addresses and URLs: no name is reported inside them."""
+        return [(m.start(), m.end()) for m in _EMAIL_OR_URL.finditer(self.text)]
+
+    @functools.cached_property
+    def lower_tokens(self) -> str:
+        """The all-lower-case tokens of the text (outside emails and URLs), space separated."""
+        text = self.text
+        for start, end in reversed(self.blocked):
+            text = text[:start] + " " + text[end:]
+        return " " + " ".join(t for t in re.findall(r"\S+", text) if t.islower()) + " "
+
+    def lower_elsewhere(self, word: str) -> bool:
+        """True when ``word`` is also written in lower case in the text, alone or inside a token
+        (``enum`` ... ``Enum``, ``.pdbrc`` ... ``Pdb``)."""
+        return word.lower() in self.lower_tokens
+
+    @functools.cached_property
+    def other_entities(self) -> list[tuple[int, int]]:
+        """Spans the model labels as something other than a person (ORG, GPE, PRODUCT, ...)."""
+        if self.doc is None:
+            return []
+        return [(e.start_char, e.end_char) for e in self.doc.ents if e.label_ not in ("PERSON", "PER")]
+
+    def next_token(self, end: int) -> tuple[str, str]:
+        """The text and tag of the first token after ``end`` (spaces skipped), or ``("", "")``."""
+        if self.doc is None:
+            return "", ""
+        for token in self.doc:
+            if token.idx >= end and not token.is_space:
+                return token.text, token.tag_
+        return "", ""
+
+    def tags(self, start: int, end: int) -> list[str]:
+        """The tagger's POS (word class) tags of the tokens over ``start:end``."""
+        if self.doc is None:
+            return []
+        span = self.doc.char_span(start, end, alignment_mode="expand")
+        return [t.tag_ for t in span] if span is not None else []
+
+
+def _person_spans(
+    text: str, model_spans: list[tuple[int, int]], doc: Doc | None, lexicon: _Lexicon
+) -> list[tuple[int, int]]:
+    """The person-name spans of ``text``: cued spans, model spans that pass the rules, pairs of
+    capitalised words the model missed, and other occurrences of the words of the names found."""
+    ctx = _Text(text, doc, lexicon, model_spans)
+    cued = _cued_spans(ctx)
+    kept: list[tuple[int, int]] = list(cued)
+    for raw_start, raw_end in model_spans:
+        span = _trim(text, raw_start, raw_end)
+        if span is None or _overlaps(span, ctx.blocked) or _overlaps(span, cued):
+            continue  # a cue already covers it (with cleaner bounds)
+        if _model_span_ok(ctx, span):
+            kept.append(span)
+    repeated = _repeated_words(ctx, kept)  # the words of cued and model names only
+    kept.extend(span for span in _name_pairs(ctx) if not _overlaps(span, kept))
+    kept.extend(span for span in repeated if not _overlaps(span, kept))
+    return _merge(kept)
+
+
+def _overlaps(span: tuple[int, int], others: Iterable[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in others)
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, overlapping spans joined."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(set(spans)):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A model span cut to the name it holds, or None when nothing name-like is left."""
+    value = text[start:end]
+    if "\n" in value:
+        lines = value.split("\n")
+        first = lines[0].strip()
+        # "Chloe Haddad\nCustomer Care": the first line is the name; "Raymond\nHettinger": wrapped
+        if len(first.split()) >= 2 or not all(line.strip() for line in lines):
+            end = start + len(lines[0])
+    # surrounding spaces and punctuation
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not (text[end - 1].isalnum() or text[end - 1] == "."):
+        end -= 1
+    if end > start and text[end - 1] == "." and not re.search(rf"(?:^|\s){_U}\.$", text[start:end]):
+        end -= 1  # a sentence's full stop, not an initial's
+    # possessive
+    for suffix in ("'s", "’s", "'", "’"):
+        if text[start:end].endswith(suffix) and end - len(suffix) > start:
+            end -= len(suffix)
+            break
+    # honorifics and role words in front: "Dr. Samuel Osei", "Guest Isabella Rossi"
+    while True:
+        m = re.match(r"(\w+)\.?[ \t]+", text[start:end])
+        if not m or not text[start + m.end() : end].strip():
+            break
+        word = m.group(1).lower()
+        if word in HONORIFICS or (word in ROLE_WORDS and len(text[start + m.end() : end].split()) >= 2):
+            start += m.end()
+        else:
+            break
+    return (start, end) if end > start else None
+
+
+def _words(value: str) -> list[str]:
+    return value.replace("\n", " ").split()
+
+
+def _name_shaped(value: str) -> bool:
+    """True when every word of ``value`` looks like part of a person's name."""
+    words = _words(value)
+    if not words or len(words) > 6:
+        return False
+    if words[0].lower() in PARTICLES and not words[0].startswith("d'"):
+        return False
+    capitalised = 0
+    for i, word in enumerate(words):
+        if not _NAME_TOKEN.fullmatch(word):
+            return False
+        if i < len(words) - 1 and word.endswith(("'s", "’s")):
+            return False  # a possessive inside: "Perl's Getopt"
+        if word.lower() in PARTICLES:
+            continue
+        letters = word.replace("'", "").replace("’", "").replace("-", "").replace(".", "")
+        if len(letters) > 1 and letters.isupper() and (i == 0 or len(words) == 1 or len(letters) <= 3):
+            return False  # an acronym: "NAME", "ASCII Backspace" (a caps surname after a name is fine)
+        inner = word[1:]
+        if any(ch.isupper() for ch in inner) and not letters.isupper():
+            tail = re.split(r"['’-]", word)
+            if not (
+                _CAMEL_OK.match(word)
+                or all(
+                    (part[:1].isupper() and (len(part) == 1 or part[1:].islower())) or part in ("d", "l")
+                    for part in tail
+                    if part
+                )
+            ):
+                return False  # CamelCase: "CPython", "MySubclass"
+        capitalised += 1
+    return capitalised > 0
+
+
+def _stop_word(word: str) -> bool:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return word.lower() in STOP_WORDS and word.lower() not in PARTICLES
+
+
+def _line_of(text: str, start: int, end: int) -> tuple[str, int, int]:
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end == -1 else line_end
+    return text[line_start:line_end], line_start, line_end
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    return bool(_SENTENCE_END.search(text[max(0, start - 40) : start])) or not text[:start].strip()
+
+
+def _glued_to_code(text: str, start: int, end: int) -> bool:
+    """True for a span glued to code characters: ``x.Name``, ``Name(``, ``Name[``, ``Name.attr``."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return before in "._/\\=`$%{[" or after in "(_/\\=`[{" or (after == "." and text[end + 1 : end + 2].isalnum())
+
+
+def _codeish(text: str, start: int, end: int) -> bool:
+    """True for a span on a code, grammar, heading or table line, or glued to code characters."""
+    line, line_start, line_end = _line_of(text, start, end)
+    stripped = line.strip()
+    if stripped.startswith((">>>", "...", "$ ", "#")) or "::=" in line or stripped.startswith("|") or "|" in line:
+        return True
+    next_line = text[line_end + 1 : text.find("\n", line_end + 1) if text.find("\n", line_end + 1) != -1 else None]
+    if stripped == text[start:end].strip() and _UNDERLINE.match(next_line or ""):
+        return True  # a heading
+    return _glued_to_code(text, start, end)
+
+
+def _title_line(text: str, start: int, end: int) -> bool:
+    """True when the span's line is a title: Title Cased words and no sentence punctuation
+    (``Access to Names in Outer Scopes``; form lines such as ``Role: X, Y`` are no titles)."""
+    line, line_start, _ = _line_of(text, start, end)
+    if re.search(r"[.,:;!?](?:\s|$)", line.rstrip(" .")):
+        return False
+    outside = line[: start - line_start] + " " + line[end - line_start :]
+    words = [w for w in re.findall(rf"{_L}+", outside) if w.lower() not in _FUNCTION_WORDS]
+    capitalised = sum(w[0].isupper() for w in words)
+    return capitalised >= 2 and capitalised >= 0.75 * len(words)
+
+
+def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
+    """The rules a model span without a cue must pass (see the module docstring)."""
+    text, lexicon = ctx.text, ctx.lexicon
+    start, end = span
+    value = text[start:end]
+    if not _name_shaped(value) or any(_stop_word(w) for w in _words(value)) or _codeish(text, start, end):
+        return False
+    if any(w.lower() in ORG_WORDS for w in _words(value)):
+        return False
+    words = [w for w in _words(value) if w.lower() not in PARTICLES and not re.fullmatch(rf"{_U}\.?", w)]
+    if not words:
+        return False
+    tags = ctx.tags(start, end)
+    next_text, next_tag = ctx.next_token(end)
+    if _PRODUCT_BEFORE.search(text[max(0, start - 12) : start]) or _VERSION_AFTER.match(text, end):
+        return False  # "the Tab Nanny", "Firefox 118"
+    if _ACRONYM_BEFORE.search(text[max(0, start - 16) : start]):
+        return False  # an acronym's expansion: "RFC (Registro Federal de Contribuyentes"
+    if _attributive(ctx, end):
+        return False  # a modifier: "Enum class"
+    if any(lexicon.is_word(w) and ctx.lower_elsewhere(w) for w in words):
+        return False  # "Deep Learning" ... "learning": a term, not a name
+    if len(words) == 1:
+        # a lone capitalised word is as often a product ("Numba has", "Jira is down") as a first
+        # name; only context (cues, the words of full names) makes it a name
+        return False
+    if all(lexicon.is_word(w) for w in words):
+        if len(words) >= 3 or any(lexicon.is_plural_noun(w) for w in words):
+            return False
+        if not all(tag in ("NNP", "NNPS", "HYPH", "POS", "_SP") for tag in tags):
+            return False
+        if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
+            return False
+    return True
+
+
+def _attributive(ctx: _Text, end: int) -> bool:
+    """True when a common noun follows ``end``: the words before modify it (``Enum class``)."""
+    next_text, next_tag = ctx.next_token(end)
+    return next_tag in ("NN", "NNS") and next_text.islower()
+
+
+def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
+    """Two to four capitalised name words in a row that the model missed (``I spoke to Deepa
+    Choi``): not at a sentence start, not another entity, with a word that is no dictionary
+    word and not written in lower case elsewhere, on a line that is not Title Cased."""
+    text, lexicon = ctx.text, ctx.lexicon
+    found = []
+    for m in _PAIR.finditer(text):
+        trimmed = _trim(text, m.start(), m.end())
+        if trimmed is None:
+            continue
+        start, end = trimmed
+        words = _words(text[start:end])
+        names = [w for w in words if w.lower() not in PARTICLES]
+        unknown = [not lexicon.is_word(w) and not ctx.lower_elsewhere(w) for w in names]
+        # the model often calls unfamiliar names ORG or GPE ("Yolanda Price"): then the first word
+        # must be unfamiliar; otherwise all words but one may be dictionary words
+        if _overlaps((start, end), ctx.other_entities):
+            familiar_ok = unknown[0] if names else False
+        else:
+            familiar_ok = sum(unknown) >= max(1, len(names) - 1)
+        if (
+            len(names) < 2
+            or not familiar_ok
+            or any(w.lower() in ORG_WORDS for w in names)
+            or _sentence_start(text, start)
+            or not _name_shaped(text[start:end])
+            or any(_stop_word(w) or w.lower() in NOT_NAMES or len(w) < 2 for w in names)
+            or any(lexicon.is_plural_noun(w) for w in names)
+            or _DETERMINER_BEFORE.search(text[max(0, start - 30) : start])
+            or _ACRONYM_BEFORE.search(text[max(0, start - 16) : start])
+            or _VERSION_AFTER.match(text, end)
+            or _attributive(ctx, end)
+            or _overlaps((start, end), ctx.blocked)
+            or _codeish(text, start, end)
+            or _title_line(text, start, end)
+            or not all(tag in ("NNP", "NNPS", "HYPH") for tag in ctx.tags(start, end))
+            or names[0].lower() in _PLACE_PREFIXES
+            or any(len(w) > 14 for w in names)
+            or any(w in ("e", "i", "y", "d") for w in words)
+        ):
+            continue
+        found.append((start, end))
+    return found
+
+
+def _cued_spans(ctx: _Text) -> list[tuple[int, int]]:
+    """Names that context marks: cues (honorifics, greetings, headers, ...) and chat speakers."""
+    text, lexicon = ctx.text, ctx.lexicon
+    spans: list[tuple[int, int]] = []
+    for pattern, trust in _CUES:
+        for m in pattern.finditer(text):
+            group = "name" if m.group("name") is not None else "name2"
+            found = [(m.start(group), m.end(group))]
+            if _LIST_CUE_WORDS.search(text[max(0, m.start(group) - 16) : m.start(group)].rstrip()):
+                position = m.end(group)
+                while tail := _LIST_TAIL.match(text, position):
+                    found.append((tail.start(1), tail.end(1)))
+                    position = tail.end(1)
+            for start, end in found:
+                span = _cue_name(ctx, start, end, trust)
+                if span:
+                    spans.append(span)
+    # chat speakers ("Aiko Tanaka: yes, ..."): labels such as "Note:" or "Requires-Dist:" look
+    # the same, so only a chat log counts: two labels or more, one of them a person to the
+    # model or every one of them unfamiliar words ("Aoife:", "Tomasz Nowak:")
+    speakers = [m for m in _SPEAKER.finditer(text) if m.group("name").lower() not in NOT_NAMES]
+    labels = {m.group("name") for m in speakers}
+    chat_log = len(labels) >= 2 and (
+        any(_overlaps((m.start("name"), m.end("name")), ctx.model_spans) for m in speakers)
+        or all(any(not lexicon.is_word(w) and not ctx.lower_elsewhere(w) for w in label.split()) for label in labels)
+    )
+    for m in speakers if chat_log else ():
+        start, end = m.start("name"), m.end("name")
+        if all(tag in ("NNP", "NNPS") for tag in ctx.tags(start, end)):
+            span = _cue_name(ctx, start, end, "any")
+            if span:
+                spans.append(span)
+    return spans
+
+
+def _cue_name(ctx: _Text, start: int, end: int, trust: str) -> tuple[int, int] | None:
+    """A cue's name span, trimmed and checked, or None."""
+    text, lexicon = ctx.text, ctx.lexicon
+    trimmed = _trim(text, start, end)
+    if trimmed is None:
+        return None
+    start, end = trimmed
+    after = re.match(rf"[ \t]*({_L}+)", text[end:])
+    if any(w.lower() in ORG_WORDS for w in _words(text[start:end])) or (after and after.group(1).lower() in ORG_WORDS):
+        return None  # "Nucleic Development Team", "Acme Corp"
+    if _glued_to_code(text, start, end):
+        return None
+    # a cue names one person: stop at the first stop word or non-name ("Hi Anna and team")
+    words = []
+    for m in re.finditer(r"\S+", text[start:end]):
+        if _stop_word(m.group()) or m.group().lower() in NOT_NAMES:
+            end = start + m.start()
+            break
+        words.append(m.group())
+    end = start + len(text[start:end].rstrip())
+    if not words or not _name_shaped(text[start:end]):
+        return None
+    if trust == "full" and len(words) == 1 and lexicon.is_word(words[0]):
+        return None
+    if (
+        trust in ("unknown", "single")
+        and (trust == "unknown" or len(words) > 1)
+        and all(lexicon.is_word(w) or ctx.lower_elsewhere(w) for w in words)
+    ):
+        return None
+    if any(w.lower() in ORG_WORDS for w in words):
+        return None
+    return start, end
+
+
+def _repeated_words(ctx: _Text, kept: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Other occurrences of the words of kept multi-word names (``Jonas`` after ``Jonas Berg``)."""
+    text = ctx.text
+    words = {
+        word
+        for start, end in kept
+        if len(_words(text[start:end])) >= 2
+        for word in _words(text[start:end])
+        if len(word) >= 3 and word.lower() not in PARTICLES and not ctx.lexicon.is_word(word)
+    }
+    if not words:
+        return []
+    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+    pattern = re.compile(rf"(?<![\w@.])(?:{alternatives})(?![\w@]|\.\w)")
+    return [
+        (m.start(), m.end())
+        for m in pattern.finditer(text)
+        if not _overlaps((m.start(), m.end()), kept) and not _overlaps((m.start(), m.end()), ctx.blocked)
+    ]
