@@ -76,3 +76,26 @@ def _apply_umask_modes(folder: Path) -> None:
     folder.chmod(0o777 & ~umask)
     for item in folder.rglob("*"):
         item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+def portable_path(path: Path | str, root: Path | str | None = None) -> str:
+    """``path`` as run artifacts store it: relative to ``root`` (the working directory by
+    default) when inside it, ``~/...`` when inside the home folder, else as given.
+
+    Run folders are copied, shared and published; an absolute path would tell where and
+    under which user name a run was made, and would not mean anything on another machine.
+    """
+    text = str(path)
+    if "://" in text:  # a URL or a remote reference, not a local path
+        return text
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute():
+        return text
+    base = Path(root) if root is not None else Path.cwd()
+    for folder, prefix in ((base, ""), (Path.home(), "~/")):
+        try:
+            relative = candidate.resolve().relative_to(folder.resolve())
+        except (ValueError, OSError):
+            continue
+        return f"{prefix}{relative.as_posix()}" if str(relative) != "." else (prefix.rstrip("/") or ".")
+    return text

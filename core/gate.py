@@ -105,7 +105,7 @@ def build_redactor(pm: PluginManager, policy: Policy) -> Redactor:
     from polyadapt.governance.scanners import builtin_scanners
     from polyadapt.lineage.state import state_dir
 
-    return Redactor(policy, [*builtin_scanners(), *pm.scanners()], load_or_create_key(state_dir()))
+    return Redactor(policy, [*builtin_scanners(policy), *pm.scanners()], load_or_create_key(state_dir()))
 
 
 def shown_text(redactor: Redactor, text: str) -> str:

@@ -21,7 +21,9 @@ class Quarantined:
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "index": self.index, "line": self.line, "reason": self.reason}
+        from polyadapt.fileio import portable_path
+
+        return {"source": portable_path(self.source), "index": self.index, "line": self.line, "reason": self.reason}
 
 
 def record_hash(record: object) -> str:
@@ -78,8 +80,10 @@ class Dataset:
         for item in self.quarantined:
             key = item.reason.split(":")[0]
             reasons[key] = reasons.get(key, 0) + 1
+        from polyadapt.fileio import portable_path
+
         return {
-            "source": str(self.source),
+            "source": portable_path(self.source),
             "kind": self.kind,
             "records": len(self.records),
             "quarantined": len(self.quarantined),

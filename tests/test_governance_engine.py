@@ -144,10 +144,10 @@ def test_records_are_redacted_decided_and_lines_stay_aligned():
     result = govern(original)
     assert json.dumps(original.records) == snapshot  # the input is not changed
     records = result.dataset.records
-    assert records[0]["text"] == "Customer [EMAIL] asked about the premium."
-    assert records[1]["messages"][0]["content"] == "Call me at [PHONE]"
+    assert records[0]["text"] == "Customer <EMAIL_1> asked about the premium."
+    assert records[1]["messages"][0]["content"] == "Call me at <PHONE_1>"
     assert records[1]["messages"][1] == {"role": "assistant", "content": "Sure."}
-    assert records[2]["text"] == "Card [PAYMENT_CARD] and host ***.*.***.**."
+    assert records[2]["text"] == "Card <PAYMENT_CARD_1> and host ***.*.***.**."
     assert result.dataset.lines == original.lines and result.dataset.source == SOURCE
     assert result.dataset.scanned_fields == original.scanned_fields
     assert [d.action for d in result.decisions[:4]] == ["redacted", "redacted", "redacted", "kept"]
@@ -164,6 +164,8 @@ def test_records_are_redacted_decided_and_lines_stay_aligned():
         "licence": "CC-BY-4.0",
         "role": "train",
         "modality": "text",
+        # which detectors looked, so lineage tells a run with name detection from one without
+        "detectors": sorted(scanner.name for scanner in builtin_scanners()),
     }
 
 

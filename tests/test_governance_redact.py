@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from polyadapt.errors import ConfigError
 from polyadapt.governance.policy import Policy
-from polyadapt.governance.redact import Redactor, load_or_create_key, mask_value
+from polyadapt.governance.redact import Placeholders, Redactor, load_or_create_key, mask_value
 from polyadapt.governance.scanners import Finding, builtin_scanners
 
 KEY = bytes(range(32))
@@ -36,7 +36,7 @@ def redactor(**pii) -> Redactor:
 def test_strict_policy_redacts_with_typed_placeholders_and_masks_ips():
     outcome = Redactor(Policy(), builtin_scanners(), KEY).apply(TEXT)
     assert outcome.text == (
-        "Mail [EMAIL], call [PHONE], card [PAYMENT_CARD], IBAN [IBAN], SSN [NATIONAL_ID], from ***.*.***.**."
+        "Mail <EMAIL_1>, call <PHONE_1>, card <PAYMENT_CARD_1>, IBAN <IBAN_1>, SSN <NATIONAL_ID_1>, from ***.*.***.**."
     )
     assert outcome.findings == {"email": 1, "phone": 1, "payment_card": 1, "iban": 1, "national_id": 1, "ip_address": 1}
     assert outcome.actions["ip_address"] == "mask" and outcome.actions["email"] == "redact"
@@ -60,7 +60,7 @@ def test_hash_is_keyed_stable_and_ignores_formatting():
     r = redactor(email="hash", phone="hash")
     first = r.apply("a: Jane.Doe@Example.com b: jane.doe@example.com").text
     expected = hmac.new(KEY, b"jane.doe@example.com", hashlib.sha256).hexdigest()[:12]
-    assert first == f"a: [EMAIL:{expected}] b: [EMAIL:{expected}]"
+    assert first == f"a: <EMAIL:{expected}> b: <EMAIL:{expected}>"
     # the same number written two ways hashes the same; another key gives another token
     assert r.apply("+44 20 7946 0958").text == r.apply("+442079460958").text
     other = Redactor(Policy(pii={"email": "hash"}), builtin_scanners(), b"x" * 32)
@@ -78,7 +78,7 @@ def test_refuse_lists_the_rule_and_never_returns_the_secret():
     secret = "AKIAIOSFODNN7EXAMPLF"
     outcome = Redactor(Policy(), builtin_scanners(), KEY).apply(f"key {secret} and mail a@example.com")
     assert outcome.refused == ["pii.secret"]
-    assert secret not in outcome.text and "[SECRET]" in outcome.text
+    assert secret not in outcome.text and "<SECRET_1>" in outcome.text
     assert ("pii.secret", "refuse", 1) in outcome.audit_entries()
 
 
@@ -100,32 +100,54 @@ def test_blocked_terms_are_whole_words_any_case():
     assert ("blocked_terms", "refuse", 1) in outcome.audit_entries()
 
 
-class NameScanner:
-    """A plugin's scanner: 'Alice' and 'Bob' are person names."""
+class BadgeScanner:
+    """A plugin's scanner: 'EMP-1234' style staff badge numbers."""
 
-    name = "toy-names"
-    types = ("person",)
+    name = "toy-badges"
+    types = ("badge",)
 
     def scan(self, text: str) -> list[Finding]:
         import re
 
-        return [Finding("person", m.start(), m.end(), self.name) for m in re.finditer(r"\b(Alice|Bob)\b", text)]
+        return [Finding("badge", m.start(), m.end(), self.name) for m in re.finditer(r"\bEMP-\d{4}\b", text)]
 
 
 def test_plugin_scanner_types_get_the_default_action():
-    r = Redactor(Policy(), [*builtin_scanners(), NameScanner()], KEY)
-    outcome = r.apply("Alice mailed bob@example.com")
-    assert outcome.text == "[PERSON] mailed [EMAIL]"
-    assert outcome.actions["person"] == "redact"
-    masked = Redactor(Policy(default_action="mask"), [*builtin_scanners(), NameScanner()], KEY)
-    assert masked.apply("Bob").text == "***"
+    r = Redactor(Policy(), [*builtin_scanners(), BadgeScanner()], KEY)
+    outcome = r.apply("EMP-1234 mailed bob@example.com")
+    assert outcome.text == "<BADGE_1> mailed <EMAIL_1>"
+    assert outcome.actions["badge"] == "redact"
+    masked = Redactor(Policy(default_action="mask"), [*builtin_scanners(), BadgeScanner()], KEY)
+    assert masked.apply("EMP-1234").text == "***-****"
+
+
+def test_placeholders_are_numbered_per_value_and_consistent_across_a_record():
+    r = Redactor(Policy(), builtin_scanners(), KEY)
+    placeholders = Placeholders()
+    first = r.apply("From ann@example.com to bob@example.com", placeholders)
+    second = r.apply("Reply to ANN@example.com, cc bob@example.com and eve@example.com", placeholders)
+    assert first.text == "From <EMAIL_1> to <EMAIL_2>"
+    assert second.text == "Reply to <EMAIL_1>, cc <EMAIL_2> and <EMAIL_3>"
+    # a new record starts again at 1; counts per type never hold a value
+    assert r.apply("bob@example.com").text == "<EMAIL_1>"
+    assert second.findings == {"email": 3}
+
+
+def test_allow_list_values_and_patterns_are_never_findings():
+    policy = Policy(allow={"values": ["Support@Harbourline.example"], "patterns": [r"4111[ -]?1111[ -]?1111[ -]?1111"]})
+    r = Redactor(policy, builtin_scanners(), KEY)
+    outcome = r.apply("Mail support@harbourline.example or jo@harbourline.example; test card 4111 1111 1111 1111")
+    assert outcome.text == "Mail support@harbourline.example or <EMAIL_1>; test card 4111 1111 1111 1111"
+    assert outcome.findings == {"email": 1}
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        Policy(allow={"patterns": ["(unclosed"]})
 
 
 def test_policy_naming_a_type_no_scanner_reports_is_an_error():
     with pytest.raises(ConfigError, match="emial"):
         Redactor(Policy(pii={"emial": "redact"}), builtin_scanners(), KEY)
     # the plugin's scanner makes its type known
-    Redactor(Policy(pii={"person": "drop"}), [*builtin_scanners(), NameScanner()], KEY)
+    Redactor(Policy(pii={"badge": "drop"}), [*builtin_scanners(), BadgeScanner()], KEY)
 
 
 def test_key_is_created_once_with_mode_0600(tmp_path: Path):

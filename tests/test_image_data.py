@@ -127,7 +127,7 @@ def test_captions_pass_governance(tmp_path):
     governed = _govern(dataset, Policy(blocked_terms=["Greg Rutkowski"], max_finding_share=0.5))
     texts = [r["text"] for r in governed.dataset.records]
     assert len(texts) == 5 and not any("Rutkowski" in t for t in texts)
-    assert "jane.doe@example.com" not in " ".join(texts) and "[EMAIL]" in texts[0]
+    assert "jane.doe@example.com" not in " ".join(texts) and "<EMAIL_1>" in texts[0]
     assert [d.action for d in governed.decisions][:2] == ["redacted", "dropped"]
 
     # the image task requires consent under the strict default: a folder without it is refused

@@ -35,7 +35,7 @@ from polyadapt_image.types import ImageRequest  # noqa: E402
 
 OPTIONS = {"resolution": 16, "inference_steps": 2, "guidance_scale": 3.0}
 PROMPT = "a solvanta style banner"
-SECRET = "AKIAIOSFODNN7EXAMPLE"
+SECRET = "AKIAQ7XYZ2M4N5P6R3TU"
 
 
 def save_random_adapter(model: Path, target: Path, seed: int, text_encoder: bool = False) -> None:

@@ -352,7 +352,7 @@ def test_no_raw_pii_anywhere_after_a_run_over_pii_laden_chat(
     assert load_text_dataset(tmp_path / "data" / "train.jsonl").fingerprint() != root
     # the samples shown are governed held-out prompts
     prompt = report.samples[0]["prompt"]
-    assert ("[EMAIL]" if actions == "strict" else "[EMAIL:") in prompt, prompt
+    assert ("<EMAIL_1>" if actions == "strict" else "<EMAIL:") in prompt, prompt
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,7 +570,7 @@ def test_records_with_consent_pass_and_are_governed_like_any_other(tmp_path, pro
     )
     run, _adapter, _report = runner.adapt(pm, config)
     assert len(plugin.admitted) == 6
-    assert plugin.admitted[0]["text"] == "Speaker 0 says write to [EMAIL] about the deductible."
+    assert plugin.admitted[0]["text"] == "Speaker 0 says write to <EMAIL_1> about the deductible."
     assert json.loads((run.dir / "run.json").read_text())["status"] == "completed"
     manifest = json.loads((run.dir / "manifests" / "train.json").read_text())
     assert manifest["governance"]["findings_by_type"] == {"email": 1}
@@ -724,8 +724,8 @@ def test_evaluation_samples_are_redacted(pm, tiny_llama, tmp_path, monkeypatch):
     run, _, report = runner.adapt(pm, config)
     metrics_text = (run.dir / "metrics.json").read_text()
     sample = json.loads(metrics_text)["samples"][0]
-    assert sample["prompt"] == "Write to [EMAIL] about the Solvanta rider."
-    assert sample["base"].endswith("call [PHONE]") and sample["adapted"].endswith("call [PHONE]")
+    assert sample["prompt"] == "Write to <EMAIL_1> about the Solvanta rider."
+    assert sample["base"].endswith("call <PHONE_1>") and sample["adapted"].endswith("call <PHONE_1>")
     assert SAMPLE_EMAIL not in metrics_text and OUTPUT_PHONE not in metrics_text
     assert report.samples[0] == sample
 

@@ -276,12 +276,12 @@ def chat(client, content: str):
 def test_guard_redacts_prompts_refuses_secrets_and_filters_outputs(guarded, monkeypatch):
     client, servable, audit = guarded
 
-    # A prompt with an email: answered, and the model only ever saw [EMAIL].
+    # A prompt with an email: answered, and the model only ever saw <EMAIL_1>.
     seen = capture(monkeypatch, servable)
     reply = chat(client, f"Please write to {EMAIL} about my claim.")
     assert reply.status_code == 200, reply.text
     [request] = seen
-    assert request.messages[-1]["content"] == "Please write to [EMAIL] about my claim."
+    assert request.messages[-1]["content"] == "Please write to <EMAIL_1> about my claim."
     assert EMAIL not in json.dumps(request.messages)
 
     # A prompt with a secret: refused before the model, in OpenAI's error shape.
@@ -298,7 +298,7 @@ def test_guard_redacts_prompts_refuses_secrets_and_filters_outputs(guarded, monk
     monkeypatch.undo()
     capture(monkeypatch, servable, answer=f"Write to {OUTPUT_EMAIL} today.")
     body = chat(client, "Who handles my claim?").json()
-    assert body["choices"][0]["message"]["content"] == "Write to [EMAIL] today."
+    assert body["choices"][0]["message"]["content"] == "Write to <EMAIL_1> today."
     assert body["choices"][0]["finish_reason"] == "stop"
 
     monkeypatch.undo()

@@ -127,7 +127,7 @@ def test_transcripts_pass_the_pii_scanners(pm, tmp_path):
     run = _run(pm, tmp_path, root)
     admitted = run.admit(load_audio_dataset(root), role="train")
     assert "jane.doe@example.com" not in json.dumps(admitted.records)
-    assert "[EMAIL]" in admitted.records[1]["text"]
+    assert "<EMAIL_1>" in admitted.records[1]["text"]
     decisions = [json.loads(line) for line in (run.dir / "governance" / "train.jsonl").read_text().splitlines()]
     assert decisions[1]["action"] == "redacted" and decisions[1]["findings"] == {"email": 1}
 

@@ -177,14 +177,14 @@ def test_formats_errors_and_the_policy_on_transcripts(tmp_path):
     clip = write_clip(tmp_path / "x.wav", tone(0.5, 400))
     with TestClient(app) as client:
         body = post(client, clip, "fake").json()
-        assert body == {"text": "Write to [EMAIL] today. Thanks."}
-        assert post(client, clip, "fake", response_format="text").text == "Write to [EMAIL] today. Thanks."
+        assert body == {"text": "Write to <EMAIL_1> today. Thanks."}
+        assert post(client, clip, "fake", response_format="text").text == "Write to <EMAIL_1> today. Thanks."
         srt = post(client, clip, "fake", response_format="srt").text
         assert srt == (
-            "1\n00:00:00,000 --> 00:00:30,000\nWrite to [EMAIL] today.\n\n2\n00:00:30,000 --> 00:01:05,500\nThanks.\n"
+            "1\n00:00:00,000 --> 00:00:30,000\nWrite to <EMAIL_1> today.\n\n2\n00:00:30,000 --> 00:01:05,500\nThanks.\n"
         )
         vtt = post(client, clip, "fake", response_format="vtt").text
-        assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:30.000\nWrite to [EMAIL] today.\n")
+        assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:30.000\nWrite to <EMAIL_1> today.\n")
         verbose = post(client, clip, "fake", response_format="verbose_json").json()
         assert verbose["duration"] == 65.5 and [s["seek"] for s in verbose["segments"]] == [0, 3000]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from polyadapt.errors import GovernanceError
 from polyadapt.governance.policy import Policy, spdx_licensing
-from polyadapt.governance.redact import REWRITING, Redactor, TextOutcome
+from polyadapt.governance.redact import REWRITING, Placeholders, Redactor, TextOutcome
 from polyadapt.modalities.records import Dataset
 
 #: How many records an error message lists per rule.
@@ -206,7 +206,6 @@ def govern_dataset(
     ``max_finding_share`` allows, or no record left. Deterministic for the same input.
     """
     source = str(dataset.source)
-    what = f"the {role} data of policy {policy.name!r}"
     normalised_licence = check_licence(policy, licence, source)
     lines = dataset.lines if len(dataset.lines) == len(dataset.records) else [None] * len(dataset.records)
 
@@ -226,6 +225,32 @@ def govern_dataset(
             )
 
     paths = [_parse_path(p) for p in dataset.scanned_fields]
+    texts: list[str] = []
+
+    def collect(text: str) -> str:
+        texts.append(text)
+        return text
+
+    for record in dataset.records:
+        for parts in paths:
+            _rewrite(record, parts, collect)
+    with redactor.primed(texts):
+        return _govern_records(dataset, policy, redactor, paths, lines, normalised_licence, role, modality)
+
+
+def _govern_records(
+    dataset: Dataset,
+    policy: Policy,
+    redactor: Redactor,
+    paths: list[list[tuple[str, bool]]],
+    lines: list[int | None],
+    normalised_licence: str | None,
+    role: str,
+    modality: str,
+) -> GovernedDataset:
+    """Every record of ``dataset`` through ``redactor``: the decisions, the summary, the records kept."""
+    source = str(dataset.source)
+    what = f"the {role} data of policy {policy.name!r}"
     records: list[dict[str, Any]] = []
     kept_lines: list[int | None] = []
     decisions: list[Decision] = []
@@ -234,9 +259,10 @@ def govern_dataset(
     totals: dict[str, int] = {}
     for index, record in enumerate(dataset.records):
         outcomes: list[TextOutcome] = []
+        placeholders = Placeholders()  # one numbering per record: a value keeps its number across fields
 
-        def apply(text: str, outcomes: list[TextOutcome] = outcomes) -> str:
-            outcome = redactor.apply(text)
+        def apply(text: str, outcomes: list[TextOutcome] = outcomes, placeholders: Placeholders = placeholders) -> str:
+            outcome = redactor.apply(text, placeholders)
             outcomes.append(outcome)
             return outcome.text
 
@@ -318,6 +344,7 @@ def govern_dataset(
         "licence": normalised_licence,
         "role": role,
         "modality": modality,
+        "detectors": sorted(scanner.name for scanner in redactor.scanners),
     }
     governed = dataclasses.replace(dataset, records=records, lines=kept_lines if dataset.lines else [])
     governed.quarantined = list(dataset.quarantined)

@@ -45,6 +45,10 @@ STRICT_PII: dict[str, Action] = {
     "national_id": "redact",
     "ip_address": "mask",
     "secret": "refuse",
+    "passport": "redact",
+    "date_of_birth": "redact",
+    "address": "redact",
+    "person": "redact",
 }
 
 
@@ -104,6 +108,39 @@ class ConsentPolicy(_Section):
     field: str = Field("consent", min_length=1, description="The record field that holds consent")
 
 
+class DetectorPolicy(_Section):
+    """Which detectors run besides the pattern scanners (which always run)."""
+
+    ner: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Person names by named-entity recognition: 'on' requires it (a run stops with the way to "
+        "install it when it is missing), 'auto' uses it when installed and says so when not, 'off' skips it",
+    )
+
+
+class AllowList(_Section):
+    """Values that are never findings: a company's public support address, a test card number."""
+
+    values: list[str] = Field(
+        default_factory=list, description="Exact values, compared case-insensitively and ignoring surrounding space"
+    )
+    patterns: list[str] = Field(
+        default_factory=list, description="Regular expressions; a finding whose whole value matches one is allowed"
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"allow pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+
 class ServingPolicy(_Section):
     """What the server scans with the same policy."""
 
@@ -135,6 +172,8 @@ class Policy(_Section):
     default_action: Action = Field(
         "redact", description="Action for finding types a plugin scanner adds that pii does not name"
     )
+    detectors: DetectorPolicy = Field(default_factory=DetectorPolicy)
+    allow: AllowList = Field(default_factory=AllowList)
     blocked_terms: list[str] = Field(
         default_factory=list, description="Terms matched case-insensitively as whole words"
     )

@@ -6,33 +6,38 @@ the rewritten text and counts by type, never a matched value.
 
 Actions per finding type (from the policy):
 
-- ``redact``: a typed placeholder, ``[EMAIL]``, ``[PHONE]``, ``[PAYMENT_CARD]``, ...;
+- ``redact``: a typed, numbered placeholder, ``<EMAIL_1>``, ``<PERSON_2>``, ...: within
+  one :class:`Placeholders` (a record, a request) the same value always gets the same
+  number and different values different ones, so a model trained on the text still learns
+  that the customer who wrote is the one who is answered;
 - ``mask``: every letter and digit becomes ``*``, separators stay; payment cards and
   phone numbers keep their last four digits (``**** **** **** 1111``);
-- ``hash``: ``[EMAIL:1a2b3c4d5e6f]``, the first 12 hex digits of HMAC-SHA256 with the
+- ``hash``: ``<EMAIL:1a2b3c4d5e6f>``, the first 12 hex digits of HMAC-SHA256 with the
   project's key (:func:`load_or_create_key`) over the normalised value: the same address
   gives the same token within a project, and without the key it cannot be brute-forced;
 - ``allow``: left as it is;
 - ``drop``: the record is dropped (the text is still redacted, so it never travels);
 - ``refuse``: the rule (``pii.secret``) is listed in ``refused``; the text is redacted too.
 
+Values on the policy's allow-list (``allow.values``, ``allow.patterns``) are never findings.
 Blocked terms (whole words, any case) are counted; ``drop`` or ``refuse`` as the policy says.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyadapt.errors import ConfigError
 from polyadapt.governance.policy import Policy
-from polyadapt.governance.scanners import Finding, Scanner, scan_text
+from polyadapt.governance.scanners import BUILTIN_TYPES, Finding, Scanner, resolve_overlaps
 
 KEY_FILE = "governance.key"
 KEY_BYTES = 32
@@ -71,10 +76,28 @@ class TextOutcome:
         return entries
 
 
+class Placeholders:
+    """Numbers for the ``redact`` placeholders of one record or request: the first value of
+    a type found is ``<TYPE_1>``, the next different one ``<TYPE_2>``, a repeat keeps its number."""
+
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[str, str], int] = {}
+        self._counts: dict[str, int] = {}
+
+    def placeholder(self, kind: str, value: str) -> str:
+        """The placeholder of ``value`` (a ``kind`` finding), numbered on first sight."""
+        key = (kind, _normalise(kind, value))
+        number = self._numbers.get(key)
+        if number is None:
+            number = self._counts[kind] = self._counts.get(kind, 0) + 1
+            self._numbers[key] = number
+        return f"<{kind.upper()}_{number}>"
+
+
 def _normalise(kind: str, value: str) -> str:
-    """The form of a value that is hashed, so that formatting does not change the token."""
-    if kind == "email":
-        return value.strip().lower()
+    """The form of a value that is hashed or numbered, so that formatting does not change it."""
+    if kind in ("email", "person", "address"):
+        return " ".join(value.lower().split())
     if kind in ("phone", "payment_card", "iban", "national_id"):
         return re.sub(r"[^0-9A-Za-z+]", "", value).upper()
     if kind == "ip_address":
@@ -117,7 +140,7 @@ class Redactor:
         if not isinstance(hash_key, (bytes, bytearray)) or len(hash_key) < 16:
             raise ValueError("hash_key must be at least 16 bytes (see load_or_create_key)")
         self._key = bytes(hash_key)
-        known = {kind for scanner in self.scanners for kind in scanner.types}
+        known = {kind for scanner in self.scanners for kind in scanner.types} | set(BUILTIN_TYPES)
         unknown = sorted(set(policy.pii) - known)
         if unknown:
             raise ConfigError(
@@ -131,18 +154,61 @@ class Redactor:
                 re.escape(term.strip()) for term in sorted(policy.blocked_terms, key=len, reverse=True)
             )
             self._blocked = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        self._primed: dict[str, dict[str, list[Finding]]] = {}
+        self._allowed_values = {" ".join(value.lower().split()) for value in policy.allow.values}
+        self._allowed_patterns = [re.compile(pattern) for pattern in policy.allow.patterns]
+
+    def allowed(self, value: str) -> bool:
+        """True when the policy's allow-list says ``value`` is never a finding."""
+        if " ".join(value.lower().split()) in self._allowed_values:
+            return True
+        return any(pattern.fullmatch(value) for pattern in self._allowed_patterns)
+
+    def load(self) -> None:
+        """Load what the scanners load lazily (a named-entity model) now, not on the first scan."""
+        for scanner in self.scanners:
+            load = getattr(scanner, "load", None)
+            if callable(load):
+                load()
+
+    @contextlib.contextmanager
+    def primed(self, texts: Iterable[str]) -> Iterator[None]:
+        """Within the block, scanners that scan in batches (``scan_many``, as named-entity
+        recognition does, several times faster than text by text) have already scanned ``texts``."""
+        unique = list(dict.fromkeys(texts))
+        for scanner in self.scanners:
+            scan_many = getattr(scanner, "scan_many", None)
+            if scan_many is not None and unique:
+                self._primed[scanner.name] = dict(zip(unique, scan_many(unique)))
+        try:
+            yield
+        finally:
+            self._primed.clear()
 
     def scan(self, text: str) -> list[Finding]:
-        """Every finding in ``text`` by every scanner, overlaps resolved."""
-        return scan_text(text, self.scanners)
+        """Every finding in ``text`` by every scanner, overlaps resolved, allow-listed values left out."""
+        findings: list[Finding] = []
+        for scanner in self.scanners:
+            primed = self._primed.get(scanner.name)
+            found = primed.get(text) if primed is not None else None
+            findings.extend(found if found is not None else scanner.scan(text))
+        findings = resolve_overlaps(findings)
+        if self._allowed_values or self._allowed_patterns:
+            findings = [f for f in findings if not self.allowed(text[f.start : f.end])]
+        return findings
 
     def token(self, kind: str, value: str) -> str:
-        """The ``hash`` action's token for ``value``: ``[TYPE:<12 hex digits>]``."""
+        """The ``hash`` action's token for ``value``: ``<TYPE:12 hex digits>``."""
         digest = hmac.new(self._key, _normalise(kind, value).encode("utf-8"), hashlib.sha256)
-        return f"[{kind.upper()}:{digest.hexdigest()[:12]}]"
+        return f"<{kind.upper()}:{digest.hexdigest()[:12]}>"
 
-    def apply(self, text: str) -> TextOutcome:
-        """Scan ``text`` and apply the policy's action to each finding (see module docs)."""
+    def apply(self, text: str, placeholders: Placeholders | None = None) -> TextOutcome:
+        """Scan ``text`` and apply the policy's action to each finding (see module docs).
+
+        ``placeholders`` numbers the ``redact`` placeholders; pass the same one for every
+        text of a record so that a value keeps its number across fields (default: one per text).
+        """
+        placeholders = placeholders if placeholders is not None else Placeholders()
         outcome = TextOutcome(text=text)
         pieces: list[str] = []
         position = 0
@@ -159,7 +225,7 @@ class Redactor:
             elif action == "hash":
                 replacement = self.token(kind, value)
             else:  # redact, drop and refuse: the value never travels further
-                replacement = f"[{kind.upper()}]"
+                replacement = placeholders.placeholder(kind, value)
             if action == "drop":
                 outcome.dropped = True
             elif action == "refuse" and f"pii.{kind}" not in outcome.refused:

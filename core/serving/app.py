@@ -568,9 +568,9 @@ def build_app_from_runs(
     else:
         specs = serve_specs(pm, run_dirs)
     serving_policy = load_policy(serving_policy_path(specs, policy))
-    guard = ServingGuard(
-        serving_policy, build_redactor(pm, serving_policy), AuditLog(audit_log or state_dir() / "audit.jsonl")
-    )
+    redactor = build_redactor(pm, serving_policy)
+    redactor.load()  # a detector's model loads at start, not during the first request
+    guard = ServingGuard(serving_policy, redactor, AuditLog(audit_log or state_dir() / "audit.jsonl"))
     return build_app_from_specs(
         pm, specs, max_batch=max_batch, batch_wait_ms=batch_wait_ms, routes=routes, guard=guard, follower=follower
     )

@@ -9,7 +9,7 @@ The order matters for governance:
 2. ``run.admit(files, role="train")``: the policy's secret and PII scanners run on every
    file's content. What happens to a file with a secret is the policy's ``pii.secret``
    action: the strict default refuses the run, ``drop`` drops the file, ``redact`` keeps
-   the file with ``[SECRET]`` in place of the value (``configs/policies/code.yaml``).
+   the file with ``<SECRET_1>`` in place of the value (``configs/policies/code.yaml``).
    Nothing below sees a raw secret;
 3. exact and near duplicates are removed (:func:`~polyadapt.modalities.code.deduplicate`);
 4. whole files are split into train and held-out (``data.eval_fraction``, seeded), unless

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.errors import DataError
+from polyadapt.fileio import portable_path
 from polyadapt.modalities.code import SCANNED_FIELDS, is_git_repository, require_files
 from polyadapt.modalities.records import Dataset
 from polyadapt.types import Run
@@ -128,7 +129,7 @@ def repository_entry(source: RepositorySource, loaded: Dataset, final: Dataset, 
     return {
         "label": source.label,
         "field": source.config_field,
-        "source": str(loaded.source),
+        "source": portable_path(loaded.source),
         "revision": source.revision,
         **report,
         "files_kept": sum(record["path"].startswith(prefix) for record in final.records),

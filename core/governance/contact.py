@@ -1,0 +1,276 @@
+"""Contact details: email addresses and phone numbers.
+
+- email: ``local@domain.tld`` with a letters-only top-level domain. Not reported: the user
+  part of a URL (``postgres://user:pw@host``: the password is a secret, the host no
+  mailbox) and git remotes (``git@github.com:org/repo.git``, ``ssh://git@host/...``).
+- phone: numbers that libphonenumber (``phonenumbers``, Google's rules) calls *valid*, not
+  merely possible, with 8 to 15 digits: national numbers of the US, GB, DE, FR and NL
+  (whose national form starts with a trunk 0), of ES and IT when a phone word stands
+  before them (their national numbers have no trunk prefix, so a bare 9-digit run would
+  too often be an order number), and any number in ``+international`` form or a ``tel:``
+  URI. An extension (``x123``, ``ext. 12``) belongs to the span. Skipped: a candidate glued
+  to a longer identifier (``ORD-2023-004512``, ``#48213377``) or named by a reference word
+  (``order``, ``invoice``, ``policy no.``), ZIP+4 codes (``02110-1301``), regulation
+  numbers (``252.227-7013``), and shapes of IPv4 addresses, dates, SSNs and grouped cards.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from polyadapt.governance.findings import Finding
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])"
+    r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+    r"(?![\w-]|\.[A-Za-z0-9])"
+)
+#: ``scheme://`` in the same word before a match: the match is a URL's user part.
+_URL_BEFORE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*$")
+#: ``git@host:path`` and ``git@host/...``: a repository address, not a mailbox.
+_GIT_REMOTE_AFTER = re.compile(r"[:/][\w~.-]")
+
+
+class EmailScanner:
+    """Email addresses (see the module docs for what is not one)."""
+
+    name = "email"
+    types: tuple[str, ...] = ("email",)
+
+    def scan(self, text: str) -> list[Finding]:
+        if "@" not in text:
+            return []
+        found = []
+        for m in self._candidates(text):
+            if ".." in m.group() or _URL_BEFORE.search(text[max(0, m.start() - 300) : m.start()]):
+                continue
+            if m.group().lower().startswith("git@") and _GIT_REMOTE_AFTER.match(text, m.end()):
+                continue
+            found.append(Finding("email", m.start(), m.end(), self.name))
+        return found
+
+    @staticmethod
+    def _candidates(text: str) -> list[re.Match[str]]:
+        """Pattern matches around each ``@`` only: scanning a long text from every letter costs
+        more than all its addresses (a local part has at most 64 characters, a domain 253)."""
+        matches: list[re.Match[str]] = []
+        position = 0
+        at = text.find("@")
+        while at != -1:
+            lo = max(position, at - 65)
+            m = _EMAIL.search(text, lo, min(len(text), at + 260))
+            if m is not None and m.start() <= at < m.end():
+                matches.append(m)
+                position = m.end()
+            at = text.find("@", max(at + 1, position))
+        return matches
+
+
+#: Digit runs that may hold a phone number: the phone matcher only looks at these windows.
+_PHONE_WINDOW = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
+_NOT_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _digit_count(value: str) -> int:
+    """How many ASCII digits ``value`` holds (``str.translate`` runs in C)."""
+    return len(value) - len(value.translate(_NOT_DIGITS))
+
+
+#: Shapes phone matches must not have: IPv4 addresses, dates, SSN-shaped ids, ZIP+4 codes,
+#: grouped card numbers and regulation numbers such as ``252.227-7013``.
+_NOT_PHONE = re.compile(
+    r"\d{1,3}(?:\.\d{1,3}){3}"
+    r"|\d{1,2}([./-])\d{1,2}\1(?:\d{2}|\d{4})"
+    r"|\d{4}([./-])\d{1,2}\2\d{1,2}"
+    r"|\d{3}-\d{2}-\d{4}"
+    r"|\d{5}-\d{4}"
+    r"|\d{3}\.\d{3}-\d{4}"
+    r"|(?:19|20)\d{2}-\d{4,8}"
+    r"|\d{4}([ -])\d{4}\3\d{4}\3\d{1,4}"  # card grouping 4-4-4-x
+    r"|\d{15}"  # 15 digits in one run: an IMEI, not a number anyone dials
+    r"|[1-9]\d{4}-\d{5}"  # a range of 5-digit numbers ("32768-65535"); national forms start with 0
+)
+#: Parcel labels and other 4-4-4 groupings: a phone only after a phone word.
+_FOUR_FOUR_FOUR = re.compile(r"\d{4}([ -])\d{4}\1\d{4}")
+_DOTTED_QUAD = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+#: A digit group that starts with 0, as national numbers in GB, DE, FR and NL do.
+_TRUNK_ZERO = re.compile(r"(?<!\d)0")
+#: Regions of the North American Numbering Plan: national numbers have no trunk 0.
+_NANP = {"US", "CA", "PR", "GU", "VI", "AS", "MP"}
+#: A match that starts with a date (``2023-11-01 12``) is a timestamp.
+_DATE_START = re.compile(r"\(?(?:\d{4}([./-])\d{1,2}\1\d{1,2}|\d{1,2}([./-])\d{1,2}\2\d{4})\b")
+#: An IBAN-shaped code right before a match: its digits continue that code.
+_CODE_BEFORE = re.compile(r"(?:^|\s)[A-Za-z]{2}\d{2}(?: [A-Za-z0-9]{4})* $")
+#: A word naming a phone close before a number, in the languages of the regions above.
+_PHONE_WORD = re.compile(
+    r"(?i)(?:(?:\b|_)(?:tel|tél|phone|telephone|téléphone|teléfono|telefono|telefoon|telefon|mobile|mobil|mobiel"
+    r"|móvil|movil|cell|cellulare|cellphone|fax|call|ring|text|sms|whatsapp|llámame|llamar|chiamami|chiama"
+    r"|bel|numero|número|nummer|my number|contact|line|office|desk|home|work|reach(?: me)?(?: on| at)?)\b"
+    r"|\btel\.|☎)[^\n\d]{0,24}$"
+)
+#: A reference word right before a number: ``order 4155550123``, ``policy no. 0201234567``.
+_REFERENCE_WORD = re.compile(
+    r"(?i)\b(?:order|invoice|ref|reference|ticket|tracking|case|account|acct|sku|serial|batch|lot|transaction"
+    r"|txn|confirmation|booking|policy|claim|member|customer|item|part|model|build|version|isbn|issn|patent"
+    r"|clause|section|id)\b\s*(?:no\.?|number|num|id|#|nr\.?)?\s*(?:is|was|[:#=])?\s*$"
+)
+#: Where a window of digits splits into separate numbers: a slash with a space beside it
+#: (``0172/7489068`` is one German number), a tab, two spaces.
+_PART_GAP = re.compile(r"\s+/\s*|/\s+|\t+|  +")
+#: One candidate number: from a digit, a + or an opening bracket to a digit.
+_PART = re.compile(r"[+(]*\d(?:[^\t]*\d)?")
+#: National groupings that only Spanish and Italian numbers have: such a number needs no
+#: phone word before it (``662 401 109``, ``93 315 58 98``, ``342 9169680``).
+_ES_GROUPED = re.compile(r"[6789]\d{2} \d{3} \d{3}|[6789]\d{2}(?: \d{2}){3}|[89]\d \d{3}(?: \d{2}){2}")
+_IT_MOBILE = re.compile(r"3\d{2}[ -]?\d{6,7}")
+#: Digit sequences that fill examples and character sets, never numbers anyone answers.
+_SEQUENCES = ("0123456789", "1234567890", "9876543210")
+_EXTENSION = re.compile(r"(?i)\s*(?:,\s*)?(?:x|ext\.?|extn\.?|extension)\s*\d{1,6}\b")
+_TEL_URI = re.compile(r"(?i)(?:tel|callto|sms):/{0,2}$")
+
+
+def _parts(text: str, start: int, end: int) -> list[re.Match[str]]:
+    """The candidate numbers in ``text[start:end]``, split at its gaps (see ``_PART_GAP``)."""
+    parts = []
+    position = start
+    for gap in [*_PART_GAP.finditer(text, start, end), None]:
+        stop = gap.start() if gap is not None else end
+        match = _PART.search(text, position, stop)
+        if match is not None:
+            parts.append(match)
+        if gap is not None:
+            position = gap.end()
+    return parts
+
+
+def _is_isbn(raw: str) -> bool:
+    """A hyphenated ISBN (``0-19-852663-6``, ``978-3-16-148410-0``) with a valid check digit."""
+    if raw.count("-") not in (3, 4) or " " in raw:
+        return False
+    from stdnum import isbn
+
+    return bool(isbn.is_valid(raw))
+
+
+def continues_code(text: str, start: int) -> bool:
+    """True when ``text[start:]`` continues a spaced IBAN-shaped code (``NL80 ABNA 2346``)."""
+    return bool(_CODE_BEFORE.search(text[max(0, start - 40) : start]))
+
+
+class PhoneScanner:
+    """Phone numbers that libphonenumber calls valid (see the module docs)."""
+
+    name = "phone"
+    types: tuple[str, ...] = ("phone",)
+
+    def __init__(
+        self,
+        regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "NL"),
+        context_regions: tuple[str, ...] = ("ES", "IT"),
+        min_digits: int = 8,
+    ) -> None:
+        self.regions = regions
+        self.context_regions = context_regions
+        self.min_digits = min_digits
+
+    def scan(self, text: str) -> list[Finding]:
+        spans: set[tuple[int, int]] = set()
+        for window in _PHONE_WINDOW.finditer(text):
+            if _digit_count(window.group()) < self.min_digits:
+                continue
+            # a run of digits may hold several numbers split by a slash, a tab or a wide gap
+            for part in _parts(text, window.start(), window.end()):
+                raw = part.group()
+                if not self.min_digits <= _digit_count(raw) <= 15:  # E.164: at most 15
+                    continue
+                start, end = part.start(), part.end()
+                if not self._rejected(text, start, end, raw) and self._valid_in_any(
+                    raw, self._plausible_regions(text, start, raw)
+                ):
+                    spans.add((start, self._with_extension(text, end)))
+        return [Finding("phone", start, end, self.name) for start, end in sorted(spans)]
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)  # the same numbers recur across a dataset's records
+    def _valid_in_any(raw: str, regions: tuple[str, ...]) -> bool:
+        """True when ``raw`` is a valid number of one of ``regions`` (or a valid +international one)."""
+        import phonenumbers
+
+        for region in regions[:1] if raw.lstrip("(").startswith("+") else regions:
+            try:
+                number = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                return False  # not a number in any region's eyes
+            if phonenumbers.is_valid_number(number):
+                return True
+        return False
+
+    def _plausible_regions(self, text: str, start: int, raw: str) -> tuple[str, ...]:
+        """:meth:`_regions_for` narrowed by the shape of one candidate, so that a digit run
+        is parsed once or twice, not once per region: a 10-digit run without a trunk 0
+        can only be a NANP number, a trunk-0 number only one of a trunk-0 region, ..."""
+        regions = self._regions_for(text, start, raw)
+        digits = re.sub(r"\D", "", raw)
+        if raw.lstrip("(").startswith("+") or not digits:
+            return regions[:1]
+        first, n = digits[0], len(digits)
+        keep = []
+        for region in regions:
+            if region in _NANP:
+                plausible = (n == 10 and first in "23456789") or (n == 11 and first == "1")
+            elif region == "ES":
+                plausible = n == 9 and first in "6789"
+            elif region == "IT":
+                plausible = first in "03" and 6 <= n <= 11
+            else:  # trunk-0 regions: national numbers start with 0
+                plausible = first == "0"
+            if plausible:
+                keep.append(region)
+        return tuple(keep)
+
+    def _regions_for(self, text: str, start: int, chunk: str) -> tuple[str, ...]:
+        """The regions worth trying: numbers in national form outside the NANP (US, CA)
+        start with a trunk prefix 0; ``+international`` numbers are found by any region;
+        ES and IT national numbers only after a phone word."""
+        regions = self.regions if _TRUNK_ZERO.search(chunk) else tuple(r for r in self.regions if r in _NANP)
+        regions = regions or self.regions[:1]
+        if self.context_regions and _PHONE_WORD.search(text[max(0, start - 40) : start]):
+            regions = (*regions, *self.context_regions)
+        elif "ES" in self.context_regions and _ES_GROUPED.fullmatch(chunk.strip("() ")):
+            regions = (*regions, "ES")
+        elif "IT" in self.context_regions and _IT_MOBILE.fullmatch(chunk.strip("() ")):
+            regions = (*regions, "IT")
+        return regions
+
+    def _rejected(self, text: str, start: int, end: int, raw: str) -> bool:
+        """True for matches that are part of a longer identifier or have a non-phone shape."""
+        digits = _digit_count(raw)
+        if "#" in raw or not self.min_digits <= digits <= 15:  # E.164 has at most 15 digits
+            return True
+        if _NOT_PHONE.fullmatch(raw.strip("()+ ")) or _DATE_START.match(raw) or _DOTTED_QUAD.search(raw):
+            return True
+        if _FOUR_FOUR_FOUR.fullmatch(raw) and not _PHONE_WORD.search(text[max(0, start - 40) : start]):
+            return True
+        compact = re.sub(r"\D", "", raw)
+        if any(sequence in compact for sequence in _SEQUENCES) or _is_isbn(raw):
+            return True
+        before = text[start - 1] if start > 0 else " "
+        after = text[end] if end < len(text) else " "
+        if before == ":" and _TEL_URI.search(text[max(0, start - 8) : start]):
+            before = " "
+        if before.isalnum() or before in "-/#_.:" or after.isalnum() or after in "_/:":
+            return True
+        if continues_code(text, start):
+            return True
+        if not raw.lstrip("(").startswith("+") and _REFERENCE_WORD.search(text[max(0, start - 40) : start]):
+            return True
+        # "... 12-34" right after: the number continues with a separator and digits
+        return bool(re.match(r"[-.]\d", text[end : end + 2]))
+
+    @staticmethod
+    def _with_extension(text: str, end: int) -> int:
+        """``end`` moved past an extension written after the number (``x123``, ``ext. 12``)."""
+        m = _EXTENSION.match(text, end)
+        return m.end() if m else end

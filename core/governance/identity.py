@@ -1,0 +1,135 @@
+"""Identity documents and facts: national ids, passport numbers, dates of birth.
+
+- national_id: US SSNs written ``123-45-6789`` or ``123 45 6789`` (or 9 digits right after
+  "SSN"/"social security"), never area 000, 666 or 9xx, group 00 or serial 0000; UK
+  National Insurance numbers (``QQ 12 34 56 C`` shape with the official letter rules, in
+  either case).
+- passport: a document number (6-9 letters and digits with at least 2 digits, as US, UK,
+  DE, FR, ES, IT, NL and most ICAO passports are) only after a passport word
+  (``passport no.``, ``Reisepass``, ``passeport``, ``pasaporte``): alone such a number is
+  indistinguishable from any other id.
+- date_of_birth: a date (``1985-03-14``, ``14/03/1985``, ``14.03.1985``, ``14 March 1985``,
+  ``March 14, 1985``, ``14-Mar-1985``) only after a birth word (``DOB``, ``date of birth``,
+  ``born on``, ``birthday``, ``geboren``, ``né le``); other dates are not personal data
+  by themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+from polyadapt.governance.findings import Finding
+
+_SSN_PATTERN = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
+_SSN_COMPACT = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b")
+_NINO_PATTERN = re.compile(
+    r"(?<![\w-])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])(?![\w-])", re.IGNORECASE
+)
+#: The digits and suffix letter every NINO has: a cheap test before the full pattern.
+_NINO_DIGITS = re.compile(r"\d\d ?\d\d ?\d\d ?[A-Da-d](?![\w-])")
+_NINO_BAD_PREFIXES = {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
+
+
+class NationalIdScanner:
+    """US Social Security numbers (``stdnum.us.ssn`` rules) and UK National Insurance numbers."""
+
+    name = "national_id"
+    types: tuple[str, ...] = ("national_id",)
+
+    def scan(self, text: str) -> list[Finding]:
+        from stdnum.us import ssn
+
+        found = []
+        for m in _SSN_PATTERN.finditer(text):
+            if ssn.is_valid(m.group(1) + m.group(3) + m.group(4)):
+                found.append(Finding("national_id", m.start(), m.end(), self.name))
+        for m in _SSN_COMPACT.finditer(text):
+            if ssn.is_valid(m.group(1)):
+                found.append(Finding("national_id", m.start(1), m.end(1), self.name))
+        for m in _NINO_PATTERN.finditer(text) if _NINO_DIGITS.search(text) else ():
+            prefix, suffix = m.group(1), m.group(5)
+            # mixed case ("Ab 12 34 56 c") is a word and digits, not a NINO
+            if prefix.upper() not in _NINO_BAD_PREFIXES and (prefix + suffix).isupper() == prefix.isupper():
+                found.append(Finding("national_id", m.start(), m.end(), self.name))
+        return found
+
+
+_PASSPORT_WORD = re.compile(
+    r"(?i)\b(?:passport|pass(?:port)?\s*(?:no|nr|#)|passnummer|reisepass(?:nummer|nr)?|passeport|pasaporte|passaporto"
+    r"|paspoort(?:nummer|nr)?|travel document)(?!\w)"
+)
+#: What follows a passport word: an optional "number:" label, then the number itself.
+_PASSPORT_NUMBER = re.compile(
+    r"[^\n\w]{0,3}(?:(?:number|num|no|nr|n|n°|nº|#|numéro|número|numero|nummer|id)(?!\w)\.?º?[^\n\w]{0,3})?"
+    r"(?:(?:is|was|:)\s*)?"
+    r"(?P<value>(?=(?:[A-Z]*\d){2})(?=[A-Z0-9]*[0-9])[A-Z0-9]{6,9})(?![\w-])",
+    re.IGNORECASE,
+)
+
+#: German passport numbers use an alphabet without vowels, so they may hold no digit at all
+#: (``CJTPN5TJ2``, ``JYMMNKTXW``); upper case, nine characters, right after the label.
+_GERMAN_PASSPORT = re.compile(
+    r"[^\n\w]{0,3}(?:(?i:number|num|no|nr|n|nummer)(?!\w)\.?[^\n\w]{0,3})?(?:(?:is|was|:)\s*)?"
+    r"(?P<value>[CFGHJKLMNPRTVWXYZ0-9]{9})(?![\w-])"
+)
+
+
+class PassportScanner:
+    """Passport numbers after a passport word (see the module docs)."""
+
+    name = "passport"
+    types: tuple[str, ...] = ("passport",)
+
+    def scan(self, text: str) -> list[Finding]:
+        lowered = text.lower()
+        if "pas" not in lowered and "travel" not in lowered:
+            return []
+        found = []
+        for word in _PASSPORT_WORD.finditer(text):
+            m = _PASSPORT_NUMBER.match(text, word.end(), word.end() + 48) or _GERMAN_PASSPORT.match(
+                text, word.end(), word.end() + 48
+            )
+            if m:
+                found.append(Finding("passport", m.start("value"), m.end("value"), self.name))
+        return found
+
+
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|januar|februar|märz|mai|juni|juli|oktober|dezember"
+    r"|janvier|février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre"
+    r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
+    r"|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre"
+    r"|januari|februari|maart|mei|augustus)\.?"
+)
+_DATE = (
+    r"(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"  # 1985-03-14
+    r"|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})"  # 14/03/1985, 03-14-85
+    rf"|\d{{1,2}}(?:st|nd|rd|th|\.)?[ -]{_MONTHS}[-, ]*\d{{4}}"  # 14 March 1985, 14-Mar-1985, 1. Juli 2006
+    rf"|{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}})"  # March 14, 1985
+)
+#: Substrings of every birth word below: a text without one has no date of birth to find.
+_BIRTH_HINTS = (
+    *("birth", "born", "dob", "d.o.b", "geb", "naiss", "nacid", "nacim", "nascit", "nato", "nata", "né", "geboort"),
+)
+_BIRTH_DATE = re.compile(
+    r"(?i)\b(?:d\.?o\.?b\.?|date of birth|birth ?date|birthday|born(?: on)?|geburtsdatum|geb\.|geboren(?: am)?"
+    r"|né(?:e)? le|date de naissance|fecha de nacimiento|nacid[oa] el|data di nascita|nato il|nata il"
+    r"|geboortedatum|geboren op)(?!\w)"
+    rf"[^\n\d]{{0,20}}?(?P<value>(?<![\w]){_DATE})(?![\w])"
+)
+
+
+class DateOfBirthScanner:
+    """Dates of birth: a date after a birth word (see the module docs)."""
+
+    name = "date_of_birth"
+    types: tuple[str, ...] = ("date_of_birth",)
+
+    def scan(self, text: str) -> list[Finding]:
+        lowered = text.lower()
+        if not any(word in lowered for word in _BIRTH_HINTS):
+            return []
+        return [
+            Finding("date_of_birth", m.start("value"), m.end("value"), self.name) for m in _BIRTH_DATE.finditer(text)
+        ]

@@ -1,0 +1,81 @@
+"""Network addresses: IPv4 and IPv6 host addresses.
+
+Found as the ``ipaddress`` module parses them. Not reported: networks in CIDR notation
+(``10.0.0.0/8`` names a network, not a host), netmasks (``255.255.255.0``), the
+unspecified and loopback addresses, version strings (``1.2.3``, ``v1.2.3.4``,
+``version 1.2.3.4``, ``requests 2.31.0.1`` and other quads whose first part is one digit,
+without an address word such as "from" or "host" before them), times and MAC addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from polyadapt.governance.findings import Finding
+
+_IPV4_PATTERN = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d|/\d)")
+_IPV6_PATTERN = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
+    r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:]|/\d|\.\d)"
+)
+#: A version key or word right before: ``v1.2.3.4``, ``version 1.2.3.4``, ``APP_VERSION=``,
+#: ``"version": "``, ``build:``.
+#: What every IPv6 address not written with ``::`` has and clock times do not: a group of
+#: 3-4 hex digits followed by two more groups.
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]{3,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
+_VERSION_BEFORE = re.compile(r"(?i)(?:(?:version|\bver|release|build|\bv)_*\.?[\"']?\s*[:=]?|[=~<>!]=)\s*[\"']?$")
+#: Words that say a dotted quad is an address: "from 8.8.4.4", "ip 1.2.3.4", "host: ...".
+_ADDRESS_WORD = re.compile(
+    r"(?i)\b(?:ip|ipv4|addr|address|host|server|client|from|to|via|gateway|dns|nameserver|peer|remote|src|dst"
+    r"|source|destination|connect(?:ed|ing)?|ping|login|logged)\b[^\n\w]{0,4}$"
+)
+
+
+def _looks_like_version(text: str, start: int, value: str) -> bool:
+    """A quad that starts with a one-digit part (``2.0.1.3``, ``2.31.0.1``) with no address
+    word before it is a version: hosts in text are rarely in 1.0.0.0/5 without one."""
+    if _VERSION_BEFORE.search(text[max(0, start - 16) : start]):
+        return True
+    if len(value.split(".")[0]) == 1:
+        return not _ADDRESS_WORD.search(text[max(0, start - 24) : start])
+    return False
+
+
+def _is_netmask(value: str) -> bool:
+    """``255.255.255.0`` and the like: ones then zeros, read as a mask, not a host."""
+    bits = "".join(f"{int(part):08b}" for part in value.split("."))
+    return value.startswith("255.") and "01" not in bits
+
+
+class IpAddressScanner:
+    """IPv4 and IPv6 host addresses (not CIDR networks, loopback, unspecified or versions)."""
+
+    name = "ip_address"
+    types: tuple[str, ...] = ("ip_address",)
+
+    def scan(self, text: str) -> list[Finding]:
+        found = []
+        if "." in text:
+            for m in _IPV4_PATTERN.finditer(text):
+                if _looks_like_version(text, m.start(), m.group()) or _is_netmask(m.group()):
+                    continue
+                if self._reportable(m.group(), ipaddress.IPv4Address):
+                    found.append(Finding("ip_address", m.start(), m.end(), self.name))
+        if "::" in text or _IPV6_HINT.search(text):
+            for m in _IPV6_PATTERN.finditer(text):
+                value = m.group()
+                groups = [g for g in re.split(r"[:.]", value) if g]
+                if len(groups) < 2 or not any(ch.isdigit() for ch in value):
+                    continue
+                if self._reportable(value, ipaddress.IPv6Address):
+                    found.append(Finding("ip_address", m.start(), m.end(), self.name))
+        return found
+
+    @staticmethod
+    def _reportable(value: str, kind: type) -> bool:
+        try:
+            address = kind(value)
+        except ValueError:
+            return False
+        return not (address.is_unspecified or address.is_loopback)
