@@ -209,7 +209,13 @@ def pass_at_k_rows(run: Run, servable: CodeServable) -> tuple[list[MetricRow], d
         texts = _answers(servable, requests)
         completions = [texts[i * n : (i + 1) * n] for i in range(len(tasks))]
         results[adapter or "base"] = score(
-            tasks, completions, options.pass_k, timeout_s=options.timeout_s, memory_mb=options.memory_mb
+            tasks,
+            completions,
+            options.pass_k,
+            timeout_s=options.timeout_s,
+            memory_mb=options.memory_mb,
+            max_processes=options.max_processes,
+            sandbox=options.sandbox,
         )
     rows = [
         MetricRow(
@@ -225,10 +231,24 @@ def pass_at_k_rows(run: Run, servable: CodeServable) -> tuple[list[MetricRow], d
     return rows, {name: {"statuses": r["statuses"]} for name, r in results.items()}
 
 
+def check_task_sandbox(run: Run) -> None:
+    """With a task set, make sure its programs can run in ``task_options.sandbox`` (a
+    ConfigError naming the fix when bwrap cannot run here) and warn when they run unisolated.
+    Cheap after the first call (the probe is cached), so it runs before any generation."""
+    if run.options.tasks is None:
+        return
+    from polyadapt_code.sandbox import check_sandbox
+
+    warning = check_sandbox(run.options.sandbox)
+    if warning:
+        run.say(f"warning: {warning}")
+
+
 def evaluate(run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
     """Score base and adapted on ``data``'s held-out files and general text, and on the task
     set (see the module docs)."""
     config, options = run.config, run.options
+    check_task_sandbox(run)  # before the model loads: a missing bwrap is named at once
     spec = ServeSpec(
         task=run.task,
         base_model=config.base_model.id,

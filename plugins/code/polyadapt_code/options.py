@@ -96,6 +96,15 @@ class CodeOptions(BaseModel):
     completion_tokens: int = Field(128, ge=1, description="Tokens generated per task completion")
     timeout_s: float = Field(10.0, gt=0, le=600, description="CPU seconds (and twice that wall time) per program")
     memory_mb: int = Field(1024, ge=64, description="Address-space limit per program (RLIMIT_AS)")
+    max_processes: int = Field(
+        32, ge=2, le=4096, description="Processes and threads per program (RLIMIT_NPROC under its own uid)"
+    )
+    sandbox: Literal["bwrap", "unisolated"] = Field(
+        "bwrap",
+        description="How pass@k programs are isolated: bwrap (bubblewrap namespaces: no network, read-only "
+        "system, only the task folder writable; evaluation refuses when bwrap cannot run) or unisolated "
+        "(rlimits only: generated code can read and write what this user can; a warning says so)",
+    )
 
     @model_validator(mode="after")
     def _k_within_samples(self) -> CodeOptions:

@@ -42,9 +42,14 @@ class CodeGenerationTask(TextGenerationTask):
 
     def load_run_data(self, run: Run) -> CodeRunData:
         """The repositories' files, governed, de-duplicated (across repositories too) and
-        split by file, and the general text (see :mod:`polyadapt_code.datasets`)."""
-        from polyadapt_code.datasets import load_code_data
+        split by file, and the general text (see :mod:`polyadapt_code.datasets`).
 
+        The task set's sandbox is checked first, so that a machine without bubblewrap is
+        told before training, not after it."""
+        from polyadapt_code.datasets import load_code_data
+        from polyadapt_code.evaluate import check_task_sandbox
+
+        check_task_sandbox(run)
         return load_code_data(run)
 
     def training_job(self, run: Run, base: CausalBase, model: Any, data: RunData) -> TrainingJob:
