@@ -4,7 +4,6 @@ names numbered consistently across a record; run artifacts name sources by porta
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from polyadapt.governance.policy import Policy
 from polyadapt.governance.redact import Redactor
 from polyadapt.governance.scanners import builtin_scanners, person_scanner
 from polyadapt.modalities.records import Dataset
-from test_governance_ner import ner_missing  # noqa: I001 - a sibling test module
+from test_governance_ner import ner_or_skip
 
 KEY = b"k" * 32
 
@@ -52,11 +51,7 @@ def test_ner_off_and_no_policy_mean_patterns_only():
 
 @pytest.fixture(scope="module")
 def ner_redactor():
-    reason = ner_missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the NER extra and the pipeline, but: {reason}")
-        pytest.skip(reason)
+    ner_or_skip()
     redactor = Redactor(Policy(), builtin_scanners(Policy(detectors={"ner": "on"})), KEY)
     redactor.load()
     return redactor

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 
-from polyadapt.governance.findings import Finding
+from polyadapt.governance.findings import Finding, merge_spans
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
 _STATES = (
@@ -176,7 +176,7 @@ class StreetAddressScanner:
                     if m.group("type")[0].isupper() and not m.group("particle"):
                         continue
                 spans.append((m.start(), self._extend(text, end, (_CITY_TAIL,)) if end == m.end() else end))
-        return [Finding("address", start, end, self.name) for start, end in _merge(spans)]
+        return [Finding("address", start, end, self.name) for start, end in merge_spans(spans)]
 
     @staticmethod
     def _glued(text: str, start: int) -> bool:
@@ -219,14 +219,3 @@ class StreetAddressScanner:
             if m:
                 return m.end()
         return end
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted spans, overlapping ones joined."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(set(spans)):
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.governance import spacy_model
-from polyadapt.governance.findings import Finding
+from polyadapt.governance.findings import Finding, merge_spans
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.tokens import Doc
@@ -480,22 +480,11 @@ def _person_spans(
     repeated = _repeated_words(ctx, kept)  # the words of cued and model names only
     kept.extend(span for span in _name_pairs(ctx) if not _overlaps(span, kept))
     kept.extend(span for span in repeated if not _overlaps(span, kept))
-    return _merge(kept)
+    return merge_spans(kept)
 
 
 def _overlaps(span: tuple[int, int], others: Iterable[tuple[int, int]]) -> bool:
     return any(span[0] < end and start < span[1] for start, end in others)
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, overlapping spans joined."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(set(spans)):
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
