@@ -140,9 +140,11 @@ _EMAIL_OR_URL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b(?:https?|ftp)://\S+
 _SENTENCE_END = re.compile(r"(?:[.!?:;\"“”•*#>|+\-–—]|\n)\s*$")
 _UNDERLINE = re.compile(r"[ \t]*([=*\-~^#])\1{2,}[ \t]*$")
 _PLAIN_WORD = re.compile(rf"\b{_L}+\b")
-#: A determiner before a single capitalised word, or a version number after it: a product
-#: ("the Jira board", "Firefox 118"), not a person.
-_PRODUCT_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|these|those|our|your|their|its|my)[ \t]+$")
+#: A determiner before a capitalised span, or a version number after it: a product or a
+#: defined term ("the Jira board", "any such Derivative Works", "Firefox 118"), not a person.
+_PRODUCT_BEFORE = re.compile(
+    r"(?i)\b(?:the|a|an|this|that|these|those|our|your|their|its|my|such|any|each|every|other|all|no)[ \t]+$"
+)
 _VERSION_AFTER = re.compile(r"[ \t]+[A-Za-z]{0,3}\d")
 #: First words of place names ("San Marino", "New Haven").
 _PLACE_PREFIXES = frozenset(
