@@ -9,6 +9,7 @@ wrong in a line, and what to give instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,14 @@ from typing import Any, TypeVar
 from polyadapt.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def cache_root() -> Path:
+    """Where files fetched or converted once are kept (converted bases, model pipelines):
+    ``$POLYADAPT_CACHE``, else ``~/.cache/polyadapt``. The example fetch scripts follow the
+    same rule without importing polyadapt, since they run before it is installed."""
+    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
+
 
 #: What every base-model error ends with: the three kinds of value that work.
 INSTEAD = (

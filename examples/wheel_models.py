@@ -17,7 +17,8 @@ from typing import BinaryIO
 
 
 def cache_root() -> Path:
-    """``$POLYADAPT_CACHE`` or ``~/.cache/polyadapt`` (the rule polyadapt's plugins use too)."""
+    """``$POLYADAPT_CACHE`` or ``~/.cache/polyadapt``: the rule of ``polyadapt.pretrained.cache_root``,
+    written again because these scripts run before polyadapt is installed."""
     return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.errors import ConfigError
+from polyadapt.pretrained import cache_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
@@ -46,11 +47,6 @@ ENV_VAR = "POLYADAPT_SPACY_MODEL"
 
 FETCH_HINT = "person-name detection needs the spaCy English pipeline: run `polyadapt governance fetch-ner`"
 INSTALL_HINT = "pip install 'polyadapt[ner]'"
-
-
-def cache_root() -> Path:
-    """``$POLYADAPT_CACHE`` or ``~/.cache/polyadapt`` (the rule the plugins use too)."""
-    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
 
 
 def spacy_model_path() -> Path:

@@ -44,7 +44,6 @@ import base64
 import gzip
 import hashlib
 import json
-import os
 import struct
 import sys
 from dataclasses import asdict
@@ -52,7 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from polyadapt.errors import ConfigError
+from polyadapt.pretrained import cache_root
 
 BINARY_VERSIONS = (5, 6)
 DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
@@ -70,10 +71,6 @@ SKIPPED_SETTINGS = (
     "layer_norm_epsilon",
 )
 
-
-def cache_root() -> Path:
-    """Where converted base models are cached (``POLYADAPT_CACHE`` or ~/.cache/polyadapt)."""
-    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
 
 
 def is_ct2_folder(path: Path | str) -> bool:

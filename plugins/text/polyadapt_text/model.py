@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from polyadapt.config import BaseModelConfig, LoraConfig
 from polyadapt.errors import ConfigError, PolyadaptError
+from polyadapt.pretrained import cache_root
 
 #: LoRA targets when ``target_modules: auto``: the attention projections of the family.
 ATTENTION_TARGETS = {
@@ -26,10 +26,6 @@ ATTENTION_TARGETS = {
     "starcoder2": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
 
-
-def cache_root() -> Path:
-    """Where converted base models are cached (``POLYADAPT_CACHE`` or ~/.cache/polyadapt)."""
-    return Path(os.environ.get("POLYADAPT_CACHE", Path.home() / ".cache" / "polyadapt"))
 
 
 def resolve_dtype(name: str) -> torch.dtype:
