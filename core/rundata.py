@@ -74,12 +74,7 @@ def load_run_data(run: Run, task: Task) -> RunData:
         train, heldout = train_set.records, eval_set.records
     else:
         train, heldout = split_holdout(train_set.records, data.eval_fraction, config.training.seed)
-    general: list[dict[str, Any]] = []
-    if data.general_eval != "none":
-        general_set = governed_set(run, task, "general", data.general_eval)
-        if general_set is not None:
-            sources.append(general_set)
-            general = general_set.records
+    general = general_records(run, task, sources)
     replay: list[dict[str, Any]] = []
     if data.replay is not None and data.replay_fraction > 0:
         replay_set = governed_set(run, task, "replay", data.replay)
@@ -90,6 +85,20 @@ def load_run_data(run: Run, task: Task) -> RunData:
     if cap:
         heldout, general = heldout[:cap], general[:cap]
     return RunData(train=train, heldout=heldout, general=general, replay=replay, sources=sources)
+
+
+def general_records(
+    run: Run, task: Task, sources: list[Dataset], read: Callable[[Run, Path, str], Dataset] | None = None
+) -> list[dict[str, Any]]:
+    """The records of the forgetting check's general text (``data.general_eval``, role
+    ``general``, read by ``read`` or the task), its dataset appended to ``sources``; none for
+    ``general_eval: none``."""
+    general_eval = run.config.data.general_eval
+    general_set = None if general_eval == "none" else governed_set(run, task, "general", general_eval, read=read)
+    if general_set is None:
+        return []
+    sources.append(general_set)
+    return general_set.records
 
 
 def write_data_files(run: Run, data: RunData, facts: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -216,12 +216,10 @@ def load_code_data(run: Run) -> CodeRunData:
         train, heldout = repo.records, held.records
     else:
         train, heldout = split_by_file(repo.records, data.eval_fraction, config.training.seed)
-    general: list[dict[str, Any]] = []
-    if data.general_eval != "none":
-        general_set = _general_text(run, data.general_eval)
-        if general_set is not None:
-            sources.append(general_set)
-            general = general_set.records
+    from polyadapt.rundata import general_records
+
+    # general text is plain text whatever this task reads its own data as
+    general = general_records(run, run.task, sources, read=lambda _run, path, _role: load_text_dataset(path))
     cap = config.evaluation.max_examples
     if cap:
         general = general[:cap]
@@ -233,14 +231,6 @@ def load_code_data(run: Run) -> CodeRunData:
         repository=repo.report,
         repositories=repositories,
     )  # type: ignore[attr-defined]
-
-
-def _general_text(run: Run, general_eval: Path | str) -> Dataset | None:
-    """The general-text set of the forgetting check, admitted as ``general``: a text file,
-    or for ``builtin`` the text plugin's general English (the task's ``builtin_dataset``)."""
-    from polyadapt.rundata import governed_set
-
-    return governed_set(run, run.task, "general", general_eval, read=lambda _run, path, _role: load_text_dataset(path))
 
 
 def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
