@@ -173,13 +173,24 @@ class Redactor:
 
     @contextlib.contextmanager
     def primed(self, texts: Iterable[str]) -> Iterator[None]:
-        """Within the block, scanners that scan in batches (``scan_many``, as named-entity
-        recognition does, several times faster than text by text) have already scanned ``texts``."""
+        """Within the block, ``texts`` have already been scanned in one batch: by worker
+        processes when the batch is large enough to pay for them (see
+        :mod:`~polyadapt.governance.parallel`), and by each scanner's ``scan_many`` where it
+        has one (named-entity recognition, several times faster in batches)."""
+        from polyadapt.governance import parallel
+
         unique = list(dict.fromkeys(texts))
-        for scanner in self.scanners:
-            scan_many = getattr(scanner, "scan_many", None)
-            if scan_many is not None and unique:
-                self._primed[scanner.name] = dict(zip(unique, scan_many(unique)))
+        if unique:
+            workers = parallel.worker_count(len(unique), self.scanners)
+            if workers > 1:
+                sent, kept = parallel.portable(self.scanners)
+                by_scanner = parallel.scan_in_processes(sent, unique, workers)
+            else:
+                sent, kept, by_scanner = [], self.scanners, []
+            batched = [s for s in kept if callable(getattr(s, "scan_many", None))]
+            by_scanner += parallel.scan_each(batched, unique)
+            for scanner, found in zip([*sent, *batched], by_scanner, strict=True):
+                self._primed[scanner.name] = dict(zip(unique, found, strict=True))
         try:
             yield
         finally:

@@ -594,6 +594,9 @@ def _looks_like_variable(value: str) -> bool:
     return "_" in value and all(_SNAKE_PART.fullmatch(part) for part in value.split("_"))
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
 def _value_ok(kind: str, value: str, quoted: bool, env_style: bool, kwarg: bool, env_assign: bool = False) -> bool:
     """Whether an assigned value is a credential rather than a placeholder, reference or label.
 
@@ -601,7 +604,7 @@ def _value_ok(kind: str, value: str, quoted: bool, env_style: bool, kwarg: bool,
     where an unquoted value is a literal; elsewhere an unquoted identifier is read as a variable.
     ``env_assign``: ``KEY=value`` in a .env file, where ``#`` or ``!`` may open the value.
     """
-    if len(value) < 4 or any(ch.isspace() for ch in value):
+    if len(value) < 4 or _WHITESPACE.search(value):
         return False
     low = value.lower()
     if low in _PLACEHOLDER_WORDS or low.replace("-", "").replace("_", "") in _PLACEHOLDER_WORDS:

@@ -1,0 +1,127 @@
+"""Scanning a large dataset on every core: the scanners run in worker processes, chunk by chunk.
+
+The regular-expression scanners are pure Python and hold the GIL, and named-entity recognition
+is slower still, so one process scans a dataset at the speed of one core. For a batch large
+enough to pay for starting workers (see :func:`worker_count`), :func:`scan_in_processes` sends
+the scanners (pickled: plain objects that load their models lazily) to a pool of *spawned*
+processes (not forked: the parent may hold torch's threads) and returns the same findings one
+process would, in the same order.
+
+``POLYADAPT_SCAN_WORKERS`` sets the number of workers (``1`` scans in the calling process);
+the default is one per available core, at most :data:`MAX_WORKERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Sequence
+
+from polyadapt.errors import ConfigError
+from polyadapt.governance.findings import Finding, Scanner
+
+log = logging.getLogger(__name__)
+
+#: More workers than this rarely pay: each one loads the models its scanners need.
+MAX_WORKERS = 8
+#: Batches smaller than these scan in the calling process (a worker starts in about a second,
+#: one with the named-entity model in about ten).
+MIN_TEXTS_PATTERNS = 4000
+MIN_TEXTS_MODEL = 1000
+#: Texts per task sent to a worker: large enough that the pickling is noise.
+CHUNK = 256
+
+_scanners: list[Scanner] = []
+
+
+def configured_workers() -> int:
+    """Workers to use: ``$POLYADAPT_SCAN_WORKERS``, or one per available core up to :data:`MAX_WORKERS`."""
+    value = os.environ.get("POLYADAPT_SCAN_WORKERS", "").strip()
+    if value:
+        try:
+            workers = int(value)
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise ConfigError(
+                f"POLYADAPT_SCAN_WORKERS={value!r}: expected a whole number >= 1 (1: scan in the calling process)"
+            )
+        return workers
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def worker_count(n_texts: int, scanners: Sequence[Scanner]) -> int:
+    """How many worker processes to scan ``n_texts`` with (1: scan in this process)."""
+    workers = configured_workers()
+    uses_model = any(callable(getattr(scanner, "scan_many", None)) for scanner in scanners)
+    minimum = MIN_TEXTS_MODEL if uses_model else MIN_TEXTS_PATTERNS
+    if workers <= 1 or n_texts < minimum:
+        return 1
+    return min(workers, max(1, n_texts // CHUNK))
+
+
+def portable(scanners: Sequence[Scanner]) -> tuple[list[Scanner], list[Scanner]]:
+    """``scanners`` split into those a worker process can rebuild (they pickle) and the rest
+    (a plugin's scanner holding a lock or an open file), which scan in this process."""
+    sent, kept = [], []
+    for scanner in scanners:
+        try:
+            pickle.dumps(scanner)
+        except Exception:  # any pickling failure means "keep it here"
+            kept.append(scanner)
+        else:
+            sent.append(scanner)
+    return sent, kept
+
+
+def scan_each(scanners: Sequence[Scanner], texts: Sequence[str]) -> list[list[list[Finding]]]:
+    """For each scanner, the findings of each text (batched where the scanner has ``scan_many``)."""
+    results = []
+    for scanner in scanners:
+        scan_many = getattr(scanner, "scan_many", None)
+        if callable(scan_many):
+            results.append([list(found) for found in scan_many(list(texts))])
+        else:
+            results.append([scanner.scan(text) for text in texts])
+    return results
+
+
+def _init_worker(scanners: list[Scanner]) -> None:
+    _scanners[:] = scanners
+
+
+def _scan_chunk(texts: list[str]) -> list[list[list[Finding]]]:
+    return scan_each(_scanners, texts)
+
+
+def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers: int) -> list[list[list[Finding]]]:
+    """What :func:`scan_each` returns, computed by ``workers`` spawned processes.
+
+    Falls back to this process (with a warning) when the pool cannot start or a worker dies,
+    so a scan never fails because of the parallelism itself.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunks = [list(texts[i : i + CHUNK]) for i in range(0, len(texts), CHUNK)]
+    results: list[list[list[Finding]]] = [[] for _ in scanners]
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(list(scanners),),
+        ) as pool:
+            for chunk_result in pool.map(_scan_chunk, chunks):
+                for per_scanner, found in zip(results, chunk_result, strict=True):
+                    per_scanner.extend(found)
+    except (BrokenProcessPool, OSError) as exc:
+        log.warning("scanning in %d worker processes failed (%s); scanning in this process instead", workers, exc)
+        return scan_each(scanners, texts)
+    return results
