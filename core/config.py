@@ -150,7 +150,12 @@ class OutputConfig(_Section):
     """Where runs are written."""
 
     dir: UserPath = Field(Path("runs"), description="Folder that holds one sub-folder per run")
-    name: str | None = Field(None, description="Run name; default: task, time and config hash")
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="The run folder's name inside dir (default: task, time and config hash): letters, "
+        "digits, '.', '-' and '_', starting with a letter or digit, so that the run stays inside dir",
+    )
     adapter_name: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",

@@ -15,6 +15,30 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def create_exclusive_text(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` only if nothing is there yet, complete or not at all.
+
+    The content goes to a temporary file that is then hard-linked to ``path``; the link fails
+    when ``path`` exists, so of several processes racing for one name exactly one gets True.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
 
@@ -61,6 +85,25 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Remove what interrupted atomic writes leave in ``folder`` (``.NAME.*.tmp`` files and
+    folders, ``.NAME.old`` folders); return how many. Only for a folder no other process
+    is writing to (a run being resumed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for item in folder.iterdir():
+        if item.name.startswith(".") and item.name.endswith((".tmp", ".old")):
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    item.unlink()
+            removed += 1
+    return removed
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config, resolve_option_paths
 from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
-from polyadapt.fileio import atomic_write_text
+from polyadapt.fileio import create_exclusive_text, remove_leftovers
 from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
@@ -108,15 +108,35 @@ def _find_resumable(config: RunConfig) -> Path:
 
 def _make_run_dir(config: RunConfig, resume: bool) -> Path:
     if resume:
-        return _find_resumable(config)
-    run_dir = Path(config.output.dir) / _new_run_id(config)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise PolyadaptError(
-            f"{run_dir} already holds a run; choose another output.name, or pass --resume to continue it"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
-    return run_dir
+        run_dir = _find_resumable(config)
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_leftovers(folder)  # what a killed process was writing when it died
+        return run_dir
+    root = Path(config.output.dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"output.dir {root} is a file; point output.dir at a folder (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"output.dir {root}: cannot create the folder ({exc.strerror})") from None
+    name = _new_run_id(config)
+    # identical configs started in the same second get the same automatic name: the first
+    # claims it (config.yaml created exclusively), the others take name-2, name-3, ...
+    for attempt in range(1, 1000):
+        run_dir = root / (name if attempt == 1 else f"{name}-{attempt}")
+        run_dir.mkdir(exist_ok=True)
+        if not _holds_run(run_dir) and create_exclusive_text(run_dir / CONFIG_FILE, config.to_yaml()):
+            return run_dir
+        if config.output.name:
+            raise PolyadaptError(
+                f"{run_dir} already holds a run; choose another output.name, or pass --resume to continue it"
+            )
+    raise PolyadaptError(f"{root}: could not find a free run folder name for {name}")
+
+
+def _holds_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` has anything in it but leftover temporary files."""
+    return any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in run_dir.iterdir())
 
 
 class RunRecord:

@@ -10,7 +10,7 @@ the run's :class:`polyadapt.task.Task` only for what its modality knows.
 from __future__ import annotations
 
 from polyadapt.distributed import is_main_process
-from polyadapt.errors import PluginError
+from polyadapt.errors import ConfigError, PluginError
 from polyadapt.modalities.records import RunData
 from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
 
@@ -39,6 +39,7 @@ def train_adapter(run: Run) -> AdapterArtifact:
     data = run_data(run)
     run.say(f"loading base model {config.base_model.id}")
     base = task.load_base(run)
+    check_max_length(run, task.context_length(run, base))
     model = task.attach_lora(run, base)
     job = task.training_job(run, base, model, data)
     if not isinstance(job, TrainingJob):
@@ -57,6 +58,17 @@ def train_adapter(run: Run) -> AdapterArtifact:
         total_parameters=total,
         train_metrics=result.to_dict() | {"train_examples": len(job.train_data), **job.facts},
     )
+
+
+def check_max_length(run: Run, context: int | None) -> None:
+    """Refuse ``training.max_length`` above the base's ``context`` (None: the task has no limit)."""
+    asked = run.config.training.max_length
+    if context is not None and asked > context:
+        raise ConfigError(
+            f"{run.config.source}: training.max_length is {asked:,} tokens but the base model "
+            f"{run.config.base_model.id} reads at most {context:,} positions; set training.max_length "
+            f"to {context:,} or less"
+        )
 
 
 def evaluate_adapter(run: Run, adapter: AdapterArtifact) -> EvalReport:

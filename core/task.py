@@ -146,6 +146,17 @@ class Task:
         """
         raise NotImplementedError(f"task {self.name!r} does not say how to load its base (load_base)")
 
+    def context_length(self, run: Run, base: Any) -> int | None:
+        """How many tokens one training sequence of ``base`` may hold, or None where
+        ``training.max_length`` means nothing to the task (the default).
+
+        A task whose examples are cut to ``training.max_length`` returns its model's limit
+        (``max_position_embeddings`` for most transformers); a config asking for more is then
+        refused before training, naming both numbers, instead of training on positions the
+        model never learnt.
+        """
+        return None
+
     def lora_module(self, base: Any) -> Any:
         """The ``torch.nn.Module`` inside ``base`` that LoRA wraps (default: ``base`` itself,
         or ``base.model`` when the base is a bundle with a ``model`` attribute)."""

@@ -71,6 +71,13 @@ def closest_field(model: type[BaseModel], path: Loc, name: int | str) -> str | N
     return match[0] if match else None
 
 
+def _field_description(model: type[BaseModel], path: Loc) -> str | None:
+    """The ``description`` of the field at ``path`` in ``model``, if it has one."""
+    holder = _model_at(model, path[:-1])
+    field = holder.model_fields.get(str(path[-1])) if holder is not None else None
+    return field.description if field is not None else None
+
+
 def format_validation_error(
     error: ValidationError,
     source: str,
@@ -104,6 +111,8 @@ def format_validation_error(
             nearest = closest_field(model, inner[:-1], inner[-1]) if model is not None and inner else None
             hint = f"did you mean {nearest!r}? " if nearest else ""
             message = f"unknown field; {hint}check the spelling (see {schema_hint})"
+        elif item["type"] == "string_pattern_mismatch" and model is not None and inner:
+            message = f"not an allowed value: {_field_description(model, inner) or message}"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         shown = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
@@ -147,11 +156,40 @@ def validate(
         ) from None
 
 
+#: Larger than any config or policy anyone writes by hand: a file this big was given by mistake.
+MAX_YAML_BYTES = 10 * 1024 * 1024
+
+
 def read_text(path: Path, what: str, missing_hint: str = "") -> str:
-    """The text of ``path``; a :class:`ConfigError` naming it when it is missing or unreadable."""
+    """The text of ``path`` (UTF-8, or UTF-16/32 with a byte-order mark); a :class:`ConfigError`
+    naming it and saying what is wrong when it is missing, a folder, a FIFO, binary or not text."""
+    import stat
+
+    from polyadapt.textfiles import TextDecodeError, decode_text
+
+    path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such {what}{missing_hint}") from None
+        parent = path.parent
+        where = "" if parent.is_dir() else f" (the folder {parent} does not exist either)"
+        raise ConfigError(f"{path}: no such {what}{where}{missing_hint}") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a folder; the {what} is a YAML file{missing_hint}")
+    if not stat.S_ISREG(info.st_mode):  # reading a FIFO would block for ever
+        raise ConfigError(f"{path}: is not a regular file (a FIFO, socket or device); the {what} is a YAML file")
+    if info.st_size > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: {info.st_size:,} bytes is too large for a {what} (at most {MAX_YAML_BYTES:,}); "
+            "is this the right file?"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    try:
+        return decode_text(data)
+    except TextDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}; the {what} must be YAML text (UTF-8)") from None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from polyadapt.errors import ConfigError
 from polyadapt.yamlfile import parse_mapping, read_text, validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -220,6 +221,12 @@ class Policy(_Section):
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate YAML ``text`` as a :class:`Policy`; errors name ``source`` and the line."""
+    if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        # an empty file falling back to the defaults would hide a mistake (a truncated copy, a wrong path)
+        raise ConfigError(
+            f"{source}: the policy file is empty; write a policy (see configs/policies/strict.yaml) "
+            "or remove governance.policy from the config to use the strict built-in one"
+        )
     root, data = parse_mapping(text, source, "policy")
     return validate(Policy, data, source, root, what="policy file", schema_hint="configs/policies/strict.yaml")
 

@@ -162,6 +162,20 @@ def load_base(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     return model, load_tokenizer(config, source)
 
 
+#: Where model families keep their position limit, in the order transformers' own code looks.
+CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def context_length(model: Any) -> int | None:
+    """The most positions ``model`` (a transformers model) reads, from its config; None if unknown."""
+    config = getattr(model, "config", None)
+    for name in CONTEXT_ATTRIBUTES:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def lora_targets(model: Any, lora: LoraConfig) -> list[str] | str:
     """The module names LoRA attaches to: the config's list, or the family's attention."""
     if lora.target_modules != "auto":

@@ -54,6 +54,12 @@ class TextGenerationTask(Task):
 
         return lora_targets(base.model, run.config.lora)
 
+    def context_length(self, run: Run, base: CausalBase) -> int | None:
+        """The model's position limit (``max_position_embeddings`` or its family's name for it)."""
+        from polyadapt_text.model import context_length
+
+        return context_length(base.model)
+
     def attach_lora(self, run: Run, base: CausalBase) -> Any:
         """A ``PeftModelForCausalLM`` with a fresh adapter on :meth:`lora_targets`."""
         from polyadapt.lora import attach_lora
