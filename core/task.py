@@ -10,6 +10,7 @@ fills in only the parts that differ between modalities, in the order the runner 
     load_dataset(run, path, role) one data file or folder -> Dataset (records + quarantine)
     load_run_data(run)            every set of the run (train, held out, general, replay)
     load_base(run)                the frozen base (model plus tokenizer or processor)
+    context_length(run, base)     the base's position limit (training.max_length above it is refused)
     lora_targets(run, base)       where LoRA goes (the core attaches it with peft)
     training_job(run, base, model, data)   examples, collate and loss for the shared trainer
     save_adapter(run, base, model, folder) the adapter files (the core makes it atomic)
