@@ -9,12 +9,15 @@ wrong in a line, and what to give instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import pickle
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from polyadapt.errors import ConfigError
+from polyadapt.errors import ConfigError, PolyadaptError
 
 T = TypeVar("T")
 
@@ -59,10 +62,69 @@ def load_pretrained(
     if not looks_like_hub_id(source) and not path.exists():
         raise ConfigError(f"{field}: {name!r} is neither a folder or file on this machine nor a hub id; {INSTEAD}")
     try:
-        return loader(source, **kwargs)
+        with refusing_unsafe_pickles(path, what=f"{field}: {name!r}", error=ConfigError):
+            return loader(source, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         if looks_like_hub_id(source):
             reason = f"hub id {name!r} could not be loaded (offline, or not in the local cache): {first_line(exc)}"
         else:
             reason = f"{name!r} holds no model that can be loaded: {first_line(exc)}"
         raise ConfigError(f"{field}: {reason}; {INSTEAD}") from None
+
+
+#: Weight files that are pickles (``torch.save``); libraries read them with ``torch.load``.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def pickle_files(path: Path | str) -> list[Path]:
+    """``path`` if it is a file, else the pickled weight files in the folder ``path`` and its
+    subfolders (a diffusers pipeline keeps its weights in ``unet/``, ``vae/``...)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = [*path.glob("*"), *path.glob("*/*")]
+        return sorted(p for p in found if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    return []
+
+
+@contextlib.contextmanager
+def refusing_unsafe_pickles(
+    path: Path | str, *, what: str | None = None, error: type[PolyadaptError] = PolyadaptError
+) -> Iterator[None]:
+    """Turn a library's refusal of a pickle that holds more than tensors into one clear error.
+
+    transformers, peft, diffusers and whisper read ``.bin``/``.pt`` weights with
+    ``torch.load(weights_only=True)``, which stops, without running it, at a pickle that
+    would call code; its error is a page that suggests ``weights_only=False``. This names
+    the file(s) under ``path`` and says what to do instead. ``what`` starts the message
+    (default: ``path``).
+    """
+    try:
+        yield
+    except Exception as exc:
+        refusal = _unpickling_error(exc)
+        if refusal is None:
+            raise
+        files = ", ".join(str(p) for p in pickle_files(path)) or f"a pickled weight file under {path}"
+        if "Weights only load failed" not in str(refusal):  # not code, just bytes that are no pickle
+            raise error(f"{what or path}: {files} is not a readable weight file ({first_line(refusal)})") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(refusal))
+        calls = f" (it calls {found.group(1)})" if found else ""
+        raise error(
+            f"{what or path}: refused {files}: it is a pickle that holds more than tensors{calls}, and "
+            "loading it could run code. Use a copy that holds only tensors (a .safetensors file where the "
+            "loader takes one), or get the files again from a source you trust"
+        ) from None
+
+
+def _unpickling_error(exc: BaseException) -> pickle.UnpicklingError | None:
+    """The unpickling error behind ``exc``: diffusers, for one, re-raises it as an OSError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, pickle.UnpicklingError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -29,6 +29,7 @@ import torch
 from polyadapt.fileio import atomic_write_bytes
 from polyadapt.lora import inference_device
 from polyadapt.modalities.records import RunData
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_image.conditioning import TextConditioning, text_conditioning
 from polyadapt_image.data import CLEAN_DIR, build_examples, condition_of, size_multiple
@@ -109,7 +110,8 @@ def clip_scores(model_id: str, images: list[Any], prompts: list[str]) -> float:
     """Mean CLIP score, 100 x max(cos(image, text), 0), as torchmetrics defines it."""
     from transformers import CLIPModel, CLIPProcessor
 
-    model = CLIPModel.from_pretrained(model_id).eval()
+    with refusing_unsafe_pickles(model_id, what=f"task_options.clip_model: {model_id!r}"):
+        model = CLIPModel.from_pretrained(model_id).eval()
     processor = CLIPProcessor.from_pretrained(model_id)
     inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True, truncation=True)
     image_emb = model.get_image_features(pixel_values=inputs["pixel_values"])
@@ -126,7 +128,8 @@ def evaluate(run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
     config, options = run.config, run.options
     clean_dir = run.dir / CLEAN_DIR
     pipeline = load_pipeline(config.base_model, dtype=torch.float32).to(inference_device())
-    pipeline.load_lora_weights(str(adapter.path), adapter_name=ADAPTER_NAME)
+    with refusing_unsafe_pickles(adapter.path, what="adapter"):
+        pipeline.load_lora_weights(str(adapter.path), adapter_name=ADAPTER_NAME)
     prediction = adapter_info(adapter.path).get("prediction_type", options.prediction_type)
     scheduler = noise_scheduler(config.base_model.id, prediction, config.base_model.revision)
     conditioning = text_conditioning(pipeline)

@@ -22,6 +22,7 @@ import torch
 
 from polyadapt.config import BaseModelConfig, LoraConfig
 from polyadapt.errors import ConfigError
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt_image.conditioning import TextConditioning, text_conditioning
 
 #: LoRA targets of the UNet for ``target_modules: auto``: the attention projections.
@@ -57,10 +58,10 @@ def load_pipeline(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     """
     from diffusers import DiffusionPipeline
 
+    source = pipeline_source(config.id)
     try:
-        pipeline = DiffusionPipeline.from_pretrained(
-            pipeline_source(config.id), revision=config.revision, dtype=torch.float32
-        )
+        with refusing_unsafe_pickles(source, what=f"base_model.id: {config.id!r}", error=ConfigError):
+            pipeline = DiffusionPipeline.from_pretrained(source, revision=config.revision, dtype=torch.float32)
     except (OSError, ValueError, EnvironmentError) as exc:
         raise ConfigError(
             f"base_model.id: cannot load {config.id!r} as a diffusers pipeline: {exc}. Give a "

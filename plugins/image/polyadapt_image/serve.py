@@ -33,6 +33,7 @@ import torch
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.lora import inference_device
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_image.batching import ImageJob, group_calls
 from polyadapt_image.model import load_pipeline
@@ -75,7 +76,8 @@ class ImageServable:
             try:
                 with warnings.catch_warnings():  # a second adapter is what we want here
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                    self.pipeline.load_lora_weights(str(path), adapter_name=internal)
+                    with refusing_unsafe_pickles(path, what=f"adapter {name!r}"):
+                        self.pipeline.load_lora_weights(str(path), adapter_name=internal)
             except (OSError, ValueError, KeyError) as exc:
                 raise PolyadaptError(f"cannot load adapter {name!r} from {path}: {exc}") from None
             self._internal[name] = internal

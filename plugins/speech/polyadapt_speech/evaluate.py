@@ -21,6 +21,7 @@ import torch
 from polyadapt.lora import inference_device
 from polyadapt.modalities.audio import load_waveform
 from polyadapt.modalities.records import RunData
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.training.trainer import evaluate_loss
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_speech.data import WhisperLoss, build_examples, collate, summed_loss
@@ -111,7 +112,8 @@ def evaluate(run: Run, adapter: AdapterArtifact, run_data: RunData) -> EvalRepor
 
     config, options = run.config, run.options
     base = load_whisper(config.base_model)
-    peft_model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
+    with refusing_unsafe_pickles(adapter.path, what="adapter"):
+        peft_model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
     model = whisper_of(peft_model)
     rows: list[MetricRow] = []
     samples: list[dict[str, Any]] = []

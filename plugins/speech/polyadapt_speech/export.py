@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from polyadapt.errors import PolyadaptError
+from polyadapt.pretrained import refusing_unsafe_pickles
 
 
 def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: Path | str) -> Path:
@@ -34,9 +35,11 @@ def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: 
         from polyadapt_speech.ct2 import converted_checkpoint
 
         base_checkpoint = converted_checkpoint(base_checkpoint)
-    base = whisper.load_model(str(base_checkpoint), device="cpu", download_root=str(whisper_cache())).float()
+    with refusing_unsafe_pickles(base_checkpoint, what="base checkpoint"):
+        base = whisper.load_model(str(base_checkpoint), device="cpu", download_root=str(whisper_cache())).float()
     expected = set(base.state_dict())
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with refusing_unsafe_pickles(adapter_dir, what="adapter"):
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     state = {k: v.detach().contiguous() for k, v in merged.state_dict().items()}
     if set(state) != expected:
         raise PolyadaptError(f"merging {adapter_dir} left unexpected weights: {sorted(set(state) ^ expected)[:5]}")

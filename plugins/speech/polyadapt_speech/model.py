@@ -19,6 +19,7 @@ import torch
 
 from polyadapt.config import BaseModelConfig, LoraConfig
 from polyadapt.errors import ConfigError, PolyadaptError
+from polyadapt.pretrained import refusing_unsafe_pickles
 
 ATTENTION_LEAVES = ("query", "key", "value", "out")
 MLP_LEAVES = ("mlp.0", "mlp.2")
@@ -69,7 +70,8 @@ def load_whisper(config: BaseModelConfig, *, map_device: str | torch.device = "c
             f"({', '.join(whisper.available_models())})"
         )
     try:
-        model = whisper.load_model(source, device=str(map_device), download_root=str(whisper_cache()))
+        with refusing_unsafe_pickles(source, what=f"base_model.id: {config.id!r}", error=ConfigError):
+            model = whisper.load_model(source, device=str(map_device), download_root=str(whisper_cache()))
     except (OSError, RuntimeError, KeyError) as exc:
         raise ConfigError(f"base_model.id: cannot load whisper model {config.id!r}: {exc}") from None
     if Path(source).is_file():

@@ -19,6 +19,7 @@ from typing import Any
 
 from polyadapt.errors import PolyadaptError
 from polyadapt.lora import inference_device
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.types import ServeSpec
 from polyadapt_speech.model import HOP_LENGTH, check_loadable, load_whisper, n_frames, whisper_of
 from polyadapt_speech.options import SpeechOptions
@@ -63,10 +64,11 @@ class SpeechServable:
             if name in self.adapter_names():
                 return
             check_loadable(Path(path))
-            if self.peft is None:
-                self.peft = PeftModel.from_pretrained(self.whisper, str(path), adapter_name=name).eval()
-            else:
-                self.peft.load_adapter(str(path), adapter_name=name)
+            with refusing_unsafe_pickles(path, what=f"adapter {name!r}"):
+                if self.peft is None:
+                    self.peft = PeftModel.from_pretrained(self.whisper, str(path), adapter_name=name).eval()
+                else:
+                    self.peft.load_adapter(str(path), adapter_name=name)
             self.peft.to(inference_device())
 
     def adapter_names(self) -> list[str]:

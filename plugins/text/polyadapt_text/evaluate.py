@@ -15,6 +15,7 @@ import torch
 
 from polyadapt.lora import inference_device
 from polyadapt.modalities.records import RunData
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.training.trainer import evaluate_loss
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_text.data import Collator, build_examples, encode_prompt
@@ -69,7 +70,8 @@ def evaluate(run: Run, adapter: AdapterArtifact, run_data: RunData) -> EvalRepor
 
     config = run.config
     base, tokenizer = load_base(config.base_model)
-    model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
+    with refusing_unsafe_pickles(adapter.path, what="adapter"):
+        model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
     scorer = CausalLMLoss(model)
     collate = Collator(tokenizer.pad_token_id)
     length, packing = config.training.max_length, config.training.packing

@@ -26,10 +26,11 @@ import torch
 
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
+from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_text.data import encode_prompt
 from polyadapt.lora import inference_device
-from polyadapt_text.model import load_base
+from polyadapt_text.model import context_length, load_base
 
 #: The name PEFT's mixed-batch path uses for "no adapter".
 BASE_ADAPTER = "__base__"
@@ -176,6 +177,7 @@ class TextServable:
         tokenizer.padding_side = "left"
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(base, tokenizer)
+        self.context = context_length(base)
         self._adapters: dict[str, Path] = {}
         self._peft_names: dict[str, str] = {}
         self._attempts = 0  # a failed load may leave its PEFT name taken: never reuse one
@@ -197,10 +199,11 @@ class TextServable:
             peft_name = f"adapter{self._attempts}"
             self._attempts += 1
             try:
-                if isinstance(self.model, PeftModel):
-                    self.model.load_adapter(str(path), adapter_name=peft_name)
-                else:
-                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=peft_name)
+                with refusing_unsafe_pickles(path, what=f"adapter {name!r}"):
+                    if isinstance(self.model, PeftModel):
+                        self.model.load_adapter(str(path), adapter_name=peft_name)
+                    else:
+                        self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=peft_name)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise PolyadaptError(
                     f"cannot load adapter {name!r} from {path} onto {self.spec.base_model!r}: {exc}"
@@ -288,6 +291,14 @@ class TextServable:
             raise PolyadaptError("the prompt is empty; send some text to complete")
         return ids
 
+    def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Refuse a request whose prompt plus ``max_tokens`` is more than the model reads."""
+        if self.context is not None and prompt_tokens + max_tokens > self.context:
+            raise PolyadaptError(
+                f"the prompt ({prompt_tokens:,} tokens) plus max_tokens ({max_tokens:,}) is more than "
+                f"{self.base_name!r} reads ({self.context:,} positions); shorten the prompt or lower max_tokens"
+            )
+
     def decode(self, tokens: list[int]) -> str:
         """Text of generated ``tokens``, special tokens left out."""
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -310,6 +321,8 @@ class TextServable:
         from transformers import StoppingCriteriaList
 
         prompts = [self.encode(r) for r in requests]
+        for prompt, request in zip(prompts, requests):
+            self._check_fits(len(prompt), request.max_tokens)
         input_ids, attention = left_pad(prompts, self.tokenizer.pad_token_id)
         width = input_ids.shape[1]
         stops = RowStops(requests, width, self.eos_ids, self.decode)
