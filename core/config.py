@@ -97,6 +97,12 @@ class DataConfig(_Section):
         "auto", description="Record kind; auto detects from the fields present"
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
+    max_record_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="Characters one record (a JSONL line, a CSV or parquet row) may hold; longer ones are "
+        "quarantined with their size, not read",
+    )
 
 
 class LoraConfig(_Section):

@@ -112,8 +112,8 @@ class Task:
 
         data = run.config.data
         if role in ("train", "eval"):
-            return load_text_dataset(path, data.format, data.kind)
-        return load_text_dataset(path)
+            return load_text_dataset(path, data.format, data.kind, max_record_chars=data.max_record_chars)
+        return load_text_dataset(path, max_record_chars=data.max_record_chars)
 
     def builtin_dataset(self, role: str) -> tuple[Path, str] | None:
         """The data the task ships for ``data.general_eval: builtin`` (role ``general``) or

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.modalities.records import Dataset
-from polyadapt.modalities.tabular import ParseFailure, read_records
+from polyadapt.modalities.tabular import DEFAULT_MAX_RECORD_CHARS, ParseFailure, read_records
 
 #: What :attr:`Dataset.kind` says for labelled records.
 KIND = "labelled"
@@ -53,7 +53,12 @@ def normalise_labelled(record: Any, text_field: str = "text", label_field: str =
 
 
 def load_labelled_dataset(
-    path: Path | str, format: str = "auto", text_field: str = "text", label_field: str = "label"
+    path: Path | str,
+    format: str = "auto",
+    text_field: str = "text",
+    label_field: str = "label",
+    *,
+    max_record_chars: int = DEFAULT_MAX_RECORD_CHARS,
 ) -> Dataset:
     """Load labelled records from a jsonl, csv or parquet file.
 
@@ -61,13 +66,14 @@ def load_labelled_dataset(
     :param format: ``auto`` (from the extension), ``jsonl``, ``csv`` or ``parquet``.
     :param text_field: the field holding the text to classify (scanned by governance).
     :param label_field: the field holding its class.
+    :param max_record_chars: a record with more characters is quarantined (``data.max_record_chars``).
     :returns: a :class:`~polyadapt.modalities.records.Dataset` of kind ``labelled`` whose
         records keep every field; records without a text or a label are quarantined with
         their line and reason.
     :raises DataError: the file is missing or unreadable, or no record is usable.
     """
     path = Path(path)
-    rows = read_records(path, format)
+    rows = read_records(path, format, max_record_chars=max_record_chars)
     dataset = Dataset(source=path, kind=KIND, scanned_fields=(text_field,))
     for index, (line, raw) in enumerate(rows):
         dataset.take(index, line, normalise_labelled(raw, text_field, label_field))

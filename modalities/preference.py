@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.modalities.records import Dataset
-from polyadapt.modalities.tabular import ParseFailure, read_records
+from polyadapt.modalities.tabular import DEFAULT_MAX_RECORD_CHARS, ParseFailure, read_records
 from polyadapt.modalities.text import ROLES
 
 #: The fields a preference record is read from.
@@ -77,10 +77,12 @@ def normalise_preference(record: Any) -> dict[str, Any] | str:
     return {**extra, "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def load_preference_dataset(path: Path, declared_format: str = "auto") -> Dataset:
-    """Load and validate preference pairs (jsonl, csv or parquet); rejected records are
-    quarantined with the line and the reason."""
-    rows = read_records(Path(path), declared_format)
+def load_preference_dataset(
+    path: Path, declared_format: str = "auto", *, max_record_chars: int = DEFAULT_MAX_RECORD_CHARS
+) -> Dataset:
+    """Load and validate preference pairs (jsonl, csv or parquet); rejected records (longer
+    than ``max_record_chars`` characters among them) are quarantined with the line and the reason."""
+    rows = read_records(Path(path), declared_format, max_record_chars=max_record_chars)
     dataset = Dataset(source=Path(path), kind="preference", scanned_fields=SCANNED_FIELDS)
     for index, (line, raw) in enumerate(rows):
         dataset.take(index, line, normalise_preference(raw))

@@ -18,7 +18,7 @@ from typing import Any
 
 from polyadapt.errors import DataError
 from polyadapt.modalities.records import Dataset
-from polyadapt.modalities.tabular import ParseFailure, read_records
+from polyadapt.modalities.tabular import DEFAULT_MAX_RECORD_CHARS, ParseFailure, read_records
 
 PROMPT_FIELDS = ("instruction", "prompt", "question")
 INPUT_FIELDS = ("input", "context")
@@ -101,14 +101,24 @@ def _normalise_known(record: dict[str, Any], kind: str) -> dict[str, Any] | str:
     return {"messages": cleaned}
 
 
-def load_text_dataset(path: Path, declared_format: str = "auto", kind: str = "auto") -> Dataset:
-    """Load and validate a text dataset; rejected records are quarantined with reasons."""
-    rows = read_records(Path(path), declared_format)
+def load_text_dataset(
+    path: Path,
+    declared_format: str = "auto",
+    kind: str = "auto",
+    *,
+    max_record_chars: int = DEFAULT_MAX_RECORD_CHARS,
+) -> Dataset:
+    """Load and validate a text dataset; rejected records (longer than ``max_record_chars``
+    characters among them) are quarantined with reasons."""
+    rows = read_records(Path(path), declared_format, max_record_chars=max_record_chars)
     if kind == "auto":
         found = next(
             (detected for _, rec in rows if isinstance(rec, dict) and (detected := detect_kind(rec))),
             None,
         )
+        if found is None and rows and all(isinstance(rec, ParseFailure) for _, rec in rows):
+            line, reason = rows[0]
+            raise DataError(f"{path}: no usable records; every one was rejected (first, line {line}: {reason})")
         if found is None:
             raise DataError(
                 f"{path}: no record has the fields of a known kind: 'text' (plain text), "

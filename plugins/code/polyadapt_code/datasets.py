@@ -40,7 +40,6 @@ kept). A run without ``repositories`` is unchanged: no prefix, no ``repositories
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -219,7 +218,12 @@ def load_code_data(run: Run) -> CodeRunData:
     from polyadapt.rundata import general_records
 
     # general text is plain text whatever this task reads its own data as
-    general = general_records(run, run.task, sources, read=lambda _run, path, _role: load_text_dataset(path))
+    general = general_records(
+        run,
+        run.task,
+        sources,
+        read=lambda _run, path, _role: load_text_dataset(path, max_record_chars=data.max_record_chars),
+    )
     cap = config.evaluation.max_examples
     if cap:
         general = general[:cap]
@@ -237,28 +241,29 @@ def load_task_set(run: Run, path: Path) -> list[dict[str, Any]]:
     """A HumanEval-format task set, admitted under role ``tasks`` (prompts and tests scanned)."""
     from polyadapt.errors import DataError
     from polyadapt.modalities.records import Quarantined
+    from polyadapt.modalities.tabular import ParseFailure, read_records
 
     options = run.options
     dataset = Dataset(source=Path(path), kind="tasks", scanned_fields=("prompt", "test"))
+    fields = ("task_id", "prompt", "test", "entry_point")
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"task_options.tasks: cannot read {path}: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+        rows = read_records(Path(path), "jsonl", max_record_chars=run.config.data.max_record_chars)
+    except DataError as exc:
+        raise DataError(f"task_options.tasks: {exc}") from None
+    for index, (number, task) in enumerate(rows):
+        if isinstance(task, ParseFailure):
+            dataset.quarantined.append(Quarantined(str(path), index, str(task), number))
             continue
-        try:
-            task = json.loads(line)
-        except json.JSONDecodeError as exc:
-            dataset.quarantined.append(Quarantined(str(path), number - 1, f"bad json: {exc.msg}", number))
-            continue
-        missing = [k for k in ("task_id", "prompt", "test", "entry_point") if not isinstance(task.get(k), str)]
-        if missing:
+        if not isinstance(task, dict):
             dataset.quarantined.append(
-                Quarantined(str(path), number - 1, f"missing fields: {', '.join(missing)}", number)
+                Quarantined(str(path), index, f"not an object: got {type(task).__name__}", number)
             )
             continue
-        dataset.records.append({k: task[k] for k in ("task_id", "prompt", "test", "entry_point")})
+        missing = [k for k in fields if not isinstance(task.get(k), str)]
+        if missing:
+            dataset.quarantined.append(Quarantined(str(path), index, f"missing fields: {', '.join(missing)}", number))
+            continue
+        dataset.records.append({k: task[k] for k in fields})
         dataset.lines.append(number)
     if not dataset.records:
         raise DataError(f"{path}: no task with task_id, prompt, test and entry_point")
