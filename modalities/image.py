@@ -12,8 +12,14 @@ Every image is re-saved from its pixels only
 (:func:`polyadapt.modalities.image_metadata.strip_image_metadata`: EXIF with GPS, XMP, IPTC,
 comments and text chunks removed, orientation applied) into ``clean_dir`` under the hash of
 its clean bytes; nothing downstream reads the original.
-A file that is missing, not an image, corrupt, truncated or smaller than ``min_size`` is
-quarantined with its reason (never its content) and the load goes on.
+A file that is missing, empty, not an image, corrupt, truncated, smaller than
+``min_size``, larger than ``max_pixels`` (judged from its header, before any pixel is
+decoded: a decompression bomb is never expanded), or whose caption file is missing,
+oversize or not text, is quarantined with its reason and its name (never its content) and
+the load goes on. Names must stay inside the folder and symbolic links must not lead out
+of it (unless ``follow_external_symlinks``); FIFOs and other special files are refused
+without being opened (see :mod:`polyadapt.modalities.datafolder`). Pillow's
+``LOAD_TRUNCATED_IMAGES`` is left off: a truncated image is an error, not grey pixels.
 
 A record is JSON (so governance hashes and scans it)::
 
@@ -34,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from polyadapt.errors import DataError
+from polyadapt.modalities.datafolder import FOLLOW_EXTERNAL_SYMLINKS, FileProblem, locate, open_regular, read_regular
 from polyadapt.modalities.records import Dataset, Quarantined
 from polyadapt.modalities.tabular import ParseFailure, read_records
 
@@ -43,6 +50,14 @@ CAPTION_FIELDS = ("text", "caption")
 KIND = "image-caption"
 #: Aspect ratios (width / height) the buckets cover when aspect-ratio bucketing is on.
 BUCKET_RATIOS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
+#: The most pixels an image may have (width x height, from its header): 8192 x 8192, above
+#: the 61 MP of today's largest camera sensors and far above any training resolution,
+#: below Pillow's decompression-bomb warning (89.5 MP). Decoding and re-saving one such
+#: image takes about 1 GB. Meant to become ``task_options.max_image_pixels``.
+MAX_IMAGE_PIXELS = 8192 * 8192
+#: The largest caption file read (bytes): a caption is a sentence or a list of tags; CLIP
+#: reads 77 tokens. Meant to become ``task_options.max_caption_bytes``.
+MAX_CAPTION_BYTES = 64 * 1024
 
 
 def _sha256(path: Path) -> str:
@@ -53,18 +68,46 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _rows(folder: Path, caption_field: str | None) -> tuple[list[tuple[int | None, Any]], str]:
-    """(line, row) pairs and the layout name; rows are dicts with file_name and a caption."""
+def _read_caption(folder: Path, name: str, follow_external_symlinks: bool) -> str | ParseFailure | None:
+    """The caption in the file ``name`` inside ``folder``; None when there is none, a
+    :class:`ParseFailure` (the quarantine reason) when it cannot be used."""
+    from polyadapt.textfiles import TextDecodeError, decode_text
+
+    if not os.path.lexists(folder / name):
+        return None
+    where = locate(folder, name, follow_external_symlinks=follow_external_symlinks)
+    try:
+        if isinstance(where, str):
+            raise FileProblem(where)
+        data = read_regular(where, MAX_CAPTION_BYTES)
+        if len(data) > MAX_CAPTION_BYTES:
+            raise FileProblem(f"oversize: over {MAX_CAPTION_BYTES} bytes; a caption is a sentence or a list of tags")
+        return decode_text(data).strip()
+    except (FileProblem, TextDecodeError) as exc:
+        return ParseFailure(f"bad caption file: {exc} ({name})")
+
+
+def _rows(
+    folder: Path, caption_field: str | None, follow_external_symlinks: bool
+) -> tuple[list[tuple[int | None, Any]], str]:
+    """(line, row) pairs and the layout name; rows are dicts with file_name and a caption
+    (or the :class:`ParseFailure` that says why there is none)."""
     for name in METADATA_FILES:
         path = folder / name
         if path.is_file():
             return read_records(path), name
     rows: list[tuple[int | None, Any]] = []
-    for image in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        caption_file = image.with_suffix(".txt")
-        row: dict[str, Any] = {"file_name": image.relative_to(folder).as_posix()}
-        if caption_file.is_file():
-            row[caption_field or "text"] = caption_file.read_text(encoding="utf-8", errors="replace").strip()
+    # links and special files with an image's name are listed too, to be refused by name
+    found = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    for image in sorted(p for p in found if p.is_symlink() or not p.is_dir()):
+        file_name = image.relative_to(folder).as_posix()
+        caption = _read_caption(folder, Path(file_name).with_suffix(".txt").as_posix(), follow_external_symlinks)
+        if isinstance(caption, ParseFailure):
+            rows.append((None, caption))
+            continue
+        row: dict[str, Any] = {"file_name": file_name}
+        if caption is not None:
+            row[caption_field or "text"] = caption
         rows.append((None, row))
     return rows, "caption files"
 
@@ -75,21 +118,46 @@ def _caption(row: dict[str, Any], caption_field: str | None) -> Any:
     return next((row[f] for f in CAPTION_FIELDS if row.get(f) not in (None, "")), None)
 
 
-def _inside(folder: Path, file_name: str) -> Path | None:
-    """The file ``file_name`` names inside ``folder``; None when it points outside."""
-    relative = PurePosixPath(file_name.replace("\\", "/"))
-    if relative.is_absolute() or ".." in relative.parts:
-        return None
-    return folder / Path(*relative.parts)
-
-
 def _unreadable_reason(exc: BaseException) -> str:
     text = str(exc)
     if "truncated" in text.lower():
         return "corrupt image: the file is truncated"
     if "cannot identify" in text.lower() or "unknown image format" in text.lower():
         return "not an image: the file's content is no image format Pillow reads"
-    return f"corrupt image: {type(exc).__name__}"
+    detail = text.splitlines()[0][:200] if text.strip() else "no detail"
+    return f"corrupt image: {detail} ({type(exc).__name__})"
+
+
+def check_image_header(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """Why the image at ``path`` must not be decoded (empty, not an image, over
+    ``max_pixels``, a decompression bomb), judged from its header alone; None when it may."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with open_regular(path) as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return "empty: the file has no bytes"
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle) as image:
+                    width, height = image.size
+    except FileProblem as exc:
+        return str(exc)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return (
+            f"too large: the header claims more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's "
+            "decompression-bomb limit; the file was not decoded"
+        )
+    except Exception as exc:  # noqa: BLE001 - any Pillow error while parsing a header
+        return _unreadable_reason(exc)
+    if width * height > max_pixels:
+        return (
+            f"too large: {width}x{height} pixels is over the limit of {max_pixels:,} pixels; "
+            "downscale the image (the file was not decoded)"
+        )
+    return None
 
 
 def clean_image(source: Path, clean_dir: Path) -> tuple[Path, list[str], tuple[int, int]]:
@@ -124,6 +192,8 @@ def load_image_folder(
     min_size: int = 8,
     caption_field: str | None = None,
     consent_field: str = "consent",
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    follow_external_symlinks: bool = FOLLOW_EXTERNAL_SYMLINKS,
 ) -> Dataset:
     """Load the captioned images under ``path`` (a folder, or its ``metadata.jsonl``/``.csv``).
 
@@ -131,6 +201,9 @@ def load_image_folder(
     :param min_size: images whose shorter side is below this many pixels are quarantined.
     :param caption_field: the caption column; by default ``text``, else ``caption``.
     :param consent_field: the column copied into records as ``consent`` when present.
+    :param max_pixels: images with more pixels (width x height) are quarantined undecoded.
+    :param follow_external_symlinks: read images whose symbolic link leads outside the
+        folder (off: they are quarantined).
     :raises DataError: ``path`` is neither a folder nor a metadata file.
     """
     path, clean_dir = Path(path), Path(clean_dir)
@@ -140,13 +213,14 @@ def load_image_folder(
             f"{path}: not an image folder; give a folder with metadata.jsonl/metadata.csv "
             "(file_name, text) or images with a .txt caption beside each"
         )
-    rows, _layout = _rows(folder, caption_field)
+    rows, _layout = _rows(folder, caption_field, follow_external_symlinks)
     dataset = Dataset(source=folder, kind=KIND, scanned_fields=("text", "file_name"))
     seen: set[str] = set()
     for index, (line, row) in enumerate(rows):
 
-        def reject(reason: str, line: int | None = line, index: int = index) -> None:
-            dataset.quarantined.append(Quarantined(source=str(folder), index=index, reason=reason, line=line))
+        def reject(reason: str, name: str | None = None, line: int | None = line, index: int = index) -> None:
+            named = f"{reason} ({name})" if name else reason
+            dataset.quarantined.append(Quarantined(source=str(folder), index=index, reason=named, line=line))
 
         if isinstance(row, ParseFailure):
             reject(str(row))
@@ -157,36 +231,38 @@ def load_image_folder(
         file_name = row["file_name"].strip()
         caption = _caption(row, caption_field)
         if not isinstance(caption, str) or not caption.strip():
-            reject("missing caption: no text/caption (or .txt file) for this image")
+            reject("missing caption: no text/caption (or .txt file) for this image", file_name)
             continue
-        source = _inside(folder, file_name)
-        if source is None:
-            reject("bad file_name: it points outside the image folder")
+        source = locate(folder, file_name, follow_external_symlinks=follow_external_symlinks)
+        if isinstance(source, str):
+            reject(source, file_name)
             continue
-        if not source.is_file():
-            reject("missing file: no such image in the folder")
-            continue
-        if source.suffix.lower() not in IMAGE_EXTENSIONS:
+        suffix = PurePosixPath(file_name).suffix
+        if suffix.lower() not in IMAGE_EXTENSIONS:
             reject(
-                f"not an image: extension {source.suffix or '(none)'!r} is not one of "
-                f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+                f"not an image: extension {suffix or '(none)'!r} is not one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
+                file_name,
             )
+            continue
+        problem = check_image_header(source, max_pixels)
+        if problem:
+            reject(problem, file_name)
             continue
         try:
             clean, removed, (width, height) = clean_image(source, clean_dir)
         except DataError as exc:
-            reject(_unreadable_reason(exc.__context__ or exc))
+            reject(_unreadable_reason(exc.__context__ or exc), file_name)
             continue
-        except Exception as exc:  # noqa: BLE001 - decompression bombs and other Pillow errors
-            reject(_unreadable_reason(exc))
+        except Exception as exc:  # noqa: BLE001 - any other Pillow error while decoding
+            reject(_unreadable_reason(exc), file_name)
             continue
         if min(width, height) < min_size:
             clean.unlink(missing_ok=True)  # nothing refers to it
-            reject(f"too small: {width}x{height} pixels, the shorter side must be at least {min_size}")
+            reject(f"too small: {width}x{height} pixels, the shorter side must be at least {min_size}", file_name)
             continue
         digest = clean.stem
         if digest in seen:
-            reject("duplicate image: the same pixels appear earlier in the folder")
+            reject("duplicate image: the same pixels appear earlier in the folder", file_name)
             continue
         seen.add(digest)
         record: dict[str, Any] = {

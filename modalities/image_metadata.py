@@ -13,11 +13,16 @@ image reaches a model it is re-saved from its pixels only. Decisions:
 - transparency and the palette of palette images are kept (they are pixels);
 - of an animated or multi-page image only the first frame is kept (reported as ``frames``);
 - JPEGs are re-encoded (quality 95), so their bytes change even when nothing is removed.
+
+A file Pillow cannot read whole (truncated, corrupt, not an image, a decompression bomb,
+a FIFO or folder in its place) is a :class:`~polyadapt.errors.DataError` naming it, never
+a Pillow traceback; Pillow's ``LOAD_TRUNCATED_IMAGES`` is not turned on.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 from polyadapt.errors import DataError
@@ -58,27 +63,38 @@ def strip_image_metadata(src: Path, dst: Path) -> list[str]:
     ``comment``, ``text:<key>`` (PNG text chunks), ``frames``; empty when there was none.
     ``src`` and ``dst`` may be the same file.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image, ImageOps
 
     from polyadapt.fileio import atomic_write_bytes
+    from polyadapt.modalities.datafolder import FileProblem, open_regular
 
     src, dst = Path(src), Path(dst)
+    if not os.path.lexists(src):
+        raise DataError(f"{src}: no such image file")
     try:
-        with Image.open(src) as image:
-            image.load()
-            removed = _found_metadata(image)
-            fmt = image.format or Image.registered_extensions().get(dst.suffix.lower())
-            icc = image.info.get("icc_profile")
-            transparency = image.info.get("transparency")
-            upright = ImageOps.exif_transpose(image) or image
-            clean = Image.frombytes(upright.mode, upright.size, upright.tobytes())
-            if upright.mode in ("P", "PA"):
-                palette = upright.getpalette(rawmode=None)
-                if palette is not None and upright.palette is not None:
-                    clean.putpalette(palette, rawmode=upright.palette.mode)
-    except FileNotFoundError:
-        raise DataError(f"{src}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as exc:
+        handle = open_regular(src)
+    except FileProblem as exc:
+        raise DataError(f"{src}: cannot read the image ({exc})") from None
+    try:
+        with handle, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle) as image:
+                image.load()
+                removed = _found_metadata(image)
+                fmt = image.format or Image.registered_extensions().get(dst.suffix.lower())
+                icc = image.info.get("icc_profile")
+                transparency = image.info.get("transparency")
+                upright = ImageOps.exif_transpose(image) or image
+                clean = Image.frombytes(upright.mode, upright.size, upright.tobytes())
+                if upright.mode in ("P", "PA"):
+                    palette = upright.getpalette(rawmode=None)
+                    if palette is not None and upright.palette is not None:
+                        clean.putpalette(palette, rawmode=upright.palette.mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{src}: too large to decode ({exc}); downscale the image") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, EOFError...
         raise DataError(f"{src}: cannot read the image ({exc}); check the file or remove it") from None
     if fmt is None:
         raise DataError(f"{src}: unknown image format; give {dst} a known extension (.png, .jpg)")

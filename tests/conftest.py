@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +146,27 @@ def site_environment(site: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("POLYADAPT_LOAD_PLUGINS", None)
     return env
+
+
+#: How long a load may take before a test calls it hung (a FIFO read blocks forever).
+HANG_S = 20
+
+
+def without_hanging(call, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)`` in a thread; the test fails if it is still running after HANG_S."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_S)
+    if thread.is_alive():
+        pytest.fail(f"the load still runs after {HANG_S} s: it blocked on a file")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
