@@ -4,12 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-# The code plugin runs generated programs under bubblewrap (a Debian/Ubuntu package).
-if ! command -v bwrap >/dev/null; then
+# System packages: bubblewrap (the code plugin runs generated programs under bwrap) and
+# PostgreSQL (the lineage store's concurrency tests start a throw-away server on loopback).
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: bubblewrap (bwrap) is missing; the code task's pass@k needs it: sudo apt-get install bubblewrap" >&2
+    echo "note: missing system packages ${missing[*]}: the code task's pass@k needs bubblewrap, the PostgreSQL" \
+      "lineage tests need postgresql (sudo apt-get install ${missing[*]})" >&2
   fi
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -286,6 +286,13 @@ def _abandon_note(process: dict[str, Any] | None, state: str, *, actor: str | No
     return f"{note}; reason: {reason}" if reason else note
 
 
+def _missing(module: str) -> bool:
+    """True when ``module`` cannot be imported here (checked without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
 class LineageStore:
     """The lineage database (see the module docstring); one instance per process.
 
@@ -302,6 +309,10 @@ class LineageStore:
                 f"lineage database URL {self.url!r} is not a database URL; use e.g. "
                 "sqlite:///path/lineage.db or postgresql://user@host/db (POLYADAPT_DB_URL)"
             ) from None
+        if parsed.drivername == "postgresql" and _missing("psycopg2") and not _missing("psycopg"):
+            # a plain postgresql:// URL means psycopg2 to SQLAlchemy; psycopg 3 is the driver we install
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            self.url = parsed.render_as_string(hide_password=False)
         self.display_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
         try:
