@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -37,6 +39,23 @@ def create_exclusive_text(path: Path, text: str) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON in ``path`` (a file polyadapt wrote: ``run.json``, ``adapter.json``); a
+    :class:`~polyadapt.errors.PolyadaptError` naming it and what to do when it is damaged."""
+    from polyadapt.errors import PolyadaptError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise PolyadaptError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise PolyadaptError(
+            f"{path}: the {what} is damaged ({str(exc).splitlines()[0]}); restore it from a copy, "
+            "or start the run again"
+        ) from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

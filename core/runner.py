@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config, resolve_option_paths
 from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
-from polyadapt.fileio import create_exclusive_text, remove_leftovers
+from polyadapt.fileio import create_exclusive_text, read_json_file, remove_leftovers
 from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
 from polyadapt.task import Task
 from polyadapt.tracking import RunTracker, base_model_record
 from polyadapt.types import AdapterArtifact, EvalReport, Run
+from polyadapt.yamlfile import read_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -96,8 +97,8 @@ def _find_resumable(config: RunConfig) -> Path:
         pattern = f"{config.output.name}/{RUN_RECORD}" if config.output.name else f"*/{RUN_RECORD}"
         for record_path in root.glob(pattern):
             try:
-                record = json.loads(record_path.read_text())
-            except (OSError, json.JSONDecodeError):
+                record = json.loads(record_path.read_bytes())
+            except (OSError, ValueError):  # damaged: not a run this config can resume
                 continue
             if record.get("config_hash") == config.hash() and record.get("status") != "completed":
                 candidates.append((record.get("started", ""), record_path.parent))
@@ -340,7 +341,7 @@ def reproduce(
 
 def _existing_record(run: Run) -> dict[str, Any] | None:
     path = run.dir / RUN_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_file(path, "run record") if path.is_file() else None
 
 
 def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact, *, tracker: RunTracker | None = None) -> EvalReport:
@@ -365,13 +366,13 @@ def load_run(pm: PluginManager, run_dir: Path | str, notify: Notify | None = Non
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise PolyadaptError(f"{run_dir}: not a run folder (no {CONFIG_FILE}); pass a folder under runs/")
-    config = parse_config(config_path.read_text(), str(config_path))
+    config = parse_config(read_text(config_path, "run config"), str(config_path))
     task, options = _validate_task_options(pm, config)
     run = Run(id=run_dir.name, config=config, task=task, dir=run_dir.resolve(), task_options=options, notify=notify)
     run.gate = open_gate(run, *policy_and_redactor(pm, config))
     adapter_record = run_dir / "adapter.json"
     if not adapter_record.is_file() or not run.adapter_dir.is_dir():
         raise PolyadaptError(f"{run_dir}: the run has no adapter yet; finish it with `polyadapt adapt --resume`")
-    data = json.loads(adapter_record.read_text())
+    data = read_json_file(adapter_record, "adapter record")
     data["path"] = run.adapter_dir  # not the recorded path: the folder may have moved
     return run, AdapterArtifact(**data)

@@ -194,3 +194,38 @@ def test_base_model_folder_holding_data_is_named(text_data, tmp_path):
     output = " ".join(result.output.split())
     assert "base_model" in output and "holds no model that can be loaded" in output
     assert "Traceback" not in result.output
+
+
+# -- damaged files polyadapt wrote itself -----------------------------------------------
+
+
+def test_a_damaged_adapter_record_is_named(tmp_path: Path) -> None:
+    import polyadapt_text
+
+    from polyadapt.plugins import PluginManager
+
+    config = _config(tmp_path, name="done")
+    run_dir = runner._make_run_dir(config, resume=False)
+    (run_dir / "adapter").mkdir()
+    (run_dir / "adapter.json").write_bytes(b'{"path": "adapter", "base_mo\xff')  # torn by a crash
+    pm = PluginManager(load_entrypoints=False, plugins={"text": polyadapt_text})
+    with pytest.raises(PolyadaptError, match=r"adapter.json: the adapter record is damaged .*restore it"):
+        runner.load_run(pm, run_dir)
+
+
+def test_a_damaged_run_record_is_not_resumed_and_is_named(tmp_path: Path) -> None:
+    config = _config(tmp_path, name="torn")
+    run_dir = runner._make_run_dir(config, resume=False)
+    (run_dir / runner.RUN_RECORD).write_text('{"config_hash": "')
+    with pytest.raises(PolyadaptError, match="no unfinished run of this config"):
+        runner._make_run_dir(config, resume=True)
+
+
+def test_a_torn_audit_line_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from polyadapt.governance.audit import AuditLog
+
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"event": "a"}\n{"event": "b", "cou\n\xff\xfe\n{"event": "c"}\n')
+    entries = AuditLog(path).read()
+    assert [entry["event"] for entry in entries] == ["a", "c"]
+    assert "2 damaged line(s) skipped (line 2, 3)" in caplog.text

@@ -10,12 +10,15 @@ with one ``write`` on a descriptor opened with ``O_APPEND``, under a lock per pr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: ``prompt`` for what reaches a model, ``output`` for what it gives back; a route may name
 #: its output more precisely (a lower-case word, such as the kind of output it is).
@@ -71,7 +74,18 @@ class AuditLog:
     def read(self) -> list[dict[str, Any]]:
         """Every entry so far, oldest first (an absent file reads as empty)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        entries, damaged = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                damaged.append(number)
+        if damaged:  # a write torn by a crash, or an edit: the rest of the log still counts
+            shown = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+            log.warning("%s: %d damaged line(s) skipped (line %s)", self.path, len(damaged), shown)
+        return entries
