@@ -97,6 +97,11 @@ class DataConfig(_Section):
         "auto", description="Record kind; auto detects from the fields present"
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
+    follow_external_symlinks: bool = Field(
+        False,
+        description="Read files of a data folder (images, audio) whose symbolic link leads outside the folder; "
+        "off by default, so a folder cannot pull in files from elsewhere on the machine",
+    )
     max_record_chars: int = Field(
         1_000_000,
         ge=1,

@@ -71,7 +71,10 @@ def locate(folder: Path, name: str, *, follow_external_symlinks: bool = FOLLOW_E
     candidate = Path(folder) / Path(*PurePosixPath(normal).parts)
     real = os.path.realpath(candidate)
     if not _inside(real, root) and not follow_external_symlinks:
-        return "symlink leaves the data folder: it leads outside; copy the file into the folder instead of linking it"
+        return (
+            "symlink leaves the data folder: it leads outside; copy the file into the folder, "
+            "or set data.follow_external_symlinks: true"
+        )
     try:
         mode = os.stat(candidate).st_mode
     except FileNotFoundError:

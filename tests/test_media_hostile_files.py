@@ -407,3 +407,37 @@ def test_the_metadata_stripper_names_the_file_instead_of_a_pillow_traceback(tmp_
         with pytest.raises(DataError, match=r"pipe\.png: cannot read the image \(not a regular file: it is a FIFO"):
             without_hanging(strip_image_metadata, tmp_path / "pipe.png", tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("plugin", ["speech", "image"])
+def test_the_symlink_setting_reaches_the_folder_readers_from_the_run_config(monkeypatch, tmp_path, plugin):
+    from types import SimpleNamespace
+
+    from polyadapt.config import RunConfig
+
+    if plugin == "speech":
+        import polyadapt.modalities.audio as reader
+        from polyadapt_speech import polyadapt_tasks
+        from polyadapt_speech.options import SpeechOptions as Options
+
+        name = "load_audio_dataset"
+    else:
+        import polyadapt.modalities.image as reader
+        from polyadapt_image import polyadapt_tasks
+        from polyadapt_image.options import ImageOptions as Options
+
+        name = "load_image_folder"
+    (task,) = polyadapt_tasks()
+    seen: dict = {}
+    monkeypatch.setattr(reader, name, lambda path, **kwargs: seen.update(kwargs))
+    for allowed in (False, True):
+        config = RunConfig.model_validate(
+            {
+                "task": task.name,
+                "base_model": {"id": "x"},
+                "data": {"train": "d", "follow_external_symlinks": allowed},
+            }
+        )
+        run = SimpleNamespace(config=config, options=Options(), dir=tmp_path)
+        task.load_dataset(run, tmp_path, "train")
+        assert seen["follow_external_symlinks"] is allowed

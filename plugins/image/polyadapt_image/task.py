@@ -65,7 +65,11 @@ class TextToImageTask(Task):
 
         options: ImageOptions = run.options
         return load_image_folder(
-            path, clean_dir=run.dir / CLEAN_DIR, min_size=options.min_size(), caption_field=options.caption_field
+            path,
+            clean_dir=run.dir / CLEAN_DIR,
+            min_size=options.min_size(),
+            caption_field=options.caption_field,
+            follow_external_symlinks=run.config.data.follow_external_symlinks,
         )
 
     def load_base(self, run: Run) -> Any:

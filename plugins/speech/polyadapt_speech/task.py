@@ -47,7 +47,12 @@ class SpeechRecognitionTask(Task):
         from polyadapt.modalities.audio import load_audio_dataset
 
         options = run.options
-        return load_audio_dataset(path, max_duration_s=options.max_duration_s, silence_dbfs=options.silence_dbfs)
+        return load_audio_dataset(
+            path,
+            max_duration_s=options.max_duration_s,
+            silence_dbfs=options.silence_dbfs,
+            follow_external_symlinks=run.config.data.follow_external_symlinks,
+        )
 
     def builtin_dataset(self, role: str) -> tuple[Path, str] | None:
         """None: no general or replay audio ships with the plugin (``builtin`` skips the set)."""
