@@ -248,8 +248,10 @@ def adapt(
         record.update(status=status, error=error)
         tracker.finished(status, error=error)
         raise
-    record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
+    # the lineage store first: a run killed between the two is still unfinished in run.json,
+    # so --resume finds it and records it again, instead of a store left saying "running"
     tracker.finished("completed", adapter=adapter_output)
+    record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
     return run, adapter, report
 
 

@@ -153,9 +153,16 @@ def test_epochs_and_resume_across_epoch_boundary(tmp_path):
     assert torch.equal(resumed.head.weight, reference.head.weight)
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(PolyadaptError, match="no checkpoint"):
-        train(job(), config(), tmp_path, resume=True, progress=False)
+def test_resume_before_the_first_checkpoint_trains_from_the_first_step(tmp_path, caplog):
+    torch.manual_seed(0)
+    fresh = job()
+    train(fresh, config(), tmp_path / "fresh", progress=False)
+    torch.manual_seed(0)
+    resumed = job()
+    result = train(resumed, config(), tmp_path / "killed-early", resume=True, progress=False)
+    assert "no checkpoint in" in caplog.text and "training from the first step" in caplog.text
+    assert result.resumed_from is None
+    assert torch.equal(resumed.model.head.weight, fresh.model.head.weight)
 
 
 def test_checkpoints_are_pruned_to_keep(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from polyadapt.training.losslog import write_loss_log
 from polyadapt.training.precision import resolve_precision
 from polyadapt.training.progress import progress_bar as _progress_bar
 from polyadapt.training.schedule import make_scheduler
+
+log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
 
@@ -191,9 +194,12 @@ class _TrainingLoop:
     # -- checkpoints --------------------------------------------------------------------
 
     def restore_latest_checkpoint(self) -> None:
+        """Continue from the newest complete checkpoint; with none yet (the run stopped before
+        its first), start from the first step, which is what that run would have done."""
         existing = ckpt.list_checkpoints(self.checkpoint_dir)
         if not existing:
-            raise PolyadaptError(f"--resume: no checkpoint in {self.checkpoint_dir} to resume from")
+            log.warning("--resume: no checkpoint in %s yet; training from the first step", self.checkpoint_dir)
+            return
         state = ckpt.load_checkpoint(
             existing[-1],
             model=self.accelerator.unwrap_model(self.model),
