@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -250,6 +251,26 @@ def _count(url: str, table: str) -> int:
     return int(value)
 
 
+_FOLLOWER = r"""
+import json, sys, time
+from pathlib import Path
+from polyadapt.lineage.store import LineageStore
+
+url, ready, stop, out = sys.argv[1:5]
+store = LineageStore(url)
+Path(ready).touch()
+seen, reads = [], 0
+while not Path(stop).exists():
+    version = store.registry_version()  # what a server's registry follower polls
+    count = len(store.list_adapters(name="shared"))
+    seen.append((version, count))
+    reads += 1
+    time.sleep(0.002)
+store.close()
+Path(out).write_text(json.dumps({"seen": seen, "reads": reads}))
+"""
+
+
 def test_two_processes_record_concurrently_without_loss(tmp_path, shared_store_url):
     url = shared_store_url
     go = tmp_path / "go"
@@ -268,10 +289,27 @@ def test_two_processes_record_concurrently_without_loss(tmp_path, shared_store_u
         assert time.monotonic() < deadline, "writers did not start"
         assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs]
         time.sleep(0.01)
-    go.touch()  # both start writing at the same moment
+    follower = subprocess.Popen(
+        [sys.executable, "-c", _FOLLOWER, url, str(tmp_path / "ready-f"), str(tmp_path / "stop"), str(tmp_path / "f")],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (tmp_path / "ready-f").exists():
+        assert time.monotonic() < deadline and follower.poll() is None, follower.stderr.read()
+        time.sleep(0.01)
+    go.touch()  # both start writing at the same moment, while a server's follower reads
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
+    (tmp_path / "stop").touch()
+    _, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    followed = json.loads((tmp_path / "f").read_text())
+    versions = [version for version, _ in followed["seen"]]
+    counts = [count for _, count in followed["seen"]]
+    assert followed["reads"] > 10 and versions == sorted(versions) and counts == sorted(counts)
+    assert 0 < max(counts) <= 40  # it read while the writers wrote, never an error nor a step back
     with LineageStore(url) as store:
         versions = store.list_adapters(name="shared")
         assert sorted(v.version for v in versions) == list(range(1, 41))  # unique and gap-free
