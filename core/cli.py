@@ -341,6 +341,20 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Most requests answered in one batch.")] = 8,
     batch_wait_ms: Annotated[float, typer.Option(help="How long to wait to fill a batch.")] = 5.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above).")] = 1_048_576,
+    max_queue: Annotated[int, typer.Option(help="Requests waiting per base (429 above).")] = 64,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may wait and run (504 after).")] = 120.0,
+    no_keys: Annotated[
+        bool, typer.Option("--no-keys", help="Answer requests without an API key (then only on 127.0.0.1).")
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="An origin browsers may call from; repeat for more ('*': any).")
+    ] = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Serve the interactive API docs at /docs.")] = False,
+    max_adapters: Annotated[int, typer.Option(help="Adapters kept loaded per base (least recently used evicted).")] = 8,
+    max_adapter_mb: Annotated[
+        float | None, typer.Option(help="Megabytes of adapter weights kept loaded per base.")
+    ] = None,
 ) -> None:
     """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
 
@@ -354,6 +368,26 @@ def serve(
     if bool(runs) == registry:
         _fail(PolyadaptError("give run folders or --registry (one of the two)"))
     try:
+        from pydantic import ValidationError
+
+        from polyadapt.serving.settings import ServeSettings
+
+        try:
+            settings = ServeSettings(
+                max_batch=max_batch,
+                batch_wait_ms=batch_wait_ms,
+                max_body_bytes=max_body_bytes,
+                max_queue=max_queue,
+                request_timeout_s=timeout,
+                require_keys=not no_keys,
+                cors_origins=cors_origin or [],
+                docs=docs,
+                max_adapters=max_adapters,
+                max_adapter_bytes=None if max_adapter_mb is None else int(max_adapter_mb * 1024 * 1024),
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PolyadaptError(f"serve option {first['loc'][0]}: {first['msg']}") from None
         store = None
         if registry:
             from polyadapt.lineage.store import LineageStore
@@ -367,6 +401,7 @@ def serve(
             registry_store=store,
             policy=policy,
             audit_log=audit_log,
+            settings=settings,
         )
     except PolyadaptError as exc:
         _fail(exc)

@@ -44,6 +44,7 @@ from polyadapt.serving.schemas import (
     error_response,
     validation_message,
 )
+from polyadapt.serving.settings import ServeSettings
 from polyadapt.types import GenerationRequest, GenerationResult, Run, Servable, ServeSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -368,6 +369,7 @@ def build_app(
     guard: ServingGuard | None = None,
     follower: RegistryFollower | None = None,
     endpoints: list[Route] | None = None,
+    settings: ServeSettings | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
@@ -377,17 +379,22 @@ def build_app(
     ``guard`` (:class:`polyadapt.serving.guard.ServingGuard`) applies the serving policy;
     ``follower`` (:class:`polyadapt.serving.follow.RegistryFollower`) keeps routes on the
     registry's active versions; ``endpoints`` are the tasks' and plugins' own
-    :class:`~polyadapt.serving.routes.Route` records.
+    :class:`~polyadapt.serving.routes.Route` records. ``settings``
+    (:class:`~polyadapt.serving.settings.ServeSettings`) holds the limits and switches; without
+    it, ``max_batch`` and ``batch_wait_ms`` with the defaults of the rest, and no API keys
+    asked for (``polyadapt serve`` asks for them unless told ``--no-keys``).
     """
-    if max_batch < 1:
-        raise PolyadaptError(f"--max-batch must be at least 1, got {max_batch}")
-    if batch_wait_ms < 0:
-        raise PolyadaptError(f"--batch-wait-ms must not be negative, got {batch_wait_ms}")
+    if settings is None:
+        if max_batch < 1:
+            raise PolyadaptError(f"--max-batch must be at least 1, got {max_batch}")
+        if batch_wait_ms < 0:
+            raise PolyadaptError(f"--batch-wait-ms must not be negative, got {batch_wait_ms}")
+        settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, require_keys=False)
     registry = ModelRegistry(
         servables,
         adapters or {},
-        max_batch=max_batch,
-        batch_wait_ms=batch_wait_ms,
+        max_batch=settings.max_batch,
+        batch_wait_ms=settings.batch_wait_ms,
         routes=routes,
         guard=guard,
         follower=follower,
@@ -400,6 +407,7 @@ def build_app(
 
     app = FastAPI(title="polyadapt", description="OpenAI-compatible completions with LoRA adapters", lifespan=lifespan)
     app.state.registry = registry
+    app.state.settings = settings
     _add_error_handlers(app)
     _add_routes(app, registry)
     mount_routes(app, endpoints or [], registry)
@@ -486,6 +494,7 @@ class AppOptions(TypedDict, total=False):
     routes: dict[str, dict[str, str]] | None
     guard: ServingGuard | None
     follower: RegistryFollower | None
+    settings: ServeSettings | None
 
 
 def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: Unpack[AppOptions]) -> FastAPI:
@@ -546,6 +555,7 @@ def build_app_from_runs(
     follow_interval_s: float = 2.0,
     policy: Path | None = None,
     audit_log: Path | None = None,
+    settings: ServeSettings | None = None,
 ) -> FastAPI:
     """The app for ``polyadapt serve``: run folders, or the registry's active adapters.
 
@@ -572,5 +582,12 @@ def build_app_from_runs(
     redactor.load()  # a detector's model loads at start, not during the first request
     guard = ServingGuard(serving_policy, redactor, AuditLog(audit_log or state_dir() / "audit.jsonl"))
     return build_app_from_specs(
-        pm, specs, max_batch=max_batch, batch_wait_ms=batch_wait_ms, routes=routes, guard=guard, follower=follower
+        pm,
+        specs,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        routes=routes,
+        guard=guard,
+        follower=follower,
+        settings=settings,
     )
