@@ -267,6 +267,9 @@ def test_it_is_a_scanner_with_one_spacy_person_recognizer(scanner):
         ("Guest Isabella Rossi checked in to room 305.", ["Isabella Rossi"]),
         ("Interviewers: Sarah Goldberg, Wei Zhang.", ["Sarah Goldberg", "Wei Zhang"]),
         ("Aoife: is the VPN down for anyone else?\nTomasz Nowak: yes, IT is on it", ["Aoife", "Tomasz Nowak"]),
+        # real people in documentation prose stay names
+        ("SymPy was started by Ondřej Čertík in 2005; Aaron Meurer later led it.", ["Ondřej Čertík", "Aaron Meurer"]),
+        ("This example is for illustration purposes (credits to Raymond Hettinger for it).", ["Raymond Hettinger"]),
     ],
 )
 def test_exact_spans_on_realistic_records(scanner, text, names):
@@ -288,6 +291,20 @@ def test_exact_spans_on_realistic_records(scanner, text, names):
         "Dear Customer,\nHi team,\nThanks, Support",
         "NAME\n   ASCII Backspace (BS)\n   the CPython and MySubclass objects",
         "Requires-Dist: numpy\nClassifier: Development Status :: 4 - Beta\nDynamic: author",
+        # licence prose: defined terms, a possessive "its", a licence's name
+        "You may use, reproduce, distribute, and otherwise exploit its Contributions, either on an "
+        "unmodified basis or as part of a Larger Work.",
+        'The "Invariant Sections" are certain Secondary Sections whose titles are designated as being those.',
+        "Such a program is covered by the ordinary GNU General Public License, version 2, instead of this one.",
+        # technical terms, acronyms' expansions and their other names, non-Latin terms
+        "Features: trailing headers support, HTTP/2 Server Push and sendfile.",
+        "Custom recognizers leverage regex, Named Entity Recognition and other types of logic.",
+        "* CBU (Clave Bancaria Uniforme, Argentine bank account number)\n"
+        "* IdNr (Steuerliche Identifikationsnummer, German personal tax number)",
+        "* Identity Number (Mispar Zehut, Israeli identity number)\n"
+        "* IRD (New Zealand Inland Revenue Department (Te Tari Tāke) number)",
+        "* ΑΦΜ (Αριθμός Φορολογικού Μητρώου, the Greek VAT number)",
+        "The fonts are Noto Sans and Color Emoji, both open.",
     ],
 )
 def test_near_misses_are_not_names(scanner, text):

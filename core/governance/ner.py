@@ -27,7 +27,10 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
 - it must not touch an email address or URL, be glued to code (``x.Name``, ``Name(``), sit on a
   ``>>>``, grammar (``::=``), table or heading line, follow ``the``/``a``/``our``, precede a
   version number (``Firefox 118``) or a common noun it modifies (``Enum class``), nor expand an
-  acronym (``RFC (Registro Federal ...``);
+  acronym (``RFC (Registro Federal ...``, ``CBU (Clave Bancaria Uniforme``) or give a thing's
+  other name (``Identity Number (Mispar Zehut``); it must not end in a term's head word
+  (``Public License``, ``Server Push``, ``Noto Sans``) nor be mostly in a non-Latin script
+  (``Αριθμός``), where the English model's tags are guesses;
 - a dictionary word of it must not also be written in lower case in the text (``Deep Learning``
   ... ``learning``);
 - a lone word is never a name on the model's word alone: product names stand where first names
@@ -35,6 +38,9 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
   more, a plural noun, a word not tagged a proper noun, or stands in a Title Cased title;
   ``John Smith`` stays.
+
+A cue other than the strongest (greetings, honorifics, fields, ...) does not make a plural
+common noun a name (``certain Secondary Sections whose titles``); ``its X,`` is a possessive.
 
 Context that makes a span a name, and finds the names the model misses: honorifics (``Mr``,
 ``Ms``, ``Dr``, ...), greetings (``Hi``, ``Dear``), thanks and sign-offs (``Thanks, Kenji!``,
@@ -134,8 +140,21 @@ ORG_WORDS = frozenset(
     "estates construction engineering manufacturing digital technology tech design marketing legal llp lp "
     "pty nv kg spa cooperative lending payments bancorp securities investments advisors advisory freight "
     "shipping transport utilities mining foods farms brewing brewery publishing entertainment fitness "
-    "dental medical pharmacy diagnostics research robotics therapeutics biotech".split()
+    "dental medical pharmacy diagnostics research robotics therapeutics biotech department".split()
 )
+#: Last words of technical and legal terms the model calls people ("GNU General Public License",
+#: "HTTP/2 Server Push", "Named Entity Recognition", "Claude Code"); no common surname among them.
+THING_WORDS = frozenset(
+    "license licence licenses licences code push recognition learning server client protocol engine module "
+    "library framework api sdk cli toolkit plugin extension agreement policy edition release notice terms "
+    "section sections contribution contributions works document documentation specification standard format "
+    "interface kernel compiler interpreter runtime browser editor console terminal database pipeline "
+    "algorithm architecture dataset benchmark tutorial handbook manual guide sans serif mono emoji font fonts "
+    "number".split()
+)
+#: A thing's or organisation's name right before the parenthesis the span opens: the span is its
+#: other name ("Identity Number (Mispar Zehut", "Revenue Department (Te Tari Tāke)").
+_ALIAS_BEFORE = re.compile(r"([^\W\d_]+)[ \t]*\([ \t]*$")
 _EMAIL_OR_URL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
 _SENTENCE_END = re.compile(r"(?:[.!?:;\"“”•*#>|+\-–—]|\n)\s*$")
 _UNDERLINE = re.compile(r"[ \t]*([=*\-~^#])\1{2,}[ \t]*$")
@@ -151,7 +170,9 @@ _PLACE_PREFIXES = frozenset(
     "san santa santo saint st sankt new los las el la le port fort mount mt lake north south east west "
     "upper lower great little greater cape isle".split()
 )
-_ACRONYM_BEFORE = re.compile(r"\b[A-Z][A-Z0-9.]+[ \t]*\([ \t]*$")
+#: An acronym and its parenthesis, the span inside it: "RFC (Registro Federal ...", "CBU (Clave
+#: Bancaria Uniforme", "RUC number (Registro Único ...".
+_ACRONYM_BEFORE = re.compile(rf"(?<![\w.]){_U}[\w.]*{_U}[\w.]*(?:[ \t]+[a-z]+)?[ \t]*\((?:[^()\n]{{0,40}}[ \t-])?$")
 _DETERMINER_BEFORE = re.compile(rf"(?i)\b(?:the|a|an|this|that|our|your|their|its)[ \t]+(?:{_L}+[ \t]+)?$")
 #: Words Title Case leaves in lower case.
 _FUNCTION_WORDS = frozenset("a an the and or but nor of in on at to for by with from as into via vs per".split())
@@ -233,7 +254,7 @@ _DASH_CUE = (
 )
 _SELF_CUE = (
     rf"\b(?i:my name is|my name's|name is|name was|i am called)[ \t]+(?P<name>{_NAME})"
-    rf"|\b(?i:this is|i am|i'm|it's|its)[ \t]+(?P<name2>{_NAME})(?=[ \t]*,|[ \t]+(?i:from|here|with|at|and)\b)"
+    rf"|\b(?i:this is|i am|i'm|it's)[ \t]+(?P<name2>{_NAME})(?=[ \t]*,|[ \t]+(?i:from|here|with|at|and)\b)"
 )
 _RELATION_CUE = (
     r"\b(?i:my|his|her|our|their|your)[ \t]+(?i:husband|wife|son|daughter|mother|father|mom|mum|dad|"
@@ -616,7 +637,7 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
     value = text[start:end]
     if not _name_shaped(value) or any(_stop_word(w) for w in _words(value)) or _codeish(text, start, end):
         return False
-    if any(w.lower() in ORG_WORDS for w in _words(value)):
+    if any(w.lower() in ORG_WORDS for w in _words(value)) or _thing_or_foreign(value) or _alias(text, start):
         return False
     words = [w for w in _words(value) if w.lower() not in PARTICLES and not re.fullmatch(rf"{_U}\.?", w)]
     if not words:
@@ -625,7 +646,7 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
     next_text, next_tag = ctx.next_token(end)
     if _PRODUCT_BEFORE.search(text[max(0, start - 12) : start]) or _VERSION_AFTER.match(text, end):
         return False  # "the Tab Nanny", "Firefox 118"
-    if _ACRONYM_BEFORE.search(text[max(0, start - 16) : start]):
+    if _ACRONYM_BEFORE.search(text[max(0, start - 72) : start]):
         return False  # an acronym's expansion: "RFC (Registro Federal de Contribuyentes"
     if _attributive(ctx, end):
         return False  # a modifier: "Enum class"
@@ -643,6 +664,22 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
         if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
             return False
     return True
+
+
+def _alias(text: str, start: int) -> bool:
+    """True when the span at ``start`` opens a parenthesis after a thing's or organisation's name."""
+    m = _ALIAS_BEFORE.search(text[max(0, start - 40) : start])
+    return bool(m) and (m.group(1).lower() in THING_WORDS or m.group(1).lower() in ORG_WORDS)
+
+
+def _thing_or_foreign(value: str) -> bool:
+    """True for a span ending in a term's head word (``Public License``) or not in Latin script
+    (``Αριθμός``): the English model's person tags there are guesses. Cued names are exempt."""
+    words = _words(value)
+    if words and words[-1].lower() in THING_WORDS:
+        return True
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and sum(ch > "\u024f" for ch in letters) > len(letters) // 2
 
 
 def _attributive(ctx: _Text, end: int) -> bool:
@@ -675,12 +712,14 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
             len(names) < 2
             or not familiar_ok
             or any(w.lower() in ORG_WORDS for w in names)
+            or _thing_or_foreign(text[start:end])
+            or _alias(text, start)
             or _sentence_start(text, start)
             or not _name_shaped(text[start:end])
             or any(_stop_word(w) or w.lower() in NOT_NAMES or len(w) < 2 for w in names)
             or any(lexicon.is_plural_noun(w) for w in names)
             or _DETERMINER_BEFORE.search(text[max(0, start - 30) : start])
-            or _ACRONYM_BEFORE.search(text[max(0, start - 16) : start])
+            or _ACRONYM_BEFORE.search(text[max(0, start - 72) : start])
             or _VERSION_AFTER.match(text, end)
             or _attributive(ctx, end)
             or _overlaps((start, end), ctx.blocked)
@@ -755,6 +794,8 @@ def _cue_name(ctx: _Text, start: int, end: int, trust: str) -> tuple[int, int] |
         return None
     if trust == "full" and len(words) == 1 and lexicon.is_word(words[0]):
         return None
+    if trust != "any" and all(lexicon.is_word(w) for w in words) and any(lexicon.is_plural_noun(w) for w in words):
+        return None  # "certain Secondary Sections whose titles": a plural common noun, not a person
     if (
         trust in ("unknown", "single")
         and (trust == "unknown" or len(words) > 1)
