@@ -669,7 +669,7 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
 def _alias(text: str, start: int) -> bool:
     """True when the span at ``start`` opens a parenthesis after a thing's or organisation's name."""
     m = _ALIAS_BEFORE.search(text[max(0, start - 40) : start])
-    return bool(m) and (m.group(1).lower() in THING_WORDS or m.group(1).lower() in ORG_WORDS)
+    return m is not None and (m.group(1).lower() in THING_WORDS or m.group(1).lower() in ORG_WORDS)
 
 
 def _thing_or_foreign(value: str) -> bool:
