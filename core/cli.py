@@ -20,6 +20,7 @@ from rich.table import Table
 from polyadapt import PLUGIN_API_VERSION, __version__
 from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.lineage.cli import adapters_app, lineage_app
+from polyadapt.lineage.keys_cli import keys_app
 
 app = typer.Typer(
     name="polyadapt",
@@ -34,6 +35,7 @@ plugin_app = typer.Typer(help="Write a plugin: a ready template, the hook refere
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(keys_app, name="keys")
 governance_app = typer.Typer(help="Governance tools: fetch the models the PII scanners use.", no_args_is_help=True)
 app.add_typer(governance_app, name="governance")
 
@@ -328,7 +330,9 @@ def serve(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", help="Lineage database URL for --registry (default: $POLYADAPT_DB_URL, else .polyadapt/lineage.db)."
+            "--db",
+            help="Lineage database URL for --registry and the API keys "
+            "(default: $POLYADAPT_DB_URL, else .polyadapt/lineage.db).",
         ),
     ] = None,
     policy: Annotated[
@@ -351,10 +355,16 @@ def serve(
         list[str] | None, typer.Option(help="An origin browsers may call from; repeat for more ('*': any).")
     ] = None,
     docs: Annotated[bool, typer.Option("--docs", help="Serve the interactive API docs at /docs.")] = False,
+    metrics_public: Annotated[
+        bool, typer.Option("--metrics-public", help="Answer GET /metrics (Prometheus) without an API key.")
+    ] = False,
     max_adapters: Annotated[int, typer.Option(help="Adapters kept loaded per base (least recently used evicted).")] = 8,
     max_adapter_mb: Annotated[
         float | None, typer.Option(help="Megabytes of adapter weights kept loaded per base.")
     ] = None,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="On SIGTERM, seconds in-flight requests may take to finish.")
+    ] = 30.0,
 ) -> None:
     """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
 
@@ -367,6 +377,16 @@ def serve(
 
     if bool(runs) == registry:
         _fail(PolyadaptError("give run folders or --registry (one of the two)"))
+    from polyadapt.serving.keys import is_loopback
+
+    if no_keys and not is_loopback(host):
+        _fail(
+            PolyadaptError(
+                f"--no-keys answers anyone who can connect, so it serves on this machine only; "
+                f"--host {host} would open it to the network. Leave --host out (127.0.0.1), or "
+                "create a key (`polyadapt keys create NAME --all`) and serve without --no-keys"
+            )
+        )
     try:
         from pydantic import ValidationError
 
@@ -382,8 +402,10 @@ def serve(
                 require_keys=not no_keys,
                 cors_origins=cors_origin or [],
                 docs=docs,
+                metrics_public=metrics_public,
                 max_adapters=max_adapters,
                 max_adapter_bytes=None if max_adapter_mb is None else int(max_adapter_mb * 1024 * 1024),
+                shutdown_grace_s=shutdown_grace,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -393,6 +415,9 @@ def serve(
             from polyadapt.lineage.store import LineageStore
 
             store = LineageStore.open(db)
+        from polyadapt.lineage.keys_cli import server_keys
+
+        api_keys = None if no_keys else server_keys(store, db)  # before loading any model
         application = build_app_from_runs(
             get_plugin_manager(),
             runs or [],
@@ -402,12 +427,20 @@ def serve(
             policy=policy,
             audit_log=audit_log,
             settings=settings,
+            api_keys=api_keys,
         )
     except PolyadaptError as exc:
         _fail(exc)
-    import uvicorn
+    if not is_loopback(host):
+        console.print(
+            f"[bold]listening on {host}:{port}, reachable from the network[/]: every request except "
+            "GET /health needs an API key (polyadapt keys list)",
+            highlight=False,
+        )
+    from polyadapt.serving.shutdown import run_server
 
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # SIGTERM: stop accepting, finish in-flight requests (up to --shutdown-grace), exit 0
+    run_server(application, host=host, port=port, grace_s=settings.shutdown_grace_s)
 
 
 @app.command()

@@ -209,16 +209,87 @@ class GenerationRequest:
     seed: int | None = None
     suffix: str | None = None
     stop_after_content: bool = False
+    #: Report each generated token's log-probability and this many likeliest alternatives
+    #: (0: the token's own only); None: no log-probabilities.
+    logprobs: int | None = None
+    #: Also return the prompt (``GenerationResult.prompt_text``) and, with ``logprobs``, the
+    #: log-probabilities of its tokens.
+    echo: bool = False
+    #: OpenAI's penalties: a token's logit is lowered by ``frequency_penalty`` times the number
+    #: of times it was generated so far, and by ``presence_penalty`` once it was generated.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    #: Token id → value added to its logit at every step (OpenAI's ``logit_bias``).
+    logit_bias: dict[int, float] | None = None
+    #: Streaming: called from the generating thread after each token with a :class:`TokenStep`;
+    #: a true return means the client is gone and the row may stop.
+    on_token: Callable[[TokenStep], bool | None] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class TokenLogprob:
+    """One token, its log-probability under the model and the likeliest alternatives.
+
+    ``logprob`` is None for a prompt's first token (nothing predicts it); ``top`` holds
+    ``(token, bytes, logprob)`` for the alternatives, likeliest first.
+    """
+
+    token: str
+    bytes: list[int]
+    logprob: float | None
+    top: list[tuple[str, list[int], float]] | None = None
+
+
+@dataclass
+class TokenStep:
+    """What a servable reports to a streaming request as it generates.
+
+    ``text`` is the whole completion so far, decoded (a later step may extend its last
+    characters, such as a multi-byte character not yet complete); ``tokens`` how many tokens
+    were generated; ``logprobs`` the new token's entry when asked for. A step with
+    ``prompt_text`` set (before the first token) carries the echoed prompt and its
+    ``prompt_logprobs``.
+    """
+
+    text: str
+    tokens: int
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_text: str | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass
 class GenerationResult:
-    """The text generated for one :class:`GenerationRequest` and its token counts."""
+    """The text generated for one :class:`GenerationRequest` and its token counts.
+
+    ``logprobs`` (when the request asked) covers the generated tokens of ``text``, through
+    the one that completed a stop string, without a final end-of-sequence token;
+    ``prompt_text`` and ``prompt_logprobs`` answer ``echo``.
+    """
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    logprobs: list[TokenLogprob] | None = None
+    prompt_text: str | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class EmbeddingRequest:
+    """One text to embed; ``adapter`` is None for the base model."""
+
+    text: str
+    adapter: str | None = None
+
+
+@dataclass
+class EmbeddingResult:
+    """The embedding of one :class:`EmbeddingRequest` and the tokens it read."""
+
+    embedding: list[float]
+    prompt_tokens: int
 
 
 @runtime_checkable
@@ -231,7 +302,14 @@ class Servable(Protocol):
     ``generate(list[GenerationRequest]) -> list[GenerationResult]`` for the core's
     completions and chat endpoints, and whatever its task's routes call through
     :meth:`polyadapt.serving.routes.RouteContext.submit` (``classify``, say),
-    micro-batched the same way.
+    micro-batched the same way. ``embed(list[EmbeddingRequest]) -> list[EmbeddingResult]``
+    answers ``/v1/embeddings``. ``generation_features`` (a set of ``"logprobs"``, ``"echo"``,
+    ``"penalties"``, ``"logit_bias"``) names the :class:`GenerationRequest` options its
+    ``generate`` honours; the server refuses the others with a 400. A ``generate`` that calls
+    each request's ``on_token`` makes ``stream: true`` answers arrive token by token.
+    An optional ``unload_adapter(name)`` frees a loaded adapter: with it, the server keeps at
+    most ``max_adapters`` loaded per base (least recently used evicted); without it, every
+    adapter it loads stays loaded.
     """
 
     base_name: str

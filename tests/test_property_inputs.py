@@ -152,6 +152,10 @@ def fuzz_client(tiny_llama, tmp_path_factory):
 
 def _assert_answered(response) -> None:
     assert response.status_code != 500, response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):  # stream: true
+        events = [json.loads(e[6:]) for e in response.text.split("\n\n") if e and e != "data: [DONE]"]
+        assert response.text.endswith("data: [DONE]\n\n") or "error" in events[-1], response.text
+        return
     body = response.json()
     if response.status_code >= 400:
         assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
@@ -170,8 +174,8 @@ HTTP_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=l
         {"max_tokens": 10**12},  # would generate far past the model's positions
         {"max_tokens": 2**63},
         {"temperature": "NaN"},
-        {"n": 2},
-        {"stream": True},
+        {"n": 17},  # more choices than one request may ask for
+        {"stream": True, "max_tokens": 2**63},  # an error before a stream's first token: a plain 400
     ],
 )
 def test_bodies_that_once_broke_the_server_get_a_clear_400(fuzz_client, body: dict) -> None:

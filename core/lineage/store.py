@@ -145,6 +145,21 @@ events_table = Table(
     #: The promotion gate's checks at the time (numbers only).
     Column("checks", JSON),
 )
+#: ``polyadapt serve``'s API keys (polyadapt.serving.keys): never the secret, only its salted hash.
+api_keys_table = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False, index=True),
+    Column("salt", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    #: Model names the key may use (``base``, ``base:adapter``, ``base:*``); None: every model.
+    Column("adapters", JSON),
+    Column("rate", String(32)),
+    Column("created", String(40), nullable=False),
+    Column("revoked", String(40)),
+)
 
 
 def _now() -> str:
@@ -1007,6 +1022,65 @@ class LineageStore:
             return found[-1]
 
         return self._read(op)
+
+    # -- API keys ----------------------------------------------------------------------
+
+    def create_api_key(
+        self, name: str, *, prefix: str, salt: str, secret_hash: str, adapters: list[str] | None, rate: str | None
+    ) -> dict[str, Any]:
+        """Record an API key (its hash, never its secret); a taken name is an error."""
+
+        def op(conn: Connection) -> dict[str, Any]:
+            taken = conn.execute(select(api_keys_table.c.revoked).where(api_keys_table.c.name == name)).first()
+            if taken is not None:
+                was = f" (revoked {taken.revoked})" if taken.revoked else ""
+                raise PolyadaptError(
+                    f"an API key named {name!r} already exists{was}; choose another name "
+                    "(`polyadapt keys list` shows them)"
+                )
+            values = dict(
+                name=name,
+                prefix=prefix,
+                salt=salt,
+                secret_hash=secret_hash,
+                adapters=adapters,
+                rate=rate,
+                created=_now(),
+                revoked=None,
+            )
+            conn.execute(insert(api_keys_table).values(**values))
+            return values
+
+        try:
+            return self._write(op)
+        except IntegrityError:  # another process took the name between our check and our insert
+            raise PolyadaptError(f"an API key named {name!r} already exists; choose another name") from None
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every API key record, revoked ones included, oldest first (hashes and salts included)."""
+
+        def op(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(select(api_keys_table).order_by(api_keys_table.c.id))
+            return [dict(row._mapping) for row in rows]
+
+        return self._read(op)
+
+    def revoke_api_key(self, name: str) -> dict[str, Any]:
+        """Mark API key ``name`` revoked (now); an unknown or already revoked name is an error."""
+
+        def op(conn: Connection) -> dict[str, Any]:
+            row = conn.execute(select(api_keys_table).where(api_keys_table.c.name == name)).first()
+            if row is None:
+                known = [r.name for r in conn.execute(select(api_keys_table.c.name).order_by(api_keys_table.c.id))]
+                shown = ", ".join(known) if known else "none yet"
+                raise PolyadaptError(f"there is no API key named {name!r}; keys: {shown}")
+            if row.revoked is not None:
+                raise PolyadaptError(f"the API key {name!r} was already revoked at {row.revoked}")
+            revoked = _now()
+            conn.execute(update(api_keys_table).where(api_keys_table.c.id == row.id).values(revoked=revoked))
+            return {**row._mapping, "revoked": revoked}
+
+        return self._write(op)
 
     # -- lineage and diff --------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The OpenAI-compatible HTTP API of ``polyadapt serve``.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{model}``,
-``POST /v1/completions`` and ``POST /v1/chat/completions``, plus the routes the served
+``POST /v1/completions`` and ``POST /v1/chat/completions`` (streamed with ``stream: true``:
+:mod:`polyadapt.serving.streaming`; every OpenAI option honoured or refused:
+:mod:`polyadapt.serving.openai_compat`), ``POST /v1/embeddings``, plus the routes the served
 tasks and the plugins declare (:mod:`polyadapt.serving.routes`). A request's ``model``
 names a base (``tiny-llama``) or an adapter on it (``tiny-llama:insurance``).
 
@@ -20,9 +22,9 @@ they load a base.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,17 +36,30 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyadapt.errors import PluginError, PolyadaptError
+from polyadapt.serving import openai_compat
+from polyadapt.serving.adapter_cache import AdapterCache
 from polyadapt.serving.batcher import MicroBatcher
+from polyadapt.serving.keys import KeyChecker, anonymous, check_model, docs_options, install_access, visible
+from polyadapt.serving.limits import Lifecycle, LimitsMiddleware, QueueBound, route_body_limits
+from polyadapt.serving.metrics import (
+    NO_METRICS,
+    BaseMetrics,
+    count_tokens,
+    install_metrics,
+    note_model,
+    note_named_model,
+)
 from polyadapt.serving.routes import Route, mount_routes, unique_routes
 from polyadapt.serving.schemas import (
     ApiError,
     ChatBody,
     CompletionBody,
-    GenerationParams,
+    EmbeddingBody,
     error_response,
     validation_message,
 )
 from polyadapt.serving.settings import ServeSettings
+from polyadapt.serving.streaming import stream_answer
 from polyadapt.types import GenerationRequest, GenerationResult, Run, Servable, ServeSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +103,21 @@ class ServedBase:
     routes: dict[str, str] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    metrics: BaseMetrics = NO_METRICS
+    settings: ServeSettings = field(default_factory=ServeSettings)
+    cache: AdapterCache = field(init=False)
+    queue: QueueBound = field(init=False)
+
+    def __post_init__(self) -> None:
+        # one adapter cache and one queue bound per base, shared by all its batchers
+        self.cache = AdapterCache(
+            self.servable,
+            self.adapters,
+            max_adapters=self.settings.max_adapters,
+            max_bytes=self.settings.max_adapter_bytes,
+            on_event=lambda event: self.metrics.adapter_event(event),
+        )
+        self.queue = QueueBound(self.settings.max_queue, model=self.servable.base_name)
 
     def batcher_for(self, method: str) -> MicroBatcher:
         """The micro-batcher of ``servable.<method>``, made on first use.
@@ -97,7 +127,15 @@ class ServedBase:
         """
         if method not in self.batchers:
             self.batchers[method] = MicroBatcher(
-                self.servable, self.adapters, max_batch=self.max_batch, batch_wait_ms=self.batch_wait_ms, method=method
+                self.servable,
+                self.adapters,
+                max_batch=self.max_batch,
+                batch_wait_ms=self.batch_wait_ms,
+                method=method,
+                metrics=self.metrics,
+                timeout_s=self.settings.request_timeout_s,
+                queue=self.queue,
+                cache=self.cache,
             )
         return self.batchers[method]
 
@@ -146,13 +184,17 @@ class ModelRegistry:
         routes: dict[str, dict[str, str]] | None = None,
         guard: ServingGuard | None = None,
         follower: RegistryFollower | None = None,
+        settings: ServeSettings | None = None,
     ):
         self.bases: dict[str, ServedBase] = {}
         self.guard, self.follower = guard, follower
+        limits = settings if settings is not None else ServeSettings()  # queue, deadline, adapter cache
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
             base_routes = (routes or {}).get(name) or {key: key for key in paths}
-            self.bases[name] = ServedBase(servable, paths, max_batch, batch_wait_ms, dict(base_routes))
+            self.bases[name] = ServedBase(
+                servable, paths, max_batch, batch_wait_ms, dict(base_routes), settings=limits
+            )
 
     def model_names(self) -> list[str]:
         """Every base name and every ``base:adapter`` name."""
@@ -160,17 +202,23 @@ class ModelRegistry:
         for base, served in self.bases.items():
             names.append(base)
             names.extend(f"{base}{SEPARATOR}{adapter}" for adapter in served.adapter_names())
-        return names
+        return visible(names)  # with API keys: only those the request's key may use
 
     def resolve(self, model: str) -> tuple[str, str | None]:
-        """(base, the servable's adapter key or None) for a ``model`` name; 404 if unknown."""
+        """(base, the servable's adapter key or None) for a ``model`` name; 404 if unknown.
+
+        403 if the request's API key may not use ``model`` (before 404: no key learns what exists).
+        """
+        check_model(model)
         if self.follower is not None:
             self.follower.refresh(self)
         if model in self.bases:
+            note_model(model)
             return model, None
         for base, served in self.bases.items():
             prefix = base + SEPARATOR
             if model.startswith(prefix) and model[len(prefix) :] in served.adapter_names():
+                note_model(model)
                 return base, served.key_of(model[len(prefix) :])
         known = ", ".join(self.model_names()) or "none"
         raise ApiError(
@@ -184,7 +232,7 @@ class ModelRegistry:
             card = {"object": "model", "created": served.created, "owned_by": "polyadapt", "root": base}
             cards.append({"id": base, **card, "parent": None})
             cards.extend({"id": f"{base}{SEPARATOR}{a}", **card, "parent": base} for a in served.adapter_names())
-        return cards
+        return [card for card in cards if visible([card["id"]])]
 
     async def generate(self, base: str, requests: list[GenerationRequest], *, model: str) -> list[GenerationResult]:
         """Answer ``requests`` for ``model`` on ``base`` through its batcher and the policy.
@@ -199,6 +247,17 @@ class ModelRegistry:
                 param="model",
                 code="model_not_supported",
             )
+        context = getattr(self.bases[base].servable, "context", None)
+        for request in requests:
+            if isinstance(context, int) and request.max_tokens >= context:
+                # never fits whatever the prompt: a 400 now, not a place in the queue (nor a 429)
+                raise ApiError(
+                    400,
+                    f"max_tokens ({request.max_tokens:,}) leaves no room for a prompt: {model!r} reads at most "
+                    f"{context:,} positions, prompt and completion together; lower max_tokens",
+                    param="max_tokens",
+                    code="context_length_exceeded",
+                )
         if guard is not None:
             requests = [guard.check_request(request, model=model) for request in requests]
         with api_errors("generation"):
@@ -208,6 +267,7 @@ class ModelRegistry:
                     guard.check_result(result, model=model, adapter=request.adapter)
                     for request, result in zip(requests, results)
                 ]
+        count_tokens(sum(r.prompt_tokens for r in results), sum(r.completion_tokens for r in results))
         return results
 
     async def submit(self, base: str, method: str, requests: list[Any], *, what: str) -> list[Any]:
@@ -221,79 +281,10 @@ class ModelRegistry:
         with api_errors(what):
             return await served.batcher_for(method).submit(requests)
 
-    async def close(self) -> None:
-        """Stop every batcher."""
-        for served in self.bases.values():
-            for batcher in served.batchers.values():
-                await batcher.close()
-
-
-# ---------------------------------------------------------------------------------------
-# Responses
-# ---------------------------------------------------------------------------------------
-
-
-def usage(results: list[GenerationResult]) -> dict[str, int]:
-    """OpenAI's ``usage`` block summed over ``results``."""
-    prompt = sum(r.prompt_tokens for r in results)
-    completion = sum(r.completion_tokens for r in results)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def completion_response(model: str, results: list[GenerationResult]) -> dict[str, Any]:
-    """The ``text_completion`` object for ``results`` (one choice per prompt)."""
-    choices = [
-        {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason} for i, r in enumerate(results)
-    ]
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage(results),
-    }
-
-
-def chat_response(model: str, result: GenerationResult) -> dict[str, Any]:
-    """The ``chat.completion`` object for one answer."""
-    choice = {
-        "index": 0,
-        "message": {"role": "assistant", "content": result.text},
-        "logprobs": None,
-        "finish_reason": result.finish_reason,
-    }
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-        "usage": usage([result]),
-    }
-
-
-class PromptFields(TypedDict, total=False):
-    """What :func:`generation_request` takes besides the body's sampling parameters."""
-
-    prompt: str
-    messages: list[dict[str, str]]
-    suffix: str | None
-
-
-def generation_request(
-    body: GenerationParams, adapter: str | None, max_tokens: int, **prompt: Unpack[PromptFields]
-) -> GenerationRequest:
-    """The :class:`GenerationRequest` for ``body`` with ``prompt=`` or ``messages=``."""
-    return GenerationRequest(
-        adapter=adapter,
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        seed=body.seed,
-        **prompt,
-    )
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Stop every batcher, letting queued and running requests finish for up to ``grace_s``."""
+        batchers = [batcher for served in self.bases.values() for batcher in served.batchers.values()]
+        await asyncio.gather(*(batcher.close(grace_s) for batcher in batchers))
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,6 +302,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = validation_message(exc)
+        note_named_model(exc.body)
         return error_response(400, message, param=param)
 
     @app.exception_handler(StarletteHTTPException)
@@ -326,6 +318,8 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
     async def health() -> dict[str, Any]:
         """Liveness, the served model names and the adapters loaded so far."""
         loaded = {base: s.servable.adapter_names() for base, s in registry.bases.items()}
+        if anonymous():  # keys are required and this request gave none: no model names
+            loaded = {}
         return {"status": "ok", "models": registry.model_names(), "loaded_adapters": loaded}
 
     @app.get("/v1/models")
@@ -339,24 +333,34 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         registry.resolve(model)
         return next(card for card in registry.model_cards() if card["id"] == model)
 
-    @app.post("/v1/completions")
-    async def completions(body: CompletionBody) -> dict[str, Any]:
-        """Complete a prompt (or each of a list of prompts)."""
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionBody) -> Any:
+        """Complete a prompt (or each of a list of prompts), ``n`` choices each; streamed with
+        ``stream`` (options: :mod:`polyadapt.serving.openai_compat`)."""
         base, adapter = registry.resolve(body.model)
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         max_tokens = body.max_tokens or DEFAULT_COMPLETION_TOKENS
-        requests = [generation_request(body, adapter, max_tokens, prompt=p, suffix=body.suffix) for p in prompts]
-        return completion_response(body.model, await registry.generate(base, requests, model=body.model))
+        plan = openai_compat.completion_plan(body, adapter, max_tokens, registry.bases[base].servable)
+        if body.stream:
+            return await stream_answer(registry, base, plan, model=body.model)
+        results = await registry.generate(base, plan.requests, model=body.model)
+        return openai_compat.completion_response(body.model, plan, results)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatBody) -> dict[str, Any]:
-        """Answer a conversation with the assistant's next message."""
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatBody) -> Any:
+        """Answer a conversation with the assistant's next message (``n`` choices); streamed
+        with ``stream``."""
         base, adapter = registry.resolve(body.model)
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_TOKENS
-        messages = [m.as_dict() for m in body.messages]
-        request = generation_request(body, adapter, max_tokens, messages=messages)
-        (result,) = await registry.generate(base, [request], model=body.model)
-        return chat_response(body.model, result)
+        plan = openai_compat.chat_plan(body, adapter, max_tokens, registry.bases[base].servable)
+        if body.stream:
+            return await stream_answer(registry, base, plan, model=body.model)
+        results = await registry.generate(base, plan.requests, model=body.model)
+        return openai_compat.chat_response(body.model, plan, results)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingBody) -> dict[str, Any]:
+        """Embed a text or a list of texts (mean-pooled last hidden state, L2-normalised)."""
+        return await openai_compat.embeddings(registry, body)
 
 
 def build_app(
@@ -370,6 +374,7 @@ def build_app(
     follower: RegistryFollower | None = None,
     endpoints: list[Route] | None = None,
     settings: ServeSettings | None = None,
+    api_keys: KeyChecker | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
@@ -382,7 +387,9 @@ def build_app(
     :class:`~polyadapt.serving.routes.Route` records. ``settings``
     (:class:`~polyadapt.serving.settings.ServeSettings`) holds the limits and switches; without
     it, ``max_batch`` and ``batch_wait_ms`` with the defaults of the rest, and no API keys
-    asked for (``polyadapt serve`` asks for them unless told ``--no-keys``).
+    asked for (``polyadapt serve`` asks for them unless told ``--no-keys``). With
+    ``settings.require_keys``, ``api_keys`` (:class:`~polyadapt.serving.keys.KeyChecker`) checks
+    them; without it, the keys of the default lineage store.
     """
     if settings is None:
         if max_batch < 1:
@@ -398,19 +405,36 @@ def build_app(
         routes=routes,
         guard=guard,
         follower=follower,
+        settings=settings,
     )
+    lifecycle = Lifecycle()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await registry.close()
+        await registry.close(grace_s=lifecycle.grace_left(settings.shutdown_grace_s))
 
-    app = FastAPI(title="polyadapt", description="OpenAI-compatible completions with LoRA adapters", lifespan=lifespan)
+    app = FastAPI(
+        title="polyadapt",
+        description="OpenAI-compatible completions with LoRA adapters",
+        lifespan=lifespan,
+        **docs_options(settings),  # /docs, /redoc and /openapi.json only when asked for
+    )
     app.state.registry = registry
     app.state.settings = settings
+    app.state.lifecycle = lifecycle  # polyadapt.serving.shutdown starts the drain on SIGTERM
     _add_error_handlers(app)
     _add_routes(app, registry)
     mount_routes(app, endpoints or [], registry)
+    app.add_middleware(
+        LimitsMiddleware,  # 413 for a large body, the request deadline, 503 while draining
+        max_body_bytes=settings.max_body_bytes,
+        route_body_bytes=route_body_limits(endpoints or [], settings.max_body_bytes),
+        timeout_s=settings.request_timeout_s,
+        lifecycle=lifecycle,
+    )
+    install_access(app, settings, api_keys)  # API keys and CORS
+    install_metrics(app)  # last: its middleware is the outermost, so it sees every answer
     return app
 
 
@@ -495,6 +519,7 @@ class AppOptions(TypedDict, total=False):
     guard: ServingGuard | None
     follower: RegistryFollower | None
     settings: ServeSettings | None
+    api_keys: KeyChecker | None
 
 
 def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: Unpack[AppOptions]) -> FastAPI:
@@ -556,6 +581,7 @@ def build_app_from_runs(
     policy: Path | None = None,
     audit_log: Path | None = None,
     settings: ServeSettings | None = None,
+    api_keys: KeyChecker | None = None,
 ) -> FastAPI:
     """The app for ``polyadapt serve``: run folders, or the registry's active adapters.
 
@@ -590,4 +616,5 @@ def build_app_from_runs(
         guard=guard,
         follower=follower,
         settings=settings,
+        api_keys=api_keys,
     )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.governance.audit import AuditLog
     from polyadapt.governance.policy import Policy
     from polyadapt.governance.redact import Redactor, TextOutcome
+    from polyadapt.serving.metrics import ServingMetrics
 
 #: What a client gets instead of an output the policy withholds.
 WITHHELD = ""
@@ -40,6 +41,7 @@ class ServingGuard:
 
     def __init__(self, policy: Policy, redactor: Redactor, audit: AuditLog):
         self.policy, self.redactor, self.audit = policy, redactor, audit
+        self.metrics: ServingMetrics | None = None  # the app's, set when it is built
 
     def _audit(self, outcome: TextOutcome, *, model: str, adapter: str | None, direction: str) -> None:
         for kind, count in outcome.findings.items():
@@ -59,6 +61,10 @@ class ServingGuard:
                 rule="blocked_terms",
                 action=self.policy.blocked_terms_action,
                 count=outcome.blocked_terms,
+            )
+        if self.metrics is not None:
+            self.metrics.count_governance(
+                outcome, direction=direction, blocked_terms_action=self.policy.blocked_terms_action
             )
 
     def _apply(self, text: str, *, model: str, adapter: str | None, direction: str) -> tuple[str, bool]:
@@ -92,13 +98,15 @@ class ServingGuard:
         return replace(request, prompt=prompt, messages=messages, suffix=suffix)
 
     def check_result(self, result: GenerationResult, *, model: str, adapter: str | None) -> GenerationResult:
-        """``result`` with its text redacted, or withheld (``content_filter``) when refused."""
+        """``result`` with its text redacted, or withheld (``content_filter``) when refused; the
+        token log-probabilities of a text changed either way are dropped (their tokens would
+        spell what was removed)."""
         if not self.policy.serving.scan_outputs:
             return result
         text, refused = self._apply(result.text, model=model, adapter=adapter, direction="output")
         if refused:
-            return replace(result, text=WITHHELD, finish_reason="content_filter")
-        return replace(result, text=text)
+            return replace(result, text=WITHHELD, finish_reason="content_filter", logprobs=None)
+        return replace(result, text=text, logprobs=result.logprobs if text == result.text else None)
 
     def check_prompt_text(self, text: str, *, model: str, adapter: str | None) -> str:
         """One input text (a route's prompt or document) as it may reach the model, audited as a

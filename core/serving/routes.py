@@ -58,6 +58,8 @@ class Route:
     :param method: the HTTP method.
     :param summary: one line for the API docs.
     :param max_upload_bytes: the largest upload a form route accepts (413 beyond).
+    :param max_body_bytes: the largest request body (413 beyond, before it is read); None:
+        the server's ``max_body_bytes``, or for a form route enough for its largest upload.
     """
 
     path: str
@@ -67,6 +69,7 @@ class Route:
     method: str = "POST"
     summary: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_body_bytes: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:

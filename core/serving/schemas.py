@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -68,10 +68,24 @@ def validation_message(exc: RequestValidationError | ValidationError) -> tuple[s
 # ---------------------------------------------------------------------------------------
 
 
-class GenerationParams(BaseModel):
-    """The generation parameters both endpoints take (unknown OpenAI fields are ignored)."""
+#: The most choices (``n``) one request may ask for; for more, send several requests.
+MAX_CHOICES = 16
 
-    model_config = ConfigDict(extra="ignore")
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``; fields other than ``include_usage`` are checked by
+    :mod:`polyadapt.serving.openai_compat`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class GenerationParams(BaseModel):
+    """The generation parameters both endpoints take. Other fields are kept (``model_extra``)
+    for :mod:`polyadapt.serving.openai_compat`, which accepts each or answers a 400 naming it."""
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -79,22 +93,13 @@ class GenerationParams(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch.manual_seed takes
-    n: int = 1
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported; send stream=false")
-        return value
+    stream_options: StreamOptions | None = None
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    logit_bias: dict[int, Annotated[float, Field(ge=-100, le=100)]] | None = None  # token id -> bias
+    user: str | None = None
 
     def stop_list(self) -> list[str]:
         """``stop`` as a list, empty strings dropped."""
@@ -111,6 +116,9 @@ class CompletionBody(GenerationParams):
 
     prompt: str | list[str]
     suffix: str | None = None
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
 
     @field_validator("prompt")
     @classmethod
@@ -128,9 +136,9 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One chat turn."""
+    """One chat turn (other fields are checked by :mod:`polyadapt.serving.openai_compat`)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
@@ -148,3 +156,18 @@ class ChatBody(GenerationParams):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class EmbeddingBody(BaseModel):
+    """``POST /v1/embeddings``: one text or a list of texts to embed (token arrays are refused by
+    :mod:`polyadapt.serving.openai_compat`, which also checks other fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None

@@ -34,6 +34,9 @@ class ServeSettings(BaseModel):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins browsers may call from ('*': any)")
     docs: bool = Field(False, description="Serve the interactive API docs (/docs, /openapi.json)")
+    metrics_public: bool = Field(
+        False, description="Answer GET /metrics without an API key (for a scraper that cannot send one)"
+    )
 
     # adapter cache, per base
     max_adapters: int = Field(8, ge=1, description="Adapters kept loaded per base; the least recently used goes first")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ import torch
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.pretrained import refusing_unsafe_pickles
-from polyadapt.types import GenerationRequest, GenerationResult, ServeSpec
+from polyadapt.types import EmbeddingRequest, EmbeddingResult, GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_text.data import encode_prompt
+from polyadapt_text.tokens import GenerationExtras, mean_pooled
 from polyadapt.lora import inference_device
 from polyadapt_text.model import context_length, load_base
 
@@ -167,6 +169,10 @@ class RowStops:
 class TextServable:
     """A causal LM base held in memory with LoRA adapters loaded on demand (a ``Servable``)."""
 
+    #: The request options :meth:`generate` honours beyond text, stop and sampling (the server
+    #: refuses them for a servable that does not list them); see :mod:`polyadapt_text.tokens`.
+    generation_features = frozenset({"logprobs", "echo", "penalties", "logit_bias", "stream"})
+
     def __init__(self, spec: ServeSpec):
         """Load the base of ``spec`` once, in eval mode, on CUDA when present."""
         self.spec = spec
@@ -211,6 +217,28 @@ class TextServable:
             self.model.to(self.device).eval()
             self._adapters[name] = Path(path)
             self._peft_names[name] = peft_name
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove the adapter ``name`` from the model and free its weights; no-op if not loaded.
+
+        The server's adapter cache calls it to evict the least recently used adapter; a later
+        request for it loads it again.
+        """
+        with self._lock:
+            if name not in self._adapters:
+                return
+            if len(self._adapters) == 1:
+                # PEFT keeps the deleted adapter "active" and then fails on every call: with no
+                # adapter left, go back to the bare base (LoRA layers removed, nothing merged)
+                self.model = self.model.unload()
+            else:
+                with warnings.catch_warnings():  # "adapter X was active ... setting Y": the rows name theirs
+                    warnings.simplefilter("ignore")
+                    self.model.delete_adapter(self._peft_names[name])
+            del self._adapters[name]
+            del self._peft_names[name]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _ensure_adapters(self, requests: list[GenerationRequest]) -> None:
         """Load the adapters the requests name from ``spec.adapters`` on first use."""
@@ -318,7 +346,7 @@ class TextServable:
     @torch.inference_mode()
     def _generate_rows(self, requests: list[GenerationRequest], names: list[str] | None) -> list[GenerationResult]:
         """One ``generate`` over ``requests``: per-row adapters ``names``, or the active ones if None."""
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         prompts = [self.encode(r) for r in requests]
         for prompt, request in zip(prompts, requests):
@@ -327,21 +355,81 @@ class TextServable:
         width = input_ids.shape[1]
         stops = RowStops(requests, width, self.eos_ids, self.decode)
         kwargs = self._generation_kwargs(requests, names)
-        with seeded(requests[0], self.device):
+        extras = GenerationExtras(self, requests, prompts, width, stops, names)  # logprobs, streaming, echo...
+        with seeded(requests[0], self.device), extras.around_generate():
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=sorted(self.eos_ids) or None,
-                stopping_criteria=StoppingCriteriaList([stops]),
+                stopping_criteria=StoppingCriteriaList([stops, *extras.criteria]),
+                logits_processor=LogitsProcessorList(extras.processors),
                 **kwargs,
             )
         results = []
         for row, request in enumerate(requests):
-            result = finish_row(output[row, width:].tolist(), request, self.eos_ids, self.decode)
+            tokens = output[row, width:].tolist()
+            result = finish_row(tokens, request, self.eos_ids, self.decode)
             result.prompt_tokens = len(prompts[row])
+            extras.complete(row, tokens, result)
             results.append(result)
         return results
+
+    # -- embeddings ------------------------------------------------------------------------
+
+    def embed(self, requests: list[EmbeddingRequest]) -> list[EmbeddingResult]:
+        """Embed a batch of texts, each with its own adapter: the last hidden state averaged over
+        the text's tokens, L2-normalised."""
+        if not requests:
+            return []
+        with self._lock:
+            self._ensure_adapters(requests)  # type: ignore[arg-type]  # same `adapter` field
+            ids = [self._embedding_ids(r.text) for r in requests]
+            names = [self._peft_names[r.adapter] if r.adapter else BASE_ADAPTER for r in requests]
+            if not any(self._uses_dora(name) for name in set(names)):
+                parts = [(list(range(len(requests))), names if self._adapters else None, None)]
+            else:  # DoRA: one adapter at a time, as in _generate_group
+                parts = [([i for i, n in enumerate(names) if n == name], None, name) for name in dict.fromkeys(names)]
+            vectors: list[list[float]] = [[] for _ in requests]
+            for indices, row_names, only in parts:
+                with self._only(only) if only is not None else contextlib.nullcontext():
+                    for index, vector in zip(indices, self._embed_rows([ids[i] for i in indices], row_names)):
+                        vectors[index] = vector
+        return [EmbeddingResult(embedding=v, prompt_tokens=len(i)) for v, i in zip(vectors, ids)]
+
+    @property
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes ``logits_to_keep`` (recent transformers models do)."""
+        import inspect
+
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+    def _embedding_ids(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        if not text or not ids:
+            raise PolyadaptError("input: an empty string has no embedding; send some text")
+        if self.context is not None and len(ids) > self.context:
+            raise PolyadaptError(
+                f"input: a text of {len(ids):,} tokens is longer than {self.base_name!r} reads "
+                f"({self.context:,} positions); shorten it"
+            )
+        return ids
+
+    @torch.inference_mode()
+    def _embed_rows(self, rows: list[list[int]], names: list[str] | None) -> list[list[float]]:
+        input_ids, attention = left_pad(rows, self.tokenizer.pad_token_id)
+        kwargs: dict[str, Any] = {"adapter_names": names} if names is not None else {}
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = 1  # the vocabulary projection of every position is not needed
+        output = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0).to(self.device),  # left padding
+            output_hidden_states=True,
+            **kwargs,
+        )
+        return mean_pooled(output.hidden_states[-1], attention.to(self.device)).tolist()
 
 
 @contextlib.contextmanager
