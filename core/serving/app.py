@@ -192,9 +192,7 @@ class ModelRegistry:
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
             base_routes = (routes or {}).get(name) or {key: key for key in paths}
-            self.bases[name] = ServedBase(
-                servable, paths, max_batch, batch_wait_ms, dict(base_routes), settings=limits
-            )
+            self.bases[name] = ServedBase(servable, paths, max_batch, batch_wait_ms, dict(base_routes), settings=limits)
 
     def model_names(self) -> list[str]:
         """Every base name and every ``base:adapter`` name."""
