@@ -58,5 +58,6 @@ if [ -n "$RUN_DIR" ]; then
     echo "next:"
     echo "  .venv/bin/polyadapt lineage show $(basename "$RUN_DIR")      data -> run -> adapter -> evaluation"
     echo "  .venv/bin/polyadapt adapters promote insurance         gated on the evaluation above"
-    echo "  .venv/bin/polyadapt serve --registry                    OpenAI-compatible API on :8000"
+    echo "  .venv/bin/polyadapt keys create me --all               an API key (shown once) for the server"
+    echo "  .venv/bin/polyadapt serve --registry                    OpenAI-compatible API on :8000 (Bearer key)"
 fi
