@@ -244,22 +244,8 @@ def visible(names: Iterable[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------
 
 
-class Refused(ApiError):
-    """An :class:`ApiError` answered with extra headers (``WWW-Authenticate``, ``Retry-After``)."""
-
-    def __init__(self, status: int, message: str, *, headers: dict[str, str], **fields: Any):
-        super().__init__(status, message, **fields)
-        self.headers = headers
-
-    def response(self) -> Any:
-        """The JSON response with this refusal's headers."""
-        response = super().response()
-        response.headers.update(self.headers)
-        return response
-
-
-def _unauthorized(message: str) -> Refused:
-    return Refused(
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(
         401,
         message,
         headers={"WWW-Authenticate": "Bearer"},
@@ -392,7 +378,7 @@ class KeyChecker:
             wait = bucket.take(now)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
-            raise Refused(
+            raise ApiError(
                 429,
                 f"the API key {key.name!r} is over its rate limit of {rate} requests; retry in {seconds} s",
                 headers={"Retry-After": str(seconds)},
@@ -426,7 +412,7 @@ class ApiKeyMiddleware:
         else:
             try:
                 key = await self._check(scope)
-            except Refused as exc:
+            except ApiError as exc:
                 await exc.response()(scope, receive, send)
                 return
         token = _current.set(key)

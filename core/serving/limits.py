@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi.responses import JSONResponse
-
 from polyadapt.serving.schemas import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,14 +73,9 @@ class ServerBusy(ApiError):
             f"(--max-queue); retry after {retry_after_s} s",
             type="rate_limit_exceeded",
             code="server_busy",
+            headers={"Retry-After": str(retry_after_s)},
         )
         self.retry_after_s = retry_after_s
-
-    def response(self) -> JSONResponse:
-        """The 429 with a ``Retry-After`` header (seconds)."""
-        answer = super().response()
-        answer.headers["Retry-After"] = str(self.retry_after_s)
-        return answer
 
 
 class DeadlineExceeded(ApiError):

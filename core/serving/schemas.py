@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 
 class ApiError(Exception):
-    """An error answered in OpenAI's shape with HTTP status ``status``."""
+    """An error answered in OpenAI's shape with HTTP status ``status`` (and ``headers``, such
+    as ``Retry-After`` or ``WWW-Authenticate``)."""
 
     def __init__(
         self,
@@ -25,13 +26,17 @@ class ApiError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
-        """The JSON response for this error."""
-        return error_response(self.status, self.message, type=self.type, param=self.param, code=self.code)
+        """The JSON response for this error, with its headers."""
+        response = error_response(self.status, self.message, type=self.type, param=self.param, code=self.code)
+        response.headers.update(self.headers)
+        return response
 
 
 def error_response(
