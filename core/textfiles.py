@@ -45,21 +45,35 @@ def split_bom(data: bytes) -> tuple[str | None, bytes]:
     return None, data
 
 
-def binary_kind(data: bytes) -> str | None:
-    """What binary format ``data`` (a file's first bytes) looks like, or None for text.
-
-    UTF-16 without a byte-order mark is reported as such (every other byte is NUL)."""
+def signature(head: bytes) -> str | None:
+    """The binary format a file's first bytes announce (gzip, PNG, ...), or UTF-16/32 without a
+    byte-order mark (NUL bytes in fixed lanes); None for anything else."""
     for magic, name in MAGIC:
-        if data.startswith(magic):
+        if head.startswith(magic):
             return name
-    head = data[:4096]
-    if b"\x00" not in head:
+    if b"\x00" not in head or len(head) < 4:
         return None
-    if len(head) >= 4 and head[1::2].count(0) > len(head) // 4 and head[0::2].count(0) == 0:
+    quarter = len(head) // 4
+    lanes = [head[i::4].count(0) for i in range(4)]
+    if min(lanes[1:]) > quarter // 2 and lanes[0] == 0:
+        return "UTF-32 (little-endian, without a byte-order mark)"
+    if min(lanes[:3]) > quarter // 2 and lanes[3] == 0:
+        return "UTF-32 (big-endian, without a byte-order mark)"
+    if head[1::2].count(0) > quarter and head[0::2].count(0) == 0:
         return "UTF-16 (little-endian, without a byte-order mark)"
-    if len(head) >= 4 and head[0::2].count(0) > len(head) // 4 and head[1::2].count(0) == 0:
+    if head[0::2].count(0) > quarter and head[1::2].count(0) == 0:
         return "UTF-16 (big-endian, without a byte-order mark)"
-    return "binary data (it holds NUL bytes)"
+    return None
+
+
+def binary_kind(data: bytes) -> str | None:
+    """What binary format ``data`` (a file's first bytes) looks like, or None for text: a
+    :func:`signature`, else any NUL byte makes it binary."""
+    head = data[:4096]
+    kind = signature(head)
+    if kind is not None:
+        return kind
+    return "binary data (it holds NUL bytes)" if b"\x00" in head else None
 
 
 def position(data: bytes, offset: int) -> tuple[int, int]:
@@ -79,7 +93,7 @@ def decode_text(data: bytes) -> str:
     if encoding is None:
         kind = binary_kind(data)
         if kind is not None:
-            hint = " (convert it: iconv -f UTF-16 -t UTF-8)" if kind.startswith("UTF-16") else ""
+            hint = f" (convert it: iconv -f {kind[:6]} -t UTF-8)" if kind.startswith("UTF-") else ""
             raise TextDecodeError(f"looks like {kind}, not UTF-8 text{hint}")
         encoding = "utf-8"
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from polyadapt.errors import DataError
-from polyadapt.textfiles import BOMS, MAGIC
+from polyadapt.textfiles import BOMS, signature
 
 #: The default of ``data.max_record_chars``: a record (a JSONL line, a CSV row) with more
 #: characters than this is quarantined rather than read.
@@ -163,24 +163,12 @@ def sniff_encoding(path: Path, handle: BinaryIO, what: str) -> str:
 
 
 def _binary_kind(head: bytes) -> str | None:
-    """What a file's first bytes look like when they are not UTF-8 text, or None."""
-    for magic, name in MAGIC:
-        if head.startswith(magic):
-            return name
-    if b"\x00" not in head or len(head) < 4:
-        return None
-    quarter = len(head) // 4
-    lanes = [head[i::4].count(0) for i in range(4)]
-    if min(lanes[1:]) > quarter // 2 and lanes[0] == 0:
-        return "UTF-32 (little-endian, without a byte-order mark)"
-    if min(lanes[:3]) > quarter // 2 and lanes[3] == 0:
-        return "UTF-32 (big-endian, without a byte-order mark)"
-    if head[1::2].count(0) > quarter and head[0::2].count(0) == 0:
-        return "UTF-16 (little-endian, without a byte-order mark)"
-    if head[0::2].count(0) > quarter and head[1::2].count(0) == 0:
-        return "UTF-16 (big-endian, without a byte-order mark)"
-    # a stray binary line among text lines is quarantined by the reader; a file whose lines
-    # are mostly binary is refused
+    """What a file's first bytes look like when they are not UTF-8 text, or None: a
+    :func:`~polyadapt.textfiles.signature`, else mostly binary lines. A stray binary line among
+    text lines is quarantined by the reader; a file whose lines are mostly binary is refused."""
+    kind = signature(head)
+    if kind is not None or b"\x00" not in head or len(head) < 4:
+        return kind
     lines = head.split(b"\n")[:-1] or [head]
     binary = sum(1 for line in lines if b"\x00" in line or any(b < 9 or 13 < b < 27 for b in line))
     return "it holds NUL bytes" if 2 * binary > len(lines) else None
