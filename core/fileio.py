@@ -106,6 +106,11 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def is_leftover(name: str) -> bool:
+    """True for what an interrupted atomic write leaves: ``.NAME.*.tmp``, ``.NAME.old``."""
+    return name.startswith(".") and name.endswith((".tmp", ".old"))
+
+
 def remove_leftovers(folder: Path) -> int:
     """Remove what interrupted atomic writes leave in ``folder`` (``.NAME.*.tmp`` files and
     folders, ``.NAME.old`` folders); return how many. Only for a folder no other process
@@ -115,7 +120,7 @@ def remove_leftovers(folder: Path) -> int:
         return 0
     removed = 0
     for item in folder.iterdir():
-        if item.name.startswith(".") and item.name.endswith((".tmp", ".old")):
+        if is_leftover(item.name):
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item, ignore_errors=True)
             else:

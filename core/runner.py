@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from polyadapt import __version__, distributed
 from polyadapt.config import RunConfig, parse_config, resolve_option_paths
 from polyadapt.errors import ConfigError, GovernanceError, PluginError, PolyadaptError
-from polyadapt.fileio import create_exclusive_text, read_json_file, remove_leftovers
+from polyadapt.fileio import create_exclusive_text, is_leftover, read_json_file, remove_leftovers
 from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
@@ -136,8 +136,8 @@ def _make_run_dir(config: RunConfig, resume: bool) -> Path:
 
 
 def _holds_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` has anything in it but leftover temporary files."""
-    return any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in run_dir.iterdir())
+    """True when ``run_dir`` has anything in it but what interrupted writes leave."""
+    return any(not is_leftover(p.name) for p in run_dir.iterdir())
 
 
 class RunRecord:
