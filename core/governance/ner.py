@@ -152,6 +152,21 @@ THING_WORDS = frozenset(
     "algorithm architecture dataset benchmark tutorial handbook manual guide sans serif mono emoji font fonts "
     "number".split()
 )
+#: Nationality and language adjectives: a span glossed by one ("Referencia Catastral (Spanish
+#: real estate id)", "Mispar Zehut, Israeli identity number") is a foreign term, not a person.
+NATIONALITIES = frozenset(
+    "spanish french german italian dutch flemish belgian portuguese brazilian mexican argentine argentinian "
+    "chilean colombian peruvian venezuelan uruguayan paraguayan bolivian ecuadorian cuban american canadian "
+    "british english irish scottish welsh swedish norwegian danish finnish icelandic estonian latvian "
+    "lithuanian polish czech slovak slovenian croatian serbian bosnian montenegrin macedonian albanian "
+    "hungarian romanian bulgarian greek turkish cypriot maltese austrian swiss luxembourgish liechtenstein "
+    "russian ukrainian belarusian moldovan georgian armenian azerbaijani kazakh israeli hebrew arabic "
+    "egyptian moroccan algerian tunisian nigerian kenyan indian pakistani bangladeshi chinese japanese "
+    "korean taiwanese thai vietnamese indonesian malaysian singaporean philippine filipino australian "
+    "catalan basque galician andorran monegasque european latin persian iranian saudi emirati".split()
+)
+_TRADE_HEADS = ("works", "ware", "soft", "labs", "systems", "tech", "media", "networks", "studios")
+_GLOSS_AFTER = re.compile(r"\]?[ \t]*[(,][ \t]*(?:the[ \t]+|an?[ \t]+)?([^\W\d_]+)[ \t]+[a-z]")
 #: A thing's or organisation's name right before the parenthesis the span opens: the span is its
 #: other name ("Identity Number (Mispar Zehut", "Revenue Department (Te Tari Tāke)").
 _ALIAS_BEFORE = re.compile(r"([^\W\d_]+)[ \t]*\([ \t]*$")
@@ -639,6 +654,8 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
         return False
     if any(w.lower() in ORG_WORDS for w in _words(value)) or _thing_or_foreign(value) or _alias(text, start):
         return False
+    if _glossed_term(text, end) or (_words(value) and _trade_name(lexicon, _words(value)[-1])):
+        return False
     words = [w for w in _words(value) if w.lower() not in PARTICLES and not re.fullmatch(rf"{_U}\.?", w)]
     if not words:
         return False
@@ -670,6 +687,22 @@ def _alias(text: str, start: int) -> bool:
     """True when the span at ``start`` opens a parenthesis after a thing's or organisation's name."""
     m = _ALIAS_BEFORE.search(text[max(0, start - 40) : start])
     return m is not None and (m.group(1).lower() in THING_WORDS or m.group(1).lower() in ORG_WORDS)
+
+
+def _glossed_term(text: str, end: int) -> bool:
+    """True when the span ending at ``end`` is glossed by a nationality: ``(Spanish real estate id)``."""
+    m = _GLOSS_AFTER.match(text, end)
+    return m is not None and m.group(1).lower() in NATIONALITIES
+
+
+def _trade_name(lexicon: _Lexicon, word: str) -> bool:
+    """True for a closed compound of a dictionary word and a trade name's head (``Typeworks``,
+    ``Netsoft``, ``Cloudlabs``): no surname ends so. Heads such as ``bank`` are left out on
+    purpose (``Burbank``, ``Fairbank`` are surnames)."""
+    w = word.lower()
+    return any(
+        w.endswith(head) and len(w) - len(head) >= 3 and lexicon.is_word(w[: -len(head)]) for head in _TRADE_HEADS
+    )
 
 
 def _thing_or_foreign(value: str) -> bool:
@@ -714,6 +747,8 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
             or any(w.lower() in ORG_WORDS for w in names)
             or _thing_or_foreign(text[start:end])
             or _alias(text, start)
+            or _glossed_term(text, end)
+            or _trade_name(lexicon, names[-1])
             or _sentence_start(text, start)
             or not _name_shaped(text[start:end])
             or any(_stop_word(w) or w.lower() in NOT_NAMES or len(w) < 2 for w in names)
