@@ -2,17 +2,17 @@
 
 :func:`stamp_adapter` writes ``polyadapt.run_id``, ``polyadapt.dataset_root``,
 ``polyadapt.weights_hash`` (and any extra keys) into the metadata of every ``*.safetensors``
-file of an adapter folder, and a ``"polyadapt": {...}`` block into ``adapter_config.json``.
+file of an adapter folder, and the same block into ``polyadapt_provenance.json`` beside them.
+``adapter_config.json`` stays plain PEFT: plain ``PeftModel.from_pretrained`` loads it without
+a warning, and its ``base_model_name_or_path`` names the base the user gave, never a private
+cache folder. Adapters stamped by polyadapt 0.2 and earlier carry the block as a
+``"polyadapt"`` key inside ``adapter_config.json``; :func:`read_provenance` still reads it, and
+stamping such an adapter again moves it out.
 
 The safetensors files are rewritten at the byte level: the header (a JSON object whose
 ``__metadata__`` maps strings to strings) is replaced and the tensor bytes are copied
 unchanged, so any dtype (bf16 included) survives and neither torch nor numpy is needed.
 Each rewrite goes through a temporary file and a rename: a file is whole or unchanged.
-
-peft 0.21 loads an ``adapter_config.json`` with the extra ``polyadapt`` key
-(``PeftConfig.from_peft_type`` drops unknown keys) but warns "Unexpected keyword arguments
-['polyadapt'] ... upgrade PEFT" each time; :func:`silence_peft_provenance_warning` hides
-exactly that warning.
 
 :func:`weights_hash` hashes the tensors only (names, dtypes, shapes and bytes, in name
 order), so stamping metadata never changes it and two bit-identical adapters have the same
@@ -34,20 +34,14 @@ from typing import Any, BinaryIO
 from polyadapt.errors import PolyadaptError
 
 METADATA_PREFIX = "polyadapt."
+#: The key of the provenance block inside adapter_config.json (polyadapt 0.2 and earlier).
 CONFIG_KEY = "polyadapt"
 ADAPTER_CONFIG = "adapter_config.json"
+#: The provenance block beside the weights, for people and tools that do not read safetensors headers.
+PROVENANCE_FILE = "polyadapt_provenance.json"
 _RESERVED = ("run_id", "dataset_root", "weights_hash")
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 _CHUNK = 1 << 20
-#: The message peft 0.21 warns with when adapter_config.json holds the provenance block.
-PEFT_WARNING_PATTERN = r"Unexpected keyword arguments \['polyadapt'\]"
-
-
-def silence_peft_provenance_warning() -> None:
-    """Hide peft's "unexpected keyword arguments ['polyadapt']" warning (the block is ours)."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=PEFT_WARNING_PATTERN, category=UserWarning)
 
 
 def _read_header(handle: BinaryIO, path: Path) -> tuple[dict[str, Any], int]:
@@ -162,14 +156,24 @@ def _as_metadata_value(value: Any) -> str:
 
 
 def stamp_adapter(
-    adapter_dir: Path, *, run_id: str, dataset_root: str, extra: dict[str, Any] | None = None
+    adapter_dir: Path,
+    *,
+    run_id: str,
+    dataset_root: str,
+    extra: dict[str, Any] | None = None,
+    base_reference: str | None = None,
 ) -> dict[str, Any]:
-    """Write the provenance block into the adapter's safetensors metadata and adapter config.
+    """Write the provenance block into the adapter's safetensors metadata and provenance file.
 
     The block is ``{"run_id", "dataset_root", "weights_hash", **extra}``; safetensors
-    metadata holds each key as ``polyadapt.KEY`` (strings; other values as JSON). Stamping
-    again replaces the previous block. Returns the block. ``extra`` must hold no record
-    content: it travels with the adapter.
+    metadata holds each key as ``polyadapt.KEY`` (strings; other values as JSON), and
+    ``polyadapt_provenance.json`` holds the block as JSON. Stamping again replaces the
+    previous block. Returns the block. ``extra`` must hold no record content: it travels
+    with the adapter.
+
+    ``adapter_config.json``, when there is one, loses any provenance block an earlier
+    version put there, and with ``base_reference`` (the base as the user named it) its
+    ``base_model_name_or_path`` is set to it when the library recorded one.
     """
     adapter_dir = Path(adapter_dir)
     extra = dict(extra or {})
@@ -181,16 +185,58 @@ def stamp_adapter(
     updates = {f"{METADATA_PREFIX}{key}": _as_metadata_value(value) for key, value in block.items()}
     for file in files:
         _rewrite_metadata(file, updates)
-    config_path = adapter_dir / ADAPTER_CONFIG if adapter_dir.is_dir() else None
-    if config_path is not None and config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise PolyadaptError(f"{config_path}: not valid JSON; the adapter is damaged") from None
-        config[CONFIG_KEY] = block
-        text = json.dumps(config, indent=2, sort_keys=True)  # peft's own layout
-        _replace_keeping_mode(config_path, lambda handle: handle.write(text.encode("utf-8")))
+    if not adapter_dir.is_dir():
+        return block
+    _write_json(adapter_dir / PROVENANCE_FILE, block)
+    config_path = adapter_dir / ADAPTER_CONFIG
+    if config_path.is_file():
+        config = _read_config(config_path)
+        config.pop(CONFIG_KEY, None)
+        if base_reference and config.get("base_model_name_or_path"):
+            config["base_model_name_or_path"] = base_reference
+        _write_json(config_path, config)
     return block
+
+
+def move_old_block_out(adapter_dir: Path, base_reference: str | None = None) -> bool:
+    """Move the provenance block polyadapt 0.2 put in adapter_config.json into
+    ``polyadapt_provenance.json`` (and ``base_model_name_or_path`` to ``base_reference``).
+
+    The weights are not touched, so the weights hash and the registry stay valid. Returns
+    whether anything changed.
+    """
+    adapter_dir = Path(adapter_dir)
+    config_path = adapter_dir / ADAPTER_CONFIG
+    if not config_path.is_file():
+        return False
+    config = _read_config(config_path)
+    block = config.pop(CONFIG_KEY, None)
+    moved_base = bool(base_reference and config.get("base_model_name_or_path") not in (None, "", base_reference))
+    if not isinstance(block, dict) and not moved_base:
+        return False
+    if isinstance(block, dict) and not (adapter_dir / PROVENANCE_FILE).is_file():
+        _write_json(adapter_dir / PROVENANCE_FILE, block)
+    if moved_base:
+        config["base_model_name_or_path"] = base_reference
+    _write_json(config_path, config)
+    return True
+
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PolyadaptError(f"{config_path}: not valid JSON; the adapter is damaged") from None
+    if not isinstance(config, dict):
+        raise PolyadaptError(f"{config_path}: not a JSON object; the adapter is damaged")
+    return config
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as peft lays out its configs (indented, sorted), atomically."""
+    from polyadapt.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
@@ -204,11 +250,12 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
 def read_provenance(adapter_dir: Path) -> dict[str, Any]:
     """The provenance an adapter carries.
 
-    Returns ``{"run_id", "dataset_root", "weights_hash", ...}`` (from adapter_config.json's
-    block when present, else from the safetensors metadata, as strings) plus ``"files"``
-    (each safetensors file's ``polyadapt.*`` metadata), ``"config"`` (the config block or
-    None) and ``"intact"`` (whether the tensors still hash to the stamped weights hash; None
-    when nothing was stamped).
+    Returns ``{"run_id", "dataset_root", "weights_hash", ...}`` (from
+    ``polyadapt_provenance.json``, else from an earlier version's block in
+    adapter_config.json, else from the safetensors metadata, as strings) plus ``"files"``
+    (each safetensors file's ``polyadapt.*`` metadata), ``"config"`` (the JSON block or None)
+    and ``"intact"`` (whether the tensors still hash to the stamped weights hash; None when
+    nothing was stamped).
     """
     adapter_dir = Path(adapter_dir)
     files: dict[str, dict[str, str]] = {}
@@ -218,15 +265,25 @@ def read_provenance(adapter_dir: Path) -> dict[str, Any]:
             key[len(METADATA_PREFIX) :]: value for key, value in metadata.items() if key.startswith(METADATA_PREFIX)
         }
     config_block = None
-    config_path = adapter_dir / ADAPTER_CONFIG
-    if adapter_dir.is_dir() and config_path.is_file():
-        try:
-            config_block = json.loads(config_path.read_text(encoding="utf-8")).get(CONFIG_KEY)
-        except ValueError:
-            config_block = None
+    if adapter_dir.is_dir():
+        config_block = _json_block(adapter_dir / PROVENANCE_FILE, None)
+        if config_block is None:
+            config_block = _json_block(adapter_dir / ADAPTER_CONFIG, CONFIG_KEY)
     merged: dict[str, Any] = dict(next(iter(files.values()), {}))
     if isinstance(config_block, dict):
         merged = dict(config_block)
     stamped = merged.get("weights_hash")
     intact = None if stamped is None else stamped == weights_hash(adapter_dir)
     return {**merged, "files": files, "config": config_block, "intact": intact}
+
+
+def _json_block(path: Path, key: str | None) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (or its ``key``); None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    block = data.get(key) if key is not None and isinstance(data, dict) else data
+    return block if isinstance(block, dict) else None

@@ -35,12 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.testing.runs import PolyadaptRunner
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # polyadapt stamps its provenance into adapter_config.json; peft warns about the extra
-    # block on every load. It is polyadapt's doing, so a plugin's tests need not see it.
-    config.addinivalue_line("filterwarnings", r"ignore:Unexpected keyword arguments \['polyadapt'\]:UserWarning")
-
-
 @pytest.fixture
 def polyadapt_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's own polyadapt state folder: ``$POLYADAPT_HOME`` points at it.

@@ -9,13 +9,9 @@ whisper (which pulls in numba), torchaudio and peft are imported inside the task
 from __future__ import annotations
 
 from polyadapt.hookspecs import hookimpl
-from polyadapt.lineage.provenance import silence_peft_provenance_warning
 from polyadapt_speech.task import SpeechRecognitionTask
 
 POLYADAPT_API = ">=2,<3"
-
-# peft ignores (and warns about) the provenance block polyadapt adds to adapter_config.json.
-silence_peft_provenance_warning()
 
 
 @hookimpl

@@ -3,6 +3,12 @@
 The result is what :func:`whisper.load_model` reads: ``{"dims": ..., "model_state_dict": ...}``
 saved with ``torch.save``; every LoRA update is folded into the base weights, so the
 merged model gives the logits of base + adapter. It needs nothing from a run's config.
+The file gets the mode the umask gives a new file, and the adapter's model card goes beside
+it as ``README.md`` (with how to load the export), when the folder holds no other README.
+
+Plain whisper's ``model.transcribe("clip.wav")`` runs the ``ffmpeg`` program to read the
+file; give it an array instead (``soundfile.read(path, dtype="float32")``, 16 kHz mono) and
+no ffmpeg is needed (see the plugin's README).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import torch
 
 from polyadapt.errors import PolyadaptError
+from polyadapt.lineage.card import write_export_card
 from polyadapt.pretrained import refusing_unsafe_pickles
 
 
@@ -23,7 +30,8 @@ def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: 
 
     ``base_checkpoint`` is a whisper checkpoint file, a CTranslate2 (faster-whisper) folder
     (converted, see :mod:`polyadapt_speech.ct2`) or, online, a whisper model name. The file
-    is written atomically (a temporary file renamed into place).
+    is written atomically (a temporary file renamed into place) with the mode a plain
+    ``open`` would give it.
     """
     import whisper
     from peft import PeftModel
@@ -49,8 +57,29 @@ def merge_adapter(base_checkpoint: Path | str, adapter_dir: Path | str, output: 
     os.close(handle)
     try:
         torch.save({"dims": asdict(merged.dims), "model_state_dict": state}, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    write_export_card(adapter_dir, output, library_name="openai-whisper", how_to_load=_HOW_TO_LOAD.format(output.name))
     return output
+
+
+_HOW_TO_LOAD = """Load it with plain openai-whisper (no polyadapt, no peft):
+
+```python
+import soundfile, whisper
+model = whisper.load_model("{}")
+audio, rate = soundfile.read("clip.wav", dtype="float32")  # 16 kHz mono; no ffmpeg needed
+print(model.transcribe(audio)["text"])
+```
+
+`model.transcribe("clip.wav")` (a path) needs the `ffmpeg` program on the PATH."""
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

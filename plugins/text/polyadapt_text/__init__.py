@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 
 from polyadapt.hookspecs import hookimpl
-from polyadapt.lineage.provenance import silence_peft_provenance_warning
 
 from polyadapt_text.task import TextGenerationTask
 
@@ -17,8 +16,6 @@ POLYADAPT_API = ">=2,<3"
 
 # peft 0.21 calls a transformers 5 method that was renamed; the warning says nothing to users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-# peft ignores (and warns about) the provenance block polyadapt adds to adapter_config.json.
-silence_peft_provenance_warning()
 
 TASK = TextGenerationTask()
 
