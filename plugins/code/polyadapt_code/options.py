@@ -67,6 +67,18 @@ class CodeOptions(BaseModel):
     licence_action: Literal["drop", "refuse"] = Field(
         "drop", description="A file whose licence the policy refuses: drop it (quarantined) or refuse the run"
     )
+    licence_engine: Literal["auto", "scancode", "fallback"] = Field(
+        "auto",
+        description="What finds each file's licence and copyright holders: scancode (ScanCode, from "
+        ".venv-scancode or $POLYADAPT_SCANCODE; the run stops when it is missing), fallback (licence "
+        "wording and Copyright lines only) or auto (ScanCode when installed, else the fallback, said so)",
+    )
+    licence_min_score: float = Field(
+        80.0,
+        ge=0,
+        le=100,
+        description="A file whose own licence ScanCode matched with a lower score (0-100) is held for review",
+    )
     near_duplicate_threshold: float = Field(0.85, gt=0, le=1, description="MinHash Jaccard for near duplicates")
     shingle_size: int = Field(5, ge=1, le=50, description="Tokens per shingle for near-duplicate detection")
 
