@@ -74,8 +74,16 @@ class LicencePolicy(_Section):
         default_factory=lambda: list(STRICT_LICENCES), description="SPDX ids of allowed licences"
     )
     require_declared: bool = Field(True, description="Refuse data whose run config declares no licence (data.licence)")
+    denied: list[str] = Field(
+        default_factory=list, description="SPDX ids refused even where allowed names them (checked per file)"
+    )
+    review: list[str] = Field(
+        default_factory=list,
+        description="SPDX ids whose files need a person's review first: they are held back (quarantined "
+        "with the reason) until the policy allows them",
+    )
 
-    @field_validator("allowed")
+    @field_validator("allowed", "denied", "review")
     @classmethod
     def _known_spdx_ids(cls, value: list[str]) -> list[str]:
         licensing = spdx_licensing()
@@ -142,6 +150,23 @@ class AllowList(_Section):
         return value
 
 
+class SourcePolicy(_Section):
+    """How source files are governed (datasets whose records are program source and
+    configuration files; see :mod:`polyadapt.governance.source_files` for the rules)."""
+
+    test_files: Literal["redact", "skip", "keep"] = Field(
+        "redact",
+        description="Tests and fixtures (tests/, fixtures/, testdata/, test_*.py, *_test.go, *.spec.ts, ...): "
+        "'redact' scans them like any file, 'skip' leaves them out of the data, 'keep' keeps them as they are "
+        "(their PII findings are allowed; a secret still follows pii.secret)",
+    )
+    private_addresses: Literal["allow", "scan"] = Field(
+        "allow",
+        description="Private IP addresses (RFC 1918, CGNAT, link-local, unique-local) in source files: 'allow' "
+        "leaves them (they name no one outside a private network), 'scan' treats them as ip_address findings",
+    )
+
+
 class ServingPolicy(_Section):
     """What the server scans with the same policy."""
 
@@ -182,6 +207,7 @@ class Policy(_Section):
     max_finding_share: float = Field(
         0.2, ge=0, le=1, description="Share of records with findings above which the run is refused"
     )
+    source: SourcePolicy = Field(default_factory=SourcePolicy)
     serving: ServingPolicy = Field(default_factory=ServingPolicy)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
 

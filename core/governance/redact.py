@@ -38,6 +38,7 @@ from pathlib import Path
 from polyadapt.errors import ConfigError
 from polyadapt.governance.policy import Policy
 from polyadapt.governance.scanners import BUILTIN_TYPES, Finding, Scanner, resolve_overlaps
+from polyadapt.governance.source_files import ScanContext, source_findings
 
 KEY_FILE = "governance.key"
 KEY_BYTES = 32
@@ -61,6 +62,9 @@ class TextOutcome:
     blocked_terms: int = 0
     refused: list[str] = field(default_factory=list)
     dropped: bool = False
+    #: ``(rule, offset, action)`` per finding and blocked term, ``offset`` its first
+    #: character in the scanned text (where it is, never what): ``("pii.email", 120, "redact")``.
+    located: list[tuple[str, int, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -196,13 +200,22 @@ class Redactor:
         finally:
             self._primed.clear()
 
-    def scan(self, text: str) -> list[Finding]:
-        """Every finding in ``text`` by every scanner, overlaps resolved, allow-listed values left out."""
+    def scan(self, text: str, context: ScanContext | None = None) -> list[Finding]:
+        """Every finding in ``text`` by every scanner, overlaps resolved, allow-listed values left out;
+        in a source file (``context``) less what the source rules say is none (:mod:`.source_files`)."""
         findings: list[Finding] = []
         for scanner in self.scanners:
             primed = self._primed.get(scanner.name)
             found = primed.get(text) if primed is not None else None
             findings.extend(found if found is not None else scanner.scan(text))
+        if context is not None and context.is_source:
+            findings = source_findings(
+                text,
+                findings,
+                context,
+                private_addresses=self.policy.source.private_addresses,
+                secrets=any("secret" in scanner.types for scanner in self.scanners),
+            )
         findings = resolve_overlaps(findings)
         if self._allowed_values or self._allowed_patterns:
             findings = [f for f in findings if not self.allowed(text[f.start : f.end])]
@@ -213,21 +226,27 @@ class Redactor:
         digest = hmac.new(self._key, _normalise(kind, value).encode("utf-8"), hashlib.sha256)
         return f"<{kind.upper()}:{digest.hexdigest()[:12]}>"
 
-    def apply(self, text: str, placeholders: Placeholders | None = None) -> TextOutcome:
+    def apply(
+        self, text: str, placeholders: Placeholders | None = None, context: ScanContext | None = None
+    ) -> TextOutcome:
         """Scan ``text`` and apply the policy's action to each finding (see module docs).
 
         ``placeholders`` numbers the ``redact`` placeholders; pass the same one for every
         text of a record so that a value keeps its number across fields (default: one per text).
+        ``context`` says what the text is (default: prose); a test file kept by the policy's
+        ``source.test_files: keep`` has its findings allowed, all but secrets.
         """
+        keep_all_but_secrets = context is not None and context.test_file and self.policy.source.test_files == "keep"
         placeholders = placeholders if placeholders is not None else Placeholders()
         outcome = TextOutcome(text=text)
         pieces: list[str] = []
         position = 0
-        for finding in self.scan(text):
+        for finding in self.scan(text, context):
             kind = finding.type
-            action = self.policy.action_for(kind)
+            action = "allow" if keep_all_but_secrets and kind != "secret" else self.policy.action_for(kind)
             outcome.findings[kind] = outcome.findings.get(kind, 0) + 1
             outcome.actions[kind] = action
+            outcome.located.append((f"pii.{kind}", finding.start, action))
             value = text[finding.start : finding.end]
             if action == "allow":
                 replacement = value
@@ -247,7 +266,9 @@ class Redactor:
         pieces.append(text[position:])
         outcome.text = "".join(pieces)
         if self._blocked is not None:
-            outcome.blocked_terms = sum(1 for _ in self._blocked.finditer(text))
+            starts = [match.start() for match in self._blocked.finditer(text)]
+            outcome.blocked_terms = len(starts)
+            outcome.located += [("blocked_terms", start, self.policy.blocked_terms_action) for start in starts]
             if outcome.blocked_terms:
                 if self.policy.blocked_terms_action == "refuse":
                     outcome.refused.append("blocked_terms")
