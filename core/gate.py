@@ -51,6 +51,9 @@ class DataGate:
     default_licence: str | None
     write_text: Callable[[str, str], object]
     on_manifest: Callable[[str, dict[str, Any]], None] | None = None
+    #: Tells the user what governance found (counts by rule, the worst files); the runner
+    #: passes the run's progress messages.
+    notify: Callable[[str], None] | None = None
     #: Whether records need consent when the policy does not name the modality.
     consent_default: bool = False
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -90,6 +93,11 @@ class DataGate:
         self.write_text(f"manifests/{role}.json", json.dumps(manifest, indent=2) + "\n")
         self.manifests[role] = manifest
         self.summaries[role] = governed.summary
+        if self.notify is not None:
+            from polyadapt.governance.located import summary_lines
+
+            for line in summary_lines(governed.summary, role):
+                self.notify(line)
         if self.on_manifest is not None:
             self.on_manifest(role, manifest)
         return governed.dataset
@@ -149,4 +157,5 @@ def open_gate(run: Run, policy: Policy, redactor: Redactor) -> DataGate:
         default_licence=run.config.data.licence,
         write_text=run.write_text,
         consent_default=run.task.consent_required,
+        notify=run.say,
     )

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyadapt.errors import DataError
 from polyadapt.modalities.datafolder import FOLLOW_EXTERNAL_SYMLINKS, FileProblem, locate, open_regular
-from polyadapt.modalities.records import Dataset
+from polyadapt.modalities.records import Dataset, Origins
 from polyadapt.modalities.tabular import ParseFailure, read_records
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -332,7 +332,8 @@ def load_audio_dataset(
     """
     metadata = find_metadata(Path(path))
     rows = read_records(metadata, "jsonl" if metadata.suffix == ".json" else "auto")
-    dataset = Dataset(source=metadata, kind="audio", scanned_fields=SCANNED_FIELDS)
+    # a finding in a transcript is named by its clip (the metadata line is kept too)
+    dataset = Dataset(source=metadata, kind="audio", scanned_fields=SCANNED_FIELDS, origins=Origins("audio"))
     for index, (line, raw) in enumerate(rows):
         result = _normalise(
             raw,

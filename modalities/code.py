@@ -31,16 +31,22 @@ quarantined with their reason (never their content), in this order:
 - ``empty``: nothing but whitespace;
 - ``licence``: the file's licence is refused by the policy (see below).
 
-Licences. A file's licence is its ``SPDX-License-Identifier:`` header (in the first 30
-lines), else the repository's: the caller's ``repository_licence`` (the run config's
-``data.licence``), else detected from a ``LICENSE``/``COPYING`` file at the root (an
-``SPDX-License-Identifier`` line in it, else the distinctive wording of MIT, Apache-2.0,
-BSD-2/3-Clause, ISC, MPL-2.0, GPL/LGPL/AGPL-3.0 and Unlicense; anything else is unknown).
-With a ``policy``, every file's licence goes through governance's
-:func:`~polyadapt.governance.engine.check_licence` (SPDX parsing and ``A OR B`` / ``A AND B``
-rules live there, not here): a file the policy refuses is quarantined (``licence_action=
-"drop"``, the default: one GPL file in an MIT repository must not stop the run) or the
-whole load fails with :class:`GovernanceError` (``"refuse"``).
+Licences. A licence engine (:mod:`~polyadapt.modalities.code_licences`: ScanCode, else a
+light fallback, labelled as such) reads the root's ``LICENSE``/``COPYING`` file and every
+kept file, and finds licences and copyright holders. A file's licence is its
+``SPDX-License-Identifier:`` header (in the first 30 lines), else the licence notice the
+engine found in it (not a mere "see LICENSE"), else the repository's: the caller's
+``repository_licence`` (the run config's ``data.licence``), else the engine's reading of the
+``LICENSE`` file (the fallback: a tag in it, else the distinctive wording of MIT, Apache-2.0,
+BSD-2/3-Clause, ISC, MPL-2.0, GPL/LGPL/AGPL-3.0 and Unlicense), else a package manifest's.
+The report (``data_summary.json``) and :attr:`Dataset.licensing` (the manifest, ``lineage
+show``) name the engine, its rule and score, the holders and authors, and per-file findings.
+With a ``policy``, every file's licence goes through
+:func:`~polyadapt.modalities.code_licences.licence_verdict` (``licences.allowed``,
+``denied`` and ``review``; SPDX parsing and ``A OR B`` / ``A AND B`` rules): a file the
+policy refuses or holds for review is quarantined (``licence_action="drop"``, the default:
+one GPL file in an MIT repository must not stop the run) or the whole load fails with
+:class:`GovernanceError` (``"refuse"``).
 
 Duplicates. :func:`deduplicate` removes exact duplicates (same content after normalising
 line ends and trailing blanks) and near duplicates (MinHash over token shingles with LSH,
@@ -64,20 +70,25 @@ import re
 import stat
 import subprocess
 import tarfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.errors import DataError, GovernanceError
+from polyadapt.modalities.code_licences import FallbackEngine, LicenceEngine, LicenceFinding, licence_from_wording
 from polyadapt.modalities.datafolder import FileProblem, kind_of, read_regular
-from polyadapt.modalities.records import Dataset, Quarantined, split_holdout
+from polyadapt.modalities.records import Dataset, Origins, Quarantined, split_holdout
 
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.governance.policy import Policy
 
 #: The fields governance scans in a code record.
 SCANNED_FIELDS = ("text",)
+#: A record's ``path`` is the file it came from, its ``text`` that file whole: findings name
+#: the file and the line within it.
+ORIGINS = Origins(field="path", whole_file=True, content="source")
 
 #: Extension (lower case) -> language.
 LANGUAGES: dict[str, str] = {
@@ -202,21 +213,6 @@ LICENCE_FILES = (
     "COPYING.txt",
     "LICENSE.rst",
 )
-#: (SPDX id, phrases that must all appear, lower case, whitespace collapsed), most specific first.
-LICENCE_WORDING: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("AGPL-3.0-only", ("gnu affero general public license", "version 3")),
-    ("LGPL-3.0-only", ("gnu lesser general public license", "version 3")),
-    ("GPL-3.0-only", ("gnu general public license", "version 3")),
-    ("GPL-2.0-only", ("gnu general public license", "version 2")),
-    ("MPL-2.0", ("mozilla public license", "2.0")),
-    ("Apache-2.0", ("apache license", "version 2.0")),
-    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
-    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
-    ("MIT", ("permission is hereby granted, free of charge", "the above copyright notice")),
-    ("ISC", ("permission to use, copy, modify, and/or distribute this software for any purpose",)),
-    ("Unlicense", ("this is free and unencumbered software released into the public domain",)),
-)
-
 HEAD_BYTES = 8192
 HEAD_LINES = 30
 #: The most bytes read of a LICENSE file or package manifest to find the licence.
@@ -343,15 +339,9 @@ def spdx_header(text: str) -> str | None:
 
 
 def licence_from_text(text: str) -> str | None:
-    """The SPDX id a licence file's text names or reads as (see :data:`LICENCE_WORDING`)."""
-    tagged = spdx_header(text)
-    if tagged:
-        return tagged
-    words = " ".join(text.lower().split())
-    for spdx_id, phrases in LICENCE_WORDING:
-        if all(phrase in words for phrase in phrases):
-            return spdx_id
-    return None
+    """The SPDX id a licence file's text names or reads as (the fallback's
+    :func:`~polyadapt.modalities.code_licences.licence_from_wording`)."""
+    return licence_from_wording(text)
 
 
 def _place_reason(path: str, options: IngestOptions) -> str | None:
@@ -436,9 +426,36 @@ class RepositoryReport:
     licence_source: str = "none"
     files_seen: int = 0
     licences: dict[str, int] = field(default_factory=dict)
+    #: The engine that read the licences and holders: ``scancode 32.5.0`` or ``fallback``.
+    licence_engine: str = "fallback"
+    #: The engine's matched rules and lowest score for the repository licence (None when
+    #: declared, read from a manifest, or by the fallback).
+    licence_rule: str | None = None
+    licence_score: float | None = None
+    #: Copyright holders and authors named in the licence files and the kept files, the
+    #: most often named first.
+    holders: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    #: Kept files with a finding of their own: path -> licence, rule, score, holders, authors.
+    file_licences: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``data_summary.json``)."""
         return dict(self.__dict__)
+
+    def licensing(self) -> dict[str, Any]:
+        """What the dataset manifest records: the repository licence, where it came from,
+        the engine, its rule and score, the holders and authors, and the per-file findings."""
+        return {
+            "licence": self.repository_licence,
+            "source": self.licence_source,
+            "engine": self.licence_engine,
+            "rule": self.licence_rule,
+            "score": self.licence_score,
+            "holders": self.holders,
+            "authors": self.authors,
+            "files": self.file_licences,
+        }
 
 
 #: Package manifests whose licence field names the repository's licence when no LICENSE
@@ -508,22 +525,31 @@ def licence_from_manifest(name: str, text: str) -> str | None:
     return classifiers.pop() if len(classifiers) == 1 else None
 
 
-def _repository_licence(files: dict[str, bytes], declared: str | None, licence_field: str) -> tuple[str | None, str]:
+def _repository_licence(
+    files: dict[str, bytes], declared: str | None, licence_field: str, findings: dict[str, LicenceFinding]
+) -> tuple[str | None, str, LicenceFinding | None]:
+    """The repository licence, where it came from, and the licence file's finding."""
     if declared:
-        return declared, f"declared ({licence_field})"
+        return declared, f"declared ({licence_field})", None
     unrecognised = None
     for name in LICENCE_FILES:
         if name in files:
-            found = licence_from_text(files[name].decode("utf-8", "replace"))
-            if found:
-                return found, f"{name} (recognised)"
+            finding = findings.get(name)
+            if finding is not None and finding.own_licence:
+                return finding.own_licence, f"{name} (recognised)", finding
             unrecognised = unrecognised or name
     for name in MANIFEST_FILES:
         if name in files:
             found = licence_from_manifest(name, files[name].decode("utf-8", "replace"))
             if found:
-                return found, f"{name} (declared licence)"
-    return None, f"{unrecognised} (not recognised)" if unrecognised else "none"
+                return found, f"{name} (declared licence)", None
+    return None, f"{unrecognised} (not recognised)" if unrecognised else "none", None
+
+
+def _ranked(names: list[str]) -> list[str]:
+    """Distinct ``names``, the most frequent first (ties in first-seen order)."""
+    counts = Counter(names)
+    return sorted(counts, key=lambda name: -counts[name])
 
 
 def load_repository(
@@ -536,6 +562,8 @@ def load_repository(
     licence_action: str = "drop",
     licence_field: str = "data.licence",
     allow_empty: bool = False,
+    licence_engine: LicenceEngine | None = None,
+    min_licence_score: float = 0.0,
 ) -> Dataset:
     """The source files of the repository at ``source`` as a code :class:`Dataset`.
 
@@ -551,6 +579,10 @@ def load_repository(
         the licence source and in the reasons of refused files.
     :param allow_empty: return a dataset with no record (every file quarantined) instead
         of raising; :func:`require_files` raises later if the caller decides to.
+    :param licence_engine: finds each file's licence and copyright holders (see
+        :mod:`~polyadapt.modalities.code_licences`); None: the light fallback.
+    :param min_licence_score: a file whose licence the engine matched with a lower score
+        (0-100) needs review, like a licence the policy lists under ``licences.review``.
     :raises DataError: no such folder or revision, or (unless ``allow_empty``) no source
         file left.
     :raises GovernanceError: with ``licence_action="refuse"``, a file the policy refuses.
@@ -567,7 +599,7 @@ def load_repository(
     else:
         entries = list(_folder_files(root))
         label = str(root)
-    dataset = Dataset(source=Path(label), kind="code", scanned_fields=SCANNED_FIELDS)
+    dataset = Dataset(source=Path(label), kind="code", scanned_fields=SCANNED_FIELDS, origins=ORIGINS)
     report = RepositoryReport(files_seen=len(entries))
 
     def read(path: str, data: bytes | None, limit: int) -> bytes:
@@ -582,11 +614,7 @@ def load_repository(
                 top_level[path] = read(path, data, LICENCE_READ_BYTES)
             except FileProblem:
                 continue  # reported with the file itself below
-    report.repository_licence, report.licence_source = _repository_licence(top_level, repository_licence, licence_field)
-
-    from polyadapt.governance.engine import check_licence
-
-    verdicts: dict[str | None, str | None] = {}  # licence -> None (allowed) or the reason
+    kept: list[tuple[int, str, str, bytes]] = []  # (index, path, text, content) of usable files
     for index, (path, data, size, problem) in enumerate(entries):
         reason = _place_reason(path, options) or problem or skip_reason(path, data, size, options)
         if reason is None:
@@ -600,33 +628,63 @@ def load_repository(
             dataset.quarantined.append(Quarantined(path, index, reason))
             continue
         assert data is not None  # read above: only a skipped file is left unread
-        text = decode_source(data).replace("\r\n", "\n")
+        kept.append((index, path, decode_source(data).replace("\r\n", "\n"), data))
+
+    engine = licence_engine or FallbackEngine()
+    licence_files = {name: content for name, content in top_level.items() if name in LICENCE_FILES}
+    findings = engine.scan(licence_files | {path: content for _, path, _, content in kept})
+    report.licence_engine = engine.name
+    report.repository_licence, report.licence_source, repo_finding = _repository_licence(
+        top_level, repository_licence, licence_field, findings
+    )
+    if repo_finding is not None:
+        report.licence_rule, report.licence_score = repo_finding.rule, repo_finding.score
+    named = [findings[name] for name in licence_files] + [findings[path] for _, path, _, _ in kept]
+    report.holders = _ranked([holder for finding in named for holder in finding.holders])
+    report.authors = _ranked([author for finding in named for author in finding.authors])
+
+    from polyadapt.modalities.code_licences import Verdict, licence_verdict
+
+    verdicts: dict[str | None, tuple[Verdict, str | None]] = {}
+    for index, path, text, _ in kept:
+        finding = findings[path]
         header = spdx_header(text)
-        licence = header or report.repository_licence
+        own = finding.own_licence
+        licence = header or own or report.repository_licence
+        if own or finding.holders or finding.authors or finding.error:
+            report.file_licences[path] = finding.to_dict()
         if policy is not None:
             if licence not in verdicts:
-                try:
-                    check_licence(policy, licence, path)
-                    verdicts[licence] = None
-                except GovernanceError as exc:
-                    verdicts[licence] = str(exc).split(": ", 1)[-1]
-            if verdicts[licence] is not None:
-                origin = "SPDX header" if header else f"repository licence, {report.licence_source}"
+                verdicts[licence] = licence_verdict(policy, licence, path)
+            verdict, why = verdicts[licence]
+            score = finding.score
+            if verdict == "allow" and own and not header and score is not None and score < min_licence_score:
+                verdict, why = "review", f"{licence} matched with score {score:g} < {min_licence_score:g}"
+            if verdict != "allow":
+                origin = (
+                    "SPDX header"
+                    if header
+                    else f"{engine.name}: {finding.rule}"
+                    if own
+                    else f"repository licence, {report.licence_source}"
+                )
                 if licence_action == "refuse":
                     raise GovernanceError(
-                        f"{label}: {path}: {verdicts[licence]} ({origin}). Remove the file, exclude it "
+                        f"{label}: {path}: {why} ({origin}). Remove the file, exclude it "
                         "with task_options.exclude, or set task_options.licence_action: drop"
                     )
-                dataset.quarantined.append(
-                    Quarantined(
-                        path, index, f"licence: {licence or 'none'} ({origin}) refused by policy {policy.name!r}"
-                    )
-                )
+                refused = "held for review" if verdict == "review" else "refused"
+                reason = f"licence: {licence or 'none'} ({origin}) {refused} by policy {policy.name!r}"
+                if verdict == "review" or "licences.denied" in str(why):
+                    reason += f": {why}"
+                dataset.quarantined.append(Quarantined(path, index, reason))
                 continue
         report.licences[licence or "none"] = report.licences.get(licence or "none", 0) + 1
         dataset.records.append({"path": path, "language": language_of(path), "text": text, "licence": licence})
         dataset.lines.append(None)
+    dataset.quarantined.sort(key=lambda item: item.index)
     dataset.report = report
+    dataset.licensing = report.licensing()
     return dataset if allow_empty else require_files(dataset)
 
 
@@ -731,6 +789,7 @@ def deduplicate(
         quarantined=quarantined,
         scanned_fields=dataset.scanned_fields,
         lines=lines,
+        origins=dataset.origins,
     )
     if hasattr(dataset, "report"):
         result.report = dataset.report

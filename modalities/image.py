@@ -41,7 +41,7 @@ from typing import Any
 
 from polyadapt.errors import DataError
 from polyadapt.modalities.datafolder import FOLLOW_EXTERNAL_SYMLINKS, FileProblem, locate, open_regular, read_regular
-from polyadapt.modalities.records import Dataset, Quarantined
+from polyadapt.modalities.records import Dataset, Origins, Quarantined
 from polyadapt.modalities.tabular import ParseFailure, read_records
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -214,7 +214,8 @@ def load_image_folder(
             "(file_name, text) or images with a .txt caption beside each"
         )
     rows, _layout = _rows(folder, caption_field, follow_external_symlinks)
-    dataset = Dataset(source=folder, kind=KIND, scanned_fields=("text", "file_name"))
+    # a finding in a caption is named by its image (the caption's metadata line is kept too)
+    dataset = Dataset(source=folder, kind=KIND, scanned_fields=("text", "file_name"), origins=Origins("file_name"))
     seen: set[str] = set()
     for index, (line, row) in enumerate(rows):
 

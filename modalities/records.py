@@ -32,6 +32,24 @@ def record_hash(record: object) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Origins:
+    """Where each record of a dataset came from, when the records do not all come from
+    :attr:`Dataset.source` itself (a repository's files, the images of a folder).
+
+    ``field`` is the record field naming the record's file (relative to ``source``);
+    ``whole_file`` says that the record's scanned text is that file read whole, so a line
+    break in the text is one of the file's (a finding's line is 1 plus the breaks before it).
+    """
+
+    field: str
+    whole_file: bool = False
+    #: What the files hold: ``"source"`` for program source and configuration files, which
+    #: governance scans with its source rules (a secret is a literal, not a name; documentation
+    #: values are not PII; tests follow the policy's ``source.test_files``), else ``"prose"``.
+    content: str = "prose"
+
+
 @dataclass
 class Dataset:
     """Normalised records of one modality, with what was rejected on the way."""
@@ -45,6 +63,12 @@ class Dataset:
     scanned_fields: tuple[str, ...] = ()
     #: The source line of each record in ``records`` (None where the format has no lines).
     lines: list[int | None] = field(default_factory=list)
+    #: Where each record came from when not from ``source`` itself (see :class:`Origins`);
+    #: governance names that file (and line) in its findings.
+    origins: Origins | None = None
+    #: The licences and copyright holders the loader found, and the engine that found them
+    #: (JSON-ready; empty when the loader reads none): the dataset manifest records it.
+    licensing: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -56,6 +80,17 @@ class Dataset:
         else:
             self.records.append(result)
             self.lines.append(line)
+
+    def origin(self, index: int) -> tuple[str, int | None]:
+        """The file record ``index`` came from and its line there (None when unknown): the
+        record's :attr:`origins` field, else :attr:`source` at the record's line."""
+        from polyadapt.fileio import portable_path
+
+        record = self.records[index]
+        if self.origins is not None and isinstance(record.get(self.origins.field), str):
+            return portable_path(record[self.origins.field]), 1 if self.origins.whole_file else None
+        line = self.lines[index] if len(self.lines) == len(self.records) else None
+        return portable_path(self.source), line
 
     def require_records(self, what: str) -> Dataset:
         """``self``; a :class:`DataError` naming the first rejection when nothing was usable."""

@@ -164,8 +164,19 @@ def test_records_are_redacted_decided_and_lines_stay_aligned():
         "licence": "CC-BY-4.0",
         "role": "train",
         "modality": "text",
+        "consent": "not required",
         # which detectors looked, so lineage tells a run with name detection from one without
         "detectors": sorted(scanner.name for scanner in builtin_scanners()),
+        # where the findings are: counts by rule, the files with the most first
+        "findings_by_rule": {"pii.email": 1, "pii.ip_address": 1, "pii.payment_card": 1, "pii.phone": 1},
+        "files_with_findings": 1,
+        "worst_files": [
+            {
+                "file": str(SOURCE),
+                "findings": 4,
+                "rules": {"pii.email": 1, "pii.ip_address": 1, "pii.payment_card": 1, "pii.phone": 1},
+            }
+        ],
     }
 
 

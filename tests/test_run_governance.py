@@ -802,7 +802,7 @@ def test_run_record_and_adapter_provenance(tiny_llama, tmp_path, monkeypatch):
     assert {d["role"] for d in stored["datasets"]} == {"train", "eval", "general"}
     assert {m["dataset"] for m in stored["metrics"]} == {"domain (held-out)", "general"}
 
-    # the adapter carries its provenance in its safetensors metadata and its config
+    # the adapter carries its provenance in its safetensors metadata and a file beside them
     train_root = json.loads((run.dir / "manifests" / "train.json").read_text())["root_hash"]
     provenance = read_provenance(run.adapter_dir)
     assert provenance["run_id"] == run.id and provenance["dataset_root"] == train_root
@@ -813,8 +813,9 @@ def test_run_record_and_adapter_provenance(tiny_llama, tmp_path, monkeypatch):
     assert metadata_block["polyadapt.dataset_root"] == train_root
     assert metadata_block.get("format") == "pt"  # peft's own metadata survives the stamping
     adapter_config = json.loads((run.dir / "adapter" / "adapter_config.json").read_text())
-    assert adapter_config["polyadapt"]["run_id"] == run.id
-    assert adapter_config["polyadapt"]["dataset_root"] == train_root
+    assert "polyadapt" not in adapter_config  # plain PEFT's config, loaded without a warning
+    sidecar = json.loads((run.dir / "adapter" / "polyadapt_provenance.json").read_text())
+    assert sidecar["run_id"] == run.id and sidecar["dataset_root"] == train_root
 
     # ... and plain PEFT still loads it
     import torch

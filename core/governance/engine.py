@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polyadapt.errors import GovernanceError
+from polyadapt.governance.located import Located, findings_summary, place
 from polyadapt.governance.policy import Policy, spdx_licensing
 from polyadapt.governance.redact import REWRITING, Placeholders, Redactor, TextOutcome
+from polyadapt.governance.source_files import ScanContext, record_context
 from polyadapt.modalities.records import Dataset
 
 #: How many records an error message lists per rule.
@@ -33,7 +35,9 @@ class Decision:
 
     ``index`` is the record's position in the dataset given to :func:`govern_dataset`,
     ``line`` its line in the source file (None when unknown); ``findings`` counts PII by
-    type. There is no field for content: a decision never carries a raw value.
+    type; ``file`` is the file the record came from (the data file, or the record's own
+    file: a repository's source file, an image) and ``located`` where in it each finding
+    and blocked term is. There is no field for content: a decision never carries a raw value.
     """
 
     index: int
@@ -41,6 +45,8 @@ class Decision:
     action: str
     findings: dict[str, int] = field(default_factory=dict)
     reason: str = ""
+    file: str | None = None
+    located: tuple[Located, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +55,8 @@ class Decision:
             "action": self.action,
             "findings": dict(sorted(self.findings.items())),
             "reason": self.reason,
+            "file": self.file,
+            "at": [item.to_dict() for item in self.located],
         }
 
 
@@ -180,6 +188,15 @@ def _label(index: int, line: int | None) -> str:
     return f"line {line}" if line is not None else f"record #{index}"
 
 
+def _where(located: list[Located], rule: str, label: str, own_files: bool) -> str:
+    """The record ``label`` (``line 12`` of the data file), or for records with files of their
+    own the file with the line where ``rule`` first fired (``pkg/util.py line 34``)."""
+    first = next((item for item in located if item.rule == rule), None) if own_files else None
+    if first is None or first.line is None:
+        return label
+    return f"{first.file} line {first.line}"
+
+
 def _listed(labels: list[str]) -> str:
     shown = ", ".join(labels[:MAX_LISTED])
     more = f" and {len(labels) - MAX_LISTED} more" if len(labels) > MAX_LISTED else ""
@@ -201,15 +218,18 @@ def govern_dataset(
     In order: the licence (:func:`check_licence`), consent when the policy requires it
     for ``modality`` (``consent_default`` when the policy does not name it: the task's
     own :attr:`polyadapt.task.Task.consent_required`), then every string at the dataset's ``scanned_fields`` through
-    ``redactor``. Raises :class:`GovernanceError` for a refused licence, missing consent,
-    a finding or blocked term whose action is ``refuse``, more records with findings than
-    ``max_finding_share`` allows, or no record left. Deterministic for the same input.
+    ``redactor``: records that are source files (``dataset.origins.content == "source"``) with the source
+    rules of :mod:`~polyadapt.governance.source_files`, their tests and fixtures as the policy's
+    ``source.test_files`` says (a skipped one is dropped). Raises :class:`GovernanceError` for a
+    refused licence, missing consent, a finding or blocked term whose action is ``refuse``, more
+    records with findings than ``max_finding_share`` allows, or no record left. Deterministic for the same input.
     """
     source = str(dataset.source)
     normalised_licence = check_licence(policy, licence, source)
     lines = dataset.lines if len(dataset.lines) == len(dataset.records) else [None] * len(dataset.records)
 
-    if policy.consent.required.get(modality, consent_default):
+    consent_required = policy.consent.required.get(modality, consent_default)
+    if consent_required:
         consent_field = policy.consent.field
         lacking = [
             _label(i, lines[i])
@@ -235,7 +255,10 @@ def govern_dataset(
         for parts in paths:
             _rewrite(record, parts, collect)
     with redactor.primed(texts):
-        return _govern_records(dataset, policy, redactor, paths, lines, normalised_licence, role, modality)
+        governed = _govern_records(dataset, policy, redactor, paths, lines, normalised_licence, role, modality)
+    # the model card shows it; every record was checked above when it is required
+    governed.summary["consent"] = f"every record ({policy.consent.field})" if consent_required else "not required"
+    return governed
 
 
 def _govern_records(
@@ -257,13 +280,31 @@ def _govern_records(
     refusals: dict[str, list[str]] = {}
     with_findings: list[str] = []
     totals: dict[str, int] = {}
+    whole_file = dataset.origins is not None and dataset.origins.whole_file
+    places: list[Located] = []
     for index, record in enumerate(dataset.records):
         outcomes: list[TextOutcome] = []
         placeholders = Placeholders()  # one numbering per record: a value keeps its number across fields
+        file, first_line = dataset.origin(index)
+        located: list[Located] = []
+        context = record_context(dataset, index)
+        if context is not None and context.test_file and policy.source.test_files == "skip":
+            reason = "test file left out (policy source.test_files: skip)"
+            decisions.append(Decision(index, lines[index], "dropped", {}, reason, file))
+            continue
 
-        def apply(text: str, outcomes: list[TextOutcome] = outcomes, placeholders: Placeholders = placeholders) -> str:
-            outcome = redactor.apply(text, placeholders)
+        def apply(
+            text: str,
+            outcomes: list[TextOutcome] = outcomes,
+            placeholders: Placeholders = placeholders,
+            located: list[Located] = located,
+            file: str = file,
+            first_line: int | None = first_line,
+            context: ScanContext | None = context,
+        ) -> str:
+            outcome = redactor.apply(text, placeholders, context)
             outcomes.append(outcome)
+            located.extend(place(outcome.located, text, file, first_line, whole_file))
             return outcome.text
 
         new_record = record
@@ -285,27 +326,29 @@ def _govern_records(
                 if outcome.blocked_terms and policy.blocked_terms_action == "drop":
                     rules.append("blocked_terms")
                 dropped_by.extend(r for r in rules if r not in dropped_by)
-        label = _label(index, lines[index])
+        label = file if dataset.origins is not None else _label(index, lines[index])
+        places.extend(located)
+        where = (file, tuple(located))
         for kind, count in findings.items():
             totals[kind] = totals.get(kind, 0) + count
         if any(action != "allow" for action in actions.values()):
             with_findings.append(label)
         for rule in refused:
-            refusals.setdefault(rule, []).append(label)
+            refusals.setdefault(rule, []).append(_where(located, rule, label, dataset.origins is not None))
         findings = dict(sorted(findings.items()))
         if dropped_by:
             reason = f"dropped by rule {', '.join(sorted(dropped_by))} (policy action drop)"
-            decisions.append(Decision(index, lines[index], "dropped", findings, reason))
+            decisions.append(Decision(index, lines[index], "dropped", findings, reason, *where))
             continue
         rewritten = sorted(k for k, a in actions.items() if a in REWRITING or a == "refuse")
         if rewritten:
             reason = f"redacted {', '.join(f'{k} ({actions[k]})' for k in rewritten)}"
-            decisions.append(Decision(index, lines[index], "redacted", findings, reason))
+            decisions.append(Decision(index, lines[index], "redacted", findings, reason, *where))
         elif findings:
             reason = f"findings allowed by policy: {', '.join(findings)}"
-            decisions.append(Decision(index, lines[index], "kept", findings, reason))
+            decisions.append(Decision(index, lines[index], "kept", findings, reason, *where))
         else:
-            decisions.append(Decision(index, lines[index], "kept", findings, "no findings"))
+            decisions.append(Decision(index, lines[index], "kept", findings, "no findings", *where))
         records.append(new_record)
         kept_lines.append(lines[index])
 
@@ -345,6 +388,7 @@ def _govern_records(
         "role": role,
         "modality": modality,
         "detectors": sorted(scanner.name for scanner in redactor.scanners),
+        **findings_summary(places),
     }
     governed = dataclasses.replace(dataset, records=records, lines=kept_lines if dataset.lines else [])
     governed.quarantined = list(dataset.quarantined)

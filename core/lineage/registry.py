@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable
     from typing import TypeAlias
 
+    from polyadapt.lineage.metricgate import MetricGate
     from polyadapt.types import EvalReport, MetricRow
 
     #: Evaluation metrics as the store takes them: an ``EvalReport``, its ``to_dict()``
@@ -156,9 +157,21 @@ class GateCheck:
     #: The bound it is held to (domain: at least this improvement; general: at most this regression).
     bound: float
     passed: bool
+    #: ``improve`` or ``no_regress`` for a check of the task's gate
+    #: (:mod:`~polyadapt.lineage.metricgate`), whose ``improvement`` and ``bound`` are absolute
+    #: differences in the metric's units; empty for the policy's relative checks.
+    rule: str = ""
 
     def describe(self) -> str:
         """One line such as ``domain eval.jsonl perplexity: base 12.3, adapted 11.9 (3.3% better, needs >= 5.0%)``."""
+        verdict = "ok" if self.passed else "FAILS"
+        if self.rule:
+            gain = "not a number" if math.isnan(self.improvement) else f"{self.improvement:+.6g}"
+            need = "must not fall" if self.rule == "no_regress" else f"must improve by >= {self.bound:g}"
+            return (
+                f"task gate {self.dataset} {self.metric}: base {self.base:.6g}, adapted {self.adapted:.6g} "
+                f"(change {gain}, {need}) {verdict}"
+            )
         if math.isnan(self.improvement):
             change = "not a number"
         elif self.improvement >= 0:
@@ -186,6 +199,8 @@ class GateResult:
 
     checks: list[GateCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: What passed but deserves a look (a gated metric that did not move); never a failure.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -252,18 +267,26 @@ def normalise_metric_rows(metrics: MetricRows | None) -> list[dict[str, Any]]:
     return out
 
 
-def check_promotion(rows: MetricRows, gate: PromotionGateSettings) -> GateResult:
+def check_promotion(rows: MetricRows, gate: PromotionGateSettings, metric_gate: MetricGate | None = None) -> GateResult:
     """Hold a run's metric rows to the gate; see the module docstring for the rules.
 
     A domain metric passes when it is not worse than the base, and at least one must improve
     by ``min_domain_improvement`` (strictly, when that is 0: the adapter must beat the base
     somewhere). A general metric passes when it regresses by at most
-    ``max_general_regression``. No domain metric at all fails.
+    ``max_general_regression``. No domain metric at all fails. ``metric_gate`` (the run
+    config's ``gate:`` or the task's default) adds its checks and warnings on top.
     """
     min_gain = float(gate.min_domain_improvement)
     max_loss = float(gate.max_general_regression)
     result = GateResult()
-    for row in normalise_metric_rows(rows):
+    normalised = normalise_metric_rows(rows)
+    if metric_gate is not None:
+        from polyadapt.lineage.metricgate import check_metric_gate
+
+        task_checks = check_metric_gate(normalised, metric_gate)
+        result.problems += task_checks.problems
+        result.warnings += task_checks.warnings
+    for row in normalised:
         role = row["role"]
         if role not in ("domain", "general"):
             continue
@@ -305,6 +328,8 @@ def check_promotion(rows: MetricRows, gate: PromotionGateSettings) -> GateResult
             f"no domain metric is {need}; the best, {best.dataset} {best.metric}, has base "
             f"{best.base:.6g}, adapted {best.adapted:.6g} ({change})"
         )
+    if metric_gate is not None:
+        result.checks += task_checks.checks
     return result
 
 

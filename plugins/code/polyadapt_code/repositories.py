@@ -13,7 +13,7 @@ from typing import Any
 
 from polyadapt.errors import DataError
 from polyadapt.fileio import portable_path
-from polyadapt.modalities.code import SCANNED_FIELDS, is_git_repository, require_files
+from polyadapt.modalities.code import ORIGINS, SCANNED_FIELDS, is_git_repository, require_files
 from polyadapt.modalities.records import Dataset
 from polyadapt.types import Run
 
@@ -115,6 +115,7 @@ def merged(datasets: list[Dataset], source: Path) -> Dataset:
         source=source,
         kind="code",
         scanned_fields=SCANNED_FIELDS,
+        origins=ORIGINS,
         records=[record for dataset in datasets for record in dataset.records],
         quarantined=[item for dataset in datasets for item in dataset.quarantined],
         lines=[line for dataset in datasets for line in dataset.lines],

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyadapt_text.task import CausalBase, TextGenerationTask
 
+from polyadapt.lineage.metricgate import MetricGate
 from polyadapt_code.options import CodeOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +40,21 @@ class CodeGenerationTask(TextGenerationTask):
     default_base = "HuggingFaceTB/SmolLM2-135M"
     options_model = CodeOptions
     record_noun = "files"
+    data_fields = {
+        "train": "The repository: a folder, or a local git repository read at task_options.revision (a branch, "
+        "tag or commit, through git archive: the working tree is ignored); task_options.repositories adds more",
+        "eval": "A second repository (a folder) whose files are the held-out set, less those that copy a training "
+        "file; default: whole files of data.train split off by data.eval_fraction",
+        "licence": "SPDX licence of data.train's files without an SPDX header; default: its LICENSE/COPYING file, "
+        "else its package manifest",
+        "format": "Not read: source files are chosen by extension (task_options.languages)",
+        "kind": "Not read: each source file is one record",
+        "max_record_chars": "Characters one line of the task set (task_options.tasks) or of a general/replay data "
+        "file may hold; source files are bounded by task_options.max_file_bytes",
+    }
+    #: Lower perplexity alone does not make a better code model: pass@k (with a task set) and
+    #: FIM exact match must not fall, and a warning says when they did not move.
+    gate = MetricGate(no_regress=("pass@*", "FIM exact match"), default=True)
 
     def load_run_data(self, run: Run) -> CodeRunData:
         """The repositories' files, governed, de-duplicated (across repositories too) and

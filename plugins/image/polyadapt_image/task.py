@@ -55,6 +55,14 @@ class TextToImageTask(Task):
     #: Images may show people: every record needs consent unless the policy's
     #: ``consent.required`` says otherwise for ``image``.
     consent_required = True
+    library_name = "diffusers"  # pipe.load_lora_weights reads the adapter folder
+    data_fields = {
+        "train": "An image folder: metadata.jsonl or metadata.csv (file_name, text) beside the images, or a .txt "
+        "caption beside each image",
+        "eval": "A held-out image folder of the same layout; default: data.eval_fraction of train",
+        "format": "Not read: the folder's layout decides",
+        "kind": "Not read: every image with its caption is one record",
+    }
 
     def load_dataset(self, run: Run, path: Path, role: str) -> Dataset:
         """The captioned images under ``path`` (``metadata.jsonl``/``.csv`` or a ``.txt`` per
