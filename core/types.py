@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.config import RunConfig
     from polyadapt.gate import DataGate
     from polyadapt.modalities.records import Dataset, RunData
+    from polyadapt.trackers import ExperimentTrackers
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Run:
     gate: DataGate | None = None
     #: The run's governed data once the runner has read it (adapt and evaluate share it).
     data: RunData | None = None
+    #: The experiment trackers (MLflow, TensorBoard...) the runner opened for the run's
+    #: ``tracking:`` block, None without one; the shared trainer logs each step to them.
+    trackers: ExperimentTrackers | None = None
 
     @property
     def options(self) -> Any:

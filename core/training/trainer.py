@@ -24,6 +24,8 @@ from polyadapt.training.schedule import make_scheduler
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
+#: Receives each training log record (see :func:`train`).
+LogCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -132,8 +134,14 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    on_log: LogCallback | None = None,
 ) -> TrainingResult:
     """Train ``job.model``'s trainable parameters; checkpoints and logs go under ``run_dir``.
+
+    ``on_log`` receives each log record as the main process logs it (``step``, ``epoch``,
+    ``train_loss``, ``learning_rate``, ``tokens_per_s``, ``elapsed_s``, ``eval_loss`` when
+    evaluated), and a last ``{"step", "eval_loss"}`` after the final evaluation: the run's
+    experiment trackers follow training through it.
 
     With ``resume``, training continues from the newest checkpoint in
     ``run_dir/checkpoints`` (model, optimizer, scheduler, RNG and data position), so the
@@ -142,7 +150,7 @@ def train(
     """
     if len(job.train_data) == 0:
         raise PolyadaptError("no training examples left after loading and filtering the data")
-    loop = _TrainingLoop(job, config, Path(run_dir), show_progress=progress)
+    loop = _TrainingLoop(job, config, Path(run_dir), show_progress=progress, on_log=on_log)
     if resume:
         loop.restore_latest_checkpoint()
     return loop.run()
@@ -155,7 +163,14 @@ class _TrainingLoop:
     accumulate their gradients, step, log, evaluate and checkpoint when due.
     """
 
-    def __init__(self, job: TrainingJob, config: TrainingConfig, run_dir: Path, show_progress: bool):
+    def __init__(
+        self,
+        job: TrainingJob,
+        config: TrainingConfig,
+        run_dir: Path,
+        show_progress: bool,
+        on_log: LogCallback | None = None,
+    ):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
@@ -190,6 +205,7 @@ class _TrainingLoop:
         self.tokens_seen = 0
         self.examples_seen = 0
         self.show_progress = show_progress and acc.is_main_process
+        self.on_log = on_log if acc.is_main_process else None
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -332,6 +348,8 @@ class _TrainingLoop:
                     self.log.append(record)
                     if self.accelerator.is_main_process:  # a long run can be followed in loss.csv
                         write_loss_log(self.logs_dir, self.log, plot=False)
+                    if self.on_log is not None:
+                        self.on_log(dict(record))
                 bar.update(self.step, record, logged=logged)
                 if due(config.checkpoint_every):
                     self.save_checkpoint(ckpt.capture_rng_state(), self.position())
@@ -349,6 +367,8 @@ class _TrainingLoop:
             eval_loss = self.eval_loss()
             if self.log:
                 self.log[-1]["eval_loss"] = round(eval_loss, 6)
+            if self.on_log is not None:
+                self.on_log({"step": self.step, "eval_loss": round(eval_loss, 6)})
         if self.accelerator.is_main_process:
             write_loss_log(self.logs_dir, self.log)
         wall = time.perf_counter() - started
