@@ -47,6 +47,7 @@ RECORDS = [
     ("polyadapt.serving.schemas", "ApiError"),
     ("polyadapt.governance.scanners", "Scanner"),
     ("polyadapt.governance.scanners", "Finding"),
+    ("polyadapt.monitoring.profile", "InputSample"),
 ]
 #: Where a plugin author reads what changed from plugin API 1.x.
 MIGRATION_GUIDE = "docs/migrating-to-plugin-api-2.md"

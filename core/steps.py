@@ -28,6 +28,22 @@ def run_data(run: Run) -> RunData:
     return run.data
 
 
+def write_input_profile(run: Run, data: RunData) -> None:
+    """Write ``input_profile.json``: the training inputs' statistics that ``polyadapt monitor``
+    compares served traffic with (see :meth:`polyadapt.task.Task.input_sample`)."""
+    from polyadapt.monitoring.profile import InputSample, training_profile, write_profile
+
+    if not is_main_process():
+        return
+    samples = [run.task.input_sample(record) for record in data.train]
+    wrong = next((s for s in samples if s is not None and not isinstance(s, InputSample)), None)
+    if wrong is not None:
+        raise PluginError(
+            f"task {run.task.name!r}: input_sample returned {type(wrong).__name__}, not an InputSample or None"
+        )
+    write_profile(run.dir, training_profile(samples, seed=run.config.training.seed))
+
+
 def train_adapter(run: Run) -> AdapterArtifact:
     """Train and save a LoRA adapter for ``run``: the core's ``polyadapt_adapt``."""
     from polyadapt.fileio import atomic_directory
@@ -45,9 +61,11 @@ def train_adapter(run: Run) -> AdapterArtifact:
     if not isinstance(job, TrainingJob):
         raise PluginError(f"task {task.name!r}: training_job returned {type(job).__name__}, not a TrainingJob")
     write_data_files(run, data, job.facts)
+    write_input_profile(run, data)
     trainable, total = count_parameters(model)
     run.say(f"LoRA: {trainable:,} trainable of {total:,} parameters; {len(job.train_data)} training examples")
-    result = train(job, config.training, run.dir, resume=run.resume)
+    on_log = run.trackers.log_step if run.trackers is not None else None
+    result = train(job, config.training, run.dir, resume=run.resume, on_log=on_log)
     if is_main_process():
         with atomic_directory(run.adapter_dir) as folder:
             task.save_adapter(run, base, model, folder)

@@ -56,6 +56,7 @@ def test_adapt_beats_base_on_domain_and_writes_run_folder(pm, tiny_llama, text_d
         "config.yaml",
         "run.json",
         "data_summary.json",
+        "input_profile.json",
         "metrics.json",
         "adapter.json",
         "logs/loss.csv",
@@ -69,6 +70,8 @@ def test_adapt_beats_base_on_domain_and_writes_run_folder(pm, tiny_llama, text_d
     assert record["status"] == "completed" and record["config_hash"] == config.hash()
     summary = json.loads((run.dir / "data_summary.json").read_text())
     assert summary["train_records"] == 80 and summary["heldout_records"] == 16
+    profile = json.loads((run.dir / "input_profile.json").read_text())  # the drift baseline
+    assert profile["samples"] == 80 and {"chars", "words", "oov_share"} <= set(profile["numeric"])
     assert not list(run.dir.glob("**/*.tmp")), "temporary files left behind"
 
     # the adapter is plain PEFT: loading it without polyadapt gives the trained model's logits

@@ -60,6 +60,7 @@ from polyadapt.serving.schemas import (
 )
 from polyadapt.serving.settings import ServeSettings
 from polyadapt.serving.streaming import stream_answer
+from polyadapt.serving.traffic import TrafficRecorder, prompt_text
 from polyadapt.types import GenerationRequest, GenerationResult, Run, Servable, ServeSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -185,9 +186,10 @@ class ModelRegistry:
         guard: ServingGuard | None = None,
         follower: RegistryFollower | None = None,
         settings: ServeSettings | None = None,
+        traffic: TrafficRecorder | None = None,
     ):
         self.bases: dict[str, ServedBase] = {}
-        self.guard, self.follower = guard, follower
+        self.guard, self.follower, self.traffic = guard, follower, traffic
         limits = settings if settings is not None else ServeSettings()  # queue, deadline, adapter cache
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
@@ -258,6 +260,8 @@ class ModelRegistry:
                 )
         if guard is not None:
             requests = [guard.check_request(request, model=model) for request in requests]
+        for request in requests:
+            self.note_input(base, request.adapter, model, prompt_text(request))
         with api_errors("generation"):
             results = await self.bases[base].batcher_for("generate").submit(requests)
             if guard is not None:
@@ -267,6 +271,14 @@ class ModelRegistry:
                 ]
         count_tokens(sum(r.prompt_tokens for r in results), sum(r.completion_tokens for r in results))
         return results
+
+    def note_input(
+        self, base: str, adapter: str | None, model: str, text: str | None, numbers: dict[str, float] | None = None
+    ) -> None:
+        """Record one served input's statistics for drift monitoring (when the server monitors)."""
+        if self.traffic is not None:
+            folder = self.bases[base].adapters.get(adapter) if adapter else None
+            self.traffic.note(model, folder, text, numbers)
 
     async def submit(self, base: str, method: str, requests: list[Any], *, what: str) -> list[Any]:
         """Answer ``requests`` with ``servable.<method>`` on ``base`` through its micro-batcher:
@@ -373,6 +385,7 @@ def build_app(
     endpoints: list[Route] | None = None,
     settings: ServeSettings | None = None,
     api_keys: KeyChecker | None = None,
+    traffic: TrafficRecorder | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
@@ -387,7 +400,9 @@ def build_app(
     it, ``max_batch`` and ``batch_wait_ms`` with the defaults of the rest, and no API keys
     asked for (``polyadapt serve`` asks for them unless told ``--no-keys``). With
     ``settings.require_keys``, ``api_keys`` (:class:`~polyadapt.serving.keys.KeyChecker`) checks
-    them; without it, the keys of the default lineage store.
+    them; without it, the keys of the default lineage store. ``traffic``
+    (:class:`~polyadapt.serving.traffic.TrafficRecorder`) records the inputs' statistics for
+    ``polyadapt monitor``.
     """
     if settings is None:
         if max_batch < 1:
@@ -404,6 +419,7 @@ def build_app(
         guard=guard,
         follower=follower,
         settings=settings,
+        traffic=traffic,
     )
     lifecycle = Lifecycle()
 
@@ -411,6 +427,8 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await registry.close(grace_s=lifecycle.grace_left(settings.shutdown_grace_s))
+        if traffic is not None:
+            await asyncio.to_thread(traffic.close)  # what is still queued reaches the store
 
     app = FastAPI(
         title="polyadapt",
@@ -518,6 +536,7 @@ class AppOptions(TypedDict, total=False):
     follower: RegistryFollower | None
     settings: ServeSettings | None
     api_keys: KeyChecker | None
+    traffic: TrafficRecorder | None
 
 
 def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: Unpack[AppOptions]) -> FastAPI:
@@ -580,13 +599,16 @@ def build_app_from_runs(
     audit_log: Path | None = None,
     settings: ServeSettings | None = None,
     api_keys: KeyChecker | None = None,
+    traffic_store: LineageStore | None = None,
 ) -> FastAPI:
     """The app for ``polyadapt serve``: run folders, or the registry's active adapters.
 
     With ``registry_store`` the adapters are the registry's active versions and follow it
     (promotions and rollbacks take effect within ``follow_interval_s``). Every prompt and
     output passes the serving policy (``policy``, else the runs' own), and every decision is
-    appended to ``audit_log`` (default: ``audit.jsonl`` in the state folder).
+    appended to ``audit_log`` (default: ``audit.jsonl`` in the state folder). With
+    ``traffic_store`` and ``settings.monitor``, every input's statistics are recorded there
+    for ``polyadapt monitor`` (a ``settings.sample_requests`` share with the text, masked).
     """
     from polyadapt.gate import build_redactor
     from polyadapt.governance.audit import AuditLog
@@ -605,6 +627,11 @@ def build_app_from_runs(
     redactor = build_redactor(pm, serving_policy)
     redactor.load()  # a detector's model loads at start, not during the first request
     guard = ServingGuard(serving_policy, redactor, AuditLog(audit_log or state_dir() / "audit.jsonl"))
+    traffic = None
+    if traffic_store is not None and settings is not None and settings.monitor:
+        from polyadapt.serving.traffic import masking
+
+        traffic = TrafficRecorder(traffic_store, sample_rate=settings.sample_requests, mask=masking(redactor))
     return build_app_from_specs(
         pm,
         specs,
@@ -615,4 +642,5 @@ def build_app_from_runs(
         follower=follower,
         settings=settings,
         api_keys=api_keys,
+        traffic=traffic,
     )

@@ -149,6 +149,14 @@ class RouteContext:
             return text, False
         return guard.check_output_text(text, model=target.model, adapter=target.adapter, direction=direction)
 
+    def note_input(self, target: Target, text: str | None = None, **numbers: float) -> None:
+        """Record what ``target`` was asked, for drift monitoring (``polyadapt monitor``): the
+        input's text as it reached the model, if any, and numbers of the task's own that its
+        :meth:`~polyadapt.task.Task.input_sample` also gives for training records
+        (``audio_seconds=12.5``). Never stored as text; nothing happens when the server does not
+        monitor."""
+        self._registry.note_input(target.base, target.adapter, target.model, text, numbers)
+
     def redact(self, text: str) -> str:
         """``text`` with what the policy forbids to show rewritten (not audited: for parts of an
         output already checked whole with :meth:`check_output`)."""

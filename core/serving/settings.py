@@ -44,6 +44,14 @@ class ServeSettings(BaseModel):
         None, ge=1, description="Bytes of adapter weights kept loaded per base (default: no byte bound)"
     )
 
+    # monitoring
+    monitor: bool = Field(
+        True, description="Record each request's input statistics (never its text) for `polyadapt monitor`"
+    )
+    sample_requests: float = Field(
+        0.0, ge=0, le=1, description="Share of requests whose input is also logged, every PII finding masked"
+    )
+
     # shutdown
     shutdown_grace_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish"

@@ -91,6 +91,7 @@ async def images_generations(body: ImageGenerationBody, ctx: RouteContext) -> di
         )
     target = ctx.resolve(body.model, method=METHOD, what=WHAT)
     prompt = ctx.check_prompt(body.prompt, target)  # the same prompt policy as completions
+    ctx.note_input(target, prompt)  # drift monitoring: prompts against the training captions
     (result,) = await ctx.submit(target, METHOD, [image_request(body, target.adapter, prompt)], what=WHAT)
     data = [{"b64_json": base64.b64encode(png).decode("ascii"), "revised_prompt": None} for png in result.images]
     return {"created": int(time.time()), "data": data, "seed": result.seed}

@@ -136,6 +136,7 @@ async def transcriptions(body: TranscriptionBody, ctx: RouteContext) -> dict[str
         timestamps=body.response_format in TIMESTAMP_FORMATS,
     )
     (result,) = await ctx.submit(target, "transcribe", [request], what="transcription")
+    ctx.note_input(target, audio_seconds=result.duration_s)  # drift monitoring, as input_sample measures
     text, withheld = ctx.check_output(result.text, target, direction="transcript")
     segments = (
         []

@@ -37,6 +37,15 @@ class SpeechRecognitionTask(Task):
     record_noun = "clips"
     #: Voices are personal data: every clip needs consent unless the policy says otherwise.
     consent_required = True
+    data_fields = {
+        "train": "An audio folder (metadata.csv or metadata.jsonl with file_name and text beside the clips), "
+        "or its metadata file",
+        "eval": "A held-out audio folder of the same layout; default: data.eval_fraction of train",
+        "general_eval": "An audio folder for the forgetting check; builtin: none ships with the plugin, so the "
+        "check is skipped",
+        "format": "Not read: the metadata file's extension decides",
+        "kind": "Not read: every clip is one transcribed record",
+    }
 
     # -- data ---------------------------------------------------------------------------
 
@@ -129,6 +138,14 @@ class SpeechRecognitionTask(Task):
         from polyadapt_speech.routes import TRANSCRIPTIONS
 
         return [TRANSCRIPTIONS]
+
+    def input_sample(self, record: dict[str, Any]) -> Any:
+        """A request is audio: its length, as the transcription route notes it (the
+        transcript is what the model writes, not what it is asked)."""
+        from polyadapt.monitoring.profile import InputSample
+
+        seconds = record.get("duration_s")
+        return InputSample(numbers={"audio_seconds": float(seconds)}) if isinstance(seconds, (int, float)) else None
 
     # -- tests --------------------------------------------------------------------------
 
