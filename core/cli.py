@@ -21,6 +21,7 @@ from polyadapt import PLUGIN_API_VERSION, __version__
 from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.lineage.cli import adapters_app, lineage_app
 from polyadapt.lineage.keys_cli import keys_app
+from polyadapt.monitoring.cli import monitor
 
 app = typer.Typer(
     name="polyadapt",
@@ -36,6 +37,7 @@ app.add_typer(plugin_app, name="plugin")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(keys_app, name="keys")
+app.command("monitor")(monitor)
 governance_app = typer.Typer(help="Governance tools: fetch the models the PII scanners use.", no_args_is_help=True)
 app.add_typer(governance_app, name="governance")
 
@@ -57,10 +59,6 @@ def _quiet_libraries() -> None:
     """Our progress bar and tables are the output; hide the libraries' loading bars."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # the provenance block polyadapt stamps into adapter_config.json makes peft warn, in any plugin
-    from polyadapt.lineage.provenance import silence_peft_provenance_warning
-
-    silence_peft_provenance_warning()
 
 
 def _fail(exc: PolyadaptError) -> None:
@@ -365,6 +363,12 @@ def serve(
     shutdown_grace: Annotated[
         float, typer.Option(help="On SIGTERM, seconds in-flight requests may take to finish.")
     ] = 30.0,
+    no_monitor: Annotated[
+        bool, typer.Option("--no-monitor", help="Do not record input statistics for `polyadapt monitor`.")
+    ] = False,
+    sample_requests: Annotated[
+        float, typer.Option(help="Share of requests (0-1) whose input is logged too, every PII finding masked.")
+    ] = 0.0,
 ) -> None:
     """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
 
@@ -406,6 +410,8 @@ def serve(
                 max_adapters=max_adapters,
                 max_adapter_bytes=None if max_adapter_mb is None else int(max_adapter_mb * 1024 * 1024),
                 shutdown_grace_s=shutdown_grace,
+                monitor=not no_monitor,
+                sample_requests=sample_requests,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -418,6 +424,11 @@ def serve(
         from polyadapt.lineage.keys_cli import server_keys
 
         api_keys = None if no_keys else server_keys(store, db)  # before loading any model
+        traffic_store = None
+        if settings.monitor:
+            from polyadapt.lineage.store import LineageStore
+
+            traffic_store = store or LineageStore.open(db)
         application = build_app_from_runs(
             get_plugin_manager(),
             runs or [],
@@ -428,6 +439,7 @@ def serve(
             audit_log=audit_log,
             settings=settings,
             api_keys=api_keys,
+            traffic_store=traffic_store,
         )
     except PolyadaptError as exc:
         _fail(exc)
@@ -469,7 +481,57 @@ def reproduce(run_dir: Annotated[Path, typer.Argument(help="A finished run folde
     raise typer.Exit(code=0 if same else 1)
 
 
+@app.command()
+def card(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `polyadapt adapt`.")],
+    write: Annotated[
+        bool, typer.Option("--write", help="Also (re)write README.md in the run's adapter folder.")
+    ] = False,
+) -> None:
+    """Print RUN's model card (Hugging Face format), filled from the run's lineage.
+
+    The same card is README.md in the adapter folder; ``--write`` refreshes it there and,
+    for a run of polyadapt 0.2, moves the provenance block out of adapter_config.json (so
+    plain PEFT loads the adapter without a warning).
+    """
+    from polyadapt.lineage.card import build_card, upgrade_adapter_folder
+
+    try:
+        text = build_card(run_dir)
+        if write:
+            upgrade_adapter_folder(run_dir)
+    except PolyadaptError as exc:
+        _fail(exc)
+    sys.stdout.write(text)
+
+
 # -- governance ----------------------------------------------------------------------------
+
+
+@governance_app.command("report")
+def governance_report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `polyadapt adapt`.")],
+    role: Annotated[str | None, typer.Option("--role", help="Only this data role (train, eval, ...).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="List at most this many findings.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """List every governance finding of a run with its file, line, rule and action (never the value)."""
+    from polyadapt.governance.report import read_report, report_tables
+
+    try:
+        report = read_report(run_dir, role)
+    except PolyadaptError as exc:
+        _fail(exc)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    if not report.rows:
+        console.print(f"{run_dir}: no findings in the run's data", highlight=False, soft_wrap=True)
+    else:
+        for table in report_tables(report, limit):
+            console.print(table)
+    for where in report.damaged:
+        err_console.print(f"[yellow]skipped:[/] {where} is not a JSON decision", highlight=False)
 
 
 @governance_app.command("fetch-ner")
@@ -496,24 +558,26 @@ def governance_fetch_ner(
 
 @app.command("config-schema")
 def config_schema(
-    task: Annotated[str | None, typer.Option("--task", help="Print this task's task_options schema instead.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="As this task reads it: its data fields' meaning and its task_options."),
+    ] = None,
 ) -> None:
-    """Print the JSON schema of run configs (every field, its type and default), or of a task's options."""
-    from polyadapt.config import RunConfig
+    """Print the JSON schema of run configs (every field, its type and default), in general or for one task."""
+    from polyadapt.configschema import run_config_schema
 
     if task is None:
-        console.print_json(json.dumps(RunConfig.model_json_schema()))
+        console.print_json(json.dumps(run_config_schema()))
         return
     from polyadapt.plugins import get_plugin_manager
 
     try:
-        found = get_plugin_manager().task(task)
+        schema = run_config_schema(get_plugin_manager().task(task))
     except PolyadaptError as exc:
         _fail(exc)
-    if found.options_model is None:
-        console.print(f"task {task!r} takes no task_options")
-        return
-    console.print_json(json.dumps(found.options_model.model_json_schema()))
+    except ValueError as exc:  # a plugin's data_fields name a field configs do not have
+        _fail(PolyadaptError(str(exc)))
+    console.print_json(json.dumps(schema))
 
 
 def main() -> None:

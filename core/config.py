@@ -82,8 +82,13 @@ class BaseModelConfig(_Section):
 class DataConfig(_Section):
     """Training and evaluation data."""
 
-    train: UserPath = Field(description="Training data file (jsonl, csv or parquet)")
-    eval: UserPath | None = Field(None, description="Held-out domain data; else split from train")
+    train: UserPath = Field(
+        description="Training data, as the task reads it: a data file (jsonl, csv or parquet) for the default "
+        "reader, a folder or a repository for others; `polyadapt config-schema --task NAME` says which"
+    )
+    eval: UserPath | None = Field(
+        None, description="Held-out domain data, read like train; else split from train (data.eval_fraction)"
+    )
     eval_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train held out when no eval")
     general_eval: UserPath | Literal["builtin", "none"] = Field(
         "builtin", description="General-capability text for the forgetting check"
@@ -196,6 +201,79 @@ class LineageConfig(_Section):
     )
 
 
+def _gate_metric_names(names: list[str]) -> list[str]:
+    blank = [i for i, name in enumerate(names) if not str(name).strip()]
+    if blank:
+        raise ValueError(f"entry {blank[0]} is empty; name a metric such as 'pass@1' or 'tasks/pass@1'")
+    return names
+
+
+class GateConfig(_Section):
+    """Which evaluation metrics must move for the registry to promote the adapter, on top of
+    the policy's gate (``polyadapt adapters promote``; the run prints the verdict after
+    evaluating). A metric is named by its name (``pass@1``), ``dataset/metric``
+    (``tasks/pass@1``) or with ``*`` wildcards (``pass@*``), as ``metrics.json`` writes them.
+    Leave the block out for the task's own gate; ``gate: {}`` holds the run to the policy's only.
+    """
+
+    improve: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        description="Metric -> the least gain over the base, an absolute difference in the metric's units "
+        "(0.05: five points of exact match; 0: any gain)",
+    )
+    no_regress: Annotated[list[str], AfterValidator(_gate_metric_names)] = Field(
+        default_factory=list, description="Metrics that must not be worse than the base (one that does not move warns)"
+    )
+
+    @model_validator(mode="after")
+    def _named_once(self) -> GateConfig:
+        blank = [name for name in self.improve if not name.strip()]
+        if blank:
+            raise ValueError("gate.improve has an empty metric name; name a metric such as 'pass@1'")
+        both = sorted(set(self.improve) & set(self.no_regress))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is named in both improve and no_regress; keep it in improve "
+                "(an improvement is never a regression)"
+            )
+        return self
+
+
+class TrackingConfig(_Section):
+    """Experiment trackers the run reports to as it trains, besides its own folder and the
+    lineage store: parameters, per-step loss, learning rate and tokens/s, the evaluation table,
+    and (MLflow) the adapter, the run record and the datasets' digests.
+    """
+
+    log_with: list[Literal["mlflow", "tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Trackers to report to; wandb needs `pip install wandb`"
+    )
+    experiment: str | None = Field(
+        None,
+        pattern=r"^[^'\"\n]{1,256}$",
+        description="MLflow experiment or W&B project of the run, without quotes; default: the task name",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        min_length=1,
+        description="MLflow tracking server (http://host:5000) or store URI; default: $MLFLOW_TRACKING_URI, "
+        "else a local SQLite store in tracking.dir",
+    )
+    dir: UserPath | None = Field(
+        None,
+        description="Folder of the local stores (MLflow's mlflow.db and artifacts, TensorBoard's event files); "
+        "default: <output.dir>/tracking",
+    )
+
+    @field_validator("log_with")
+    @classmethod
+    def _each_once(cls, names: list[str]) -> list[str]:
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is named more than once; name each tracker once")
+        return names
+
+
 class RunConfig(_Section):
     """One adaptation run.
 
@@ -215,6 +293,12 @@ class RunConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
+    gate: GateConfig | None = Field(
+        None, description="Metrics that must improve or must not fall for promotion; default: the task's own gate"
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment trackers (MLflow, TensorBoard, W&B) to report to"
+    )
     task_options: dict[str, Any] = Field(default_factory=dict)
 
     #: The folder relative paths resolve against (the config file's), None when unknown.
@@ -261,11 +345,14 @@ class RunConfig(_Section):
     def hash(self) -> str:
         """A stable SHA-256 of the resolved config: what makes two runs the same run.
 
-        Where a run is written (``output.dir``, ``output.name``) and where its lineage
-        events go do not change what it trains, so they are left out: a reproduction of a
-        run in another folder has the original's hash.
+        Where a run is written (``output.dir``, ``output.name``), where its lineage
+        events go, the promotion gate and the experiment trackers it reports to do not change
+        what it trains, so they are left out: a reproduction of a run in another folder has
+        the original's hash.
         """
-        recipe = self.model_dump(mode="json", exclude={"output": {"dir", "name"}, "lineage": True})
+        recipe = self.model_dump(
+            mode="json", exclude={"output": {"dir", "name"}, "lineage": True, "gate": True, "tracking": True}
+        )
         canonical = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -328,6 +415,7 @@ def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
     data.general_eval = resolve(data.general_eval)
     data.replay = resolve(data.replay)
     config.governance.policy = resolve(config.governance.policy)
+    config.tracking.dir = resolve(config.tracking.dir)
     target = config.lineage.openlineage
     if target and "://" not in target:
         config.lineage.openlineage = str(resolve(Path(target)))

@@ -21,6 +21,7 @@ from polyadapt.gate import govern_config, open_gate, policy_and_redactor
 from polyadapt.lineage.environment import capture_environment
 from polyadapt.plugins import PluginManager
 from polyadapt.task import Task
+from polyadapt.trackers import open_trackers
 from polyadapt.tracking import RunTracker, base_model_record
 from polyadapt.types import AdapterArtifact, EvalReport, Run
 from polyadapt.yamlfile import read_text
@@ -209,14 +210,19 @@ def adapt(
     tracker = RunTracker(pm, run, store)
     try:
         tracker.check_new()
+        run.trackers = open_trackers(run)
     except PolyadaptError:
         _discard_fresh_folder(run)
         raise
     _gate(run).on_manifest = tracker.dataset_admitted
+    if run.trackers is not None:
+        run.trackers.watch_datasets(_gate(run))
     record = RunRecord(run, _existing_record(run) if resume else None)
     environment = capture_environment(pm.loaded_plugins())
     base_model = base_model_record(config)
     record.update(status="running", resumed=resume, environment=environment, base_model_record=base_model)
+    if run.trackers is not None:
+        record.update(tracking=run.trackers.describe())
     tracker.started(environment, base_model)
     adapter_output: dict[str, Any] | None = None
     try:
@@ -239,6 +245,7 @@ def adapt(
         record.update(
             status="trained", adapter=adapter.to_dict(), provenance=adapter_output, governance=_gate(run).summaries
         )
+        write_model_card(run)
         report = evaluate(pm, run, adapter, tracker=tracker) if config.evaluation.enabled else None
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -247,11 +254,15 @@ def adapt(
         error = f"{type(exc).__name__}: {exc}"
         record.update(status=status, error=error)
         tracker.finished(status, error=error)
+        if run.trackers is not None:
+            run.trackers.finish(status)
         raise
     # the lineage store first: a run killed between the two is still unfinished in run.json,
     # so --resume finds it and records it again, instead of a store left saying "running"
     tracker.finished("completed", adapter=adapter_output)
     record.update(status="completed", finished=_dt.datetime.now().isoformat(timespec="seconds"))
+    if run.trackers is not None:
+        run.trackers.finish("completed")
     return run, adapter, report
 
 
@@ -285,8 +296,13 @@ def _register(run: Run, adapter: AdapterArtifact, tracker: RunTracker) -> dict[s
         extra={
             "polyadapt_version": __version__,
             "task": run.task.name,
+            "task_description": run.task.description,
+            "library_name": run.task.library_name,
             "base_model": run.config.base_model.display_name(),
+            "base_model_id": run.config.base_model.id,
         },
+        # the base as the user named it: a library's own record may be a private cache folder
+        base_reference=run.config.base_model.id,
     )
     digest = weights_hash(adapter.path)
     name, base = registry_name(run), run.config.base_model.display_name()
@@ -359,7 +375,34 @@ def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact, *, tracker: 
     ]
     run.write_json("metrics.json", report.to_dict())
     (tracker or RunTracker(pm, run)).evaluated(report.to_dict()["metrics"])
+    if run.trackers is not None:
+        run.trackers.log_evaluation(report)
+    _preview_gate(run, report)
+    write_model_card(run)
     return report
+
+
+def write_model_card(run: Run) -> None:
+    """(Re)write the adapter's model card from the run folder (main process only)."""
+    from polyadapt.lineage.card import write_card
+
+    if distributed.is_main_process() and run.adapter_dir.is_dir():
+        write_card(run.dir, run.adapter_dir)
+
+
+def _preview_gate(run: Run, report: EvalReport) -> None:
+    """Say whether ``polyadapt adapters promote`` would pass the run's evaluation, and warn
+    about gated metrics that did not move (the gate itself runs at promotion)."""
+    from polyadapt.lineage.metricgate import gate_of_run, verdict_lines
+    from polyadapt.lineage.registry import check_promotion
+
+    config_gate = run.config.gate.model_dump() if run.config.gate is not None else None
+    metric_gate, source = gate_of_run(config_gate, run.task.gate, run.task.name)
+    result = check_promotion(report, _gate(run).policy.promotion, metric_gate)
+    task_part = f" and {source}: {metric_gate.describe()}" if metric_gate else ""
+    run.say(f"gate: policy {_gate(run).policy.name!r}{task_part}")
+    for line in verdict_lines(result.passed, result.failures(), result.warnings):
+        run.say(line)
 
 
 def load_run(pm: PluginManager, run_dir: Path | str, notify: Notify | None = None) -> tuple[Run, AdapterArtifact]:

@@ -17,6 +17,7 @@ fills in only the parts that differ between modalities, in the order the runner 
     evaluate(run, adapter, data)  metrics base vs adapted, a few samples
     servable(spec)                a loaded base that answers requests per adapter
     routes()                      the HTTP endpoints the task adds at serving
+    input_sample(record)          what a request would ask, from a training record (drift baseline)
     tiny_models()                 small offline base models for tests
 
 Only ``name`` and the methods the runner cannot do without (``load_base``,
@@ -28,14 +29,16 @@ start-up, so it imports heavy libraries inside its methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
 
+    from polyadapt.lineage.metricgate import MetricGate
     from polyadapt.modalities.records import Dataset, RunData
+    from polyadapt.monitoring.profile import InputSample
     from polyadapt.serving.routes import Route
     from polyadapt.training import TrainingJob
     from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
@@ -48,9 +51,19 @@ DECLARED_FIELDS = (
     "description",
     "default_base",
     "options_model",
+    "data_fields",
+    "gate",
     "record_noun",
     "consent_required",
+    "library_name",
 )
+
+#: What :meth:`Task.load_dataset`'s default makes of the run config's data fields.
+DEFAULT_DATA_FIELDS: Mapping[str, str] = {
+    "train": "Training data file: jsonl, csv or parquet (plain text, instruction pairs or chat; "
+    "data.format and data.kind say which when auto-detection cannot)",
+    "eval": "Held-out domain data file in the same formats; default: data.eval_fraction of train",
+}
 
 
 class Task:
@@ -78,6 +91,18 @@ class Task:
     #: policy's ``consent.required`` says otherwise for ``modality``: set it for data that
     #: shows people (voices, faces).
     consent_required: ClassVar[bool] = False
+    #: The library that loads the saved adapter: the model card's ``library_name`` (a hub
+    #: shows its loading snippet), ``peft`` for :meth:`save_adapter`'s default.
+    library_name: ClassVar[str] = "peft"
+    #: What the run config's ``data.*`` fields mean to this task, field -> description, as
+    #: :meth:`load_dataset` (or :meth:`load_run_data`) reads them; ``polyadapt config-schema
+    #: --task NAME`` shows them. Fields not named keep the core's description; say so where
+    #: the task ignores one. The default describes the data files :meth:`load_dataset` reads.
+    data_fields: ClassVar[Mapping[str, str]] = DEFAULT_DATA_FIELDS
+    #: The metrics this task's adapters must move to be promoted
+    #: (:class:`polyadapt.lineage.metricgate.MetricGate`, built with ``default=True``), on top
+    #: of the policy's gate; a run config's ``gate:`` block replaces it. None: the policy's only.
+    gate: ClassVar[MetricGate | None] = None
 
     def __init__(self, **declared: object):
         unknown = set(declared) - set(DECLARED_FIELDS)
@@ -236,6 +261,17 @@ class Task:
         :class:`polyadapt.serving.routes.Route`); mounted when a base of the task is served.
         The core's ``/v1/completions`` and ``/v1/chat/completions`` need none."""
         return []
+
+    def input_sample(self, record: dict[str, Any]) -> InputSample | None:
+        """What a served request would ask, taken from a training record: the run's input
+        profile (``input_profile.json``, the baseline of ``polyadapt monitor``) is built from
+        these. The default: a chat's turns but the assistant's, else the record's prompt or
+        text field. A task whose requests are no text (audio) gives ``numbers`` named like
+        those its routes pass to :meth:`~polyadapt.serving.routes.RouteContext.note_input`;
+        None leaves the record out."""
+        from polyadapt.monitoring.profile import default_input_sample
+
+        return default_input_sample(record)
 
     # -- tests --------------------------------------------------------------------------
 

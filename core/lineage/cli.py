@@ -12,6 +12,7 @@ rich only; the store (SQLAlchemy) is imported by the commands.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,6 +112,11 @@ def _governance_text(summary: dict[str, Any] | None) -> str:
     findings = summary.get("findings_by_type") or {}
     if findings:
         parts.append("findings " + ", ".join(f"{k} {v}" for k, v in sorted(findings.items())))
+    worst = summary.get("worst_files") or []
+    if worst:  # recorded since findings carry their file; older runs have none
+        named = ", ".join(f"{item['file']} {item['findings']}" for item in worst[:3])
+        more = summary.get("files_with_findings", len(worst)) - min(3, len(worst))
+        parts.append(f"worst files {named}" + (f" and {more} more" if more > 0 else ""))
     return "; ".join(parts)
 
 
@@ -135,6 +141,8 @@ def _metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 def _show_lineage(chain: dict[str, Any]) -> None:
+    from polyadapt.lineage.licensing import licensing_lines
+
     def e(value: Any) -> str:  # paths, reasons and names are text, not rich markup
         return escape(str(value))
 
@@ -143,13 +151,15 @@ def _show_lineage(chain: dict[str, Any]) -> None:
     for item in chain["data"]:
         quarantine = (item.get("quarantine") or {}).get("records", 0)
         records = item.get("records")
-        data.add(
+        dataset = data.add(
             e(
                 f"{item['role']}: {item.get('source') or '?'}, "
                 f"{records if records is not None else '?'} records, root {_short(item['root_hash'])}, "
                 f"{quarantine} quarantined; {_governance_text(item.get('governance'))}"
             )
         )
+        for line in licensing_lines(item.get("licensing")):
+            dataset.add(e(line))
     if not chain["data"]:
         data.add("[dim]no dataset recorded[/]")
     run = chain["run"]
@@ -183,6 +193,8 @@ def _show_lineage(chain: dict[str, Any]) -> None:
                 f"{adapter['path']}"
             )
         )
+        card = adapter.get("card")
+        node.add(e(f"model card {card}") if card else "[dim]no model card (`polyadapt card RUN --write` writes it)[/]")
         evaluation = node.add("evaluation")
         for row in chain["evaluation"]:
             evaluation.add(
@@ -217,6 +229,9 @@ def lineage_show(
         chain = _store(db).lineage(ref)
     except PolyadaptError as exc:
         _fail(exc)
+    for adapter in chain["adapters"]:
+        card = Path(adapter["path"]) / "README.md"  # polyadapt.lineage.card.CARD_FILE; kept light
+        adapter["card"] = str(card) if card.is_file() else None
     if as_json:
         _print_json(chain)
     else:
@@ -527,6 +542,28 @@ def _gate(policy: str | None, run_config: dict[str, Any] | None) -> tuple[Any, s
     return load_policy(policy).promotion, source
 
 
+def _metric_gate(run_record: dict[str, Any]) -> tuple[Any, str]:
+    """The run's task gate (its config's ``gate:``, else its task's default) and where it comes
+    from; the task's default needs the task's plugin, and without it there is none (said so)."""
+    from polyadapt.lineage.metricgate import gate_of_run
+
+    config_gate = (run_record.get("config") or {}).get("gate")
+    task_name = str(run_record.get("task") or "?")
+    task_gate = None
+    if config_gate is None and run_record.get("task"):
+        from polyadapt.plugins import get_plugin_manager
+
+        try:
+            task_gate = get_plugin_manager().task(task_name).gate
+        except PolyadaptError:
+            err_console.print(
+                f"[yellow]warning:[/] task {escape(task_name)}'s plugin is not installed; its default gate "
+                "is not applied (only the policy's)",
+                highlight=False,
+            )
+    return gate_of_run(config_gate, task_gate, task_name)
+
+
 @adapters_app.command("promote")
 def adapters_promote(
     ref: Annotated[str, typer.Argument(help="NAME (its newest version), NAME@3 or BASE:NAME@3.")],
@@ -554,18 +591,27 @@ def adapters_promote(
         if target.status == "active":
             console.print(f"{escape(target.ref)} is already active; nothing changed", highlight=False)
             return
-        gate, source = _gate(policy, (store.get_run(target.run_id) or {}).get("config"))
+        run_record = store.get_run(target.run_id) or {}
+        gate, source = _gate(policy, run_record.get("config"))
+        metric_gate, metric_source = _metric_gate(run_record)
         promoted = store.promote(
             target.name,
             base_model=target.base_model,
             version=target.version,
             gate=gate,
+            metric_gate=metric_gate,
             force=force,
             actor=_actor(),
             reason=reason,
         )
     except PolyadaptError as exc:
         _fail(exc)
+    if metric_gate is not None:
+        from polyadapt.lineage.registry import check_promotion
+
+        console.print(f"task gate: {escape(metric_source)}: {escape(metric_gate.describe())}", highlight=False)
+        for warning in check_promotion(run_record.get("metrics") or [], gate, metric_gate).warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     chain = store.lineage(promoted.ref)
     event = chain["adapters"][0]["events"][-1] if chain["adapters"] and chain["adapters"][0]["events"] else None
     console.print(

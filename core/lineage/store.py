@@ -61,6 +61,7 @@ from polyadapt.lineage.registry import (
 from polyadapt.lineage.state import database_url
 
 if TYPE_CHECKING:  # pragma: no cover
+    from polyadapt.lineage.metricgate import MetricGate
     from polyadapt.lineage.registry import MetricRows
 
 T = TypeVar("T")
@@ -159,6 +160,19 @@ api_keys_table = Table(
     Column("rate", String(32)),
     Column("created", String(40), nullable=False),
     Column("revoked", String(40)),
+)
+#: ``polyadapt serve``'s traffic (polyadapt.serving.traffic): each request's input statistics,
+#: never its text; ``sample`` is a redacted copy of the input for the sampled few.
+served_inputs_table = Table(
+    "served_inputs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", String(40), nullable=False, index=True),
+    Column("model", String(1024), nullable=False),
+    #: The run whose adapter answered; None for a base model.
+    Column("run_id", String(255), index=True),
+    Column("features", JSON, nullable=False),
+    Column("sample", Text),
 )
 
 
@@ -820,11 +834,13 @@ class LineageStore:
         base_model: str | None = None,
         version: int | None = None,
         gate: PromotionGateSettings,
+        metric_gate: MetricGate | None = None,
         force: bool = False,
         actor: str | None = None,
         reason: str | None = None,
     ) -> AdapterVersion:
-        """Make a version active (default: the newest) if its run's evaluation passes ``gate``.
+        """Make a version active (default: the newest) if its run's evaluation passes ``gate``
+        (the policy's) and ``metric_gate`` (the run config's or the task's, when given).
 
         The previous active version is retired. A failing gate raises
         :class:`PromotionRefused` with the numbers; ``force=True`` promotes anyway and
@@ -839,7 +855,7 @@ class LineageStore:
             if target.status == "active":
                 return target
             metrics = conn.execute(select(runs_table.c.metrics).where(runs_table.c.run_id == target.run_id)).scalar()
-            result = check_promotion(metrics or [], gate)
+            result = check_promotion(metrics or [], gate, metric_gate)
             checks = [check.to_dict() for check in result.checks] + [{"problem": p} for p in result.problems]
             if not result.passed and not force:
                 raise PromotionRefused(
@@ -1082,6 +1098,27 @@ class LineageStore:
 
         return self._write(op)
 
+    # -- served traffic ----------------------------------------------------------------
+
+    def record_served_inputs(self, rows: list[dict[str, Any]]) -> None:
+        """Append served requests' statistics (``time``, ``model``, ``run_id``, ``features``,
+        ``sample``), all in one transaction."""
+        if rows:
+            self._write(lambda conn: conn.execute(insert(served_inputs_table), rows))
+
+    def served_inputs(self, run_id: str, *, since: str | None = None, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The newest ``limit`` statistics recorded for ``run_id``'s adapter (from ``since``, an
+        ISO time, on), oldest first."""
+
+        def op(conn: Connection) -> list[dict[str, Any]]:
+            query = select(served_inputs_table).where(served_inputs_table.c.run_id == run_id)
+            if since is not None:
+                query = query.where(served_inputs_table.c.time >= since)
+            rows = conn.execute(query.order_by(served_inputs_table.c.id.desc()).limit(limit))
+            return [dict(row._mapping) for row in rows][::-1]
+
+        return self._read(op)
+
     # -- lineage and diff --------------------------------------------------------------
 
     def lineage(self, ref: str) -> dict[str, Any]:
@@ -1145,6 +1182,7 @@ class LineageStore:
                         "records": manifest.get("records"),
                         "quarantine": manifest.get("quarantine"),
                         "governance": manifest.get("governance"),
+                        "licensing": manifest.get("licensing"),
                     }
                 )
             run_out = None
