@@ -32,13 +32,12 @@ import json
 import random
 import shutil
 import string
-import subprocess
-import sys
-import tarfile
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from sdists import fetch_sdists
 
 PACKAGES = (("requests", "2.32.3"), ("urllib3", "2.2.3"), ("click", "8.1.7"), ("idna", "3.10"))
 
@@ -88,19 +87,7 @@ class Counts:
 
 def fetch(directory: Path) -> dict[str, Path]:
     """Each package's unpacked source distribution under ``directory`` (downloaded when missing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    roots = {}
-    for name, version in PACKAGES:
-        root = directory / f"{name}-{version}"
-        if not root.is_dir():
-            archive = directory / f"{name}-{version}.tar.gz"
-            if not archive.exists():
-                command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-                subprocess.run([*command, f"{name}=={version}", "-d", str(directory), "-q"], check=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(directory, filter="data")
-        roots[name] = root
-    return roots
+    return fetch_sdists(directory, PACKAGES)
 
 
 def scan_files(root: Path, source: bool) -> list[tuple[str, str, list]]:

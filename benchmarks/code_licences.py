@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from sdists import fetch_sdists
 
 #: (name, version, the licence the package declares).
 PACKAGES = (
@@ -38,19 +37,7 @@ PACKAGES = (
 
 def fetch(directory: Path) -> dict[str, Path]:
     """Each package's unpacked source distribution under ``directory`` (downloaded when missing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    roots = {}
-    for name, version, _ in PACKAGES:
-        root = directory / f"{name}-{version}"
-        if not root.is_dir():
-            archive = directory / f"{name}-{version}.tar.gz"
-            if not archive.exists():
-                command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-                subprocess.run([*command, f"{name}=={version}", "-d", str(directory), "-q"], check=True)
-            with tarfile.open(archive) as tar:
-                tar.extractall(directory, filter="data")
-        roots[name] = root
-    return roots
+    return fetch_sdists(directory, ((n, v) for n, v, _ in PACKAGES))
 
 
 def measure(root: Path, engine) -> dict:
