@@ -105,20 +105,8 @@ def check_metric_gate(rows: list[dict[str, Any]], gate: MetricGate) -> MetricGat
                 passed = gain >= delta and gain > 0
             else:
                 passed = gain >= 0
-            result.checks.append(
-                GateCheck(
-                    role=row["role"],
-                    dataset=row["dataset"],
-                    metric=row["metric"],
-                    base=row["base"],
-                    adapted=row["adapted"],
-                    lower_is_better=row["lower_is_better"],
-                    improvement=gain,
-                    bound=delta,
-                    passed=passed,
-                    rule=rule,
-                )
-            )
+            check = GateCheck.of_row(row, role=row["role"], improvement=gain, bound=delta, passed=passed, rule=rule)
+            result.checks.append(check)
             if rule == "no_regress" and gain == 0:
                 result.warnings.append(
                     f"{row['dataset']} {row['metric']} did not move (base {row['base']:.6g}, adapted "

@@ -162,6 +162,25 @@ class GateCheck:
     #: differences in the metric's units; empty for the policy's relative checks.
     rule: str = ""
 
+    @classmethod
+    def of_row(
+        cls, row: dict[str, Any], *, role: str, improvement: float, bound: float, passed: bool, rule: str = ""
+    ) -> GateCheck:
+        """The check of one metric row (``dataset``, ``metric``, ``base``, ``adapted``,
+        ``lower_is_better``) with its verdict."""
+        return cls(
+            role=role,
+            dataset=row["dataset"],
+            metric=row["metric"],
+            base=row["base"],
+            adapted=row["adapted"],
+            lower_is_better=row["lower_is_better"],
+            improvement=improvement,
+            bound=bound,
+            passed=passed,
+            rule=rule,
+        )
+
     def describe(self) -> str:
         """One line such as ``domain eval.jsonl perplexity: base 12.3, adapted 11.9 (3.3% better, needs >= 5.0%)``."""
         verdict = "ok" if self.passed else "FAILS"
@@ -297,19 +316,8 @@ def check_promotion(rows: MetricRows, gate: PromotionGateSettings, metric_gate: 
             passed = gain >= 0
         else:
             passed = -gain <= max_loss
-        result.checks.append(
-            GateCheck(
-                role=role,
-                dataset=row["dataset"],
-                metric=row["metric"],
-                base=row["base"],
-                adapted=row["adapted"],
-                lower_is_better=row["lower_is_better"],
-                improvement=gain,
-                bound=min_gain if role == "domain" else max_loss,
-                passed=passed,
-            )
-        )
+        bound = min_gain if role == "domain" else max_loss
+        result.checks.append(GateCheck.of_row(row, role=role, improvement=gain, bound=bound, passed=passed))
     domain = [check for check in result.checks if check.role == "domain"]
     if not domain:
         result.problems.append(
