@@ -274,3 +274,43 @@ def test_prose_datasets_ignore_the_test_file_policy():
 def test_policy_file_rejects_an_unknown_test_files_value():
     with pytest.raises(ConfigError, match="test_files"):
         parse_policy("name: p\nsource:\n  test_files: delete\n", "p.yaml")
+
+
+# -- attribution: copyright notices and author lines stay as they are ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("# Copyright (c) 2013, Mahmoud Hashemi <mahmoud.h@hatnote-mail.io>\n", "pkg/cacheutils.py"),
+        (" * (C) 2019 Jane Roe, jane.roe@corp-mail.io\n", "src/lib.c"),
+        ("Jane Roe <jane.roe@corp-mail.io>\nOmar Said <omar@corp-mail.io>\n", "AUTHORS.md"),
+        ("Permission granted; questions to jane.roe@corp-mail.io\n", "LICENSE"),
+    ],
+)
+def test_names_and_addresses_in_attribution_are_kept(text, path):
+    assert found(text, path) == []
+    scanned = Policy.model_validate({"source": {"attribution": "scan"}})
+    assert [t for t, _ in found(text, path, scanned)] and {t for t, _ in found(text, path, scanned)} == {"email"}
+    assert found(text, None), "prose keeps its findings: the rule is for source files"
+
+
+def test_an_address_outside_a_notice_is_still_a_finding():
+    text = "# Copyright (c) 2013, Mahmoud Hashemi\nsend_report(to='jane.roe@corp-mail.io')\n"
+    assert found(text, "pkg/report.py") == [("email", "jane.roe@corp-mail.io")]
+    # an author line's address is contact data
+    assert found("__author__ = 'Jane Roe <jane.roe@corp-mail.io>'\n", "pkg/__init__.py") == [
+        ("email", "jane.roe@corp-mail.io")
+    ]
+
+
+def test_names_in_notices_and_author_lines_are_kept_by_the_name_scanner():
+    ner = pytest.importorskip("polyadapt.governance.ner")
+    scanner = ner.PersonNameScanner()
+    text = "Ticket from Margaret Okafor: export fails.\n"
+    assert [f.type for f in scanner.scan(text)] == ["person"], "the scanner finds this name in prose"
+    with_names = Redactor(Policy(), [*pattern_scanners(), scanner], KEY)
+    for line in ("# Copyright (c) 2021 Margaret Okafor\n", "__author__ = 'Margaret Okafor'\n"):
+        assert [f.type for f in scanner.scan(line)] == ["person"], line  # a name, kept as attribution:
+        assert with_names.scan(line, ScanContext("source", "pkg/mod.py")) == [], line
+    assert [f.type for f in with_names.scan(text, ScanContext("source", "pkg/mod.py"))] == ["person"]

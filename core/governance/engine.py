@@ -367,7 +367,9 @@ def _govern_records(
         raise GovernanceError(
             f"{source}: {what} refuses this data: rule max_finding_share "
             f"{policy.max_finding_share:g}: {share:.0%} of records have findings "
-            f"({len(with_findings)} of {records_in}): {_listed(with_findings)}. Clean the data "
+            f"({len(with_findings)} of {records_in}; findings by type: "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))}): "
+            f"{_listed(with_findings)}. Clean the data "
             "before training, or raise max_finding_share in the policy if this much PII is expected."
         )
     if records_in and not records:

@@ -165,6 +165,12 @@ class SourcePolicy(_Section):
         description="Private IP addresses (RFC 1918, CGNAT, link-local, unique-local) in source files: 'allow' "
         "leaves them (they name no one outside a private network), 'scan' treats them as ip_address findings",
     )
+    attribution: Literal["keep", "scan"] = Field(
+        "keep",
+        description="Names and e-mail addresses in copyright notices, author lines and files such as AUTHORS, "
+        "LICENSE or NOTICE: 'keep' leaves them (licences such as BSD and MIT require the notice to stay; the "
+        "holders are recorded in lineage), 'scan' treats them like any finding",
+    )
 
 
 class ServingPolicy(_Section):

@@ -215,6 +215,7 @@ class Redactor:
                 context,
                 private_addresses=self.policy.source.private_addresses,
                 secrets=any("secret" in scanner.types for scanner in self.scanners),
+                attribution=self.policy.source.attribution,
             )
         findings = resolve_overlaps(findings)
         if self._allowed_values or self._allowed_patterns:

@@ -27,7 +27,12 @@ The rules:
   with its release date (``0.9.3 (2012-01-18``);
 - private addresses (RFC 1918, CGNAT, link-local, unique-local) are not PII unless the
   policy's ``source.private_addresses`` is ``scan``;
-- an email preceded by ``user:`` or followed by ``:port`` is part of a URL, not a mailbox.
+- an email preceded by ``user:`` or followed by ``:port`` is part of a URL, not a mailbox;
+- a name or e-mail address in a copyright notice or in a file such as AUTHORS, LICENSE or
+  NOTICE, and a name in an author or maintainer line, is attribution, which licences such as
+  BSD and MIT require to stay as it is (the holders are recorded in lineage), unless the
+  policy's ``source.attribution`` is ``scan``; an author line's e-mail address is contact data
+  and follows the policy.
 
 One rule adds findings: a literal default of a secret-named environment lookup
 (``os.environ.get("DJANGO_SECRET_KEY", "<value>")``, ``process.env.API_TOKEN || "<value>"``)
@@ -346,20 +351,60 @@ def _not_an_email(text: str, finding: Finding) -> bool:
     return before is not None and before.group(1).lower() not in ("mailto", "email", "e-mail", "mail")
 
 
+#: Files that exist to name people: their names and addresses are attribution.
+_ATTRIBUTION_FILE = re.compile(
+    r"(?i)(?:^|/)(?:authors|contributors|credits|maintainers|thanks|license|licence|copying|copyright|notice)"
+    r"(?:[._-][\w.-]*)?$"
+)
+#: A copyright notice: the licence requires it to stay as it is, names and addresses included.
+_NOTICE_LINE = re.compile(r"(?i)copyright|\(c\)|©")
+#: An author or maintainer line: its names attribute the work; its e-mail addresses are contact
+#: data and follow the policy.
+_AUTHOR_LINE = re.compile(
+    r"(?i)\bauthors?\b|__author__|__maintainer__|__credits__|\bmaintainers?\b|"
+    r"\b(?:written|contributed|created|originally|maintained)\s+by\b"
+)
+
+
+def _attribution(text: str, finding: Finding, context: ScanContext) -> bool:
+    """True for a name or e-mail address in a copyright notice or a file such as AUTHORS or
+    LICENSE (licences such as BSD and MIT require the notice to stay as it is), or a name in
+    an author line."""
+    if finding.type not in ("person", "email"):
+        return False
+    if context.path and _ATTRIBUTION_FILE.search(context.path):
+        return True
+    line_start = text.rfind("\n", 0, finding.start) + 1
+    line_end = text.find("\n", finding.end)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    if _NOTICE_LINE.search(line):
+        return True
+    return finding.type == "person" and _AUTHOR_LINE.search(line) is not None
+
+
 def source_findings(
-    text: str, findings: list[Finding], context: ScanContext, *, private_addresses: str = "allow", secrets: bool = True
+    text: str,
+    findings: list[Finding],
+    context: ScanContext,
+    *,
+    private_addresses: str = "allow",
+    secrets: bool = True,
+    attribution: str = "keep",
 ) -> list[Finding]:
     """``findings`` in the source file ``text`` less those the source rules say are none, plus
     literal defaults of secret-named environment lookups (see the module docs);
     ``private_addresses`` is the policy's ``allow`` or ``scan``; ``secrets`` False (no secret
-    scanner runs) adds none."""
+    scanner runs) adds none; ``attribution`` ``keep`` leaves names and addresses in copyright
+    notices and author lines, ``scan`` treats them like any finding."""
     if not context.is_source:
         return findings
     kept: list[Finding] = _env_defaults(text) if secrets else []
     dropped: list[Finding] = []
     for finding in findings:
         value = text[finding.start : finding.end]
-        if finding.type == "secret":
+        if attribution == "keep" and _attribution(text, finding, context):
+            drop = True
+        elif finding.type == "secret":
             drop = _not_a_secret(text, finding, context)
         elif finding.type == "email":
             drop = _not_an_email(text, finding)
