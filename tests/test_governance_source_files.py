@@ -310,7 +310,11 @@ def test_names_in_notices_and_author_lines_are_kept_by_the_name_scanner():
     text = "Ticket from Margaret Okafor: export fails.\n"
     assert [f.type for f in scanner.scan(text)] == ["person"], "the scanner finds this name in prose"
     with_names = Redactor(Policy(), [*pattern_scanners(), scanner], KEY)
-    for line in ("# Copyright (c) 2021 Margaret Okafor\n", "__author__ = 'Margaret Okafor'\n"):
+    for line in (
+        "# Copyright (c) 2021 Margaret Okafor\n",
+        "__author__ = 'Margaret Okafor'\n",
+        "    mailboxes. Credit to Margaret Okafor for these.\n",  # boltons' mboxutils credits people so
+    ):
         assert [f.type for f in scanner.scan(line)] == ["person"], line  # a name, kept as attribution:
         assert with_names.scan(line, ScanContext("source", "pkg/mod.py")) == [], line
     assert [f.type for f in with_names.scan(text, ScanContext("source", "pkg/mod.py"))] == ["person"]

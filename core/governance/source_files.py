@@ -358,11 +358,12 @@ _ATTRIBUTION_FILE = re.compile(
 )
 #: A copyright notice: the licence requires it to stay as it is, names and addresses included.
 _NOTICE_LINE = re.compile(r"(?i)copyright|\(c\)|©")
-#: An author or maintainer line: its names attribute the work; its e-mail addresses are contact
-#: data and follow the policy.
+#: An author, maintainer or credits line ("Credit to …", "Hat tip to …"): its names attribute
+#: the work; its e-mail addresses are contact data and follow the policy.
 _AUTHOR_LINE = re.compile(
     r"(?i)\bauthors?\b|__author__|__maintainer__|__credits__|\bmaintainers?\b|"
-    r"\b(?:written|contributed|created|originally|maintained)\s+by\b"
+    r"\b(?:written|contributed|created|originally|maintained)\s+by\b|"
+    r"\bcredit(?:s|ed)?\s+(?:to|goes)\b|\bthanks\s+to\b|\bhat\s+tip\b"
 )
 
 
