@@ -295,7 +295,10 @@ def adapt(
     except PolyadaptError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted:[/] a checkpoint was saved; continue with --resume")
+        err_console.print(
+            "[yellow]interrupted:[/] continue with --resume, from the newest checkpoint in the run folder "
+            "(training itself saves one when stopped; before its first step there is none to continue from)"
+        )
         raise typer.Exit(code=130) from None
     console.print(f"adapter: [bold]{adapter.path}[/]")
     if report is not None:

@@ -131,6 +131,21 @@ def test_ctrl_c_checkpoints_the_last_completed_step(tmp_path):
     assert torch.equal(resumed.head.weight, reference.head.weight)
 
 
+def test_ctrl_c_in_the_final_evaluation_keeps_every_step(tmp_path):
+    reference = Regressor()
+    expected = train(job(reference), config(), tmp_path / "ref", progress=False)
+    interrupted = job(Regressor())
+    interrupted.loss = crashing_loss(after_calls=12, exc=KeyboardInterrupt)  # 12 steps, then the eval
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, config(), tmp_path / "run", progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step-00000012"]
+    resumed = Regressor()
+    result = train(job(resumed), config(), tmp_path / "run", resume=True, progress=False)
+    assert result.resumed_from == 12 and result.steps == 12  # no step trained twice
+    assert torch.equal(resumed.head.weight, reference.head.weight)
+    assert result.eval_loss == pytest.approx(expected.eval_loss)
+
+
 def test_epochs_and_resume_across_epoch_boundary(tmp_path):
     # 40 examples / batch 4 = 10 steps per epoch; 2 epochs with a crash in the second
     reference = Regressor()

@@ -364,7 +364,12 @@ class _TrainingLoop:
             raise
         bar.close()
         if self.job.eval_data:
-            eval_loss = self.eval_loss()
+            try:
+                eval_loss = self.eval_loss()
+            except KeyboardInterrupt:
+                # every step is done: a checkpoint at the last one lets --resume skip to here
+                self.save_checkpoint(ckpt.capture_rng_state(), self.position())
+                raise
             if self.log:
                 self.log[-1]["eval_loss"] = round(eval_loss, 6)
             if self.on_log is not None:
