@@ -233,7 +233,7 @@ def test_too_many_records_with_findings_refuses_with_the_share():
     with pytest.raises(GovernanceError) as info:
         govern(make_dataset(records, lines=range(1, 11)))
     message = str(info.value)
-    assert "max_finding_share 0.2: 30% of records have findings (3 of 10)" in message
+    assert "max_finding_share 0.2: 30% of records have findings (3 of 10; findings by type: email 3)" in message
     assert "line 1, line 2, line 3" in message and str(SOURCE) in message
     assert govern(make_dataset(records), policy=Policy(max_finding_share=0.3)).summary["redacted"] == 3
 
