@@ -87,6 +87,7 @@ def make_run(root: Path, *, licence: str = "CC0-1.0", general_adapted: float = 2
 def test_front_matter_is_what_a_hub_renders(tmp_path):
     matter = front_matter(build_card(make_run(tmp_path)))
     assert matter["library_name"] == "peft" and matter["base_model"] == "org/tiny-base"
+
     assert matter["license"] == "cc0-1.0"
     assert {"polyadapt", "lora", "text-generation", "text"} <= set(matter["tags"])
     assert sorted(matter["datasets"]) == [
@@ -100,6 +101,16 @@ def test_front_matter_is_what_a_hub_renders(tmp_path):
     domain = {m["name"]: m["value"] for m in results["domain (held-out)"]["metrics"]}
     assert domain == {"perplexity (adapted)": 8.0, "perplexity (base)": 40.0}
     assert results["general"]["task"]["type"] == "text-generation"
+
+
+def test_a_local_base_is_named_portably_in_the_front_matter():
+    from polyadapt.lineage.card import portable_base_name
+
+    assert portable_base_name("/root/.cache/polyadapt/models/SmolLM2-135M-Instruct.Q4_1.gguf") == (
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    assert portable_base_name("~/models/tiny-llama/") == "tiny-llama"
+    assert portable_base_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def test_licences_the_hub_does_not_know_become_other_with_a_name(tmp_path):

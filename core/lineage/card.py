@@ -102,6 +102,15 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def portable_base_name(base_id: str) -> str:
+    """The base as another machine can name it: a hub id as it is, a local file or folder
+    (``/root/.cache/.../SmolLM2-135M-Instruct.Q4_1.gguf``) by its name alone; the card's body
+    keeps the full path with the weights' hashes."""
+    if base_id.startswith(("/", "~", "./", "../")) or "\\" in base_id:
+        return Path(base_id.replace("\\", "/")).name or base_id
+    return base_id
+
+
 def front_matter(facts: dict[str, Any]) -> dict[str, Any]:
     """The card's YAML front matter: what a hub indexes and renders."""
     record, manifests = facts["record"], facts["manifests"]
@@ -110,7 +119,7 @@ def front_matter(facts: dict[str, Any]) -> dict[str, Any]:
     library = _library_name(facts)
     if library:
         matter["library_name"] = library
-    matter["base_model"] = base.get("id") or record.get("base_model")
+    matter["base_model"] = portable_base_name(str(base.get("id") or record.get("base_model") or ""))
     train_licence = (manifests.get("train", {}).get("governance") or {}).get("licence")
     matter.update(_hub_licence([train_licence] if train_licence else []))
     modality = (manifests.get("train", {}).get("governance") or {}).get("modality")
