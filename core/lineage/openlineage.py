@@ -11,7 +11,6 @@ becomes a warning.
 
 from __future__ import annotations
 
-import datetime as _dt
 import http.client
 import json
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 from polyadapt import __version__
 from polyadapt.errors import ConfigError
+from polyadapt.lineage.state import utc_stamp
 
 PRODUCER = f"https://pypi.org/project/polyadapt/{__version__}/"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -53,7 +53,7 @@ def _facet(schema_url: str, **fields: Any) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp()
 
 
 def _input(manifest: dict[str, Any], namespace: str) -> dict[str, Any]:

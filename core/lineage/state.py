@@ -8,6 +8,7 @@ PostgreSQL server.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from pathlib import Path
 
@@ -33,3 +34,11 @@ def database_url(explicit: str | None = None) -> str:
     if from_env:
         return from_env
     return f"sqlite:///{state_dir() / DB_FILE}"
+
+
+def utc_stamp(moment: _dt.datetime | None = None) -> str:
+    """``moment`` (default: now) as the lineage store and OpenLineage write times:
+    ISO 8601 in UTC to the millisecond with a ``Z`` (``2026-12-05T12:00:00.000Z``), so that
+    stamps compare as strings."""
+    moment = moment or _dt.datetime.now(_dt.timezone.utc)
+    return moment.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

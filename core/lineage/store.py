@@ -14,7 +14,6 @@ resolved configs are stored: never record content, never example generations.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import random
 import time
@@ -58,7 +57,7 @@ from polyadapt.lineage.registry import (
     normalise_metric_rows,
     parse_ref,
 )
-from polyadapt.lineage.state import database_url
+from polyadapt.lineage.state import database_url, utc_stamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.lineage.metricgate import MetricGate
@@ -177,7 +176,7 @@ served_inputs_table = Table(
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp()
 
 
 def _json_dumps(value: Any) -> str:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from polyadapt.errors import PolyadaptError
 from polyadapt.lineage.cli import DbOption, JsonOption, _fail, _store, console
+from polyadapt.lineage.state import utc_stamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.lineage.store import LineageStore
@@ -47,7 +48,7 @@ def since_stamp(since: str, now: _dt.datetime | None = None) -> str | None:
             ) from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=_dt.timezone.utc)
-    return start.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(start)
 
 
 def resolve_run(store: LineageStore, ref: str) -> tuple[str, Path]:

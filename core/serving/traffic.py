@@ -15,7 +15,6 @@ store cannot keep up) and a store error is logged and the batch dropped.
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import logging
 import random
 import threading
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polyadapt.lineage.state import utc_stamp
 from polyadapt.monitoring.features import input_features
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,8 +128,7 @@ class TrafficRecorder:
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1
         sampled = bool(self.sample_rate) and text is not None and random.random() < self.sample_rate
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self._pending.append(_Noted(now, model, adapter_folder, text, dict(numbers or {}), sampled))
+        self._pending.append(_Noted(utc_stamp(), model, adapter_folder, text, dict(numbers or {}), sampled))
         if self._thread is None:
             self.start()
 
