@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
 from polyadapt.governance.findings import Finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from phonenumbers import PhoneNumber
 
 _EMAIL = re.compile(
     r"(?<![\w.%+-])"
@@ -154,6 +158,34 @@ def _is_isbn(raw: str) -> bool:
     return bool(isbn.is_valid(raw))
 
 
+#: Country codes of the regions whose national numbers :func:`_national_number` reads itself.
+_SIMPLE_TRUNK_REGIONS = {"US": 1, "CA": 1, "GB": 44, "DE": 49, "FR": 33, "NL": 31}
+
+
+def _national_number(raw: str, region: str) -> PhoneNumber | None:
+    """The ``PhoneNumber`` that ``phonenumbers.parse(raw, region)`` would return, built
+    directly for the shapes whose reading is fixed: a NANP number of 10 digits (or 11 after
+    a 1) and a trunk-0 national number of GB, DE, FR or NL (one 0, not the 00 of an
+    international call). ``parse`` takes ~0.4 ms a number, half the phone scanner's time on
+    contact-heavy text; None leaves every other shape (``+``, ES, IT, ...) to it."""
+    country = _SIMPLE_TRUNK_REGIONS.get(region)
+    if country is None or raw.lstrip("(").startswith("+"):
+        return None
+    digits = re.sub(r"\D", "", raw)
+    if country == 1:
+        if len(digits) == 11 and digits[0] == "1":
+            digits = digits[1:]
+        if len(digits) != 10 or digits[0] in "01":
+            return None
+    elif len(digits) < 9 or digits[0] != "0" or digits[1] == "0":
+        return None
+    else:
+        digits = digits[1:]
+    from phonenumbers import PhoneNumber
+
+    return PhoneNumber(country_code=country, national_number=int(digits))
+
+
 def continues_code(text: str, start: int) -> bool:
     """True when ``text[start:]`` continues a spaced IBAN-shaped code (``NL80 ABNA 2346``)."""
     return bool(_CODE_BEFORE.search(text[max(0, start - 40) : start]))
@@ -199,10 +231,12 @@ class PhoneScanner:
         import phonenumbers
 
         for region in regions[:1] if raw.lstrip("(").startswith("+") else regions:
-            try:
-                number = phonenumbers.parse(raw, region)
-            except phonenumbers.NumberParseException:
-                return False  # not a number in any region's eyes
+            number = _national_number(raw, region)
+            if number is None:
+                try:
+                    number = phonenumbers.parse(raw, region)
+                except phonenumbers.NumberParseException:
+                    return False  # not a number in any region's eyes
             if phonenumbers.is_valid_number(number):
                 return True
         return False
