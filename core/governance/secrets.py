@@ -105,6 +105,10 @@ _CODE_WORDS = frozenset(
 )
 
 
+#: ``c * log2(c)`` for the character counts of values up to 511 characters.
+_C_LOG2_C = [0.0] + [c * math.log2(c) for c in range(1, 512)]
+
+
 def shannon_entropy(value: str) -> float:
     """Bits per character of ``value`` (0 for an empty string).
 
@@ -113,7 +117,14 @@ def shannon_entropy(value: str) -> float:
     if not value:
         return 0.0
     size = len(value)
-    return -sum(c / size * math.log2(c / size) for c in Counter(value).values())
+    counts = Counter(value).values()
+    # H = log2(n) - sum(c log2 c) / n, the c log2 c looked up: a generator over the counts
+    # was a fifth of the secret scanner's time
+    if size < len(_C_LOG2_C):
+        spread = sum(map(_C_LOG2_C.__getitem__, counts))
+    else:
+        spread = sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(size) - spread / size)
 
 
 def _char_classes(value: str) -> int:
