@@ -49,6 +49,8 @@ from polyadapt.serving.metrics import (
     note_model,
     note_named_model,
 )
+from polyadapt.serving.retrieval import RetrievalService, with_retrieved
+from polyadapt.serving.retrieval import take_field as take_retrieval_field
 from polyadapt.serving.routes import Route, mount_routes, unique_routes
 from polyadapt.serving.schemas import (
     ApiError,
@@ -187,9 +189,12 @@ class ModelRegistry:
         follower: RegistryFollower | None = None,
         settings: ServeSettings | None = None,
         traffic: TrafficRecorder | None = None,
+        retrieval: RetrievalService | None = None,
     ):
         self.bases: dict[str, ServedBase] = {}
         self.guard, self.follower, self.traffic = guard, follower, traffic
+        #: Indexes searched for chat requests that ask for retrieval (polyadapt.serving.retrieval).
+        self.retrieval = retrieval if retrieval is not None else RetrievalService()
         limits = settings if settings is not None else ServeSettings()  # queue, deadline, adapter cache
         for name, servable in servables.items():
             paths = {k: Path(v) for k, v in adapters.get(name, {}).items()}
@@ -360,12 +365,17 @@ def _add_routes(app: FastAPI, registry: ModelRegistry) -> None:
         """Answer a conversation with the assistant's next message (``n`` choices); streamed
         with ``stream``."""
         base, adapter = registry.resolve(body.model)
+        asked, sent = take_retrieval_field(body)  # before the option check, which refuses unknown fields
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_TOKENS
         plan = openai_compat.chat_plan(body, adapter, max_tokens, registry.bases[base].servable)
+        folder = registry.bases[base].adapters.get(adapter) if adapter else None
+        choice = registry.retrieval.choose(asked, sent, folder)
+        if choice is not None:  # the passages join the messages; the answer lists their sources
+            plan = with_retrieved(plan, await registry.retrieval.retrieve(choice, plan.requests[0].messages or []))
         if body.stream:
             return await stream_answer(registry, base, plan, model=body.model)
         results = await registry.generate(base, plan.requests, model=body.model)
-        return openai_compat.chat_response(body.model, plan, results)
+        return openai_compat.chat_response(body.model, plan, results) | plan.extra
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingBody) -> dict[str, Any]:
@@ -386,6 +396,7 @@ def build_app(
     settings: ServeSettings | None = None,
     api_keys: KeyChecker | None = None,
     traffic: TrafficRecorder | None = None,
+    retrieval: RetrievalService | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``servables`` (base name → servable).
 
@@ -402,7 +413,8 @@ def build_app(
     ``settings.require_keys``, ``api_keys`` (:class:`~polyadapt.serving.keys.KeyChecker`) checks
     them; without it, the keys of the default lineage store. ``traffic``
     (:class:`~polyadapt.serving.traffic.TrafficRecorder`) records the inputs' statistics for
-    ``polyadapt monitor``.
+    ``polyadapt monitor``. ``retrieval`` (:class:`~polyadapt.serving.retrieval.RetrievalService`)
+    finds the indexes chat requests ask for (default: those of the project's state folder).
     """
     if settings is None:
         if max_batch < 1:
@@ -420,6 +432,7 @@ def build_app(
         follower=follower,
         settings=settings,
         traffic=traffic,
+        retrieval=retrieval,
     )
     lifecycle = Lifecycle()
 
@@ -537,13 +550,19 @@ class AppOptions(TypedDict, total=False):
     settings: ServeSettings | None
     api_keys: KeyChecker | None
     traffic: TrafficRecorder | None
+    retrieval: RetrievalService | None
 
 
 def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: Unpack[AppOptions]) -> FastAPI:
     """Load each base of ``specs`` once (via ``polyadapt_serve``) and build the app.
 
-    ``options`` go to :func:`build_app` (batching, routes, guard, follower).
+    ``options`` go to :func:`build_app` (batching, routes, guard, follower, retrieval). The
+    index each adapter's run config names (``retrieval.index``) is opened first: a missing one
+    stops here, before any base loads.
     """
+    retrieval = options.get("retrieval") or RetrievalService()
+    retrieval.check_specs(specs)
+    options["retrieval"] = retrieval
     servables: dict[str, Servable] = {}
     for spec in specs:
         servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)

@@ -23,6 +23,9 @@ metric                                     labels                       counted
                                            eviction)                    and evictions
 ``polyadapt_governance_total``             direction (prompt | output), findings the serving policy
                                            action (redact, refuse, …)   acted on (as in the audit log)
+``polyadapt_retrieval_seconds``            index                        chat requests with retrieval:
+                                                                        the index search's seconds
+``polyadapt_retrieval_passages_total``     index                        passages added to prompts
 ========================================== ============================ =============================
 
 Label values stay bounded: ``route`` is the route's path template (``/v1/models/{model:path}``;
@@ -133,6 +136,19 @@ class ServingMetrics:
             ["direction", "action"],
             registry=self.registry,
         )
+        self.retrieval_seconds = Histogram(
+            "polyadapt_retrieval_seconds",
+            "Seconds the index search of a chat request with retrieval took, by index",
+            ["index"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.retrieval_passages = Counter(
+            "polyadapt_retrieval_passages",
+            "Passages retrieval added to chat requests, by index",
+            ["index"],
+            registry=self.registry,
+        )
         self._queues = _QueueDepth()
         self.registry.register(self._queues)
         self._known: Callable[[str], bool] = lambda model: False
@@ -184,6 +200,10 @@ class ServingMetrics:
         if record.generated and status < 400:
             first = record.first_token_at or record.first_chunk_at or record.ended
             self.ttft.labels(model=model).observe(first - record.started)
+        if record.retrieval is not None:
+            index, passages, seconds = record.retrieval
+            self.retrieval_seconds.labels(index=index).observe(seconds)
+            self.retrieval_passages.labels(index=index).inc(passages)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -249,6 +269,8 @@ class RequestRecord:
     first_token_at: float | None = None
     first_chunk_at: float | None = None
     error_body: bytes = b""
+    #: The index a chat request's retrieval searched, the passages added and the search's seconds.
+    retrieval: tuple[str, int, float] | None = None
 
     def error_type(self) -> str:
         """The OpenAI error type of the answer (``error.type`` of its body), else by status."""
@@ -285,6 +307,13 @@ def count_tokens(prompt_tokens: int, completion_tokens: int) -> None:
         record.tokens_in += prompt_tokens
         record.tokens_out += completion_tokens
         record.generated = True
+
+
+def note_retrieval(index: str, passages: int, seconds: float) -> None:
+    """The current request's retrieval searched ``index`` in ``seconds`` and added ``passages``."""
+    record = _CURRENT.get()
+    if record is not None:
+        record.retrieval = (index, passages, seconds)
 
 
 def first_token() -> None:

@@ -50,6 +50,9 @@ input (text or list of texts)                   embeddings honoured; token array
                                                            policy scans text)
 encoding_format (float, base64)                 embeddings honoured
 dimensions                                      embeddings accepted when equal to the model's width; else 400
+retrieval (polyadapt's own)                     chat       honoured: passages of a local index join the
+                                                           messages, ``sources`` join the answer
+                                                           (:mod:`polyadapt.serving.retrieval`)
 any other field                                 all        400 (unknown)
 =============================================== ========== ===============================================
 
@@ -64,7 +67,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.serving.schemas import ApiError, ChatBody, CompletionBody, EmbeddingBody, GenerationParams
@@ -238,6 +241,9 @@ class Plan:
     logprobs: int | None = None
     echo: bool = False
     include_usage: bool = False
+    #: Top-level fields the answer carries besides OpenAI's (``sources`` of retrieval): on the
+    #: response object, or on the first chunk of a stream.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _request(body: GenerationParams, adapter: str | None, max_tokens: int, **fields: Any) -> GenerationRequest:

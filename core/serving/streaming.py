@@ -121,13 +121,19 @@ class StreamWriter:
     def _event(self, payload: dict[str, Any]) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    def _chunk(self, choices: list[dict[str, Any]], usage_block: dict[str, int] | None = None) -> str:
+    def _chunk(
+        self,
+        choices: list[dict[str, Any]],
+        usage_block: dict[str, int] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         payload: dict[str, Any] = {
             "id": self.id,
             "object": self.object,
             "created": self.created,
             "model": self.model,
             "choices": choices,
+            **(extra or {}),
         }
         if self.plan.include_usage:
             payload["usage"] = usage_block
@@ -151,7 +157,8 @@ class StreamWriter:
         return self._chunk([body])
 
     def opening(self) -> list[str]:
-        """Chat: each choice's first chunk, the assistant's role."""
+        """Chat: each choice's first chunk, the assistant's role; the stream's first chunk also
+        carries the plan's extra fields (retrieval's ``sources``)."""
         if self.plan.endpoint != CHAT:
             return []
         return [
@@ -163,7 +170,8 @@ class StreamWriter:
                         "logprobs": None,
                         "finish_reason": None,
                     }
-                ]
+                ],
+                extra=self.plan.extra if c.index == 0 else None,
             )
             for c in self.choices
         ]
