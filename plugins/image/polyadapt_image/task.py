@@ -56,6 +56,12 @@ class TextToImageTask(Task):
     #: ``consent.required`` says otherwise for ``image``.
     consent_required = True
     library_name = "diffusers"  # pipe.load_lora_weights reads the adapter folder
+    #: ``polyadapt export --format``: the adapter folder, the LoRA file alone, a fused pipeline.
+    export_formats = {
+        "peft": "the adapter folder as the run saved it (diffusers LoRA file and its record)",
+        "lora": "the diffusers LoRA weights file (pipeline.load_lora_weights) and the card",
+        "merged": "the base pipeline with the LoRA fused into its UNet and text encoders (save_pretrained)",
+    }
     data_fields = {
         "train": "An image folder: metadata.jsonl or metadata.csv (file_name, text) beside the images, or a .txt "
         "caption beside each image",
@@ -184,6 +190,15 @@ class TextToImageTask(Task):
             "guidance_scale": options.guidance_scale,
         }
         save_adapter(base, folder, text_encoder=options.train_text_encoder, info=info, conditioning=conditioning)
+
+    def export(self, run: Run, adapter: AdapterArtifact, fmt: str, options: Any, folder: Path) -> dict[str, Any]:
+        """``lora``: the diffusers weights file; ``merged``: the pipeline with the LoRA fused in,
+        checked against base + LoRA (:mod:`polyadapt_image.export`); ``peft``: a copy."""
+        if fmt == "peft":
+            return super().export(run, adapter, fmt, options, folder)
+        from polyadapt_image.export import export
+
+        return export(run, adapter, fmt, options, folder)
 
     def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
         """Held-out (and general) denoising loss base vs adapted, the ``samples/grid.png`` of

@@ -17,6 +17,7 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -83,3 +84,17 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def export_run(run: Any, adapter: Any, fmt: str, options: Any, folder: Path) -> dict[str, Any]:
+    """``polyadapt export --format merged`` of a speech run: ``RUN.pt`` in ``folder``, the run's
+    base (``base_model.id``) with the adapter merged (:func:`merge_adapter`), and its card."""
+    from polyadapt.errors import ConfigError
+    from polyadapt_speech.model import checkpoint_path
+
+    if fmt != "merged":
+        raise ConfigError(f"--format {fmt!r}: a speech run exports peft or merged")
+    if options.get("quant"):
+        raise ConfigError("--quant means nothing to a speech export (the checkpoint keeps the base's fp32 weights)")
+    output = merge_adapter(checkpoint_path(run.config.base_model), adapter.path, Path(folder) / f"{run.id}.pt")
+    return {"file": output.name, "library": "openai-whisper"}

@@ -37,6 +37,11 @@ class SpeechRecognitionTask(Task):
     record_noun = "clips"
     #: Voices are personal data: every clip needs consent unless the policy says otherwise.
     consent_required = True
+    #: ``polyadapt export --format``: the adapter, or a plain openai-whisper checkpoint with it merged.
+    export_formats = {
+        "peft": "the PEFT adapter folder as the run saved it",
+        "merged": "base + adapter merged into one openai-whisper checkpoint (whisper.load_model reads it)",
+    }
     data_fields = {
         "train": "An audio folder (metadata.csv or metadata.jsonl with file_name and text beside the clips), "
         "or its metadata file",
@@ -115,6 +120,15 @@ class SpeechRecognitionTask(Task):
     def save_adapter(self, run: Run, base: Any, model: Any, folder: Path) -> None:
         """The plain peft adapter (``adapter_model.safetensors``, ``adapter_config.json``)."""
         model.save_pretrained(folder, safe_serialization=True)
+
+    def export(self, run: Run, adapter: AdapterArtifact, fmt: str, options: Any, folder: Path) -> dict[str, Any]:
+        """``merged``: ``RUN.pt``, the base with the adapter folded in, for plain openai-whisper
+        (:func:`polyadapt_speech.export.export_run`); ``peft``: a copy of the adapter folder."""
+        if fmt == "peft":
+            return super().export(run, adapter, fmt, options, folder)
+        from polyadapt_speech.export import export_run
+
+        return export_run(run, adapter, fmt, options, folder)
 
     # -- evaluation ---------------------------------------------------------------------
 
