@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from polyadapt_text.options import TextOptions
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
@@ -42,8 +43,12 @@ RepositoryEntry = Annotated[
 ]
 
 
-class CodeOptions(BaseModel):
+class CodeOptions(TextOptions):
     """What a code run reads, how it builds samples and how it evaluates.
+
+    ``objective``, ``dpo_beta`` and ``dpo_loss`` are the text task's (:class:`TextOptions`):
+    under ``objective: dpo`` the run trains on preference pairs (``data.train`` a preference
+    file, not a repository) exactly as a text run does.
 
     Paths (``tasks``, ``repositories``) may start with ``~``; relative ones resolve against
     the run config's folder, and the run folder's ``config.yaml`` holds them absolute.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from polyadapt_text.task import CausalBase, TextGenerationTask
+from polyadapt_text.task import CausalBase, TextGenerationTask, objective
 
 from polyadapt.lineage.metricgate import MetricGate
 from polyadapt_code.options import CodeOptions
@@ -65,6 +65,8 @@ class CodeGenerationTask(TextGenerationTask):
         from polyadapt_code.datasets import load_code_data
         from polyadapt_code.evaluate import check_task_sandbox
 
+        if objective(run) == "dpo":  # preference pairs, read as the text task reads them
+            return super().load_run_data(run)
         check_task_sandbox(run)
         return load_code_data(run)
 
@@ -75,6 +77,8 @@ class CodeGenerationTask(TextGenerationTask):
         sentinels were used (``fim_tokens``: ``native``, ``text fallback`` or None) and
         ``train_sequences``.
         """
+        if objective(run) == "dpo":
+            return super().training_job(run, base, model, data)
         from polyadapt.training import TrainingJob
         from polyadapt_text.data import Collator
         from polyadapt_text.loss import CausalLMLoss, summed_loss
@@ -105,6 +109,8 @@ class CodeGenerationTask(TextGenerationTask):
     def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
         """Held-out perplexity, next-line and FIM exact match, general perplexity and pass@k,
         base vs adapted (see :mod:`polyadapt_code.evaluate`)."""
+        if objective(run) == "dpo":
+            return super().evaluate(run, adapter, data)
         from polyadapt_code.evaluate import evaluate
 
         return evaluate(run, adapter, data)
