@@ -70,6 +70,9 @@ VARIANTS = {
     "b": "Trainer plain (fp32, padded)",
     "c": "Trainer expert (packed, bf16 autocast)",
 }
+#: The issue's goals for (a) on CPU: tokens/s over the plain and the tuned Trainer, peak
+#: memory (the process's peak RSS on CPU, max_memory_allocated on CUDA) over the plain one.
+GOAL_OVER_PLAIN, GOAL_OVER_EXPERT, GOAL_MEMORY_OVER_PLAIN = 2.5, 1.5, 0.8
 FLOP_FORMULA = (
     "FLOPs/step = (4*N_frozen + 6*N_lora) * tokens + 12 * L * d_attn * sum(row_len^2); "
     "N_frozen = weights of the base's linear layers incl. lm_head (forward 2N + backward "
@@ -230,6 +233,7 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
         schedule="cosine",
         warmup_ratio=0.05,
         log_every=1,
+        gradient_checkpointing=spec.get("gradient_checkpointing", "auto"),
     )
     train_examples = build_examples(tokenizer, spec["train"], training.max_length, training.packing)
     eval_examples = build_examples(tokenizer, spec["heldout"], training.max_length, training.packing)
@@ -256,6 +260,7 @@ def worker_polyadapt(spec: dict[str, Any]) -> dict[str, Any]:
         "final_train_loss": result.train_loss,
         "trainer_eval_loss": result.eval_loss,
         "load_s": round(load_s, 3),
+        "gradient_checkpointing": result.gradient_checkpointing,
     }
     own = "bf16" if precision == "bf16" else "fp32"
     # the adapter is saved for the switch-time measurement
@@ -691,7 +696,7 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
             + (" (--tiny: overhead-dominated smoke run; the goals are for real models)" if args.tiny else "")
         )
         checks = []
-        for ref, target in (("b", 2.0), ("c", 1.3)):
+        for ref, target in (("b", GOAL_OVER_PLAIN), ("c", GOAL_OVER_EXPERT)):
             if ref in results:
                 ratio = a["tokens_per_s"] / results[ref]["tokens_per_s"]
                 summary[f"a_over_{ref}_tokens_per_s"] = round(ratio, 3)
@@ -701,8 +706,9 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
             summary["a_over_b_peak_memory"] = round(a["peak_gb"] / b["peak_gb"], 3)
             checks.append(
                 (
-                    f"peak memory a/b = {a['peak_gb']:.3f}/{b['peak_gb']:.3f} GB (goal <= b)",
-                    a["peak_gb"] <= b["peak_gb"],
+                    f"peak memory a/b = {a['peak_gb']:.3f}/{b['peak_gb']:.3f} GB = {a['peak_gb'] / b['peak_gb']:.2f}x "
+                    f"(goal <= {GOAL_MEMORY_OVER_PLAIN}x)",
+                    a["peak_gb"] <= GOAL_MEMORY_OVER_PLAIN * b["peak_gb"],
                 )
             )
         for ref in ("b", "c"):
@@ -791,6 +797,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--eval-seqs", type=int, default=16, help="held-out packed sequences to evaluate")
     parser.add_argument("--no-switch", action="store_true", help="skip the adapter switch timing")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="training.gradient_checkpointing for (a) (auto: polyadapt's rule, off at these sizes on CPU)",
+    )
     parser.add_argument("--switch-reps", type=int, default=3)
     measure.add_run_arguments(parser)
     return parser.parse_args(argv)
@@ -861,6 +873,9 @@ def main(argv=None) -> None:
             "eval_seqs": args.eval_seqs,
             "peak_seconds": args.peak_seconds,
             "switch_reps": args.switch_reps,
+            "gradient_checkpointing": {"true": True, "false": False}.get(
+                args.gradient_checkpointing, args.gradient_checkpointing
+            ),
             "work": str(work),
         }
         spec_path = work / "spec.json"

@@ -18,10 +18,27 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def on_cpu_only() -> bool:
+    """True when several processes must train on the CPU (gloo): no CUDA GPU, or the launcher
+    said so (``accelerate launch --cpu`` sets ``ACCELERATE_USE_CPU``).
+
+    accelerate picks its CPU backend only when told: processes started by torchrun or by
+    ``accelerate launch``'s torch launcher on a machine without GPUs would otherwise each
+    train alone, as separate one-process runs.
+    """
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    if world_size() == 1:
+        return False
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def _state():
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=on_cpu_only())
 
 
 def is_main_process() -> bool:

@@ -16,7 +16,15 @@ import torch
 from polyadapt.config import TrainingConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.training import checkpoint as ckpt
+from polyadapt.training.checkpointing import apply_gradient_checkpointing
 from polyadapt.training.losslog import write_loss_log
+from polyadapt.training.parallel import (
+    check_supported,
+    gather_for_saving,
+    make_accelerator,
+    prepare_backend,
+    sync_micro_batch,
+)
 from polyadapt.training.precision import resolve_precision
 from polyadapt.training.progress import progress_bar as _progress_bar
 from polyadapt.training.schedule import make_scheduler
@@ -66,6 +74,10 @@ class TrainingResult:
     examples_per_s: float
     precision: str
     resumed_from: int | None = None
+    #: Whether activations were recomputed in the backward pass (training.gradient_checkpointing).
+    gradient_checkpointing: bool = False
+    #: Processes that trained together (``accelerate launch``); tokens and examples count them all.
+    processes: int = 1
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +183,6 @@ class _TrainingLoop:
         show_progress: bool,
         on_log: LogCallback | None = None,
     ):
-        from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
 
@@ -181,13 +192,21 @@ class _TrainingLoop:
         AcceleratorState._reset_state(reset_partial_state=False)
         self.checkpoint_dir, self.logs_dir = run_dir / "checkpoints", run_dir / "logs"
         self.precision = resolve_precision(config.precision)
-        self.accelerator = Accelerator(mixed_precision=self.precision if self.precision != "fp32" else "no")
+        self.accelerator = make_accelerator(self.precision, config)
         set_seed(config.seed)
 
+        self.checkpointing = apply_gradient_checkpointing(
+            job.model,
+            config.gradient_checkpointing,
+            tokens_per_micro_batch=config.batch_size * config.max_length,
+            device=self.accelerator.device,
+        )
         self.params = [p for p in job.model.parameters() if p.requires_grad]
         if not self.params:
             raise PolyadaptError("the model has no trainable parameters; was the adapter attached?")
         optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        prepare_backend(self.accelerator, job.model, config)
+        check_supported(self.accelerator, config)
         self.model, self.optimizer = self.accelerator.prepare(job.model, optimizer)
 
         acc = self.accelerator
@@ -263,7 +282,8 @@ class _TrainingLoop:
         return micro
 
     def optimizer_step(self, micro: list[dict[str, Any]]) -> float:
-        """Accumulate the gradients of ``micro`` and update; return the mean loss per item."""
+        """Accumulate the gradients of ``micro`` and update; return the mean loss per item
+        of the whole step (all processes)."""
         acc = self.accelerator
         local_items = sum(_items(b) for b in micro)
         step_items = local_items
@@ -274,6 +294,7 @@ class _TrainingLoop:
             batch = _move(batch, acc.device)
             # Gradients sync across processes only on the last micro-batch.
             last = index == len(micro) - 1
+            sync_micro_batch(acc, last)
             with contextlib.nullcontext() if last else acc.no_sync(self.model), acc.autocast():
                 loss_sum = self.job.loss(self.model, batch)
                 # DDP averages gradients over processes; scale so the update is the mean
@@ -288,7 +309,9 @@ class _TrainingLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return float(step_loss) / max(local_items, 1)
+        if acc.num_processes > 1:  # the logged loss is the step's, over every process's items
+            step_loss = acc.reduce(step_loss, "sum")
+        return float(step_loss) / max(step_items, 1)
 
     def eval_loss(self) -> float:
         eval_data = self.job.eval_data
@@ -381,6 +404,7 @@ class _TrainingLoop:
         # every process counted its own tokens; the figure is for the whole run
         tokens = int(acc.reduce(torch.tensor(self.tokens_seen, device=acc.device), "sum"))
         examples = int(acc.reduce(torch.tensor(self.examples_seen, device=acc.device), "sum"))
+        gather_for_saving(acc, self.model)  # FSDP, ZeRO-3: whole adapter weights for the save
         self.job.model = acc.unwrap_model(self.model)
         return TrainingResult(
             steps=self.step,
@@ -393,5 +417,7 @@ class _TrainingLoop:
             examples_per_s=round(examples / wall, 3) if wall else 0.0,
             precision=self.precision,
             resumed_from=self.resumed_from,
+            gradient_checkpointing=self.checkpointing.enabled,
+            processes=acc.num_processes,
             log=self.log,
         )

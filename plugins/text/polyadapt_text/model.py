@@ -148,17 +148,20 @@ def load_base(config: BaseModelConfig, *, dtype: torch.dtype | None = None):
     from transformers import AutoModelForCausalLM
 
     from polyadapt.pretrained import load_pretrained
+    from polyadapt_text.quantization import prepare_quantized, quantization_kwargs
 
+    quantized = quantization_kwargs(config)  # QLoRA (CUDA only); {} without quantization
     source = model_source(config)
     model = load_pretrained(
         AutoModelForCausalLM.from_pretrained,
         source,
         shown=config.id,
         revision=config.revision,
-        dtype=dtype or resolve_dtype(config.dtype),
         trust_remote_code=config.trust_remote_code,
+        **{"dtype": dtype or resolve_dtype(config.dtype), **quantized},
     )
     model.requires_grad_(False)
+    model = prepare_quantized(model, config)
     return model, load_tokenizer(config, source)
 
 
