@@ -60,7 +60,9 @@ def load_run_data(run: Run, task: Task) -> RunData:
     ``data.train`` is read and admitted first; ``data.eval`` is the held-out domain set,
     else a seeded ``data.eval_fraction`` of train. ``data.general_eval`` (the forgetting
     check) and ``data.replay`` name a file, ``builtin`` (the task's own set, if it ships
-    one) or ``none``. ``evaluation.max_examples`` caps the evaluation sets.
+    one) or ``none``. ``evaluation.qa`` (a question-answer set) is admitted under role
+    ``qa`` and kept in ``sources`` for the task's evaluation. ``evaluation.max_examples``
+    caps the evaluation sets.
     """
     config = run.config
     data = config.data
@@ -81,6 +83,10 @@ def load_run_data(run: Run, task: Task) -> RunData:
         if replay_set is not None:
             sources.append(replay_set)
             replay = replay_sample(replay_set.records, len(train), data.replay_fraction, config.training.seed)
+    if config.evaluation.qa is not None:  # governed now, so a refused QA set costs no training
+        from polyadapt.retrieval.qa import QA_ROLE, load_qa
+
+        sources.append(run.admit(load_qa(config.evaluation.qa), role=QA_ROLE))
     cap = config.evaluation.max_examples
     if cap:
         heldout, general = heldout[:cap], general[:cap]

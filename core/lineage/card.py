@@ -304,6 +304,7 @@ def _evaluation(facts: dict[str, Any]) -> list[str]:
             general.append((row, gain))
     lines = ["## Evaluation", "", "Base model against base + adapter on the same sets:", ""]
     lines += _table(["set", "metric", "base", "adapted", "better is", "change (+ is better)"], rows)
+    lines += _qa_table(facts["metrics"])
     bound = _promotion_bound(facts)
     lines += ["", f"General-capability guard (a general metric may regress by at most {bound * 100:.1f}%):", ""]
     if not general:
@@ -314,6 +315,21 @@ def _evaluation(facts: dict[str, Any]) -> list[str]:
         change = "-" if math.isnan(gain) else f"{gain * 100:+.1f}%"
         lines.append(f"- {row.get('dataset')} {row.get('metric')}: {verdict} ({change})")
     return lines
+
+
+def _qa_table(metrics: list[dict[str, Any]]) -> list[str]:
+    """The question-answering rows as one table, a row per configuration (none without them)."""
+    from polyadapt.retrieval.qa import markdown_table
+    from polyadapt.types import EvalReport
+
+    try:
+        table = markdown_table(EvalReport.from_dict({"metrics": metrics}).rows)
+    except TypeError:  # a metrics.json written by another version: the table above has it all
+        return []
+    if not table:
+        return []
+    intro = "Held-out questions (`evaluation.qa`), base and adapter, without and with retrieved passages:"
+    return ["", intro, "", *table.rstrip("\n").split("\n")]
 
 
 def _limitations(facts: dict[str, Any]) -> list[str]:

@@ -1,8 +1,9 @@
 """The text plugin's ``evaluate``: perplexity base vs adapted, and generated samples.
 
 Two sets are scored: the held-out domain split (the gain) and general text (the
-forgetting check). The base is scored through the same PEFT model with the adapter
-disabled, so one copy of the weights serves both.
+forgetting check); with ``evaluation.qa``, a question-answer set too
+(:mod:`polyadapt_text.qa_eval`). The base is scored through the same PEFT model with the
+adapter disabled, so one copy of the weights serves both.
 """
 
 from __future__ import annotations
@@ -97,4 +98,8 @@ def evaluate(run: Run, adapter: AdapterArtifact, run_data: RunData) -> EvalRepor
         adapted_text = generate(model, tokenizer, prompt, config.evaluation.max_new_tokens)
         shown = prompt[-1]["content"] if isinstance(prompt, list) else prompt
         samples.append({"prompt": shown, "base": base_text, "adapted": adapted_text})
+    if config.evaluation.qa is not None:  # fine-tune, retrieve, or both? (polyadapt_text.qa_eval)
+        from polyadapt_text.qa_eval import qa_evaluation
+
+        rows += qa_evaluation(run, model, tokenizer, run_data)
     return EvalReport(rows=rows, samples=samples)
