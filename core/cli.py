@@ -22,6 +22,7 @@ from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.lineage.cli import adapters_app, lineage_app
 from polyadapt.lineage.keys_cli import keys_app
 from polyadapt.monitoring.cli import monitor
+from polyadapt.retrieval.cli import index_app
 
 app = typer.Typer(
     name="polyadapt",
@@ -37,6 +38,7 @@ app.add_typer(plugin_app, name="plugin")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(keys_app, name="keys")
+app.add_typer(index_app, name="index")
 app.command("monitor")(monitor)
 governance_app = typer.Typer(help="Governance tools: fetch the models the PII scanners use.", no_args_is_help=True)
 app.add_typer(governance_app, name="governance")
@@ -236,15 +238,36 @@ def _say(message: str) -> None:
     console.print(f"[dim]>[/] {message}", highlight=False)
 
 
+def _show_qa_table(rows) -> None:
+    """The QA rows as one table, a row per configuration (base, + retrieval, adapter, both)."""
+    from polyadapt.retrieval.qa import four_way_table
+
+    columns, configurations = four_way_table(rows)
+    if not configurations:
+        return
+    table = Table(title="question answering: fine-tune, retrieve, or both?")
+    table.add_column("configuration")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, values in configurations:
+        table.add_row(label, *(f"{values[c]:.3f}" if c in values else "-" for c in columns))
+    console.print(table)
+
+
 def _show_report(report) -> None:
+    from polyadapt.retrieval.qa import is_qa_row
+
     table = Table(title="evaluation: base vs adapted")
     for column in ("dataset", "metric", "base", "adapted", "change"):
         table.add_column(column, justify="right" if column in {"base", "adapted", "change"} else "left")
     for row in report.rows:
+        if is_qa_row(row):  # shown in their own table below
+            continue
         change = (row.adapted - row.base) / row.base * 100 if row.base else 0.0
         colour = "green" if row.improved else "red"
         table.add_row(row.dataset, row.metric, f"{row.base:.4g}", f"{row.adapted:.4g}", f"[{colour}]{change:+.1f}%[/]")
     console.print(table)
+    _show_qa_table(report.rows)
     if report.samples:
         # prompt, base and adapted first, then whatever else a task's samples hold (a gold label)
         columns = list(dict.fromkeys(["prompt", "base", "adapted", *(k for sample in report.samples for k in sample)]))
@@ -506,6 +529,43 @@ def card(
     except PolyadaptError as exc:
         _fail(exc)
     sys.stdout.write(text)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder made by `polyadapt adapt`.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="What to write: peft, merged, gguf... (the run's task says which).")
+    ],
+    quant: Annotated[
+        str | None,
+        typer.Option("--quant", help="The format's number type: gguf f16 or q8_0; merged f32 (default), f16, bf16."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="The export folder (default: RUN/exports/FORMAT).")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Lineage database URL (default: $POLYADAPT_DB_URL, else the state folder)."),
+    ] = None,
+) -> None:
+    """Write RUN's adapter as another format (merged weights, GGUF...) and record it in lineage.
+
+    The folder appears whole or not at all; export.json in it names the source adapter
+    (weights hash) and every file's SHA-256; `polyadapt lineage show RUN` lists exports.
+    """
+    _quiet_libraries()
+    from polyadapt.export import export_run
+    from polyadapt.plugins import get_plugin_manager
+
+    try:
+        result = export_run(get_plugin_manager(), run_dir, fmt, quant=quant, out=out, notify=_say, db=db)
+    except PolyadaptError as exc:
+        _fail(exc)
+    console.print(
+        f"export: [bold]{result.path}[/] ({result.format}, {len(result.files)} files, "
+        f"{result.size_bytes / 1e6:.1f} MB) from adapter {result.adapter_hash[:12]}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # -- governance ----------------------------------------------------------------------------

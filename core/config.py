@@ -68,6 +68,11 @@ class BaseModelConfig(_Section):
         "auto", description="Weights dtype of the frozen base; auto = bf16 where it is fast"
     )
     trust_remote_code: bool = False
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none",
+        description="Load the frozen base quantized with bitsandbytes (QLoRA): 4bit = NF4 with double "
+        "quantization and bf16 compute; CUDA only",
+    )
 
     def display_name(self) -> str:
         """A short name for the base: the GGUF file's stem, else the last part of the id or path.
@@ -98,8 +103,10 @@ class DataConfig(_Section):
     )
     replay_fraction: float = Field(0.0, ge=0, lt=1, description="Share of replay examples")
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
-    kind: Literal["auto", "text", "instruction", "chat"] = Field(
-        "auto", description="Record kind; auto detects from the fields present"
+    kind: Literal["auto", "text", "instruction", "chat", "preference"] = Field(
+        "auto",
+        description="Record kind; auto detects from the fields present; preference: pairs of prompt, chosen and "
+        "rejected (the text task's task_options.objective: dpo)",
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
     follow_external_symlinks: bool = Field(
@@ -150,6 +157,12 @@ class TrainingConfig(_Section):
     checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N steps")
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(1, ge=1)
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Recompute activations in the backward pass instead of keeping them (less memory, "
+        "~30% more compute); auto = on when the estimated activations of one micro-batch exceed a quarter "
+        "of the device's memory (docs/distributed.md)",
+    )
 
 
 class EvaluationConfig(_Section):
@@ -160,6 +173,13 @@ class EvaluationConfig(_Section):
     samples: list[str] = Field(default_factory=list, description="Prompts to generate from")
     num_samples: int = Field(3, ge=0, description="Held-out prompts to sample when none given")
     max_new_tokens: int = Field(48, ge=1)
+    qa: UserPath | None = Field(
+        None,
+        description="Held-out question-answer set (JSON lines: question, answer or answers, optional "
+        "source and context): base, adapter and, with a retrieval section, both with retrieved passages "
+        "are scored on it (exact match, token F1, answer contained, recall@k)",
+    )
+    qa_max_new_tokens: int = Field(32, ge=1, description="Most tokens generated per answer to a QA question")
 
 
 class OutputConfig(_Section):
@@ -199,6 +219,18 @@ class LineageConfig(_Section):
     openlineage: UserPathStr | None = Field(
         None, description="OpenLineage RunEvents: a file (JSON lines) or an http(s) URL to POST to"
     )
+
+
+class RetrievalConfig(_Section):
+    """Retrieval when the run's adapter is served: the ``k`` best passages of a local index
+    (``polyadapt index build``) are added to each chat request and the answer lists their
+    sources. A request's own ``retrieval`` field overrides it (``false`` turns it off)."""
+
+    index: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Name of the index in the project's state folder (see `polyadapt index list`)",
+    )
+    k: int = Field(4, ge=1, le=50, description="How many passages to add to each chat request")
 
 
 def _gate_metric_names(names: list[str]) -> list[str]:
@@ -298,6 +330,9 @@ class RunConfig(_Section):
     )
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="Experiment trackers (MLflow, TensorBoard, W&B) to report to"
+    )
+    retrieval: RetrievalConfig | None = Field(
+        None, description="Retrieval at serving: an index whose top passages join each chat request; default: none"
     )
     task_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -416,6 +451,7 @@ def _resolve_paths(config: RunConfig, base_dir: Path) -> None:
     data.replay = resolve(data.replay)
     config.governance.policy = resolve(config.governance.policy)
     config.tracking.dir = resolve(config.tracking.dir)
+    config.evaluation.qa = resolve(config.evaluation.qa)
     target = config.lineage.openlineage
     if target and "://" not in target:
         config.lineage.openlineage = str(resolve(Path(target)))

@@ -397,7 +397,8 @@ def _preview_gate(run: Run, report: EvalReport) -> None:
     from polyadapt.lineage.registry import check_promotion
 
     config_gate = run.config.gate.model_dump() if run.config.gate is not None else None
-    metric_gate, source = gate_of_run(config_gate, run.task.gate, run.task.name)
+    task_gate = run.task.run_gate(getattr(run.config, "task_options", None))
+    metric_gate, source = gate_of_run(config_gate, task_gate, run.task.name)
     result = check_promotion(report, _gate(run).policy.promotion, metric_gate)
     task_part = f" and {source}: {metric_gate.describe()}" if metric_gate else ""
     run.say(f"gate: policy {_gate(run).policy.name!r}{task_part}")

@@ -15,9 +15,11 @@ fills in only the parts that differ between modalities, in the order the runner 
     training_job(run, base, model, data)   examples, collate and loss for the shared trainer
     save_adapter(run, base, model, folder) the adapter files (the core makes it atomic)
     evaluate(run, adapter, data)  metrics base vs adapted, a few samples
+    run_gate(task_options)        the metrics a run's adapter must move for promotion (default: gate)
     servable(spec)                a loaded base that answers requests per adapter
     routes()                      the HTTP endpoints the task adds at serving
     input_sample(record)          what a request would ask, from a training record (drift baseline)
+    export(run, adapter, fmt, options, folder)  the run's adapter as another format (merged, GGUF)
     tiny_models()                 small offline base models for tests
 
 Only ``name`` and the methods the runner cannot do without (``load_base``,
@@ -103,6 +105,10 @@ class Task:
     #: (:class:`polyadapt.lineage.metricgate.MetricGate`, built with ``default=True``), on top
     #: of the policy's gate; a run config's ``gate:`` block replaces it. None: the policy's only.
     gate: ClassVar[MetricGate | None] = None
+    #: What ``polyadapt export RUN --format F`` writes for this task's runs: format -> one line
+    #: saying what the export holds. :meth:`export` writes them; ``peft`` (the adapter folder
+    #: as it is) is the default's one format.
+    export_formats: ClassVar[Mapping[str, str]] = {"peft": "the adapter folder as the run saved it"}
 
     def __init__(self, **declared: object):
         unknown = set(declared) - set(DECLARED_FIELDS)
@@ -246,6 +252,13 @@ class Task:
         """
         raise NotImplementedError(f"task {self.name!r} does not say how to evaluate (evaluate)")
 
+    def run_gate(self, task_options: Mapping[str, Any] | None) -> MetricGate | None:
+        """The task's own promotion gate for a run with these ``task_options`` (as the run
+        config writes them: a run record's, not validated). The default is :attr:`gate`;
+        override it where an option changes what the task measures (a text run's
+        ``objective: dpo`` is gated on preference metrics, not perplexity)."""
+        return self.gate
+
     # -- serving ------------------------------------------------------------------------
 
     def servable(self, spec: ServeSpec) -> Servable:
@@ -272,6 +285,35 @@ class Task:
         from polyadapt.monitoring.profile import default_input_sample
 
         return default_input_sample(record)
+
+    # -- export -------------------------------------------------------------------------
+
+    def export(
+        self, run: Run, adapter: AdapterArtifact, fmt: str, options: Mapping[str, Any], folder: Path
+    ) -> dict[str, Any]:
+        """Write ``adapter`` as format ``fmt`` (a key of :attr:`export_formats`) into ``folder``.
+
+        ``polyadapt export`` calls it with an empty temporary folder that it renames into
+        place when this returns (nothing is left behind when it raises), then hashes every
+        file there and records the export in lineage. The default writes ``peft``: a copy
+        of the adapter folder.
+
+        :param options: what the command line asked for on top of the format (``quant``:
+            ``--quant``, absent when not given); refuse an option the format does not take
+            with a :class:`polyadapt.errors.ConfigError` naming it.
+        :returns: facts for the export's lineage record (numbers and names: a verification's
+            figures, the types written), shown by ``polyadapt lineage show``.
+        """
+        import shutil
+
+        from polyadapt.errors import ConfigError
+
+        if fmt != "peft":
+            raise ConfigError(f"task {self.name!r} cannot export format {fmt!r} (it exports: peft)")
+        if options.get("quant"):
+            raise ConfigError("--quant means nothing to --format peft (the adapter is copied as it is)")
+        shutil.copytree(adapter.path, folder, dirs_exist_ok=True)
+        return {}
 
     # -- tests --------------------------------------------------------------------------
 

@@ -213,6 +213,15 @@ def _show_lineage(chain: dict[str, Any]) -> None:
             registry.add(f"{e(item['time'])} {e(item['event'])} @{item['version']}{forced}{e(by)}{e(why)}")
         if not adapter["events"]:
             registry.add("[dim]never promoted[/]")
+        for item in chain.get("exports", []):
+            if item["adapter_hash"] == adapter["weights_hash"]:
+                options = "".join(f" {k} {v}" for k, v in (item.get("options") or {}).items())
+                exported = node.add(e(f"export {item['format']}{options} {item['created']}: {item['path']}"))
+                for name, digest in sorted(item["files"].items()):
+                    exported.add(e(f"{name} {_short(digest)}"))
+                check = (item.get("facts") or {}).get("verification")
+                if isinstance(check, dict):
+                    exported.add(e("verified: " + ", ".join(f"{k} {v}" for k, v in check.items())))
     if not chain["adapters"]:
         tree.add("[dim]no adapter registered[/]")
     console.print(tree)
@@ -554,7 +563,8 @@ def _metric_gate(run_record: dict[str, Any]) -> tuple[Any, str]:
         from polyadapt.plugins import get_plugin_manager
 
         try:
-            task_gate = get_plugin_manager().task(task_name).gate
+            options = (run_record.get("config") or {}).get("task_options")
+            task_gate = get_plugin_manager().task(task_name).run_gate(options)
         except PolyadaptError:
             err_console.print(
                 f"[yellow]warning:[/] task {escape(task_name)}'s plugin is not installed; its default gate "

@@ -173,6 +173,36 @@ served_inputs_table = Table(
     Column("features", JSON, nullable=False),
     Column("sample", Text),
 )
+#: ``polyadapt index build``'s retrieval indexes (polyadapt.retrieval): one row per index name
+#: (a rebuild replaces it; every build's passage manifest stays in ``datasets``), hashes,
+#: counts and the governance summary, never passage text.
+retrieval_indexes_table = Table(
+    "retrieval_indexes",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("root_hash", String(64), nullable=False, index=True),
+    Column("documents_root_hash", String(64), nullable=False),
+    Column("passages", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("built", String(40), nullable=False),
+)
+
+#: ``polyadapt export``'s exports (polyadapt.export): which adapter (its weights hash) became
+#: which files (SHA-256 each), in what format, with the export's checks (numbers only).
+exports_table = Table(
+    "exports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(255), nullable=False, index=True),
+    Column("adapter_hash", String(64), nullable=False, index=True),
+    Column("format", String(64), nullable=False),
+    Column("options", JSON),
+    Column("path", Text, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("facts", JSON),
+    Column("created", String(40), nullable=False),
+)
 
 
 def _now() -> str:
@@ -1118,13 +1148,108 @@ class LineageStore:
 
         return self._read(op)
 
+    # -- retrieval indexes ---------------------------------------------------------------
+
+    def record_index(
+        self,
+        name: str,
+        *,
+        root_hash: str,
+        documents_root_hash: str,
+        passages: int,
+        path: str,
+        facts: dict[str, Any],
+    ) -> None:
+        """Record a built retrieval index (replacing an earlier build of ``name``): its passage
+        root hash (the manifest is recorded with :meth:`record_dataset`), the root hash over
+        its documents' SHA-256, counts and ``facts`` (licence, policy, documents, governance)."""
+        values = {
+            "root_hash": root_hash,
+            "documents_root_hash": documents_root_hash,
+            "passages": passages,
+            "path": path,
+            "facts": facts,
+            "built": _now(),
+        }
+
+        def op(conn: Connection) -> None:
+            table = retrieval_indexes_table
+            if conn.execute(select(table.c.name).where(table.c.name == name)).first() is None:
+                conn.execute(insert(table).values(name=name, **values))
+            else:
+                conn.execute(update(table).where(table.c.name == name).values(**values))
+
+        self._write(op, retry_integrity=True)
+
+    def retrieval_indexes(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The recorded retrieval indexes (or the one named ``name``), by name."""
+
+        def op(conn: Connection) -> list[dict[str, Any]]:
+            query = select(retrieval_indexes_table).order_by(retrieval_indexes_table.c.name)
+            if name is not None:
+                query = query.where(retrieval_indexes_table.c.name == name)
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+        return self._read(op)
+
+    def forget_index(self, name: str) -> bool:
+        """Remove the record of retrieval index ``name``; whether there was one."""
+
+        def op(conn: Connection) -> bool:
+            table = retrieval_indexes_table
+            return bool(conn.execute(delete(table).where(table.c.name == name)).rowcount)
+
+        return self._write(op)
+
+    # -- exports -----------------------------------------------------------------------
+
+    def record_export(
+        self,
+        run_id: str,
+        *,
+        adapter_hash: str,
+        fmt: str,
+        options: dict[str, Any],
+        path: str,
+        files: dict[str, str],
+        facts: dict[str, Any],
+    ) -> int:
+        """Record that ``run_id``'s adapter (weights hash ``adapter_hash``) was exported as
+        ``fmt`` to ``path``: ``files`` maps each file to its SHA-256; returns the record's id."""
+        values = {
+            "run_id": run_id,
+            "adapter_hash": adapter_hash,
+            "format": fmt,
+            "options": options,
+            "path": path,
+            "files": files,
+            "facts": facts,
+            "created": _now(),
+        }
+
+        def op(conn: Connection) -> int:
+            inserted = conn.execute(insert(exports_table).values(**values)).inserted_primary_key
+            assert inserted is not None  # an INSERT of one row has its primary key
+            return int(inserted[0])
+
+        return self._write(op)
+
+    def exports(self, run_id: str) -> list[dict[str, Any]]:
+        """The exports recorded for ``run_id``'s adapter, oldest first."""
+
+        def op(conn: Connection) -> list[dict[str, Any]]:
+            query = select(exports_table).where(exports_table.c.run_id == run_id).order_by(exports_table.c.id)
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+        return self._read(op)
+
     # -- lineage and diff --------------------------------------------------------------
 
     def lineage(self, ref: str) -> dict[str, Any]:
-        """The chain for an adapter or run: data → run → adapter → evaluation → registry.
+        """The chain for an adapter or run: data → run → adapter → evaluation → registry, exports.
 
         Returns ``{"ref", "data": [...], "run": {...}, "adapters": [{..., "events": [...],
-        "active_version": ...}], "evaluation": [metric rows]}``.
+        "active_version": ...}], "evaluation": [metric rows], "exports": [export records]}``.
         """
 
         def op(conn: Connection) -> dict[str, Any]:
@@ -1187,12 +1312,17 @@ class LineageStore:
             run_out = None
             if run is not None:
                 run_out = {k: v for k, v in run.items() if k not in ("datasets", "metrics")}
+            exports = []
+            if run_id:
+                query = select(exports_table).where(exports_table.c.run_id == run_id).order_by(exports_table.c.id)
+                exports = [dict(row._mapping) for row in conn.execute(query)]
             return {
                 "ref": ref,
                 "data": data,
                 "run": run_out,
                 "adapters": adapters_out,
                 "evaluation": (run or {}).get("metrics") or [],
+                "exports": exports,
             }
 
         return self._read(op)

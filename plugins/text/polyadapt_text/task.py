@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.task import Task
+from polyadapt_text.options import TextOptions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from polyadapt.modalities.records import RunData
+    from collections.abc import Mapping
+
+    from polyadapt.lineage.metricgate import MetricGate
+    from polyadapt.modalities.records import Dataset, RunData
     from polyadapt.training import TrainingJob
     from polyadapt.types import AdapterArtifact, EvalReport, Run, Servable, ServeSpec
+
+
+def objective(run: Run) -> str:
+    """The run's ``task_options.objective`` (``sft`` for a run without options)."""
+    return str(getattr(run.options, "objective", "sft"))
 
 
 @dataclass
@@ -27,12 +36,38 @@ class CausalBase:
 
 
 class TextGenerationTask(Task):
-    """Causal LM adaptation on plain text, instruction pairs or chat records."""
+    """Causal LM adaptation on plain text, instruction pairs or chat records, or DPO on
+    preference pairs (``task_options.objective: dpo``)."""
 
     name = "text-generation"
     modality = "text"
-    description = "Causal LM on plain text, instruction pairs or chat (any AutoModelForCausalLM; GGUF too)"
+    description = (
+        "Causal LM on plain text, instruction pairs or chat, or DPO on preference pairs "
+        "(any AutoModelForCausalLM; GGUF too)"
+    )
     default_base = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    options_model = TextOptions
+    #: ``polyadapt export --format``: the adapter, the merged model, GGUF (see :mod:`polyadapt_text.export`).
+    export_formats = {
+        "peft": "the PEFT adapter folder as the run saved it",
+        "merged": "base + adapter merged: safetensors, config and tokenizer for "
+        "AutoModelForCausalLM.from_pretrained (--quant f32, f16 or bf16)",
+        "gguf": "base + adapter merged as one GGUF file for llama.cpp, Ollama, LM Studio (--quant f16 or q8_0)",
+    }
+
+    def run_gate(self, task_options: Mapping[str, Any] | None) -> MetricGate | None:
+        """Under ``objective: dpo`` the preference gate (:data:`polyadapt_text.objective.DPO_GATE`),
+        else the task's :attr:`gate`."""
+        from polyadapt_text.objective import DPO_GATE
+
+        return DPO_GATE if (task_options or {}).get("objective") == "dpo" else self.gate
+
+    def load_dataset(self, run: Run, path: Path, role: str) -> Dataset:
+        """Text records, or preference pairs (``data.kind: preference``, or ``auto`` under
+        ``objective: dpo``) for the domain sets; see :mod:`polyadapt_text.objective`."""
+        from polyadapt_text.objective import load_dataset
+
+        return load_dataset(run, path, role, objective(run))
 
     def builtin_dataset(self, role: str) -> tuple[Path, str] | None:
         """The general-English sets shipped with the plugin: ``general_eval`` for the
@@ -67,7 +102,12 @@ class TextGenerationTask(Task):
         return attach_lora(base.model, run.config.lora, self.lora_targets(run, base), task_type="CAUSAL_LM")
 
     def training_job(self, run: Run, base: CausalBase, model: Any, data: RunData) -> TrainingJob:
-        """Training sequences (packed, loss on assistant tokens for chats) and the causal LM loss."""
+        """Training sequences (packed, loss on assistant tokens for chats) and the causal LM loss;
+        under ``objective: dpo``, preference pairs and the DPO loss (:mod:`polyadapt_text.dpo`)."""
+        if objective(run) == "dpo":
+            from polyadapt_text.objective import preference_job
+
+            return preference_job(run, base, model, data)
         from polyadapt.training import TrainingJob
         from polyadapt_text.data import Collator, build_examples
         from polyadapt_text.loss import CausalLMLoss, summed_loss
@@ -85,10 +125,27 @@ class TextGenerationTask(Task):
         )
 
     def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
-        """Perplexity base vs adapted on held-out domain and general text, plus samples."""
+        """Perplexity base vs adapted on held-out domain and general text, plus samples; under
+        ``objective: dpo``, preference and reward accuracy on held-out pairs instead of the domain
+        perplexity (:mod:`polyadapt_text.preference_eval`)."""
+        if objective(run) == "dpo":
+            from polyadapt_text.preference_eval import evaluate_preferences
+
+            return evaluate_preferences(run, adapter, data)
         from polyadapt_text.evaluate import evaluate
 
         return evaluate(run, adapter, data)
+
+    def export(
+        self, run: Run, adapter: AdapterArtifact, fmt: str, options: Mapping[str, Any], folder: Path
+    ) -> dict[str, Any]:
+        """``merged`` (safetensors) or ``gguf`` (llama.cpp), each checked by loading it back
+        and comparing logits with the merged model (:mod:`polyadapt_text.export`); ``peft``: a copy."""
+        if fmt == "peft":
+            return super().export(run, adapter, fmt, options, folder)
+        from polyadapt_text.export import export
+
+        return export(run, adapter, fmt, options, folder)
 
     def servable(self, spec: ServeSpec) -> Servable:
         """The base loaded once, completions and chat with per-request adapters."""
