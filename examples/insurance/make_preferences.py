@@ -26,7 +26,7 @@ import random
 import re
 from pathlib import Path
 
-from make_data import FACT_QUESTIONS, SYSTEM, TERMS, split
+from make_data import FACT_QUESTIONS, SYSTEM, TERMS, split, write_jsonl
 
 HERE = Path(__file__).resolve().parent
 SEED = 20240612
@@ -175,10 +175,6 @@ def generate(n: int, for_eval: bool, seed: int, avoid: set[str] = frozenset()) -
         seen.add(key)
         records.append(record)
     return records
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
 def main() -> None:
