@@ -287,7 +287,10 @@ def _stop_on_sigterm() -> None:
     """
     import signal
 
+    from polyadapt.interrupts import request_stop
+
     def interrupt(signum: int, frame: object) -> None:
+        request_stop()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

@@ -248,7 +248,10 @@ def adapt(
         write_model_card(run)
         report = evaluate(pm, run, adapter, tracker=tracker) if config.evaluation.enabled else None
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        from polyadapt.interrupts import stop_requested
+
+        # a signal's stop may surface as another error (a peer process gone mid-collective)
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) or stop_requested() else "failed"
         if isinstance(exc, GovernanceError):
             status = "refused"
         error = f"{type(exc).__name__}: {exc}"

@@ -229,3 +229,50 @@ def test_a_torn_audit_line_is_skipped_with_a_warning(tmp_path: Path, caplog: pyt
     entries = AuditLog(path).read()
     assert [entry["event"] for entry in entries] == ["a", "c"]
     assert "2 damaged line(s) skipped (line 2, 3)" in caplog.text
+
+
+def test_a_signalled_stop_is_recorded_as_interrupted_whatever_error_ends_the_run(
+    tiny_llama, text_data, tmp_path, monkeypatch
+) -> None:
+    """Under several processes the process that takes SIGTERM may next fail on a collective
+    call whose peer already stopped: that error is the stop's consequence, so the run says
+    interrupted (and --resume continues it), not failed."""
+    import polyadapt_text
+    from polyadapt_text import loss as text_loss
+
+    from polyadapt import interrupts
+    from polyadapt.plugins import PluginManager
+
+    pm = PluginManager(load_entrypoints=False, plugins={"text": polyadapt_text})
+    config = load_config(make_config(tmp_path, tiny_llama, text_data, max_steps=4))
+    real_loss, calls = text_loss.summed_loss, {"n": 0}
+
+    def peer_gone(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            interrupts.request_stop()  # as the SIGTERM handler does before it raises
+            raise RuntimeError("[gloo] Connection closed by peer")
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(text_loss, "summed_loss", peer_gone)
+    monkeypatch.setattr(interrupts, "_requested", False)
+    with pytest.raises(RuntimeError, match="peer"):
+        runner.adapt(pm, config)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+
+    # the same error without a stop asked for is a failure
+    monkeypatch.setattr(interrupts, "_requested", False)
+    calls["n"] = 0
+
+    def broken(model, batch):
+        raise RuntimeError("[gloo] Connection closed by peer")
+
+    monkeypatch.setattr(text_loss, "summed_loss", broken)
+    (tmp_path / "again").mkdir()
+    config = load_config(make_config(tmp_path / "again", tiny_llama, text_data, max_steps=4))
+    config.output.name = "test-run-2"
+    with pytest.raises(RuntimeError):
+        runner.adapt(pm, config)
+    (failed_dir,) = [p for p in (tmp_path / "again" / "runs").iterdir() if p.is_dir()]
+    assert json.loads((failed_dir / "run.json").read_text())["status"] == "failed"
