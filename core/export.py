@@ -5,7 +5,7 @@ The core resolves the run and its adapter, checks the format against the task's
 (:meth:`~polyadapt.task.Task.export` writes the files), hashes every file written, puts
 ``export.json`` beside them and renames the folder into place; the export is recorded in
 the lineage store (the adapter's weights hash → each file's SHA-256, the task's checks).
-What a format means (merged weights, GGUF, a diffusers LoRA file) is the task's business:
+What a format means (merged weights, GGUF, an image LoRA file) is the task's business:
 nothing here names a modality.
 """
 

@@ -2,7 +2,7 @@
 
 The trainer asks :func:`apply_gradient_checkpointing` before it prepares the model. It
 finds the outermost modules that know how to checkpoint themselves (transformers models:
-``gradient_checkpointing_enable``; diffusers models: ``enable_gradient_checkpointing``)
+``gradient_checkpointing_enable``; other model libraries: ``enable_gradient_checkpointing``)
 anywhere inside the job's model (a loss wrapper, a PEFT model, a pipeline's UNet) and
 turns checkpointing on or off there. Non-reentrant checkpointing is used: it needs no
 input that requires grad (so no ``enable_input_require_grads`` hook for a frozen PEFT
@@ -70,10 +70,10 @@ def _supports(module: torch.nn.Module) -> bool:
     transformers_style = callable(getattr(module, "gradient_checkpointing_enable", None)) and bool(
         getattr(module, "supports_gradient_checkpointing", False)
     )
-    diffusers_style = callable(getattr(module, "enable_gradient_checkpointing", None)) and bool(
+    enable_style = callable(getattr(module, "enable_gradient_checkpointing", None)) and bool(
         getattr(module, "_supports_gradient_checkpointing", False)
     )
-    return transformers_style or diffusers_style
+    return transformers_style or enable_style
 
 
 def _enable(module: Any) -> None:
