@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from test_serving import BASE, plugin_manager, save_random_adapter, spy_generate  # noqa: E402
+from test_serving import BASE, make_run_folder as make_run, plugin_manager, spy_generate  # noqa: E402
 
 from polyadapt.config import RunConfig  # noqa: E402
 from polyadapt.errors import PolyadaptError  # noqa: E402
@@ -23,7 +23,6 @@ from polyadapt.governance.policy import Policy  # noqa: E402
 from polyadapt.retrieval import build_index  # noqa: E402
 from polyadapt.serving.app import build_app_from_runs, build_app_from_specs, serve_specs  # noqa: E402
 from polyadapt.serving.retrieval import RetrievalService  # noqa: E402
-from polyadapt.types import AdapterArtifact  # noqa: E402
 
 LENIENT = Policy(name="docs", max_finding_share=1.0, detectors={"ner": "off"})
 QUESTION = "What does the Solvanta warranty cover?"
@@ -33,26 +32,6 @@ DOCS = {
     "shipping.md": "Express shipping takes one working day from the warehouse.\n",
     "returns.md": "Unused items may be returned within thirty days.\n",
 }
-
-
-def make_run(root: Path, model_dir: Path, name: str, *, seed: int, retrieval: dict | None = None) -> Path:
-    """A run folder as ``runner.load_run`` expects, its config naming ``retrieval``."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    config = RunConfig.model_validate(
-        {
-            "task": "text-generation",
-            "base_model": {"id": str(model_dir), "dtype": "float32"},
-            "data": {"train": str(root / "train.jsonl")},
-            "output": {"dir": str(root), "name": name, "adapter_name": name},
-            **({"retrieval": retrieval} if retrieval else {}),
-        }
-    )
-    (run_dir / "config.yaml").write_text(config.to_yaml())
-    save_random_adapter(model_dir, run_dir / "adapter", seed)
-    artifact = AdapterArtifact(path=run_dir / "adapter", base_model=str(model_dir))
-    (run_dir / "adapter.json").write_text(json.dumps(artifact.to_dict()))
-    return run_dir
 
 
 def write_docs(folder: Path) -> Path:

@@ -67,9 +67,17 @@ def save_random_adapter(model_dir: Path, target: Path, seed: int, **lora) -> Non
 
 
 def make_run_folder(
-    root: Path, model_dir: Path, name: str, *, seed: int, adapter: bool = True, adapter_name: str | None = None
+    root: Path,
+    model_dir: Path,
+    name: str,
+    *,
+    seed: int,
+    adapter: bool = True,
+    adapter_name: str | None = None,
+    retrieval: dict | None = None,
 ) -> Path:
-    """A run folder as ``runner.load_run`` expects: config.yaml, adapter.json, adapter/."""
+    """A run folder as ``runner.load_run`` expects: config.yaml (naming ``retrieval`` when
+    given), adapter.json, adapter/."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     config = RunConfig.model_validate(
@@ -78,6 +86,7 @@ def make_run_folder(
             "base_model": {"id": str(model_dir), "dtype": "float32"},
             "data": {"train": str(root / "train.jsonl")},
             "output": {"dir": str(root), "name": name, "adapter_name": adapter_name or name},
+            **({"retrieval": retrieval} if retrieval else {}),
         }
     )
     (run_dir / "config.yaml").write_text(config.to_yaml())
