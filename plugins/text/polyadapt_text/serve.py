@@ -4,10 +4,11 @@
 (``PeftModel.from_pretrained`` for the first, ``load_adapter`` for the rest), so the base
 weights are never loaded twice. Inside PEFT they are named ``adapter0``, ``adapter1`` …:
 client names such as ``a`` (a substring of PEFT's ``lora_`` prefix) or ``v1.2`` (a dot)
-would break PEFT's weight loading or module naming. A batch whose requests name different adapters runs as one
-``generate`` call through PEFT's mixed-batch path (``adapter_names=[...]``, with
-``"__base__"`` for requests to the bare base). DoRA adapters cannot take that path; a batch
-that holds one is split into one ``generate`` per adapter instead.
+would break PEFT's weight loading or module naming. A batch whose requests name different
+adapters runs as one ``generate`` call with each row through its own adapter
+(:func:`polyadapt.row_adapters.adapters_by_row`, ``"__base__"`` for requests to the bare
+base). DoRA adapters cannot be mixed in a batch; a batch that holds one is split into one
+``generate`` per adapter instead.
 
 Requests with different sampling settings are split into sub-batches; ``max_tokens`` and
 ``stop`` are per request: the batch generates up to the largest ``max_tokens`` (stopping
@@ -27,15 +28,16 @@ import torch
 
 from polyadapt.config import BaseModelConfig
 from polyadapt.errors import PolyadaptError
+from polyadapt.lora import inference_device
 from polyadapt.pretrained import refusing_unsafe_pickles
+from polyadapt.row_adapters import BASE_ROW, adapters_by_row
 from polyadapt.types import EmbeddingRequest, EmbeddingResult, GenerationRequest, GenerationResult, ServeSpec
 from polyadapt_text.data import encode_prompt
-from polyadapt_text.tokens import GenerationExtras, mean_pooled
-from polyadapt.lora import inference_device
 from polyadapt_text.model import context_length, load_base
+from polyadapt_text.tokens import GenerationExtras, mean_pooled
 
 #: The name PEFT's mixed-batch path uses for "no adapter".
-BASE_ADAPTER = "__base__"
+BASE_ADAPTER = BASE_ROW
 
 
 def _base_config(spec: ServeSpec) -> BaseModelConfig:
@@ -306,6 +308,13 @@ class TextServable:
             self.model.set_adapter(name, inference_mode=True)
             yield
 
+    def _rows_through(self, names: list[str] | None) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """Row ``i`` through PEFT adapter ``names[i]`` (see :func:`adapters_by_row`); the adapters
+        as they are set when ``names`` is None. Yields keyword arguments for the forward call."""
+        if names is None:
+            return contextlib.nullcontext({})
+        return adapters_by_row(self.model, names)
+
     def encode(self, request: GenerationRequest) -> list[int]:
         """The prompt token ids: chat through the chat template, plain text as is."""
         if request.suffix is not None:
@@ -331,16 +340,14 @@ class TextServable:
         """Text of generated ``tokens``, special tokens left out."""
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def _generation_kwargs(self, requests: list[GenerationRequest], names: list[str] | None) -> dict[str, Any]:
-        """Sampling arguments for one ``generate`` call, and ``adapter_names`` unless None."""
+    def _generation_kwargs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        """Sampling arguments for one ``generate`` call."""
         first = requests[0]
         kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_tokens for r in requests)}
         if first.temperature > 0:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if names is not None:
-            kwargs["adapter_names"] = names
         return kwargs
 
     @torch.inference_mode()
@@ -354,9 +361,10 @@ class TextServable:
         input_ids, attention = left_pad(prompts, self.tokenizer.pad_token_id)
         width = input_ids.shape[1]
         stops = RowStops(requests, width, self.eos_ids, self.decode)
-        kwargs = self._generation_kwargs(requests, names)
+        kwargs = self._generation_kwargs(requests)
         extras = GenerationExtras(self, requests, prompts, width, stops, names)  # logprobs, streaming, echo...
-        with seeded(requests[0], self.device), extras.around_generate():
+        # Rows through their adapters innermost: echo scores its prompts on entering ``extras``.
+        with seeded(requests[0], self.device), extras.around_generate(), self._rows_through(names) as row_kwargs:
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
@@ -365,6 +373,7 @@ class TextServable:
                 stopping_criteria=StoppingCriteriaList([stops, *extras.criteria]),
                 logits_processor=LogitsProcessorList(extras.processors),
                 **kwargs,
+                **row_kwargs,
             )
         results = []
         for row, request in enumerate(requests):
@@ -419,16 +428,18 @@ class TextServable:
     @torch.inference_mode()
     def _embed_rows(self, rows: list[list[int]], names: list[str] | None) -> list[list[float]]:
         input_ids, attention = left_pad(rows, self.tokenizer.pad_token_id)
-        kwargs: dict[str, Any] = {"adapter_names": names} if names is not None else {}
+        kwargs: dict[str, Any] = {}
         if self._keeps_logits:
             kwargs["logits_to_keep"] = 1  # the vocabulary projection of every position is not needed
-        output = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0).to(self.device),  # left padding
-            output_hidden_states=True,
-            **kwargs,
-        )
+        with self._rows_through(names) as row_kwargs:
+            output = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                position_ids=(attention.cumsum(-1) - 1).clamp(min=0).to(self.device),  # left padding
+                output_hidden_states=True,
+                **kwargs,
+                **row_kwargs,
+            )
         return mean_pooled(output.hidden_states[-1], attention.to(self.device)).tolist()
 
 
