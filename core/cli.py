@@ -398,6 +398,10 @@ def serve(
     sample_requests: Annotated[
         float, typer.Option(help="Share of requests (0-1) whose input is logged too, every PII finding masked.")
     ] = 0.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Threads a forward pass uses on CPU (default: one fewer than the cores, at least 1)."),
+    ] = None,
 ) -> None:
     """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
 
@@ -441,6 +445,7 @@ def serve(
                 shutdown_grace_s=shutdown_grace,
                 monitor=not no_monitor,
                 sample_requests=sample_requests,
+                torch_threads=threads,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -453,6 +458,9 @@ def serve(
         from polyadapt.lineage.keys_cli import server_keys
 
         api_keys = None if no_keys else server_keys(store, db)  # before loading any model
+        from polyadapt.serving.threads import apply_serving_threads
+
+        apply_serving_threads(settings.torch_threads)  # leaves a core for the HTTP loop by default
         traffic_store = None
         if settings.monitor:
             from polyadapt.lineage.store import LineageStore

@@ -28,6 +28,11 @@ class ServeSettings(BaseModel):
         120.0, gt=0, description="Longest a request may wait and run; past it the answer is 504"
     )
 
+    # compute
+    torch_threads: int | None = Field(
+        None, ge=1, description="Threads a forward pass uses on CPU (default: one fewer than the cores, at least 1)"
+    )
+
     # access
     require_keys: bool = Field(
         True, description="Ask every request for an API key (polyadapt keys create); off only on localhost"
