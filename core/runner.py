@@ -224,6 +224,7 @@ def adapt(
     if run.trackers is not None:
         record.update(tracking=run.trackers.describe())
     tracker.started(environment, base_model)
+    _record_index(run, record, tracker)
     adapter_output: dict[str, Any] | None = None
     try:
         # Seeded before the plugin builds anything: adapter initialisation draws from the
@@ -267,6 +268,17 @@ def adapt(
     if run.trackers is not None:
         run.trackers.finish("completed")
     return run, adapter, report
+
+
+def _record_index(run: Run, record: RunRecord, tracker: RunTracker) -> None:
+    """The index ``retrieval:`` names, by root hash, in run.json and lineage (polyadapt.retrieval.usage)."""
+    from polyadapt.retrieval.usage import RUN_ROLE, describe, run_reference
+
+    reference = run_reference(run.config)
+    if reference is not None:
+        record.update(retrieval=reference)
+        tracker.index_used(RUN_ROLE, reference)
+        run.say(describe(reference))
 
 
 def _gate(run: Run) -> DataGate:
@@ -370,14 +382,20 @@ def evaluate(pm: PluginManager, run: Run, adapter: AdapterArtifact, *, tracker: 
 
     Generated samples pass the run's policy before they are stored or shown.
     """
+    from polyadapt.retrieval.usage import QA_ROLE, evaluation_reference, run_reference
+
     run.say("evaluating base and adapted...")
+    before = run_reference(run.config)
     report = pm.dispatch("polyadapt_evaluate", run.task, run=run, adapter=adapter)
     report.samples = [
         {key: run.redact_text(value) if isinstance(value, str) else value for key, value in sample.items()}
         for sample in report.samples
     ]
-    run.write_json("metrics.json", report.to_dict())
-    (tracker or RunTracker(pm, run)).evaluated(report.to_dict()["metrics"])
+    searched = evaluation_reference(before, run_reference(run.config) if before else None, report.rows)
+    run.write_json("metrics.json", report.to_dict() | ({"retrieval": searched} if searched else {}))
+    tracker = tracker or RunTracker(pm, run)
+    tracker.evaluated(report.to_dict()["metrics"])
+    tracker.index_used(QA_ROLE, searched)
     if run.trackers is not None:
         run.trackers.log_evaluation(report)
     _preview_gate(run, report)

@@ -111,6 +111,18 @@ class RunTracker:
             self.store.record_dataset(manifest)
             self.store.link_dataset(self.run.id, role, manifest["root_hash"])
 
+    def index_used(self, role: str, reference: dict[str, Any] | None) -> None:
+        """The run used a retrieval index (:mod:`polyadapt.retrieval.usage`): linked to the run
+        as its dataset of ``role`` by root hash (nothing for an index not built)."""
+        if not self.active or not reference or reference.get("root_hash") is None:
+            return
+        from polyadapt.retrieval.usage import lineage_source
+
+        try:
+            self.store.link_dataset(self.run.id, role, reference["root_hash"], source=lineage_source(reference))
+        except PolyadaptError as exc:
+            self.run.say(f"warning: the retrieval index is not linked in the lineage store: {exc}")
+
     def adapter_saved(self, *, name: str, base_model: str, weights_hash: str) -> AdapterVersion | None:
         """The adapter is on disk: a new candidate version in the registry."""
         if not self.active:

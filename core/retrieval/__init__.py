@@ -11,6 +11,8 @@ vectors from a small local encoder. The pieces:
 - :mod:`~polyadapt.retrieval.chunking`: documents into paragraph-aware passages;
 - :mod:`~polyadapt.retrieval.fts`: the SQLite index file and its query sanitising;
 - :mod:`~polyadapt.retrieval.dense`: optional embeddings and reciprocal rank fusion;
+- :mod:`~polyadapt.retrieval.qdrant`: Qdrant as the vector engine (``--vector-engine qdrant``);
+- :mod:`~polyadapt.retrieval.usage`: which index a run used, by root hash (run.json, lineage);
 - :mod:`~polyadapt.retrieval.build`: :func:`build_index` (governance, lineage, atomic write);
 - :mod:`~polyadapt.retrieval.index`: :func:`open_index` and :class:`Index` (search);
 - :mod:`~polyadapt.retrieval.prompting`: :func:`with_passages`, the passages as chat messages;

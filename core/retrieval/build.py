@@ -9,7 +9,10 @@ policy drops is left out, one it refuses stops the build. The counts (kept, reda
 dropped, findings by type) are shown and recorded, never a value.
 
 The index file is written to a temporary name in the same folder and renamed over the old
-one: a search sees the old index or the new one, never a half-built file.
+one: a search sees the old index or the new one, never a half-built file. With the Qdrant
+vector engine (:mod:`polyadapt.retrieval.qdrant`) the vectors go to a new collection first,
+which the new file names; the old build's collection is dropped once the file is in place,
+and the new one when the build fails.
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ from polyadapt.retrieval.index import check_index_name, index_path, indexes_dir
 if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.governance.policy import Policy
     from polyadapt.governance.redact import Redactor
+    from polyadapt.retrieval.qdrant import QdrantLocation
 
 #: The governance "modality" and role index passages are checked under (the policy's
 #: ``consent.required`` may name ``documents``).
 MODALITY = "documents"
 ROLE = "index"
+#: Where dense vectors can go: the index file itself (default) or a Qdrant collection.
+VECTOR_ENGINES = ("sqlite", "qdrant")
 
 
 @dataclass
@@ -54,6 +60,8 @@ class BuildResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     hidden: int = 0
     other_types: int = 0
+    #: Where the dense vectors are: ``{"engine": "sqlite"}`` or Qdrant's collection and location.
+    vectors: dict[str, Any] | None = None
 
     def lines(self) -> list[str]:
         """What to tell the user, one line each (counts only, never a value)."""
@@ -71,6 +79,9 @@ class BuildResult:
         ]
         if self.embedding:
             out.append(f"dense vectors: {self.embedding['dims']} dims from {self.embedding['model']}")
+        if self.vectors and self.vectors.get("engine") == "qdrant":
+            where = self.vectors.get("url") or self.vectors.get("path")
+            out.append(f"vector engine: qdrant, collection {self.vectors['collection']} at {where}")
         if self.hidden or self.other_types:
             out.append(f"passed over: {self.hidden} hidden file(s), {self.other_types} file(s) of other types")
         out += [f"skipped {source}: {reason}" for source, reason in self.skipped]
@@ -132,6 +143,8 @@ def build_index(
     embed: Path | str | None = None,
     chunk_words: int = DEFAULT_CHUNK_WORDS,
     record_lineage: bool = True,
+    vector_engine: str = "sqlite",
+    qdrant: QdrantLocation | None = None,
 ) -> BuildResult:
     """Build (or rebuild, replacing it atomically) the index ``name`` over ``paths``.
 
@@ -143,6 +156,8 @@ def build_index(
     :param chunk_words: about how many words a passage holds.
     :param record_lineage: record the index in the lineage store (its database under
         ``root``, or ``$POLYADAPT_DB_URL``).
+    :param vector_engine: where the dense vectors go: ``sqlite`` (the index file) or
+        ``qdrant`` (a collection at ``qdrant``, a :class:`~polyadapt.retrieval.qdrant.QdrantLocation`).
     :raises GovernanceError: the licence is refused or a passage holds what the policy refuses.
     :raises DataError: no usable document, a named file unusable, a missing library.
     """
@@ -153,6 +168,11 @@ def build_index(
 
     check_index_name(name)
     _check_chunk_words(chunk_words)
+    _check_vector_engine(vector_engine, embed, qdrant)
+    if vector_engine == "qdrant" and qdrant is not None:
+        from polyadapt.retrieval.qdrant import connect
+
+        connect(qdrant, name)  # an unreachable server fails before documents are read and encoded
     root = Path(root) if root is not None else state_dir()
     chosen = _policy(policy)
     _check_licence(chosen, licence, name)  # before reading anything
@@ -218,9 +238,25 @@ def build_index(
         "governance": governed.summary,
         "skipped": [{"source": s, "reason": r} for s, r in reading.skipped],
         "embedding": embedding,
+        "vectors": None if embedding is None else {"engine": "sqlite"},
     }
     path = index_path(name, root)
-    _write_index(path, meta, documents, rows, vectors)
+    previous = _previous_vectors(path)
+    if vectors is not None and vector_engine == "qdrant":
+        assert qdrant is not None  # checked by _check_vector_engine
+        from polyadapt.retrieval import qdrant as engine
+
+        collection = engine.new_collection_name(name)
+        meta["vectors"] = {"engine": "qdrant", "collection": collection, **qdrant.to_meta()}
+        engine.write_collection(qdrant, collection, vectors, [row[0] for row in rows], index=name)
+        try:
+            _write_index(path, meta, documents, rows, None)
+        except BaseException:
+            engine.drop_collection(qdrant, collection, index=name, quiet=True)
+            raise
+    else:
+        _write_index(path, meta, documents, rows, vectors)
+    _drop_previous(name, previous, meta["vectors"])
     if record_lineage:
         _record(root, name, path, meta, manifest)
     return BuildResult(
@@ -236,7 +272,56 @@ def build_index(
         skipped=reading.skipped,
         hidden=reading.hidden,
         other_types=reading.other_types,
+        vectors=meta["vectors"],
     )
+
+
+def _check_vector_engine(engine: str, embed: Path | str | None, qdrant: QdrantLocation | None) -> None:
+    """A :class:`ConfigError` for a vector engine the build cannot use."""
+    from polyadapt.errors import ConfigError
+
+    if engine not in VECTOR_ENGINES:
+        raise ConfigError(f"--vector-engine {engine!r}: use one of {', '.join(VECTOR_ENGINES)}")
+    if engine == "qdrant" and embed is None:
+        raise ConfigError("--vector-engine qdrant stores dense vectors: give the encoder folder with --embed DIR")
+    if engine == "qdrant" and qdrant is None:
+        raise ConfigError("--vector-engine qdrant: give --qdrant-url URL or --qdrant-path DIR")
+    if engine != "qdrant" and qdrant is not None:
+        raise ConfigError("--qdrant-url and --qdrant-path need --vector-engine qdrant")
+
+
+def _previous_vectors(path: Path) -> dict[str, Any] | None:
+    """The ``vectors`` the index file at ``path`` records now (None without one or without vectors)."""
+    if not path.is_file():
+        return None
+    try:
+        conn = fts.open_read(path)
+        try:
+            vectors = fts.read_meta(conn, path).get("vectors")
+        finally:
+            conn.close()
+    except Exception:  # noqa: BLE001 - an unreadable old file is replaced whatever it held
+        return None
+    return vectors if isinstance(vectors, dict) else None
+
+
+def _drop_previous(name: str, previous: dict[str, Any] | None, current: dict[str, Any] | None) -> None:
+    """Drop the Qdrant collection of the build just replaced (unless the new file names it)."""
+    if not previous or previous.get("engine") != "qdrant":
+        return
+    if current and current.get("collection") == previous.get("collection"):
+        return
+    from polyadapt.retrieval import qdrant as engine
+
+    location = engine.QdrantLocation.from_meta(previous)
+    if not engine.drop_collection(location, previous["collection"], index=name, quiet=True):
+        import warnings
+
+        warnings.warn(
+            f"index {name}: the previous build's Qdrant collection {previous['collection']!r} "
+            f"({location.describe()}) was not dropped; delete it there if it remains",
+            stacklevel=3,
+        )
 
 
 def _write_index(
@@ -287,7 +372,10 @@ def _record(root: Path, name: str, path: Path, meta: dict[str, Any], manifest: d
     from polyadapt.lineage.store import LineageStore
 
     url = None if os.environ.get(DB_URL_ENV) else f"sqlite:///{root / DB_FILE}"
-    facts = {key: meta[key] for key in ("licence", "policy", "chunk_words", "documents", "governance", "embedding")}
+    facts = {
+        key: meta[key]
+        for key in ("licence", "policy", "chunk_words", "documents", "governance", "embedding", "vectors")
+    }
     with LineageStore.open(url) as store:
         store.record_dataset(manifest)
         store.record_index(

@@ -53,12 +53,44 @@ def index_build(
         typer.Option("--embed", help="Local encoder folder (transformers): add dense vectors, search hybrid."),
     ] = None,
     chunk_words: Annotated[int, typer.Option("--chunk-words", help="About how many words a passage holds.")] = 200,
+    vector_engine: Annotated[
+        str,
+        typer.Option(
+            "--vector-engine",
+            help="Where --embed's vectors go: sqlite (the index file, default) or qdrant (a Qdrant collection).",
+        ),
+    ] = "sqlite",
+    qdrant_url: Annotated[
+        str | None,
+        typer.Option("--qdrant-url", help="Qdrant server URL (API key from $QDRANT_API_KEY, never stored)."),
+    ] = None,
+    qdrant_path: Annotated[
+        Path | None,
+        typer.Option("--qdrant-path", help="Local Qdrant folder (qdrant-client's embedded mode, one process)."),
+    ] = None,
+    qdrant_api_key_env: Annotated[
+        str, typer.Option("--qdrant-api-key-env", help="Environment variable holding the Qdrant server's API key.")
+    ] = "QDRANT_API_KEY",
 ) -> None:
     """Build (or rebuild, replacing it atomically) the index NAME over documents."""
     from polyadapt.retrieval.build import build_index
 
     try:
-        result = build_index(name, list(sources), licence=licence, policy=policy, embed=embed, chunk_words=chunk_words)
+        qdrant = None
+        if qdrant_url is not None or qdrant_path is not None or vector_engine == "qdrant":
+            from polyadapt.retrieval.qdrant import QdrantLocation
+
+            qdrant = QdrantLocation.from_options(qdrant_url, qdrant_path, qdrant_api_key_env)
+        result = build_index(
+            name,
+            list(sources),
+            licence=licence,
+            policy=policy,
+            embed=embed,
+            chunk_words=chunk_words,
+            vector_engine=vector_engine,
+            qdrant=qdrant,
+        )
     except PolyadaptError as exc:
         _fail(exc)
     for line in result.lines():
@@ -111,6 +143,7 @@ def _summary(name: str) -> dict[str, Any]:
         "dropped": gov.get("dropped", 0),
         "findings_by_type": gov.get("findings_by_type", {}),
         "embedding": meta.get("embedding"),
+        "vectors": meta.get("vectors"),
     }
 
 
@@ -143,7 +176,7 @@ def index_list(as_json: JsonOption = False) -> None:
             str(row["passages"]),
             str(row["licence"] or "-"),
             str(row["redacted"]),
-            "yes" if row["embedding"] else "no",
+            (row["vectors"] or {}).get("engine", "yes") if row["embedding"] else "no",
             str(row["root_hash"])[:16],
         )
     console.print(table)
@@ -183,6 +216,16 @@ def index_show(name: NameArgument, as_json: JsonOption = False) -> None:
     )
     if meta.get("embedding"):
         console.print(f"dense: {meta['embedding']['dims']} dims from {escape(meta['embedding']['model'])}")
+        vectors = meta.get("vectors") or {"engine": "sqlite"}
+        if vectors.get("engine") == "qdrant":
+            where = f"server {vectors['url']}" if vectors.get("url") else f"local folder {vectors.get('path')}"
+            console.print(
+                f"vector engine: qdrant, collection {escape(vectors['collection'])} ({escape(where)})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print("vector engine: sqlite (in the index file)", highlight=False)
     if lineage is None:
         console.print("lineage: not recorded in this project's lineage store", highlight=False)
     else:
@@ -202,7 +245,8 @@ def index_show(name: NameArgument, as_json: JsonOption = False) -> None:
 
 @index_app.command("remove")
 def index_remove(name: NameArgument) -> None:
-    """Delete index NAME's file and its lineage record (the passage manifest stays in lineage)."""
+    """Delete index NAME's file, its Qdrant collection (if it has one) and its lineage record
+    (the passage manifest stays in lineage)."""
     from polyadapt.lineage.store import LineageStore
     from polyadapt.retrieval.index import index_path, open_index
 
@@ -210,9 +254,26 @@ def index_remove(name: NameArgument) -> None:
         path = index_path(name)
         if not path.is_file():
             open_index(name)  # raises the not-found error with the indexes there are
+        vectors = _vectors_of(name)
+        if vectors and vectors.get("engine") == "qdrant":  # first: a failure keeps the file to retry with
+            from polyadapt.retrieval import qdrant
+
+            qdrant.drop_collection(qdrant.QdrantLocation.from_meta(vectors), vectors["collection"], index=name)
+            console.print(f"dropped Qdrant collection {escape(vectors['collection'])}", highlight=False)
         path.unlink()
         with LineageStore.open() as store:
             store.forget_index(name)
     except PolyadaptError as exc:
         _fail(exc)
     console.print(f"removed index {escape(name)} ({escape(str(path))})", highlight=False)
+
+
+def _vectors_of(name: str) -> dict[str, Any] | None:
+    """The ``vectors`` meta of index ``name``; None when the file is unreadable (removed anyway)."""
+    from polyadapt.retrieval.index import open_index
+
+    try:
+        vectors = open_index(name).meta.get("vectors")
+    except PolyadaptError:
+        return None
+    return vectors if isinstance(vectors, dict) else None

@@ -28,15 +28,14 @@ class Encoder:
     def __init__(self, model: Any, tokenizer: Any, reference: str):
         self.model = model
         self.tokenizer = tokenizer
-        #: The model folder as the index records it (relative to the project when inside it).
+        #: The model folder as the index records it: resolved (absolute), so searches from
+        #: any working directory find it.
         self.reference = reference
 
     @classmethod
     def load(cls, path: Path | str, *, index: str) -> Encoder:
         """The encoder in the local folder ``path``; :class:`DataError` naming ``index`` and the
         folder when it is missing or not a transformers model with a tokenizer."""
-        from polyadapt.fileio import portable_path
-
         folder = Path(path).expanduser()
         if not (folder / "config.json").is_file():
             raise DataError(
@@ -53,7 +52,7 @@ class Encoder:
         except (OSError, ValueError) as exc:
             raise DataError(f"index {index}: cannot load the embedding model {path}: {exc}") from None
         model.eval()
-        return cls(model, tokenizer, portable_path(folder))
+        return cls(model, tokenizer, str(folder.resolve()))
 
     def encode(self, texts: Sequence[str]) -> Any:
         """``texts`` as an ``(n, dims)`` float32 numpy array of L2-normalised mean-pooled vectors."""

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polyadapt.errors import ConfigError
+from polyadapt.errors import ConfigError, PolyadaptError
 from polyadapt.retrieval import fts
 from polyadapt.retrieval.passage import Passage
 
@@ -69,6 +69,8 @@ class Index:
         self._lock = threading.Lock()
         self._encoder: Encoder | None = None
         self._version: tuple[int, int] | None = None
+        #: The Qdrant collection whose vector size was checked against the encoder's.
+        self._checked_collection: str | None = None
         self.meta: dict[str, Any] = {}
         self._refresh()
 
@@ -77,8 +79,6 @@ class Index:
         try:
             stat = self.path.stat()
         except OSError:
-            from polyadapt.errors import PolyadaptError
-
             raise PolyadaptError(
                 f"retrieval index {self.name!r}: its file {self.path} is gone (removed?); rebuild it with "
                 f"`polyadapt index build {self.name} --from PATH...`"
@@ -94,12 +94,21 @@ class Index:
                 conn.close()
             if meta.get("embedding") != self.meta.get("embedding"):
                 self._encoder = None  # another encoder (or none) since the last build
+            if meta.get("vectors") != self.meta.get("vectors"):
+                self._checked_collection = None
             self.meta, self._version = meta, version
 
     @property
     def dense(self) -> bool:
         """Whether the index holds dense vectors (searches are then hybrid)."""
         return bool(self.meta.get("embedding"))
+
+    @property
+    def vector_engine(self) -> str | None:
+        """Where the dense vectors are: ``sqlite`` (the index file), ``qdrant``, or None."""
+        if not self.dense:
+            return None
+        return str((self.meta.get("vectors") or {}).get("engine") or "sqlite")
 
     def search(self, query: str, k: int = 4) -> list[Passage]:
         """The ``k`` passages that best match ``query``, best first.
@@ -119,7 +128,11 @@ class Index:
 
             pool = max(k * CANDIDATES_PER_RESULT, 20)
             lexical = fts.bm25_search(conn, query, pool)
-            semantic = dense.nearest(conn, self._query_encoder().encode([query])[0], pool)
+            vector = self._query_encoder().encode([query])[0]
+            if self.vector_engine == "qdrant":
+                semantic = self._qdrant_nearest(conn, vector, pool)
+            else:
+                semantic = dense.nearest(conn, vector, pool)
             fused = dense.reciprocal_rank_fusion([[row.rowid for row, _ in lexical], [r for r, _ in semantic]])[:k]
             rows = fts.rows_by_id(conn, [rowid for rowid, _ in fused])
             return [self._passage(rows[rowid], score) for rowid, score in fused if rowid in rows]
@@ -131,8 +144,44 @@ class Index:
             if self._encoder is None:
                 from polyadapt.retrieval.dense import Encoder
 
-                self._encoder = Encoder.load(self.meta["embedding"]["model"], index=self.name)
+                model = str(self.meta["embedding"]["model"])
+                if not Path(model).expanduser().is_dir():
+                    raise PolyadaptError(
+                        f"retrieval index {self.name!r}: its embedding model {model} (the --embed folder it was "
+                        f"built with) no longer exists; restore it there, or rebuild the index with "
+                        f"`polyadapt index build {self.name} --from PATH... --embed DIR`"
+                    )
+                self._encoder = Encoder.load(model, index=self.name)
             return self._encoder
+
+    def _qdrant_nearest(self, conn: Any, vector: Any, limit: int) -> list[tuple[int, float]]:
+        """The dense ranking from the index's Qdrant collection, checked against the file."""
+        from polyadapt.retrieval import qdrant
+
+        vectors = self.meta["vectors"]
+        collection = str(vectors["collection"])
+        location = qdrant.QdrantLocation.from_meta(vectors)
+        if self._checked_collection != collection:
+            dims = qdrant.collection_dims(location, collection, index=self.name)
+            if dims != len(vector):
+                raise PolyadaptError(
+                    f"retrieval index {self.name!r}: its Qdrant collection {collection!r} holds {dims}-dim vectors, "
+                    f"the encoder {self.meta['embedding']['model']} makes {len(vector)}-dim ones (the model folder "
+                    f"changed?); rebuild the index with `polyadapt index build {self.name} --from PATH... --embed DIR "
+                    "--vector-engine qdrant ...`"
+                )
+            self._checked_collection = collection
+        found = qdrant.nearest(location, collection, vector, limit, index=self.name)
+        stored = fts.rows_by_id(conn, [rowid for rowid, _, _ in found])
+        for rowid, _, passage_id in found:
+            row = stored.get(rowid)
+            if row is None or row.passage_id != passage_id:
+                raise PolyadaptError(
+                    f"retrieval index {self.name!r}: its Qdrant collection {collection!r} does not match the index "
+                    f"file (point {rowid} is passage {passage_id}, the file holds "
+                    f"{row.passage_id if row else 'none'}); rebuild the index"
+                )
+        return [(rowid, score) for rowid, score, _ in found]
 
     @staticmethod
     def _passage(row: fts.Row, score: float) -> Passage:
