@@ -351,6 +351,8 @@ def test_load_benchmark_quick_run_prints_its_figures(tmp_path):
     assert "polyadapt errors under load: 0 " in out and "server alive after the load: yes" in out, out
     assert "100 MB body during the load: 413 " in out and "max_tokens 2**63 during the load: 400 " in out, out
     figures = json.loads((tmp_path / "figures.json").read_text())
+    answered = {("polyadapt", "single"): 48, ("polyadapt", "mixed"): 48}  # two rounds each, pooled
     for kind, names in (("polyadapt", ("single", "mixed", "full")), ("peer", ("single", "full"))):
         for name in names:
-            assert figures[kind][name]["ok"] == 24 and figures[kind][name]["requests_per_s"] > 0
+            assert figures[kind][name]["ok"] == answered.get((kind, name), 24)
+            assert figures[kind][name]["requests_per_s"] > 0
