@@ -402,6 +402,20 @@ def serve(
         int | None,
         typer.Option(help="Threads a forward pass uses on CPU (default: one fewer than the cores, at least 1)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="What answers generation: transformers (in this process) or vllm (vLLM's multi-LoRA engine: "
+            "tasks that support it, a CUDA GPU and `pip install vllm`)."
+        ),
+    ] = "transformers",
+    engine_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE for the engine (vllm.LLM's arguments: gpu_memory_utilization=0.5, max_model_len=4096; "
+            "JSON values); repeat for more. With --engine vllm."
+        ),
+    ] = None,
 ) -> None:
     """Serve adapters with an OpenAI-compatible API (one base loaded once per model).
 
@@ -446,6 +460,8 @@ def serve(
                 monitor=not no_monitor,
                 sample_requests=sample_requests,
                 torch_threads=threads,
+                engine=engine,
+                engine_args=_engine_args(engine, engine_arg or []),
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -490,6 +506,24 @@ def serve(
 
     # SIGTERM: stop accepting, finish in-flight requests (up to --shutdown-grace), exit 0
     run_server(application, host=host, port=port, grace_s=settings.shutdown_grace_s)
+
+
+def _engine_args(engine: str, pairs: list[str]) -> dict[str, object]:
+    """``--engine-arg KEY=VALUE`` options as a dict (a value that parses as JSON is taken as such)."""
+    import json
+
+    if pairs and engine == "transformers":
+        raise PolyadaptError("--engine-arg goes with --engine vllm; the transformers engine takes none")
+    parsed: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise PolyadaptError(f"--engine-arg {pair!r}: write KEY=VALUE, such as gpu_memory_utilization=0.5")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except ValueError:
+            parsed[key.strip()] = value
+    return parsed
 
 
 @app.command()

@@ -109,6 +109,10 @@ class Task:
     #: saying what the export holds. :meth:`export` writes them; ``peft`` (the adapter folder
     #: as it is) is the default's one format.
     export_formats: ClassVar[Mapping[str, str]] = {"peft": "the adapter folder as the run saved it"}
+    #: The engines ``polyadapt serve --engine E`` may serve this task's bases with; :meth:`servable`
+    #: reads ``spec.engine``. ``transformers`` (in this process) is the default's one engine;
+    #: ``vllm`` is vLLM's multi-LoRA engine. Asking a task for another is refused at start.
+    serve_engines: ClassVar[frozenset[str]] = frozenset({"transformers"})
 
     def __init__(self, **declared: object):
         unknown = set(declared) - set(DECLARED_FIELDS)

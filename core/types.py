@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from polyadapt.config import RunConfig
     from polyadapt.gate import DataGate
     from polyadapt.modalities.records import Dataset, RunData
+    from polyadapt.serving.settings import ServeSettings
     from polyadapt.trackers import ExperimentTrackers
 
 
@@ -190,6 +191,15 @@ class ServeSpec:
     base_name: str
     adapters: dict[str, Path] = field(default_factory=dict)
     config: RunConfig | None = None
+    #: The server's settings when ``polyadapt serve`` loads the base (None when code builds a
+    #: servable itself): ``engine`` says what answers generation, and an engine that keeps its own
+    #: adapter slots sizes them from ``max_batch`` and ``max_adapters``.
+    settings: ServeSettings | None = None
+
+    @property
+    def engine(self) -> str:
+        """The serving engine asked for: ``"transformers"`` (the default) or ``"vllm"``."""
+        return self.settings.engine if self.settings is not None else "transformers"
 
 
 @dataclass
@@ -310,7 +320,8 @@ class Servable(Protocol):
     answers ``/v1/embeddings``. ``generation_features`` (a set of ``"logprobs"``, ``"echo"``,
     ``"penalties"``, ``"logit_bias"``) names the :class:`GenerationRequest` options its
     ``generate`` honours; the server refuses the others with a 400. A ``generate`` that calls
-    each request's ``on_token`` makes ``stream: true`` answers arrive token by token.
+    each request's ``on_token`` (and lists ``"stream"``) makes ``stream: true`` answers arrive token
+    by token; another's arrive whole at the end.
     An optional ``unload_adapter(name)`` frees a loaded adapter: with it, the server keeps at
     most ``max_adapters`` loaded per base (least recently used evicted); without it, every
     adapter it loads stays loaded.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from polyadapt.errors import PluginError, PolyadaptError
 from polyadapt.serving import openai_compat
 from polyadapt.serving.adapter_cache import AdapterCache
 from polyadapt.serving.batcher import MicroBatcher
+from polyadapt.serving.engines import DEFAULT_ENGINE, check_engine
 from polyadapt.serving.keys import KeyChecker, anonymous, check_model, docs_options, install_access, visible
 from polyadapt.serving.limits import Lifecycle, LimitsMiddleware, QueueBound, route_body_limits
 from polyadapt.serving.metrics import (
@@ -558,11 +560,17 @@ def build_app_from_specs(pm: PluginManager, specs: list[ServeSpec], **options: U
 
     ``options`` go to :func:`build_app` (batching, routes, guard, follower, retrieval). The
     index each adapter's run config names (``retrieval.index``) is opened first: a missing one
-    stops here, before any base loads.
+    stops here, before any base loads, as does an engine (``settings.engine``) that cannot serve
+    the specs (:func:`polyadapt.serving.engines.check_engine`). Each spec reaches
+    ``polyadapt_serve`` with ``settings`` set.
     """
+    settings = options.get("settings")
+    check_engine(specs, settings.engine if settings is not None else DEFAULT_ENGINE)  # before any base loads
     retrieval = options.get("retrieval") or RetrievalService()
     retrieval.check_specs(specs)
     options["retrieval"] = retrieval
+    if settings is not None:  # the servables see the engine and the sizes asked for
+        specs = [dataclasses.replace(spec, settings=settings) for spec in specs]
     servables: dict[str, Servable] = {}
     for spec in specs:
         servable = pm.dispatch("polyadapt_serve", spec.task, spec=spec)
@@ -642,9 +650,11 @@ def build_app_from_runs(
         follower = RegistryFollower(registry_store, interval_s=follow_interval_s)
     else:
         specs = serve_specs(pm, run_dirs)
+    check_engine(specs, settings.engine if settings is not None else DEFAULT_ENGINE)  # before the policy's models
     serving_policy = load_policy(serving_policy_path(specs, policy))
     redactor = build_redactor(pm, serving_policy)
-    redactor.load()  # a detector's model loads at start, not during the first request
+    if serving_policy.serving.scan_prompts or serving_policy.serving.scan_outputs or traffic_store is not None:
+        redactor.load()  # a detector's model loads at start, not during the first request (not at all unscanned)
     guard = ServingGuard(serving_policy, redactor, AuditLog(audit_log or state_dir() / "audit.jsonl"))
     traffic = None
     if traffic_store is not None and settings is not None and settings.monitor:

@@ -7,6 +7,8 @@ adapters to a team. Nothing here is per request: that is the request body's busi
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -29,6 +31,16 @@ class ServeSettings(BaseModel):
     )
 
     # compute
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="What answers generation: transformers in this process, or vLLM's multi-LoRA engine "
+        "(a CUDA GPU and the vllm package; tasks that support it only)",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More arguments for the engine, as it names them (vLLM: gpu_memory_utilization, "
+        "max_model_len, tensor_parallel_size, ...); over the values the servable computes",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="Threads a forward pass uses on CPU (default: one fewer than the cores, at least 1)"
     )

@@ -22,7 +22,10 @@ nothing is sent until the whole output has passed it: a policy may withhold a wh
 recognisable, and text already sent cannot be taken back. Such a stream is delivered whole
 after the scan (header ``X-Polyadapt-Stream: after-policy-scan``; its time to first token is
 the whole latency). Streams stream token by token (``X-Polyadapt-Stream: live``) only under a
-policy that does not scan outputs (or with no policy, as in ``build_app`` used in code).
+policy that does not scan outputs (or with no policy, as in ``build_app`` used in code), and
+only from a servable that reports tokens as it generates (``"stream"`` in its
+``generation_features``); another's stream arrives whole when it is done (``X-Polyadapt-Stream:
+whole``), as under vLLM.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from polyadapt.serving.openai_compat import (
     TextOffsets,
     chat_logprobs,
     completion_logprobs,
+    features_of,
     usage,
 )
 from polyadapt.serving.schemas import ApiError
@@ -251,6 +255,11 @@ def live_streaming(registry: ModelRegistry) -> bool:
     return guard is None or not guard.policy.serving.scan_outputs
 
 
+def streams_tokens(registry: ModelRegistry, base: str) -> bool:
+    """Whether the servable of ``base`` reports each token as it generates (module docs)."""
+    return "stream" in features_of(registry.bases[base].servable)
+
+
 async def stream_answer(registry: ModelRegistry, base: str, plan: Plan, *, model: str) -> StreamingResponse:
     """Start generating ``plan`` on ``base`` and answer with its event stream.
 
@@ -317,6 +326,6 @@ async def stream_answer(registry: ModelRegistry, base: str, plan: Plan, *, model
     headers = {
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
-        "X-Polyadapt-Stream": "live" if live else "after-policy-scan",
+        "X-Polyadapt-Stream": ("live" if streams_tokens(registry, base) else "whole") if live else "after-policy-scan",
     }
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -116,7 +116,12 @@ class CodeGenerationTask(TextGenerationTask):
         return evaluate(run, adapter, data)
 
     def servable(self, spec: ServeSpec) -> Servable:
-        """The text servable with fill-in-the-middle: ``suffix`` on ``/v1/completions``."""
+        """The text servable with fill-in-the-middle: ``suffix`` on ``/v1/completions`` (through
+        vLLM with ``--engine vllm``)."""
+        if spec.engine == "vllm":
+            from polyadapt_code.serve import CodeVllmServable
+
+            return CodeVllmServable(spec)
         from polyadapt_code.serve import CodeServable
 
         return CodeServable(spec)

@@ -139,6 +139,30 @@ def _tokens_until_stop(tokens: list[int], request: GenerationRequest, decode) ->
     return high
 
 
+def prompt_ids(tokenizer: Any, request: GenerationRequest, spec: ServeSpec) -> list[int]:
+    """The prompt token ids of ``request``: chat through the chat template, plain text as is
+    (``suffix`` is refused: fill-in-the-middle needs a code model's servable)."""
+    if request.suffix is not None:
+        raise PolyadaptError(
+            f"suffix (fill-in-the-middle) needs a code model; {spec.base_name!r} serves task "
+            f"{spec.task.name!r}, which does not support it"
+        )
+    prompt = request.messages if request.messages is not None else (request.prompt or "")
+    ids = encode_prompt(tokenizer, prompt)
+    if not ids:
+        raise PolyadaptError("the prompt is empty; send some text to complete")
+    return ids
+
+
+def check_fits(context: int | None, base_name: str, prompt_tokens: int, max_tokens: int) -> None:
+    """Refuse a request whose prompt plus ``max_tokens`` is more than the model reads (``context``)."""
+    if context is not None and prompt_tokens + max_tokens > context:
+        raise PolyadaptError(
+            f"the prompt ({prompt_tokens:,} tokens) plus max_tokens ({max_tokens:,}) is more than "
+            f"{base_name!r} reads ({context:,} positions); shorten the prompt or lower max_tokens"
+        )
+
+
 class RowStops:
     """A ``StoppingCriteria`` that ends each row at its own EOS, ``max_tokens`` or stop string.
 
@@ -317,24 +341,11 @@ class TextServable:
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """The prompt token ids: chat through the chat template, plain text as is."""
-        if request.suffix is not None:
-            raise PolyadaptError(
-                f"suffix (fill-in-the-middle) needs a code model; {self.base_name!r} serves task "
-                f"{self.spec.task.name!r}, which does not support it"
-            )
-        prompt = request.messages if request.messages is not None else (request.prompt or "")
-        ids = encode_prompt(self.tokenizer, prompt)
-        if not ids:
-            raise PolyadaptError("the prompt is empty; send some text to complete")
-        return ids
+        return prompt_ids(self.tokenizer, request, self.spec)
 
     def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         """Refuse a request whose prompt plus ``max_tokens`` is more than the model reads."""
-        if self.context is not None and prompt_tokens + max_tokens > self.context:
-            raise PolyadaptError(
-                f"the prompt ({prompt_tokens:,} tokens) plus max_tokens ({max_tokens:,}) is more than "
-                f"{self.base_name!r} reads ({self.context:,} positions); shorten the prompt or lower max_tokens"
-            )
+        check_fits(self.context, self.base_name, prompt_tokens, max_tokens)
 
     def decode(self, tokens: list[int]) -> str:
         """Text of generated ``tokens``, special tokens left out."""

@@ -54,6 +54,8 @@ class TextGenerationTask(Task):
         "AutoModelForCausalLM.from_pretrained (--quant f32, f16 or bf16)",
         "gguf": "base + adapter merged as one GGUF file for llama.cpp, Ollama, LM Studio (--quant f16 or q8_0)",
     }
+    #: ``polyadapt serve --engine vllm`` too (:mod:`polyadapt_text.vllm_engine`).
+    serve_engines = frozenset({"transformers", "vllm"})
 
     def run_gate(self, task_options: Mapping[str, Any] | None) -> MetricGate | None:
         """Under ``objective: dpo`` the preference gate (:data:`polyadapt_text.objective.DPO_GATE`),
@@ -148,7 +150,12 @@ class TextGenerationTask(Task):
         return export(run, adapter, fmt, options, folder)
 
     def servable(self, spec: ServeSpec) -> Servable:
-        """The base loaded once, completions and chat with per-request adapters."""
+        """The base loaded once, completions and chat with per-request adapters (in this process,
+        or through vLLM with ``--engine vllm``)."""
+        if spec.engine == "vllm":
+            from polyadapt_text.vllm_engine import VllmServable
+
+            return VllmServable(spec)
         from polyadapt_text.serve import TextServable
 
         return TextServable(spec)
