@@ -45,6 +45,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding, merge_spans
+from polyadapt.governance.textfacts import lowered, plain_case
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
 _STATES = (
@@ -141,24 +142,6 @@ _ADDRESS_BEFORE = re.compile(
 #: and cost a few microseconds. Each is a superset of what its pattern needs (``_US_STREET``
 #: needs a capitalised street type; a lead ``\b`` would double the cost and adds nothing here).
 _US_GATE = re.compile(rf"(?:{_SURE_TYPES}|{_WEAK_TYPES})\b")
-_DE_WORDS = (
-    "straße",
-    "strasse",
-    "str.",
-    "weg",
-    "platz",
-    "allee",
-    "gasse",
-    "ring",
-    "damm",
-    "ufer",
-    "chaussee",
-    "steig",
-    "pfad",
-    "markt",
-    "brücke",
-    "hof",
-)
 _NL_WORDS = ("straat", "gracht", "weg", "laan", "plein", "kade", "dijk", "singel", "steeg", "markt", "park", "hof")
 _FR_WORDS = (
     "rue",
@@ -176,8 +159,69 @@ _FR_WORDS = (
     "passage",
     "square",
 )
-_NL_POSTCODE_GATE = re.compile(r"\d{4}[ \t]?[A-Z]{2}\b")
-_UK_POSTCODE_GATE = re.compile(r"\d[A-Z]{2}\b")
+#: The French street types as ``_FR_STREET`` spells them, lower-cased: one of them, with a
+#: space or tab on each side and a house number before, must be in a text that pattern runs on.
+_FR_TYPES = (
+    "rue",
+    "avenue",
+    "av.",
+    "boulevard",
+    "bd",
+    "place",
+    "chemin",
+    "allée",
+    "allee",
+    "quai",
+    "impasse",
+    "route",
+    "cours",
+    "passage",
+    "square",
+)
+#: What stands before a French street type: the number, ``bis``/``ter``, a comma (then spaces).
+_FR_HEAD = re.compile(r"\d(?:[ \t]?(?:bis|ter))?,?\Z")
+#: German street words as ``_DE_STREET`` spells them (case matters there), each of which is
+#: followed by optional spaces and the house number.
+_DE_STREET_WORDS = (
+    *("straße", "strasse", "str.", "weg", "platz", "allee", "gasse", "ring", "damm", "ufer"),
+    *("chaussee", "steig", "pfad", "markt", "brücke", "hof"),
+    *("Straße", "Strasse", "Str.", "Weg", "Platz", "Allee", "Gasse", "Ring", "Damm", "Ufer"),
+)
+_NUMBER_AFTER = re.compile(r"[ \t]*\d")
+_SURE_TYPE = re.compile(rf"(?:{_SURE_TYPES})\.?")
+_LINE_START_BEFORE = re.compile(r"(?:^|\n)[ \t]*$")
+#: ``\d{4}[ \t]?[A-Z]{2}\b`` and ``\d[A-Z]{2}\b`` as tests (whether they match anywhere), opened
+#: with the first capital and looking back for the digits: capitals are rarer than digits.
+_NL_POSTCODE_GATE = re.compile(r"[A-Z](?:(?<=\d{4}[A-Z])|(?<=\d{4}[ \t][A-Z]))[A-Z]\b")
+_UK_POSTCODE_GATE = re.compile(r"[A-Z](?<=\d[A-Z])[A-Z]\b")
+
+
+def _word_before_number(text: str, words: tuple[str, ...]) -> bool:
+    """True when one of ``words`` occurs in ``text`` followed by optional spaces and a digit."""
+    for word in words:
+        at = text.find(word)
+        while at >= 0:
+            if _NUMBER_AFTER.match(text, at + len(word)):
+                return True
+            at = text.find(word, at + 1)
+    return False
+
+
+def _french_type_after_number(lower: str) -> bool:
+    """True when ``lower`` holds a French street type between spaces or tabs, after a house
+    number (what ``_FR_STREET`` needs before it can match; its type is case-insensitive)."""
+    for word in _FR_TYPES:
+        at = lower.find(word)
+        while at >= 0:
+            end = at + len(word)
+            if at > 0 and end < len(lower) and lower[at - 1] in " \t" and lower[end] in " \t":
+                start = at - 1
+                while start > 0 and lower[start - 1] in " \t":
+                    start -= 1
+                if _FR_HEAD.search(lower, max(0, start - 8), start):
+                    return True
+            at = lower.find(word, at + 1)
+    return False
 
 
 class StreetAddressScanner:
@@ -191,7 +235,7 @@ class StreetAddressScanner:
         """Every address in ``text``."""
         if not any(digit in text for digit in "0123456789"):
             return []
-        lower = text.lower()
+        lower = lowered(text)
         spans: list[tuple[int, int]] = []
         if _US_GATE.search(text):
             for m in _US_STREET.finditer(text):
@@ -217,11 +261,13 @@ class StreetAddressScanner:
     def _forms_present(text: str, lower: str) -> list[re.Pattern[str]]:
         """The DE, NL, FR and postcode-led patterns whose cheap gate ``text`` passes."""
         forms = []
-        if any(word in lower for word in _DE_WORDS):
+        # a German street word followed by a number (what _DE_STREET needs)
+        if _word_before_number(text, _DE_STREET_WORDS):
             forms.append(_DE_STREET)
         if any(word in lower for word in _NL_WORDS):
             forms.append(_NL_STREET)
-        if any(word in lower for word in _FR_WORDS):
+        # likewise each French type holds one of _FR_WORDS ("avenue" holds "av")
+        if _french_type_after_number(lower) if plain_case(text) else any(word in lower for word in _FR_WORDS):
             forms.append(_FR_STREET)
         if _NL_POSTCODE_GATE.search(text):
             forms.append(_NL_POSTCODE_ADDRESS)
@@ -246,10 +292,10 @@ class StreetAddressScanner:
         unit = end != m.end()
         tail_end = self._extend(text, end, (_US_TAIL, _UK_TAIL, _EU_TAIL))
         tail = tail_end != end
-        weak = not re.fullmatch(rf"(?:{_SURE_TYPES})\.?", m.group("type"))
+        weak = not _SURE_TYPE.fullmatch(m.group("type"))
         abbreviated = m.group("type") in _ABBREVIATIONS
         introduced = bool(_ADDRESS_BEFORE.search(before)) or bool(_UNIT_BEFORE.search(before))
-        line_start = bool(re.search(r"(?:^|\n)[ \t]*$", before))
+        line_start = bool(_LINE_START_BEFORE.search(before))
         bare = not (unit or tail or m.group("direction"))
         # "12 High Court judges", "4 Oak Street tickets": without a city or postcode, a street line
         # needs an address word before it ("at", "to", "address:") or an abbreviated type ("Blvd");

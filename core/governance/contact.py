@@ -21,6 +21,7 @@ import re
 from typing import TYPE_CHECKING
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.phone_validity import is_valid_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from phonenumbers import PhoneNumber
@@ -47,8 +48,9 @@ class EmailScanner:
         if "@" not in text:
             return []
         found = []
+        urls = "://" in text  # what _URL_BEFORE needs
         for m in self._candidates(text):
-            if ".." in m.group() or _URL_BEFORE.search(text[max(0, m.start() - 300) : m.start()]):
+            if ".." in m.group() or (urls and _URL_BEFORE.search(text[max(0, m.start() - 300) : m.start()])):
                 continue
             if m.group().lower().startswith("git@") and _GIT_REMOTE_AFTER.match(text, m.end()):
                 continue
@@ -73,8 +75,16 @@ class EmailScanner:
 
 
 #: Digit runs that may hold a phone number: the phone matcher only looks at these windows.
-_PHONE_WINDOW = re.compile(r"\+?\(?\d[\d \t().\-/]{5,}\d")
+#: The same matches as ``\+?\(?\d[\d \t().\-/]{5,}\d``, written to open with a character
+#: class (a ``+``, ``(`` or digit, the look-behinds then say which) so that the regex engine
+#: skips to those characters instead of trying the pattern at every position: twice as fast.
+_PHONE_WINDOW = re.compile(r"[+(\d](?:(?<=\+)\(?\d|(?<=\()\d|(?<=\d))[\d \t().\-/]{5,}\d")
 _NOT_DIGITS = str.maketrans("", "", "0123456789")
+#: The separators a phone window may hold besides digits: deleting them leaves its digits.
+_WINDOW_SEPARATORS = str.maketrans("", "", " \t().-/+")
+#: Where a window needs splitting into parts at all (see ``_PART_GAP``).
+_GAP_CHARS = ("/", "\t", "  ")
+_SEPARATOR_DIGIT = re.compile(r"[-.]\d")
 
 
 def _digit_count(value: str) -> int:
@@ -137,6 +147,10 @@ _TEL_URI = re.compile(r"(?i)(?:tel|callto|sms):/{0,2}$")
 
 def _parts(text: str, start: int, end: int) -> list[re.Match[str]]:
     """The candidate numbers in ``text[start:end]``, split at its gaps (see ``_PART_GAP``)."""
+    window = text[start:end]
+    if not any(gap in window for gap in _GAP_CHARS):
+        match = _PART.search(text, start, end)  # no gap: the window is one part
+        return [match] if match is not None else []
     parts = []
     position = start
     for gap in [*_PART_GAP.finditer(text, start, end), None]:
@@ -171,7 +185,7 @@ def _national_number(raw: str, region: str) -> PhoneNumber | None:
     country = _SIMPLE_TRUNK_REGIONS.get(region)
     if country is None or raw.lstrip("(").startswith("+"):
         return None
-    digits = re.sub(r"\D", "", raw)
+    digits = raw.translate(_WINDOW_SEPARATORS)
     if country == 1:
         if len(digits) == 11 and digits[0] == "1":
             digits = digits[1:]
@@ -188,7 +202,8 @@ def _national_number(raw: str, region: str) -> PhoneNumber | None:
 
 def continues_code(text: str, start: int) -> bool:
     """True when ``text[start:]`` continues a spaced IBAN-shaped code (``NL80 ABNA 2346``)."""
-    return bool(_CODE_BEFORE.search(text[max(0, start - 40) : start]))
+    # the pattern ends with a space right before ``start``
+    return start > 0 and text[start - 1] == " " and bool(_CODE_BEFORE.search(text[max(0, start - 40) : start]))
 
 
 class PhoneScanner:
@@ -210,15 +225,21 @@ class PhoneScanner:
     def scan(self, text: str) -> list[Finding]:
         spans: set[tuple[int, int]] = set()
         for window in _PHONE_WINDOW.finditer(text):
-            if _digit_count(window.group()) < self.min_digits:
+            raw = window.group()
+            digits = _digit_count(raw)
+            if digits < self.min_digits:
                 continue
-            # a run of digits may hold several numbers split by a slash, a tab or a wide gap
-            for part in _parts(text, window.start(), window.end()):
-                raw = part.group()
-                if not self.min_digits <= _digit_count(raw) <= 15:  # E.164: at most 15
+            # a run of digits may hold several numbers split by a slash, a tab or a wide gap;
+            # without one the window is its only part (it opens and ends where ``_PART`` does)
+            gapped = "/" in raw or "\t" in raw or "  " in raw
+            for part in _parts(text, window.start(), window.end()) if gapped else (window,):
+                if part is not window:
+                    raw = part.group()
+                    digits = _digit_count(raw)
+                if not self.min_digits <= digits <= 15:  # E.164: at most 15
                     continue
-                start, end = part.start(), part.end()
-                if not self._rejected(text, start, end, raw) and self._valid_in_any(
+                start, end = part.span()
+                if not self._rejected(text, start, end, raw, digits) and self._valid_in_any(
                     raw, self._plausible_regions(text, start, raw)
                 ):
                     spans.add((start, self._with_extension(text, end)))
@@ -237,7 +258,7 @@ class PhoneScanner:
                     number = phonenumbers.parse(raw, region)
                 except phonenumbers.NumberParseException:
                     return False  # not a number in any region's eyes
-            if phonenumbers.is_valid_number(number):
+            if is_valid_number(number):
                 return True
         return False
 
@@ -246,7 +267,7 @@ class PhoneScanner:
         is parsed once or twice, not once per region: a 10-digit run without a trunk 0
         can only be a NANP number, a trunk-0 number only one of a trunk-0 region, ..."""
         regions = self._regions_for(text, start, raw)
-        digits = re.sub(r"\D", "", raw)
+        digits = raw.translate(_WINDOW_SEPARATORS)
         if raw.lstrip("(").startswith("+") or not digits:
             return regions[:1]
         first, n = digits[0], len(digits)
@@ -278,17 +299,19 @@ class PhoneScanner:
             regions = (*regions, "IT")
         return regions
 
-    def _rejected(self, text: str, start: int, end: int, raw: str) -> bool:
-        """True for matches that are part of a longer identifier or have a non-phone shape."""
-        digits = _digit_count(raw)
+    def _rejected(self, text: str, start: int, end: int, raw: str, digits: int | None = None) -> bool:
+        """True for matches that are part of a longer identifier or have a non-phone shape
+        (``digits``: how many ASCII digits ``raw`` holds, when the caller has counted them)."""
+        if digits is None:
+            digits = _digit_count(raw)
         if "#" in raw or not self.min_digits <= digits <= 15:  # E.164 has at most 15 digits
             return True
         if _NOT_PHONE.fullmatch(raw.strip("()+ ")) or _DATE_START.match(raw) or _DOTTED_QUAD.search(raw):
             return True
         if _FOUR_FOUR_FOUR.fullmatch(raw) and not _PHONE_WORD.search(text[max(0, start - 40) : start]):
             return True
-        compact = re.sub(r"\D", "", raw)
-        if any(sequence in compact for sequence in _SEQUENCES) or _is_isbn(raw):
+        compact = raw.translate(_WINDOW_SEPARATORS)
+        if _SEQUENCES[0] in compact or _SEQUENCES[1] in compact or _SEQUENCES[2] in compact or _is_isbn(raw):
             return True
         before = text[start - 1] if start > 0 else " "
         after = text[end] if end < len(text) else " "
@@ -301,7 +324,7 @@ class PhoneScanner:
         if not raw.lstrip("(").startswith("+") and _REFERENCE_WORD.search(text[max(0, start - 40) : start]):
             return True
         # "... 12-34" right after: the number continues with a separator and digits
-        return bool(re.match(r"[-.]\d", text[end : end + 2]))
+        return _SEPARATOR_DIGIT.match(text, end, end + 2) is not None
 
     @staticmethod
     def _with_extension(text: str, end: int) -> int:

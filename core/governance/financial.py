@@ -60,17 +60,41 @@ class PaymentCardScanner:
 
         found = []
         for m in _CARD_PATTERN.finditer(text):
-            digits = re.sub(r"\D", "", m.group())
-            if continues_code(text, m.start()):
-                continue
-            if 12 <= len(digits) <= 19 and card_issuer(digits) and luhn.is_valid(digits):
+            digits = m.group().replace(" ", "").replace("-", "")  # digits and one kind of separator
+            # the checks cost least first (all must pass): length, issuer, Luhn, then the context
+            if (
+                12 <= len(digits) <= 19
+                and card_issuer(digits)
+                and luhn.is_valid(digits)
+                and not continues_code(text, m.start())
+            ):
                 found.append(Finding("payment_card", m.start(), m.end(), self.name))
         return found
 
 
-_IBAN_PATTERN = re.compile(
-    r"(?<![\w-])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,34}(?![\w])",
-)
+#: ``(?<![\w-])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,34}(?![\w])`` read from its first check
+#: digit: the look-behind finds the two letters (with nothing word-like before them), so the
+#: engine tries digits only instead of every letter. An IBAN starts 2 characters before a match
+#: (:func:`_iban_candidates`); matches cannot overlap there, as a match ends before a non-word.
+_IBAN_PATTERN = re.compile(r"\d(?<=(?<![\w-])[A-Za-z]{2}\d)\d(?:[ -]?[A-Za-z0-9]){11,34}(?![\w])")
+#: IBAN letters as their mod-97 digits (``A`` -> ``10``, ..., ``Z`` -> ``35``).
+_LETTER_DIGITS = {ord(ch): str(10 + i) for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+
+def _iban_candidates(text: str) -> list[tuple[int, str]]:
+    """``(start, candidate)`` of each IBAN-shaped run in ``text``, as the pattern above spells it."""
+    return [(m.start() - 2, text[m.start() - 2 : m.end()]) for m in _IBAN_PATTERN.finditer(text)]
+
+
+def _checksum_fails(candidate: str) -> bool:
+    """True when an ASCII ``candidate`` fails the mod-97 test that ``stdnum.iban`` applies
+    first (each such candidate is invalid there); False means "ask stdnum" (its country
+    structure and bank checks follow), also for non-ASCII text, which stdnum cleans itself."""
+    if not candidate.isascii():
+        return False
+    compact = candidate.replace(" ", "").replace("-", "").upper()
+    digits = (compact[4:] + compact[:4]).translate(_LETTER_DIGITS)
+    return digits.isdigit() and int(digits) % 97 != 1
 
 
 class IbanScanner:
@@ -83,13 +107,12 @@ class IbanScanner:
         from stdnum import iban
 
         found = []
-        for m in _IBAN_PATTERN.finditer(text):
-            candidate = m.group()
+        for start, candidate in _iban_candidates(text):
             # the pattern may have swallowed following words or digits: try shorter cuts, longest first
             cuts = [len(candidate)] + [i for i in range(len(candidate) - 1, 14, -1) if candidate[i] in " -"]
             for cut in cuts:
                 part = candidate[:cut]
-                if iban.is_valid(part.upper()):
-                    found.append(Finding("iban", m.start(), m.start() + cut, self.name))
+                if not _checksum_fails(part) and iban.is_valid(part.upper()):
+                    found.append(Finding("iban", start, start + cut, self.name))
                     break
         return found

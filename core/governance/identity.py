@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.textfacts import first_at, lowered, plain_case
 
 _SSN_PATTERN = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
 _SSN_COMPACT = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b")
@@ -28,6 +29,9 @@ _NINO_PATTERN = re.compile(
 #: The digits and suffix letter every NINO has: a cheap test before the full pattern.
 _NINO_DIGITS = re.compile(r"\d\d ?\d\d ?\d\d ?[A-Da-d](?![\w-])")
 _NINO_BAD_PREFIXES = {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
+#: What ``_SSN_COMPACT`` needs in the lower-cased text (a case-insensitive regex tried at
+#: every position costs more than these substring tests).
+_SSN_WORDS = ("ssn", "social security")
 
 
 class NationalIdScanner:
@@ -43,10 +47,13 @@ class NationalIdScanner:
         for m in _SSN_PATTERN.finditer(text):
             if ssn.is_valid(m.group(1) + m.group(3) + m.group(4)):
                 found.append(Finding("national_id", m.start(), m.end(), self.name))
-        for m in _SSN_COMPACT.finditer(text):
+        compact = not plain_case(text) or any(word in lowered(text) for word in _SSN_WORDS)
+        for m in _SSN_COMPACT.finditer(text) if compact else ():
             if ssn.is_valid(m.group(1)):
                 found.append(Finding("national_id", m.start(1), m.end(1), self.name))
-        for m in _NINO_PATTERN.finditer(text) if _NINO_DIGITS.search(text) else ():
+        digits = _NINO_DIGITS.search(text)
+        # a NINO's two letters (and a space) stand at most 3 characters before its digits
+        for m in _NINO_PATTERN.finditer(text, max(0, digits.start() - 3)) if digits else ():
             prefix, suffix = m.group(1), m.group(5)
             # mixed case ("Ab 12 34 56 c") is a word and digits, not a NINO
             if prefix.upper() not in _NINO_BAD_PREFIXES and (prefix + suffix).isupper() == prefix.isupper():
@@ -81,11 +88,13 @@ class PassportScanner:
     types: tuple[str, ...] = ("passport",)
 
     def scan(self, text: str) -> list[Finding]:
-        lowered = text.lower()
-        if "pas" not in lowered and "travel" not in lowered:
+        lower = lowered(text)
+        first = first_at(lower, ("pas", "travel"))
+        if first < 0:
             return []
+        # every passport word starts at "pas" or "travel", or 5 before ("reisepass")
         found = []
-        for word in _PASSPORT_WORD.finditer(text):
+        for word in _PASSPORT_WORD.finditer(text, max(0, first - 5) if plain_case(text) else 0):
             m = _PASSPORT_NUMBER.match(text, word.end(), word.end() + 48) or _GERMAN_PASSPORT.match(
                 text, word.end(), word.end() + 48
             )
@@ -127,8 +136,8 @@ class DateOfBirthScanner:
     types: tuple[str, ...] = ("date_of_birth",)
 
     def scan(self, text: str) -> list[Finding]:
-        lowered = text.lower()
-        if not any(word in lowered for word in _BIRTH_HINTS):
+        lower = lowered(text)
+        if not any(word in lower for word in _BIRTH_HINTS):
             return []
         return [
             Finding("date_of_birth", m.start("value"), m.end("value"), self.name) for m in _BIRTH_DATE.finditer(text)

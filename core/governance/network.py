@@ -23,7 +23,10 @@ _IPV6_PATTERN = re.compile(
 #: ``"version": "``, ``build:``.
 #: What every IPv6 address not written with ``::`` has and clock times do not: a group of
 #: 3-4 hex digits followed by two more groups.
-_IPV6_HINT = re.compile(r"[0-9A-Fa-f]{3,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
+#: Used as a test only (whether it matches anywhere): ``[0-9A-Fa-f]{3,4}:[0-9A-Fa-f]{1,4}:...``
+#: written to open with the colon, rarer than hex digits, and look back for the group.
+_IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]{3}:)[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
+_GROUP_SEPARATOR = re.compile(r"[:.]")
 _VERSION_BEFORE = re.compile(r"(?i)(?:(?:version|\bver|release|build|\bv)_*\.?[\"']?\s*[:=]?|[=~<>!]=)\s*[\"']?$")
 #: Words that say a dotted quad is an address: "from 8.8.4.4", "ip 1.2.3.4", "host: ...".
 _ADDRESS_WORD = re.compile(
@@ -44,8 +47,9 @@ def _looks_like_version(text: str, start: int, value: str) -> bool:
 
 def _is_netmask(value: str) -> bool:
     """``255.255.255.0`` and the like: ones then zeros, read as a mask, not a host."""
-    bits = "".join(f"{int(part):08b}" for part in value.split("."))
-    return value.startswith("255.") and "01" not in bits
+    if not value.startswith("255."):
+        return False
+    return "01" not in "".join(f"{int(part):08b}" for part in value.split("."))
 
 
 class IpAddressScanner:
@@ -65,7 +69,7 @@ class IpAddressScanner:
         if "::" in text or _IPV6_HINT.search(text):
             for m in _IPV6_PATTERN.finditer(text):
                 value = m.group()
-                groups = [g for g in re.split(r"[:.]", value) if g]
+                groups = [g for g in _GROUP_SEPARATOR.split(value) if g]
                 if len(groups) < 2 or not any(ch.isdigit() for ch in value):
                     continue
                 if self._reportable(value, ipaddress.IPv6Address):

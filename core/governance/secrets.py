@@ -66,6 +66,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.textfacts import first_at, lowered
 
 __all__ = ["SecretScanner", "looks_random", "shannon_entropy"]
 
@@ -131,6 +132,7 @@ def _char_classes(value: str) -> int:
     return sum(1 for pattern in _CLASSES if pattern.search(value))
 
 
+@functools.lru_cache(maxsize=4096)  # _value_ok asks, then looks_random asks again of the same value
 def _placeholder(value: str) -> bool:
     """True for ``<your-token>``, ``${VAR}``, ``xxxx``, ``****``, ``changeme`` and the like."""
     return (
@@ -734,7 +736,9 @@ def _assignments(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
 _URL_CREDENTIALS = re.compile(
     r"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<user>[^\s:/?#@\"'<>\[\]]{0,200}):(?P<v>[^\s/\"'<>]{1,300})@(?=[A-Za-z0-9\[])"
 )
-_CLI_FLAG = re.compile(r"(?<![\w-])--(?P<k>[A-Za-z][\w-]{1,60})[ \t]+(?P<q>[\"']?)(?P<v>[^\s\"']{1,300})(?P=q)")
+#: Opens with the first ``-`` (the look-behind then checks what stands before it): the regex
+#: engine skips to dashes instead of trying ``(?<![\w-])--`` at every position.
+_CLI_FLAG = re.compile(r"-(?<![\w-]-)-(?P<k>[A-Za-z][\w-]{1,60})[ \t]+(?P<q>[\"']?)(?P<v>[^\s\"']{1,300})(?P=q)")
 _XML_ELEMENT = re.compile(r"<(?P<k>[A-Za-z_][\w.:-]{0,60})>(?P<v>[^<>\s]{1,300})</(?P=k)>")
 _XML_ADD = re.compile(r"(?i)<add\s+key\s*=\s*\"(?P<k>[^\"]{1,80})\"\s+value\s*=\s*\"(?P<v>[^\"]{1,300})\"")
 # these run on the lower-cased text (same offsets); the value is read back from the original
@@ -779,8 +783,10 @@ def _prose_password(value: str, quoted: bool) -> bool:
 
 def _contextual(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
     """Passwords whose place, not their key name, marks them: URLs, CLI flags, XML, SQL, netrc, curl."""
-    if "://" in text:
-        for m in _URL_CREDENTIALS.finditer(text):
+    scheme = text.find("://")
+    if scheme >= 0:
+        # a match opens with its scheme, at most 31 characters before the first "://"
+        for m in _URL_CREDENTIALS.finditer(text, max(0, scheme - 31)):
             if _password_in_place(m.group("v"), m.group("user")):
                 spans.add(m.span("v"))
     if "--" in text:
@@ -798,12 +804,15 @@ def _contextual(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
             kind = _key_kind(m.group("k"))
             if kind and _value_ok(kind, m.group("v"), True, True, False):
                 spans.add(m.span("v"))
-    if "identified" in lower or "password" in lower:
-        for m in _SQL_PASSWORD.finditer(lower):
+    first = first_at(lower, ("identified", "password"))  # where a match can start at the earliest
+    if first >= 0:
+        for m in _SQL_PASSWORD.finditer(lower, first):
             if _password_in_place(text[m.start("v") : m.end("v")]):
                 spans.add(m.span("v"))
-    if " is" in lower or " was" in lower or " will" in lower or " remains" in lower:
-        for m in _PROSE_PASSWORD.finditer(lower):
+    if ("pass" in lower or "pwd" in lower) and (
+        " is" in lower or " was" in lower or " will" in lower or " remains" in lower
+    ):
+        for m in _PROSE_PASSWORD.finditer(lower, first_at(lower, ("pass", "pwd"))):
             start, end = m.span("v")
             if not m.group("q"):
                 while end > start and text[end - 1] in ".,;:)":
@@ -876,7 +885,7 @@ _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 def secret_spans(text: str) -> list[tuple[int, int]]:
     """The ``(start, end)`` of every credential value in ``text``, sorted; nested spans are dropped."""
     spans: set[tuple[int, int]] = set()
-    lower = text.lower()
+    lower = lowered(text)
     if len(lower) != len(text):  # a few non-ASCII letters grow when lower-cased; keep offsets aligned
         lower = text.translate(_ASCII_LOWER)
     for i in _rules_to_run(text, lower):

@@ -1,0 +1,128 @@
+"""The pattern scanners' fast paths give the answers of the slow forms they replace:
+compiled phone validity against ``phonenumbers``, regexes rewritten to open with a character
+class against their original spelling, cheap gates never closed where the pattern matches,
+the IBAN checksum pre-test against ``stdnum``."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import phonenumbers
+import pytest
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+from stdnum import iban
+
+from polyadapt.governance import addresses, contact, financial, network, secrets, textfacts
+from polyadapt.governance.phone_validity import is_valid_number
+
+ALPHABET = "0123456789+( )-./\t\n:aAbBzZ_#~=@ékſ٣"
+
+
+def _random_texts(rng: random.Random, n: int, alphabet: str = ALPHABET, longest: int = 40) -> list[str]:
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest))) for _ in range(n)]
+
+
+def test_phone_validity_matches_phonenumbers_for_every_calling_code():
+    rng = random.Random(7)
+    numbers = []
+    for code in [*sorted(COUNTRY_CODE_TO_REGION_CODE), 0, 999]:
+        for _ in range(12):
+            digits = rng.randint(4, 15)
+            number = phonenumbers.PhoneNumber(
+                country_code=code, national_number=rng.randrange(10 ** (digits - 1), 10**digits)
+            )
+            number.italian_leading_zero = rng.random() < 0.2
+            numbers.append(number)
+    for region in ("US", "GB", "DE", "FR", "NL", "ES", "IT", "CA", "JM", "IM", "RU", "KZ", "AU", "CC"):
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            numbers += [
+                phonenumbers.PhoneNumber(country_code=example.country_code, national_number=example.national_number + d)
+                for d in (-1, 0, 1, 1000)
+            ]
+    answers = [(phonenumbers.is_valid_number(n), is_valid_number(n)) for n in numbers]
+    assert all(theirs == ours for theirs, ours in answers)
+    assert sum(theirs for theirs, _ in answers) > 50  # valid numbers were among them
+
+
+@pytest.mark.parametrize(
+    ("original", "rewritten", "whole"),
+    [
+        (r"\+?\(?\d[\d \t().\-/]{5,}\d", contact._PHONE_WINDOW, True),
+        (
+            r"(?<![\w-])--(?P<k>[A-Za-z][\w-]{1,60})[ \t]+(?P<q>[\"']?)(?P<v>[^\s\"']{1,300})(?P=q)",
+            secrets._CLI_FLAG,
+            True,
+        ),
+        (r"[0-9A-Fa-f]{3,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:", network._IPV6_HINT, False),
+        (r"\d{4}[ \t]?[A-Z]{2}\b", addresses._NL_POSTCODE_GATE, False),
+        (r"\d[A-Z]{2}\b", addresses._UK_POSTCODE_GATE, False),
+    ],
+)
+def test_rewritten_patterns_match_what_their_original_spelling_matches(original, rewritten, whole):
+    old = re.compile(original)
+    rng = random.Random(11)
+    alphabet = ALPHABET + "CDEFabcdef-" * 2 + "AB12 NL91 ABNA 0417 1643 00--x"
+    texts = _random_texts(rng, 20_000, alphabet, 60) + [
+        "NL91ABNA0417164300",
+        "2001:0db8:85a3::",
+        "1012 LG",
+        "--token 'x1'",
+    ]
+    for text in texts:
+        if whole:  # every match, span and groups
+            assert [(m.span(), m.groups()) for m in old.finditer(text)] == [
+                (m.span(), m.groups()) for m in rewritten.finditer(text)
+            ], text
+        else:  # used as a test only: whether it matches anywhere
+            assert bool(old.search(text)) == bool(rewritten.search(text)), text
+
+
+def test_iban_candidates_are_the_matches_of_the_original_pattern():
+    old = re.compile(r"(?<![\w-])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,34}(?![\w])")
+    rng = random.Random(13)
+    alphabet = "NLGBDEnl0123456789 -_xX.éABNA"
+    texts = _random_texts(rng, 30_000, alphabet, 60) + ["NL91ABNA0417164300 and de89 3704 0044 0532 0130 00"]
+    for text in texts:
+        assert financial._iban_candidates(text) == [(m.start(), m.group()) for m in old.finditer(text)], text
+
+
+def test_the_iban_checksum_pretest_only_rejects_what_stdnum_rejects():
+    rng = random.Random(3)
+    candidates = ["NL91 ABNA 0417 1643 00", "de89370400440532013000", "GB82-WEST-1234-5698-7654-32"]
+    for _ in range(3000):
+        base = rng.choice(candidates)
+        chars = list(base)
+        chars[rng.randrange(len(chars))] = rng.choice("0123456789ABCXYZ -")
+        candidates.append("".join(chars))
+    for candidate in candidates:
+        if financial._checksum_fails(candidate):
+            assert not iban.is_valid(candidate.upper()), candidate
+    assert not financial._checksum_fails("NL91 ABNA 0417 1643 00")
+
+
+def test_address_gates_stay_open_wherever_their_pattern_matches():
+    rng = random.Random(5)
+    words = "12|4 bis|7,|rue|RUE|Avenue|av.|de la|Paix|Hauptstraße|Berliner|Str.|5|Weg|ring|Ring|3a|  |\t|\n|x|Allée|22"
+    words = words.split("|")
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 8))) for _ in range(20_000)]
+    texts += ["12 rue de la Paix", "8   \t boulevard Saint-Michel", "Hauptstraße 5", "Berliner Str. 12a"]
+    for text in texts:
+        lower = text.lower()
+        if addresses._FR_STREET.search(text) and textfacts.plain_case(text):
+            assert addresses._french_type_after_number(lower), text
+        if addresses._DE_STREET.search(text):
+            assert addresses._word_before_number(text, addresses._DE_STREET_WORDS), text
+
+
+def test_lowered_is_the_lower_case_text_and_plain_case_knows_the_four_exceptions():
+    assert textfacts.lowered("Hello WORLD") == "hello world"
+    assert textfacts.lowered("Straße") == "straße"
+    assert textfacts.plain_case("PASSPORT no")
+    assert textfacts.plain_case("Reisepaß Nr")
+    for odd in textfacts.CASE_EXCEPTIONS:
+        assert re.fullmatch("(?i)[a-z]", odd)  # the regex folds it to an ASCII letter ...
+        assert not textfacts.plain_case(f"pa{odd}sport")  # ... so substring tests must not be trusted
+    assert textfacts.first_at("a travel pass", ("pas", "travel")) == 2
+    assert textfacts.first_at("nothing", ("pas", "travel")) == -1
