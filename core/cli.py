@@ -584,7 +584,10 @@ def export(
     ],
     quant: Annotated[
         str | None,
-        typer.Option("--quant", help="The format's number type: gguf f16 or q8_0; merged f32 (default), f16, bf16."),
+        typer.Option(
+            "--quant",
+            help="The number type: gguf f16 (default), q8_0, q5_1, q5_0, q4_1, q4_0; merged f32 (default), f16, bf16.",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="The export folder (default: RUN/exports/FORMAT).")] = None,
     db: Annotated[

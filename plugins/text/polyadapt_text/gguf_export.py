@@ -1,16 +1,26 @@
 """Write a Hugging Face causal LM folder as one GGUF file (llama.cpp, Ollama, LM Studio).
 
-What llama.cpp's ``convert_hf_to_gguf.py`` does for its ``LlamaModel``, written with the
-``gguf`` package: the hyperparameters under ``llama.*``, the byte-level BPE tokenizer
-(tokens, token types, merges, special token ids, chat template: ``gguf.SpecialVocab``
-reads them from the folder as llama.cpp does), the tensors renamed by
-``gguf.TensorNameMap`` with the Q and K projections permuted into llama.cpp's rotary
-layout, 1-D tensors in f32 and the others in f16 or q8_0 (``gguf.quants``). transformers'
-GGUF loader undoes exactly these steps (``from_pretrained(folder, gguf_file=...)``), which
-is how :mod:`polyadapt_text.export` checks every file it writes.
+What llama.cpp's ``convert_hf_to_gguf.py`` does for its ``LlamaModel`` and ``Qwen2Model``,
+written with the ``gguf`` package: the hyperparameters under the architecture's name, the
+byte-level BPE tokenizer (tokens, token types, merges, special token ids, chat template:
+``gguf.SpecialVocab`` reads them from the folder as llama.cpp does), the tensors renamed by
+``gguf.TensorNameMap`` (with what differs per architecture in :mod:`polyadapt_text.gguf_arch`),
+and each tensor's type chosen by :func:`tensor_type`. transformers' GGUF loader undoes exactly
+these steps (``from_pretrained(folder, gguf_file=...)``), which is how
+:mod:`polyadapt_text.export` checks every file it writes.
 
-Only the Llama family (SmolLM2, Llama 2 and 3 without rope scaling, TinyLlama) is written;
-other architectures are refused by name, with ``--format merged`` as the way out.
+Which tensors keep more precision than ``--quant`` says (:func:`tensor_type`):
+
+* 1-D tensors, norms and biases are f32 (the converter: most of ggml reads them in f32 only);
+* with a 4- or 5-bit type, the output projection (the token embedding when they are tied) is
+  q8_0: ``llama-quantize`` makes it q6_K, which the ``gguf`` package cannot write, and falls
+  back to q8_0 itself when the rows do not fit q6_K's blocks. An untied token embedding gets
+  the file's type, as ``llama-quantize`` gives it;
+* a tensor whose rows are not a whole number of blocks (32 values) is f16, the converter's
+  fallback.
+
+Architectures other than :data:`~polyadapt_text.gguf_arch.ARCHITECTURES` are refused by name,
+with ``--format merged`` as the way out.
 """
 
 from __future__ import annotations
@@ -21,18 +31,36 @@ from pathlib import Path
 from typing import Any
 
 from polyadapt.errors import PolyadaptError
+from polyadapt_text.gguf_arch import ARCHITECTURES, permute, transform
+
+__all__ = ["ARCHITECTURES", "QUANTS", "check_supported", "permute", "tensor_type", "write_gguf"]
 
 #: transformers ``model_type`` -> the architecture written (gguf's ``MODEL_ARCH`` member).
-SUPPORTED_ARCHITECTURES = {"llama": "LLAMA"}
-#: ``--quant`` -> (gguf quantization type of 2-D tensors, ``general.file_type``), by name in the gguf package.
-QUANTS = {"f16": ("F16", "MOSTLY_F16"), "q8_0": ("Q8_0", "MOSTLY_Q8_0")}
+SUPPORTED_ARCHITECTURES = {name: arch.gguf_arch for name, arch in ARCHITECTURES.items()}
+#: ``--quant`` -> (gguf quantization type of 2-D tensors, ``general.file_type``), by name in the
+#: gguf package; every one is one ``gguf.quants`` quantizes in numpy.
+QUANTS = {
+    "f16": ("F16", "MOSTLY_F16"),
+    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+    "q5_1": ("Q5_1", "MOSTLY_Q5_1"),
+    "q5_0": ("Q5_0", "MOSTLY_Q5_0"),
+    "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
+    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
+}
+#: Qwen2's pre-tokenizer regex (``tokenizer.json`` of Qwen2 and Qwen2.5; llama.cpp's ``qwen2``).
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+#: The types of at most 5 bits, under which the output projection is kept at q8_0.
+LOW_BIT = ("Q4_0", "Q4_1", "Q5_0", "Q5_1")
 
 
 def unsupported(what: str) -> PolyadaptError:
     """The error for a model the GGUF writer cannot write, naming the way out."""
+    families = "; ".join(arch.families for name, arch in ARCHITECTURES.items() if name in SUPPORTED_ARCHITECTURES)
     return PolyadaptError(
         f"cannot export this model as GGUF: {what}. GGUF export supports the architectures "
-        f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))} (SmolLM2, Llama, TinyLlama); export it with "
+        f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))} ({families}); export it with "
         "`--format merged` (safetensors that transformers, vLLM or llama.cpp's own "
         "convert_hf_to_gguf.py read) instead"
     )
@@ -47,7 +75,7 @@ def check_supported(config: dict[str, Any]) -> None:
     rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
     if rope_type not in (None, "default"):
         raise unsupported(f"rope scaling {rope_type!r} of {model_type}")
-    for flag in ("attention_bias", "mlp_bias"):
+    for flag in ARCHITECTURES[model_type].refused_flags if model_type in ARCHITECTURES else ():
         if config.get(flag):
             raise unsupported(f"{model_type} with {flag}")
 
@@ -59,21 +87,13 @@ def _rope_theta(config: dict[str, Any]) -> float:
     return float(config.get("rope_theta", 10000.0))
 
 
-def permute(weights: Any, n_head: int, n_head_kv: int | None = None) -> Any:
-    """llama.cpp's ``LlamaModel.permute``: Hugging Face's rotary layout (halves) -> GGML's
-    (interleaved pairs), per head; K uses the key/value head count."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    shape = weights.shape
-    return weights.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
-
-
 def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str:
     """llama.cpp's name for the tokenizer's pre-tokenizer (``tokenizer.ggml.pre``).
 
-    llama.cpp recognises a pre-tokenizer by hashing how it splits a probe text; the two
-    byte-level ones Llama-family small models use are read off ``tokenizer.json`` here:
-    ``gpt-2`` (byte-level with GPT-2's regex) and ``smollm`` (each digit alone, then GPT-2's).
+    llama.cpp recognises a pre-tokenizer by hashing how it splits a probe text; the
+    byte-level ones of the architectures written are read off ``tokenizer.json`` here:
+    ``gpt-2`` (byte-level with GPT-2's regex), ``smollm`` (each digit alone, then GPT-2's)
+    and ``qwen2`` (a split on Qwen2's regex, then byte-level without a regex).
     """
     spec = tokenizer_json.get("pre_tokenizer") or {}
     parts = spec.get("pretokenizers", []) if spec.get("type") == "Sequence" else [spec]
@@ -82,6 +102,14 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str:
         return "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"
+    if (
+        kinds == ["Split", "ByteLevel"]
+        and (parts[0].get("pattern") or {}).get("Regex") == QWEN2_SPLIT
+        and str(parts[0].get("behavior", "")).lower() == "isolated"
+        and not parts[0].get("invert")
+        and not parts[1].get("use_regex", True)
+    ):
+        return "qwen2"
     raise unsupported(f"a tokenizer whose pre-tokenizer is {kinds or 'missing'} (byte-level BPE only)")
 
 
@@ -122,13 +150,34 @@ def _vocabulary(folder: Path, vocab_size: int) -> tuple[list[str], list[int], st
             types.append(gguf.TokenType.UNUSED)
         elif token in added:
             tokens.append(token)
-            types.append(gguf.TokenType.CONTROL if decoder[index].special else gguf.TokenType.USER_DEFINED)
+            # llama.cpp's does_token_look_special: <|...|> is control even when not marked special
+            special = decoder[index].special or (token.startswith("<|") and token.endswith("|>"))
+            types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(token)
             types.append(gguf.TokenType.NORMAL)
     bos = tokenizer.bos_token_id
     adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
     return tokens, types, pre, adds_bos
+
+
+def tensor_type(gguf_name: str, shape: tuple[int, ...], qtype: str, *, output_like: bool = False) -> str:
+    """The gguf type name a tensor is written in under ``--quant`` type ``qtype`` (see the module doc).
+
+    :param gguf_name: the tensor's GGUF name (``blk.0.attn_q.weight``).
+    :param output_like: the tensor also serves as the output projection (the token embedding
+        when the two are tied); ``output.weight`` always does.
+    """
+    import gguf
+
+    if len(shape) <= 1 or gguf_name.endswith("_norm.weight") or not gguf_name.endswith(".weight"):
+        return "F32"
+    if qtype == "F16":
+        return "F16"
+    if (output_like or gguf_name == "output.weight") and qtype in LOW_BIT:
+        qtype = "Q8_0"
+    block = gguf.GGML_QUANT_SIZES[getattr(gguf.GGMLQuantizationType, qtype)][0]
+    return qtype if shape[-1] % block == 0 else "F16"
 
 
 def _tensors(folder: Path) -> Iterator[tuple[str, Any]]:
@@ -149,8 +198,8 @@ def write_gguf(
 ) -> dict[str, Any]:
     """Write the causal LM in ``folder`` (config.json, safetensors, tokenizer) to ``output``.
 
-    :param quant: ``f16`` or ``q8_0`` (the type of every 2-D tensor; 1-D ones stay f32, and
-        a q8_0 tensor whose rows are not a multiple of 32 long is written f16).
+    :param quant: a key of :data:`QUANTS`: the type of the 2-D weights, with the exceptions
+        :func:`tensor_type` makes.
     :param name: ``general.name``.
     :param pre_tokenizer: ``tokenizer.ggml.pre`` to write instead of the one read off the
         tokenizer (a GGUF base's own: transformers does not keep it when it reads the file).
@@ -165,10 +214,10 @@ def write_gguf(
         )
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     check_supported(config)
-    arch = getattr(gguf.MODEL_ARCH, SUPPORTED_ARCHITECTURES[config["model_type"]])
+    layout = ARCHITECTURES[config["model_type"]]
+    arch = getattr(gguf.MODEL_ARCH, layout.gguf_arch)
     arch_name = gguf.MODEL_ARCH_NAMES[arch]
     qtype_name, file_type = QUANTS[quant]
-    qtype = getattr(gguf.GGMLQuantizationType, qtype_name)
 
     n_layers = int(config["num_hidden_layers"])
     n_head = int(config["num_attention_heads"])
@@ -190,7 +239,8 @@ def write_gguf(
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_head_kv)
     writer.add_rope_freq_base(_rope_theta(config))
-    writer.add_rope_dimension_count(head_dim)
+    if layout.rope_dimension_count:
+        writer.add_rope_dimension_count(head_dim)
     if head_dim != hidden // n_head:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
@@ -225,21 +275,14 @@ def write_gguf(
         new_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if new_name is None:
             raise unsupported(f"tensor {hf_name!r}, which llama.cpp's {arch_name} has no place for")
-        if hf_name.endswith("q_proj.weight"):
-            data = permute(data, n_head, n_head)
-        elif hf_name.endswith("k_proj.weight"):
-            data = permute(data, n_head, n_head_kv)
-        data = np.ascontiguousarray(data)
-        if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
-            kind = gguf.GGMLQuantizationType.F32
-            writer.add_tensor(new_name, data.astype(np.float32))
-        elif qtype == gguf.GGMLQuantizationType.Q8_0 and data.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
-            kind = qtype
-            writer.add_tensor(new_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        data = np.ascontiguousarray(transform(layout, hf_name, data, n_head, n_head_kv))
+        kind = tensor_type(new_name, data.shape, qtype_name, output_like=tied and new_name == "token_embd.weight")
+        if kind in ("F32", "F16"):
+            writer.add_tensor(new_name, data.astype(np.float32 if kind == "F32" else np.float16))
         else:
-            kind = gguf.GGMLQuantizationType.F16
-            writer.add_tensor(new_name, data.astype(np.float16))
-        written[kind.name] = written.get(kind.name, 0) + 1
+            raw = getattr(gguf.GGMLQuantizationType, kind)
+            writer.add_tensor(new_name, gguf.quants.quantize(data, raw), raw_dtype=raw)
+        written[kind] = written.get(kind, 0) + 1
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
