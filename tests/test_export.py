@@ -368,3 +368,22 @@ def test_image_lora_and_merged_pipeline_exports(tiny_base_model, tmp_path):
     assert not torch.allclose(ours, untouched, atol=1e-4)  # the LoRA is in there
     with pytest.raises(ConfigError, match="--quant means nothing"):
         export_run(pm, run.dir, "merged", quant="f16", out=tmp_path / "q")
+
+
+def test_low_bit_gguf_is_checked_against_its_rounded_twin(pm, text_run, tmp_path, monkeypatch):
+    """At q4_0 the file agrees with the merged model only where rounding allows, but with the
+    merged model rounded as the file stores it everywhere; a layout fault fails that check."""
+    import polyadapt_text.export as text_export
+    import polyadapt_text.gguf_export as gguf_export
+
+    run, db = text_run
+    monkeypatch.setitem(text_export.MIN_TOP1, "q4_0", 0.0)  # judge the layout alone
+    result = export_run(pm, run.dir, "gguf", quant="q4_0", out=tmp_path / "q4", db=db)
+    twin = result.facts["verification"]["against_rounded_twin"]
+    assert twin["top1_agreement"] == 1.0 and twin["max_abs_diff"] < 1e-3
+    assert result.facts["verification"]["top1_agreement"] < 1.0  # the rounding itself moves positions
+
+    monkeypatch.setattr(gguf_export, "transform", lambda arch, name, data, n_head, n_kv: data)  # no Q/K permutation
+    with pytest.raises(PolyadaptError, match="laid out wrongly"):
+        export_run(pm, run.dir, "gguf", quant="q4_0", out=tmp_path / "broken", db=db)
+    assert not (tmp_path / "broken").exists()

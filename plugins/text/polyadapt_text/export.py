@@ -54,6 +54,9 @@ MIN_TOP1 = {
     "q4_1": 0.50,
     "q4_0": 0.50,
 }
+#: The least top-1 agreement with the merged model rounded as the file stores it
+#: (:mod:`polyadapt_text.gguf_twin`): the same weights, so only float noise may flip a position.
+LAYOUT_MIN_TOP1 = 0.99
 #: What the written model is checked on (with the chat template's rendering of the first).
 CHECK_PROMPTS = (
     "The policy covers water damage from burst pipes, but not gradual leaks.",
@@ -148,6 +151,22 @@ def _judge(run: Run, what: str, quant: str, figures: dict) -> dict:
     return figures
 
 
+def _judge_layout(run: Run, quant: str, layout: dict) -> None:
+    """Refuse a GGUF that does not reproduce the merged model with its weights rounded as the
+    file stores them (:mod:`polyadapt_text.gguf_twin`): that is a layout fault, whatever the type."""
+    run.say(
+        f"check GGUF ({quant}) against the merged model rounded to {quant}: top-1 agreement "
+        f"{layout['top1_agreement']:.2%}, max |Δlogit| {layout['max_abs_diff']:.4g}"
+    )
+    if layout["top1_agreement"] < LAYOUT_MIN_TOP1:
+        raise PolyadaptError(
+            f"the GGUF export ({quant}) does not reproduce the merged model even with its weights rounded "
+            f"to {quant}: top-1 agreement {layout['top1_agreement']:.2%} (at least {LAYOUT_MIN_TOP1:.0%} "
+            "needed), so a tensor or setting is laid out wrongly; nothing was written. Export with "
+            "--format merged and report this with the base model's config"
+        )
+
+
 def _quiet_transformers() -> None:
     from transformers.utils import logging
 
@@ -178,6 +197,7 @@ def export_gguf(run: Run, adapter: AdapterArtifact, quant: str, folder: Path) ->
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from polyadapt_text.gguf_export import check_supported, source_pre_tokenizer, write_gguf
+    from polyadapt_text.gguf_twin import round_like_gguf
     from polyadapt_text.model import _gguf_location, model_source
 
     _quiet_transformers()
@@ -193,10 +213,12 @@ def export_gguf(run: Run, adapter: AdapterArtifact, quant: str, folder: Path) ->
     with tempfile.TemporaryDirectory(prefix="polyadapt-merged-") as scratch:
         model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
-        del model
         facts = write_gguf(
             Path(scratch), folder / name, quant, name=run.config.output.adapter_name or run.id, pre_tokenizer=pre
         )
+    round_like_gguf(model, quant)  # the twin: what the file should hold, rounded the same way
+    rounded_reference = reference_logits(model, tokenizer, prompts)
+    del model
     try:
         reloaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
         read_back = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -204,7 +226,10 @@ def export_gguf(run: Run, adapter: AdapterArtifact, quant: str, folder: Path) ->
         raise PolyadaptError(
             f"the GGUF written does not load back in transformers: {type(exc).__name__}: {exc}"
         ) from None
+    layout = compare(rounded_reference, reloaded, read_back, prompts)
+    _judge_layout(run, quant, layout)
     figures = _judge(run, "GGUF", quant, compare(reference, reloaded, read_back, prompts))
+    figures["against_rounded_twin"] = layout
     (folder / "Modelfile").write_text(f"FROM ./{name}\n", encoding="utf-8")
     _write_card(adapter, folder / name, "gguf", _GGUF_HOW_TO.format(name=name))
     return {**facts, "file": name, "verification": figures}
