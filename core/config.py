@@ -106,7 +106,7 @@ class DataConfig(_Section):
     kind: Literal["auto", "text", "instruction", "chat", "preference"] = Field(
         "auto",
         description="Record kind; auto detects from the fields present; preference: pairs of prompt, chosen and "
-        "rejected (the text task's task_options.objective: dpo)",
+        "rejected (the text task's task_options.objective: dpo, simpo or orpo)",
     )
     licence: str | None = Field(None, description="SPDX licence id of the data")
     follow_external_symlinks: bool = Field(

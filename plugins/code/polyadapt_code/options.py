@@ -46,9 +46,10 @@ RepositoryEntry = Annotated[
 class CodeOptions(TextOptions):
     """What a code run reads, how it builds samples and how it evaluates.
 
-    ``objective``, ``dpo_beta`` and ``dpo_loss`` are the text task's (:class:`TextOptions`):
-    under ``objective: dpo`` the run trains on preference pairs (``data.train`` a preference
-    file, not a repository) exactly as a text run does.
+    ``objective`` and its options (``dpo_beta``, ``dpo_loss``, ``simpo_beta``, ``simpo_gamma``,
+    ``orpo_lambda``) are the text task's (:class:`TextOptions`): under ``objective: dpo``,
+    ``simpo`` or ``orpo`` the run trains on preference pairs (``data.train`` a preference file,
+    not a repository) exactly as a text run does.
 
     Paths (``tasks``, ``repositories``) may start with ``~``; relative ones resolve against
     the run config's folder, and the run folder's ``config.yaml`` holds them absolute.

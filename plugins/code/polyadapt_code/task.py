@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from polyadapt_text.task import CausalBase, TextGenerationTask, objective
+from polyadapt_text.task import CausalBase, TextGenerationTask, trains_on_pairs
 
 from polyadapt.lineage.metricgate import MetricGate
 from polyadapt_code.options import CodeOptions
@@ -65,7 +65,7 @@ class CodeGenerationTask(TextGenerationTask):
         from polyadapt_code.datasets import load_code_data
         from polyadapt_code.evaluate import check_task_sandbox
 
-        if objective(run) == "dpo":  # preference pairs, read as the text task reads them
+        if trains_on_pairs(run):  # preference pairs, read as the text task reads them
             return super().load_run_data(run)
         check_task_sandbox(run)
         return load_code_data(run)
@@ -77,7 +77,7 @@ class CodeGenerationTask(TextGenerationTask):
         sentinels were used (``fim_tokens``: ``native``, ``text fallback`` or None) and
         ``train_sequences``.
         """
-        if objective(run) == "dpo":
+        if trains_on_pairs(run):
             return super().training_job(run, base, model, data)
         from polyadapt.training import TrainingJob
         from polyadapt_text.data import Collator
@@ -109,7 +109,7 @@ class CodeGenerationTask(TextGenerationTask):
     def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
         """Held-out perplexity, next-line and FIM exact match, general perplexity and pass@k,
         base vs adapted (see :mod:`polyadapt_code.evaluate`)."""
-        if objective(run) == "dpo":
+        if trains_on_pairs(run):
             return super().evaluate(run, adapter, data)
         from polyadapt_code.evaluate import evaluate
 

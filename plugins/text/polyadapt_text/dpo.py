@@ -16,6 +16,16 @@ tensor is made. Losses (per pair, as in TRL's ``DPOTrainer``)::
 
 with ``pc``/``pr`` the adapted model's log-probabilities of the chosen and rejected answers,
 ``rc``/``rr`` the reference's, and ``|c|``/``|r|`` the answers' token counts.
+
+SimPO and ORPO need no reference: :class:`ReferenceFreeLoss` scores each batch once, with the
+adapter only, and takes each answer's average log-probability ``ac = pc / |c|``,
+``ar = pr / |r|`` (as TRL's ``CPOTrainer(loss_type="simpo")`` and ``ORPOTrainer`` do)::
+
+    simpo: -log sigmoid(beta * (ac - ar) - gamma)
+    orpo:  -ac + lambda * -log sigmoid(log(odds(ac)) - log(odds(ar))),  odds(a) = e^a / (1 - e^a)
+
+ORPO's first term is the chosen answer's NLL per token (the SFT part; TRL's takes it over the
+prompt's tokens as well, as one token mean over the batch).
 """
 
 from __future__ import annotations
@@ -55,6 +65,35 @@ def pair_losses(scores: PairScores, beta: float, kind: str = "sigmoid") -> torch
         rejected = (scores.policy_rejected - scores.ref_rejected) / scores.rejected_tokens.clamp(min=1)
         return (chosen - rejected - 1 / (2 * beta)) ** 2
     raise ValueError(f"unknown preference loss {kind!r}; use sigmoid or ipo")
+
+
+def simpo_losses(chosen_avg: torch.Tensor, rejected_avg: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
+    """SimPO's per-pair loss ``-log sigmoid(beta * (ac - ar) - gamma)`` of the answers' average
+    log-probabilities (``gamma``: the target reward margin), fp32."""
+    return -F.logsigmoid(beta * (chosen_avg.float() - rejected_avg.float()) - gamma)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x < 0``, computed stably on both sides of ``-log 2``."""
+    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
+#: The highest average log-probability ORPO's odds take: at 0 (probability 1) the odds are infinite.
+MAX_AVG_LOGP = -1e-6
+
+
+def log_odds_ratios(chosen_avg: torch.Tensor, rejected_avg: torch.Tensor) -> torch.Tensor:
+    """ORPO's ``log(odds(chosen) / odds(rejected))`` per pair, ``odds(a) = e^a / (1 - e^a)`` of
+    an average log-probability ``a`` (held below 0 so that the odds stay finite), fp32."""
+    chosen = chosen_avg.float().clamp(max=MAX_AVG_LOGP)
+    rejected = rejected_avg.float().clamp(max=MAX_AVG_LOGP)
+    return (chosen - rejected) - (log1mexp(chosen) - log1mexp(rejected))
+
+
+def orpo_losses(chosen_avg: torch.Tensor, rejected_avg: torch.Tensor, lam: float) -> torch.Tensor:
+    """ORPO's per-pair loss: the chosen answer's NLL per token plus ``lam`` times the odds-ratio
+    loss ``-log sigmoid(log odds ratio)``, fp32."""
+    return -chosen_avg.float() - lam * F.logsigmoid(log_odds_ratios(chosen_avg, rejected_avg))
 
 
 class PreferenceLoss(CausalLMLoss):
@@ -109,3 +148,29 @@ class PreferenceLoss(CausalLMLoss):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         return pair_losses(self.scores(batch), self.beta, self.kind).sum()
+
+
+class ReferenceFreeLoss(PreferenceLoss):
+    """SimPO (``objective="simpo"``) or ORPO (``"orpo"``) on a
+    :class:`~polyadapt_text.preference.PreferenceCollator` batch: one forward pass with the
+    adapter, none with it disabled (neither loss has a reference model)."""
+
+    def __init__(self, model: Any, objective: str, beta: float = 2.0, gamma: float = 0.5, lam: float = 0.1):
+        if objective not in ("simpo", "orpo"):
+            raise ValueError(f"unknown reference-free objective {objective!r}; use simpo or orpo")
+        super().__init__(model, beta=beta, kind=objective)
+        self.gamma = gamma
+        self.lam = lam
+
+    def averages(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Average answer log-probabilities (chosen, rejected) under the adapted model, each ``(pairs,)``."""
+        tokens = (batch["labels"][:, 1:] != IGNORE).sum(dim=1).clamp(min=1)
+        averages = self.row_logps(batch) / tokens
+        pairs = averages.shape[0] // 2
+        return averages[:pairs], averages[pairs:]
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        chosen, rejected = self.averages(batch)
+        if self.kind == "simpo":
+            return simpo_losses(chosen, rejected, self.beta, self.gamma).sum()
+        return orpo_losses(chosen, rejected, self.lam).sum()

@@ -1,4 +1,4 @@
-"""Evaluation of a DPO run: does the adapter prefer the chosen answers, and did it forget?
+"""Evaluation of a preference run: does the adapter prefer the chosen answers, and did it forget?
 
 On the held-out pairs, with one copy of the weights (the base is the adapter disabled):
 
@@ -11,8 +11,17 @@ On the held-out pairs, with one copy of the weights (the base is the adapter dis
 - ``DPO loss``: the held-out preference loss (reported only);
 
 plus the general-text perplexity of :mod:`polyadapt_text.evaluate` (the forgetting check,
-role ``general``) and a few generated samples. :data:`polyadapt_text.objective.DPO_GATE` is
-the promotion gate these rows are meant for.
+role ``general``) and a few generated samples.
+
+A SimPO or ORPO run has no reference model, and its rewards are its own
+(:func:`reference_free_rows`): SimPO's ``beta`` times an answer's average log-probability,
+ORPO's log-odds ratio of the chosen answer over the rejected one. Both are measured at the
+base (the adapter disabled) and adapted: ``reward accuracy`` (the share of pairs whose chosen
+answer gets the higher reward, i.e. the higher average log-probability), ``reward margin``
+(the mean of SimPO's ``beta * (ac - ar)``, or of ORPO's log-odds ratio) and the objective's
+loss (``SimPO loss``, ``ORPO loss``: reported only), next to the same ``preference accuracy``
+and the same forgetting check. :data:`polyadapt_text.objective.OBJECTIVE_GATES`
+holds the promotion gate these rows are meant for, per objective.
 """
 
 from __future__ import annotations
@@ -27,13 +36,15 @@ from polyadapt.modalities.records import RunData
 from polyadapt.pretrained import refusing_unsafe_pickles
 from polyadapt.types import AdapterArtifact, EvalReport, MetricRow, Run
 from polyadapt_text.data import Collator, build_examples
-from polyadapt_text.dpo import PairScores, PreferenceLoss, pair_losses
+from polyadapt_text.dpo import PairScores, PreferenceLoss, log_odds_ratios, orpo_losses, pair_losses, simpo_losses
 from polyadapt_text.evaluate import EVAL_BATCH, generate, perplexity
 from polyadapt_text.loss import CausalLMLoss
 from polyadapt_text.model import load_base
 from polyadapt_text.preference import PreferenceCollator, PreferenceExample, build_pairs
 
 DATASET = "preference pairs (held-out)"
+#: The loss row of a reference-free objective.
+LOSS_NAMES = {"simpo": "SimPO loss", "orpo": "ORPO loss"}
 
 
 @torch.no_grad()
@@ -69,6 +80,42 @@ def preference_rows(scores: PairScores, beta: float, kind: str) -> list[MetricRo
     ]
 
 
+def reference_free_rows(scores: PairScores, options: Any) -> list[MetricRow]:
+    """The held-out pair metrics of a ``simpo`` or ``orpo`` run (``options.objective``; see the
+    module doc), base (``scores.ref_*``: the adapter disabled) against adapted (``scores.policy_*``)."""
+    objective = options.objective
+
+    def averages(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return chosen / scores.chosen_tokens.clamp(min=1), rejected / scores.rejected_tokens.clamp(min=1)
+
+    measured = {}
+    for side, (chosen, rejected) in {
+        "base": averages(scores.ref_chosen, scores.ref_rejected),
+        "adapted": averages(scores.policy_chosen, scores.policy_rejected),
+    }.items():
+        if objective == "simpo":
+            rewards = options.simpo_beta * (chosen - rejected)
+            loss = simpo_losses(chosen, rejected, options.simpo_beta, options.simpo_gamma)
+        else:
+            rewards = log_odds_ratios(chosen, rejected)
+            loss = orpo_losses(chosen, rejected, options.orpo_lambda)
+        measured[side] = [(rewards > 0).float().mean().item(), rewards.mean().item(), loss.mean().item()]
+    base, adapted = measured["base"], measured["adapted"]
+    return [
+        MetricRow(
+            DATASET,
+            "preference accuracy",
+            round((scores.ref_chosen > scores.ref_rejected).float().mean().item(), 4),
+            round((scores.policy_chosen > scores.policy_rejected).float().mean().item(), 4),
+            False,
+            "domain",
+        ),
+        MetricRow(DATASET, "reward accuracy", round(base[0], 4), round(adapted[0], 4), False, "domain"),
+        MetricRow(DATASET, "reward margin", round(base[1], 4), round(adapted[1], 4), False, "domain"),
+        MetricRow(DATASET, LOSS_NAMES[objective], round(base[2], 4), round(adapted[2], 4), True, "other"),
+    ]
+
+
 def _prompt_shown(prompt: list[dict[str, str]]) -> str:
     return prompt[-1]["content"]
 
@@ -84,7 +131,10 @@ def evaluate_preferences(run: Run, adapter: AdapterArtifact, run_data: RunData) 
         model = PeftModel.from_pretrained(base, str(adapter.path)).to(inference_device()).eval()
     rows: list[MetricRow] = []
     pairs = build_pairs(tokenizer, run_data.heldout, config.training.max_length)
-    if pairs:
+    if pairs and options.objective != "dpo":  # simpo, orpo: both sides scored, each objective's rewards
+        scores = score_pairs(PreferenceLoss(model), pairs, PreferenceCollator(tokenizer.pad_token_id))
+        rows += reference_free_rows(scores, options)
+    elif pairs:
         scorer = PreferenceLoss(model, beta=options.dpo_beta, kind=options.dpo_loss)
         scores = score_pairs(scorer, pairs, PreferenceCollator(tokenizer.pad_token_id))
         rows += preference_rows(scores, options.dpo_beta, options.dpo_loss)

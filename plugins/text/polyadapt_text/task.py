@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyadapt.task import Task
-from polyadapt_text.options import TextOptions
+from polyadapt_text.options import PREFERENCE_OBJECTIVES, TextOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
@@ -27,6 +27,11 @@ def objective(run: Run) -> str:
     return str(getattr(run.options, "objective", "sft"))
 
 
+def trains_on_pairs(run: Run) -> bool:
+    """Whether the run's objective is a preference one (``dpo``, ``simpo`` or ``orpo``)."""
+    return objective(run) in PREFERENCE_OBJECTIVES
+
+
 @dataclass
 class CausalBase:
     """A loaded causal LM and its tokenizer (what :meth:`TextGenerationTask.load_base` returns)."""
@@ -36,13 +41,13 @@ class CausalBase:
 
 
 class TextGenerationTask(Task):
-    """Causal LM adaptation on plain text, instruction pairs or chat records, or DPO on
-    preference pairs (``task_options.objective: dpo``)."""
+    """Causal LM adaptation on plain text, instruction pairs or chat records, or DPO, SimPO or
+    ORPO on preference pairs (``task_options.objective: dpo``, ``simpo``, ``orpo``)."""
 
     name = "text-generation"
     modality = "text"
     description = (
-        "Causal LM on plain text, instruction pairs or chat, or DPO on preference pairs "
+        "Causal LM on plain text, instruction pairs or chat, or DPO, SimPO or ORPO on preference pairs "
         "(any AutoModelForCausalLM; GGUF too)"
     )
     default_base = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -58,15 +63,15 @@ class TextGenerationTask(Task):
     serve_engines = frozenset({"transformers", "vllm"})
 
     def run_gate(self, task_options: Mapping[str, Any] | None) -> MetricGate | None:
-        """Under ``objective: dpo`` the preference gate (:data:`polyadapt_text.objective.DPO_GATE`),
-        else the task's :attr:`gate`."""
-        from polyadapt_text.objective import DPO_GATE
+        """Under a preference objective its gate (:data:`polyadapt_text.objective.OBJECTIVE_GATES`:
+        ``DPO_GATE``, or ``REFERENCE_FREE_GATE`` for simpo and orpo), else the task's :attr:`gate`."""
+        from polyadapt_text.objective import OBJECTIVE_GATES
 
-        return DPO_GATE if (task_options or {}).get("objective") == "dpo" else self.gate
+        return OBJECTIVE_GATES.get(str((task_options or {}).get("objective")), self.gate)
 
     def load_dataset(self, run: Run, path: Path, role: str) -> Dataset:
         """Text records, or preference pairs (``data.kind: preference``, or ``auto`` under
-        ``objective: dpo``) for the domain sets; see :mod:`polyadapt_text.objective`."""
+        a preference objective) for the domain sets; see :mod:`polyadapt_text.objective`."""
         from polyadapt_text.objective import load_dataset
 
         return load_dataset(run, path, role, objective(run))
@@ -105,8 +110,9 @@ class TextGenerationTask(Task):
 
     def training_job(self, run: Run, base: CausalBase, model: Any, data: RunData) -> TrainingJob:
         """Training sequences (packed, loss on assistant tokens for chats) and the causal LM loss;
-        under ``objective: dpo``, preference pairs and the DPO loss (:mod:`polyadapt_text.dpo`)."""
-        if objective(run) == "dpo":
+        under ``objective: dpo``, ``simpo`` or ``orpo``, preference pairs and that objective's loss
+        (:mod:`polyadapt_text.dpo`)."""
+        if trains_on_pairs(run):
             from polyadapt_text.objective import preference_job
 
             return preference_job(run, base, model, data)
@@ -128,9 +134,9 @@ class TextGenerationTask(Task):
 
     def evaluate(self, run: Run, adapter: AdapterArtifact, data: RunData) -> EvalReport:
         """Perplexity base vs adapted on held-out domain and general text, plus samples; under
-        ``objective: dpo``, preference and reward accuracy on held-out pairs instead of the domain
+        a preference objective, preference and reward accuracy on held-out pairs instead of the domain
         perplexity (:mod:`polyadapt_text.preference_eval`)."""
-        if objective(run) == "dpo":
+        if trains_on_pairs(run):
             from polyadapt_text.preference_eval import evaluate_preferences
 
             return evaluate_preferences(run, adapter, data)
