@@ -5,8 +5,10 @@ constructor and method signatures of vLLM 0.11: ``vllm.LLM(model, *, tokenizer, 
 dtype, trust_remote_code, ..., **engine_args)`` (unknown engine arguments are a ``TypeError``,
 as ``EngineArgs`` makes them; ``max_lora_rank`` outside vLLM's ranks and ``max_cpu_loras`` below
 ``max_loras`` are a ``ValueError``, as ``LoRAConfig`` makes them), ``LLM.generate(prompts,
-sampling_params, *, use_tqdm, lora_request, priority)``, ``LLM.llm_engine.add_lora /
-remove_lora / list_loras`` and ``.model_config.max_model_len``, ``vllm.SamplingParams``
+sampling_params, *, use_tqdm, lora_request, priority)`` (as 0.11.0, requests added before an
+invalid one stay queued until aborted), ``LLM.request_counter``, ``LLM.llm_engine.add_lora /
+remove_lora / list_loras / has_unfinished_requests / abort_request`` and
+``.model_config.max_model_len``, ``vllm.SamplingParams``
 (keyword fields with vLLM's defaults), ``vllm.lora.request.LoRARequest``,
 ``vllm.inputs.TokensPrompt`` and ``RequestOutput`` / ``CompletionOutput`` / ``Logprob``.
 
@@ -32,8 +34,9 @@ GENERATED = [11, 12, 13]
 EOS = 2
 #: The token ids reported as the likeliest alternatives, in rank order.
 ALTERNATIVES = [21, 22, 23, 24, 25]
-#: ``LoRAConfig``'s ``MaxLoRARanks`` in vLLM 0.11.
-MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+#: The ``max_lora_rank`` values ``LoRAConfig`` accepts in vLLM 0.11.0 (``possible_max_ranks``;
+#: later releases add 1).
+MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 #: ``EngineArgs`` fields the fake accepts as ``LLM(**kwargs)`` (a subset of vLLM's).
 ENGINE_ARGS = frozenset(
     {
@@ -98,6 +101,23 @@ class SamplingParams:
     allowed_token_ids: list[int] | None = None
     bad_words: list[str] | None = None
 
+    def __post_init__(self) -> None:
+        """The checks of vLLM's ``SamplingParams._verify_args`` that a request can reach."""
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2.0 <= getattr(self, name) <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}.")
+        if self.temperature < 0.0:
+            raise ValueError(f"temperature must be non-negative, got {self.temperature}.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}.")
+        if self.logprobs is not None and self.logprobs != -1 and self.logprobs < 0:
+            raise ValueError(f"logprobs must be non-negative or -1, got {self.logprobs}.")
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        if any(not stop for stop in stops):
+            raise ValueError("stop cannot contain an empty string.")
+
 
 @dataclass
 class Logprob:
@@ -132,6 +152,7 @@ class RequestOutput:
     prompt_logprobs: Any
     outputs: list[CompletionOutput]
     finished: bool
+    metrics: Any = None
     lora_request: LoRARequest | None = None
 
 
@@ -152,10 +173,15 @@ class LLMEngine:
     added: list[LoRARequest] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
 
+    pending: dict[str, Any] = field(default_factory=dict)  # request id → (prompt, params, lora)
+    aborted: list[str] = field(default_factory=list)
+
     def add_lora(self, lora_request: LoRARequest) -> bool:
-        """Load an adapter (its folder must hold adapter_config.json, as vLLM's loader needs)."""
+        """Load an adapter (its folder must hold adapter_config.json, as vLLM's loader needs).
+
+        A failure is a bare ``Exception``, as vLLM's engine-core client reports one."""
         if not (Path(lora_request.lora_path) / "adapter_config.json").is_file():
-            raise ValueError(
+            raise Exception(
                 f"Loading lora {lora_request.lora_name} failed: no adapter found at {lora_request.lora_path}"
             )
         self.added.append(lora_request)
@@ -172,6 +198,28 @@ class LLMEngine:
     def list_loras(self) -> set[int]:
         """The ids of the adapters the engine holds."""
         return set(self.loras)
+
+    def has_unfinished_requests(self) -> bool:
+        """Whether requests wait in the engine."""
+        return bool(self.pending)
+
+    def abort_request(self, request_ids: list[str]) -> None:
+        """Drop the requests ``request_ids`` (those not in the engine are ignored)."""
+        self.aborted.extend(request_ids)
+        for request_id in request_ids:
+            self.pending.pop(request_id, None)
+
+
+class Counter:
+    """``vllm.utils.Counter``: ``LLM.request_counter``, the source of request ids."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.counter = start
+
+    def __next__(self) -> int:
+        i = self.counter
+        self.counter += 1
+        return i
 
 
 @dataclass
@@ -190,27 +238,42 @@ class LLM:
     instances: list[LLM] = []
     #: What the next ``generate`` answers with as ``finish_reason`` when set (``"abort"``, say).
     finish_reason_override: str | None = None
+    #: The ``stop_reason`` of a completion that ends with ``EOS``: None (the tokenizer's end of
+    #: sequence), or a token id (one of the generation config's other ``eos_token_id``).
+    eos_stop_reason: int | None = None
 
     def __init__(
         self,
         model: str,
         *,
         runner: str = "auto",
+        convert: str = "auto",
         tokenizer: str | None = None,
         tokenizer_mode: str = "auto",
         skip_tokenizer_init: bool = False,
         trust_remote_code: bool = False,
         allowed_local_media_path: str = "",
+        allowed_media_domains: list[str] | None = None,
         tensor_parallel_size: int = 1,
         dtype: str = "auto",
         quantization: str | None = None,
         revision: str | None = None,
         tokenizer_revision: str | None = None,
-        seed: int | None = 0,
+        seed: int | None = None,
         gpu_memory_utilization: float = 0.9,
         swap_space: float = 4,
         cpu_offload_gb: float = 0,
         enforce_eager: bool = False,
+        disable_custom_all_reduce: bool = False,
+        hf_token: bool | str | None = None,
+        hf_overrides: Any = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+        pooler_config: Any = None,
+        override_pooler_config: Any = None,
+        structured_outputs_config: Any = None,
+        kv_cache_memory_bytes: int | None = None,
+        compilation_config: Any = None,
+        logits_processors: list[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = set(kwargs) - ENGINE_ARGS
@@ -234,7 +297,7 @@ class LLM:
         }
         self.llm_engine = LLMEngine(ModelConfig(kwargs.get("max_model_len", 2048)), max_cpu_loras)
         self.calls: list[GenerateCall] = []
-        self._counter = 0
+        self.request_counter = Counter()
         LLM.instances.append(self)
 
     def generate(
@@ -246,7 +309,10 @@ class LLM:
         lora_request: list[LoRARequest | None] | LoRARequest | None = None,
         priority: list[int] | None = None,
     ) -> list[RequestOutput]:
-        """Answer each prompt (see the module docs), in the order given."""
+        """Answer each prompt (see the module docs), in the order given.
+
+        As vLLM 0.11, the requests are added one by one and the first invalid one raises,
+        leaving those before it in the engine: the next call answers them too, first."""
         prompts = [prompts] if isinstance(prompts, (str, dict)) else list(prompts)
         params = (
             sampling_params
@@ -257,16 +323,22 @@ class LLM:
         if len(params) != len(prompts) or len(loras) != len(prompts):
             raise ValueError("The lengths of prompts and params must be the same.")
         self.calls.append(GenerateCall(prompts, params, loras))
-        outputs = []
+        engine = self.llm_engine
         for prompt, param, lora in zip(prompts, params, loras):
             if param.logit_bias and any(token < 0 for token in param.logit_bias):
                 raise ValueError("token_id(s) in logit_bias out of vocabulary")
-            if lora is not None and lora.lora_int_id not in self.llm_engine.loras:
-                self.llm_engine.add_lora(lora)  # vLLM loads a LoRARequest it has not seen on demand
-            outputs.append(self._answer(prompt, param, lora))
+            engine.pending[str(next(self.request_counter))] = (prompt, param, lora)
+        outputs = []
+        for request_id, (prompt, param, lora) in list(engine.pending.items()):
+            if lora is not None and lora.lora_int_id not in engine.loras:
+                engine.add_lora(lora)  # vLLM loads a LoRARequest it has not seen on demand
+            outputs.append(self._answer(request_id, prompt, param, lora))
+        engine.pending.clear()
         return outputs
 
-    def _answer(self, prompt: dict[str, Any], param: SamplingParams, lora: LoRARequest | None) -> RequestOutput:
+    def _answer(
+        self, request_id: str, prompt: dict[str, Any], param: SamplingParams, lora: LoRARequest | None
+    ) -> RequestOutput:
         ids = list(prompt["prompt_token_ids"])
         limit = param.max_tokens if param.max_tokens is not None else 16
         if limit > len(GENERATED):
@@ -285,9 +357,9 @@ class LLM:
                 step[token] = Logprob(-0.5, 3, f"t{token}")
                 logprobs.append(step)
         text = f"[{lora.lora_name if lora else 'base'}] {len(ids)}"
-        self._counter += 1
-        completion = CompletionOutput(0, text, tokens, None, logprobs, reason, None, lora)
-        return RequestOutput(str(self._counter), None, ids, None, [completion], True, lora)
+        stop_reason = LLM.eos_stop_reason if tokens[-1:] == [EOS] else None
+        completion = CompletionOutput(0, text, tokens, None, logprobs, reason, stop_reason, lora)
+        return RequestOutput(request_id, None, ids, None, [completion], True, lora_request=lora)
 
 
 def modules() -> dict[str, types.ModuleType]:
@@ -317,5 +389,6 @@ def install(monkeypatch: Any) -> None:
     """Put the fake package in ``sys.modules`` for the test (``monkeypatch`` undoes it)."""
     LLM.instances.clear()
     LLM.finish_reason_override = None
+    LLM.eos_stop_reason = None
     for name, module in modules().items():
         monkeypatch.setitem(sys.modules, name, module)

@@ -223,7 +223,7 @@ def test_tasks_hand_out_the_vllm_servable_and_code_keeps_its_fim_prompts(vllm, t
 
 def test_max_lora_rank_is_the_largest_r_rounded_up_to_a_vllm_rank(runs, tmp_path):
     assert lora_rank(runs["a"] / "adapter") == 4
-    assert [engine_rank(r) for r in (1, 4, 8, 9, 20, 300, 512)] == [1, 8, 8, 16, 32, 320, 512]
+    assert [engine_rank(r) for r in (1, 4, 8, 9, 20, 300, 512)] == [8, 8, 8, 16, 32, 320, 512]  # 0.11.0 has no rank 1
     big = adapter_copy(runs, tmp_path, r=20)
     assert max_lora_rank({"a": runs["a"] / "adapter", "big": big}) == 32
     assert max_lora_rank({}) == 16
@@ -391,3 +391,46 @@ def test_a_streamed_request_arrives_whole_in_one_chunk(served):
     texts = [json.loads(e[len("data: ") :])["choices"][0]["text"] for e in events]
     assert "".join(texts).startswith("[b]") and len([t for t in texts if t]) == 1
     assert mode != "live"  # the header does not claim token-by-token streaming
+
+
+# -- behaviours of real vLLM found by reading its source (tests/test_vllm_api_contract.py) ----
+
+
+def test_a_refused_batch_leaves_no_requests_behind_for_the_next(vllm, runs):
+    """vLLM 0.11 queues a batch's valid requests before raising on an invalid one; they are aborted."""
+    servable = make_servable(runs)
+    good, bad = GenerationRequest(prompt="x", max_tokens=2), GenerationRequest(prompt="y", logit_bias={-1: 1.0})
+    with pytest.raises(PolyadaptError, match="vLLM refused the request"):
+        servable.generate([good, good, bad])
+    engine = vllm.LLM.instances[0].llm_engine
+    assert engine.aborted == ["0", "1"] and not engine.has_unfinished_requests()
+    results = servable.generate([good])  # answered alone, not with the two left over
+    assert len(results) == 1 and results[0].completion_tokens == 2
+
+
+def test_sampling_settings_vllm_refuses_are_bad_requests(vllm, runs):
+    servable = make_servable(runs)
+    with pytest.raises(PolyadaptError, match="vLLM refused the sampling settings: top_p"):
+        servable.generate([GenerationRequest(prompt="x", temperature=0.5, top_p=0.0)])
+    with pytest.raises(PolyadaptError, match="vLLM refused the sampling settings: frequency_penalty"):
+        servable.generate([GenerationRequest(prompt="x", frequency_penalty=3.0)])
+    assert vllm.LLM.instances[0].calls == []
+
+
+def test_a_generation_config_eos_counts_as_the_end_of_sequence_for_logprobs(vllm, runs):
+    """vLLM reports a stop on one of generation_config's other eos ids with that id as stop_reason."""
+    servable = make_servable(runs)
+    vllm.LLM.eos_stop_reason = fake_vllm.EOS
+    (result,) = servable.generate([GenerationRequest(prompt="hello", max_tokens=9, logprobs=1)])
+    assert result.finish_reason == "stop" and result.completion_tokens == len(fake_vllm.GENERATED) + 1
+    assert len(result.logprobs) == len(fake_vllm.GENERATED)  # the eos entry is left out
+
+
+def test_an_adapter_vllm_fails_to_load_names_it(vllm, runs, tmp_path):
+    """The engine-core client reports a failed add_lora as a bare Exception."""
+    servable = make_servable(runs)
+    folder = adapter_copy(runs, tmp_path)
+    servable.llm.llm_engine.add_lora = lambda request: (_ for _ in ()).throw(Exception("bad lora weights"))
+    with pytest.raises(PolyadaptError, match="cannot load adapter 'c' from .*: bad lora weights"):
+        servable.load_adapter("c", folder)
+    assert "c" not in servable.adapter_names()

@@ -50,8 +50,8 @@ def check_engine(specs: Iterable[ServeSpec], engine: str) -> None:
 
 def _check_vllm() -> None:
     """vLLM imports, and torch sees a CUDA device."""
-    try:
-        import vllm  # noqa: F401  (only to see that it imports)
+    try:  # `import vllm` alone imports little (its names load lazily); LLM pulls in the engine and its kernels
+        from vllm import LLM  # noqa: F401  (only to see that it imports)
     except ImportError as exc:
         if exc.name == "vllm":
             raise PolyadaptError(

@@ -26,11 +26,13 @@ sampling settings, as the transformers engine reports), ``frequency_penalty``,
 (``/v1/embeddings``). ``stream: true`` is answered, but the whole completion arrives in one
 chunk at the end: ``LLM.generate`` returns finished requests only.
 
-It has not been run against a real vLLM in this project (no GPU machine here has vLLM): it
-follows vLLM 0.11's API (``vllm/entrypoints/llm.py``, ``vllm/sampling_params.py``,
-``vllm/lora/request.py``, ``vllm/config/lora.py``, ``vllm/outputs.py``), whose parts used here
-have been stable since 0.6, and ``benchmarks/vllm_check.py`` compares it with the transformers
-engine on a machine that has both.
+It has not been run on a GPU in this project (no GPU machine here has vLLM). It follows vLLM
+0.11.0's API (``vllm/entrypoints/llm.py``, ``vllm/sampling_params.py``, ``vllm/lora/request.py``,
+``vllm/config/lora.py``, ``vllm/outputs.py``, ``vllm/v1/engine/llm_engine.py``), checked against
+the real 0.11.0 and 0.34.0 wheels: every name it passes or reads exists in both
+(tests/test_vllm_api_contract.py, from scripts/record_vllm_api.py's record), and the
+``SamplingParams`` / ``LoRARequest`` it builds were constructed with 0.11.0's own classes.
+``benchmarks/vllm_check.py`` compares it with the transformers engine on a machine that has both.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ from polyadapt_text.model import CONTEXT_ATTRIBUTES, load_tokenizer, model_sourc
 from polyadapt_text.serve import _base_config, check_fits, prompt_ids
 from polyadapt_text.tokens import LOWEST_LOGPROB, TokenTexts
 
-#: The ranks vLLM 0.11 accepts for ``max_lora_rank`` (``MaxLoRARanks`` in vllm/config/lora.py).
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+#: The ranks every vLLM from 0.11.0 on accepts for ``max_lora_rank``: 0.11.0's ``LoRAConfig``
+#: allows (8, 16, 32, 64, 128, 256, 320, 512) (later releases add 1), so a rank-1 adapter runs
+#: under max_lora_rank 8.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 #: ``max_lora_rank`` when no adapter is known at start (vLLM's own default).
 DEFAULT_LORA_RANK = 16
 #: What the server sizes vLLM's adapter slots from when the spec carries no settings.
@@ -248,7 +252,7 @@ class VllmServable:
             )
             try:  # LLMEngine.add_lora (as vLLM's tests/lora/test_lora_functions.py): a broken adapter fails
                 self.llm.llm_engine.add_lora(request)  # here, at load, not inside a batch
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            except Exception as exc:  # the engine-core process reports a failure as a bare Exception
                 raise PolyadaptError(
                     f"cannot load adapter {name!r} from {path} onto {self.base_name!r}: {exc}"
                 ) from exc
@@ -296,7 +300,15 @@ class VllmServable:
         from vllm import SamplingParams
 
         sampled = request.temperature > 0
-        return SamplingParams(
+        try:
+            return self._sampling_params(SamplingParams, request, sampled)
+        except ValueError as exc:  # SamplingParams validates its fields (top_p in (0, 1], penalties in [-2, 2], ...)
+            raise PolyadaptError(f"vLLM refused the sampling settings: {exc}") from exc
+
+    @staticmethod
+    def _sampling_params(factory: Any, request: GenerationRequest, sampled: bool) -> Any:
+        """``factory(...)`` (vLLM's ``SamplingParams``) with the request's settings."""
+        return factory(
             n=1,
             temperature=request.temperature if sampled else 0.0,
             top_p=request.top_p if sampled else 1.0,
@@ -326,13 +338,34 @@ class VllmServable:
                 prompts.append(TokensPrompt(prompt_token_ids=ids))
                 params.append(self.sampling_params(request))
                 loras.append(self._adapters[request.adapter] if request.adapter is not None else None)
+            first_id = self._next_request_id()
             try:
                 outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=loras)
             except ValueError as exc:  # vLLM's request validation (a bad logit_bias id, say)
+                self._abort_added(first_id)
                 raise PolyadaptError(f"vLLM refused the request: {exc}") from exc
         if len(outputs) != len(requests):
             raise RuntimeError(f"vLLM answered {len(outputs)} of {len(requests)} requests")
         return [self.result(request, prompt, output) for request, prompt, output in zip(requests, prompts, outputs)]
+
+    def _next_request_id(self) -> int | None:
+        """The id ``LLM.generate`` gives its next request (``LLM.request_counter``), if it has one."""
+        counter = getattr(self.llm, "request_counter", None)
+        value = getattr(counter, "counter", None)
+        return value if isinstance(value, int) else None
+
+    def _abort_added(self, first_id: int | None) -> None:
+        """Abort the requests of a refused batch that vLLM had already queued.
+
+        vLLM 0.11 adds a batch's requests one by one and raises on the first invalid one,
+        leaving those before it in the engine, where the next ``generate`` would answer them too
+        (later releases abort them themselves; then nothing is left to abort here).
+        """
+        last_id = self._next_request_id()
+        engine = self.llm.llm_engine
+        if first_id is None or last_id is None or last_id <= first_id or not engine.has_unfinished_requests():
+            return
+        engine.abort_request([str(request_id) for request_id in range(first_id, last_id)])
 
     def result(self, request: GenerationRequest, prompt: Mapping[str, Any], output: Any) -> GenerationResult:
         """A ``RequestOutput`` as a :class:`GenerationResult` (text, token counts, finish reason, logprobs).
@@ -352,7 +385,15 @@ class VllmServable:
             finish_reason=reason,
         )
         if request.logprobs is not None:
-            ended_by_eos = reason == "stop" and completion.stop_reason is None and len(completion.token_ids) > 0
+            # vLLM's stop_reason: None for the tokenizer's end-of-sequence token, a token id for one
+            # of the generation config's other eos_token_id (vLLM adds them as stop_token_ids; this
+            # engine sets none itself), the string for a stop string.
+            stop_reason = completion.stop_reason
+            ended_by_eos = (
+                reason == "stop"
+                and (stop_reason is None or isinstance(stop_reason, int))
+                and len(completion.token_ids) > 0
+            )
             tokens = list(completion.token_ids)[:-1] if ended_by_eos else list(completion.token_ids)
             result.logprobs = self.logprob_entries(tokens, completion.logprobs or [], request.logprobs)
         return result
