@@ -56,6 +56,27 @@ def tiny_llama(tiny_text_model) -> Path:
     return tiny_text_model
 
 
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT encoder folder (a retrieval index's ``--embed``)."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from polyadapt.testing.models import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("encoder")
+    tokenizer = build_tokenizer(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -4,6 +4,7 @@ not at all, checked by loading it back, and recorded in lineage (adapter hash â†
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,11 @@ def pm():
 @pytest.fixture(scope="module")
 def text_run(pm, tiny_text_model, tmp_path_factory):
     """One short text run shared by the module, and the lineage database it was recorded in."""
-    root = tmp_path_factory.mktemp("export-run")
+    return short_text_run(pm, tmp_path_factory.mktemp("export-run"), tiny_text_model)
+
+
+def short_text_run(pm, root: Path, base: Path) -> tuple:
+    """A 4-step text run on ``base`` under ``root`` (no evaluation), and its lineage database URL."""
     data = {
         "train": write_jsonl(root / "data" / "train.jsonl", [{"text": t} for t in domain_text(40, 1)]),
         "eval": write_jsonl(root / "data" / "eval.jsonl", [{"text": t} for t in domain_text(8, 2)]),
@@ -45,8 +50,8 @@ def text_run(pm, tiny_text_model, tmp_path_factory):
         patch.setenv("POLYADAPT_HOME", str(root / "state"))
         patch.delenv("POLYADAPT_DB_URL", raising=False)
         patch.setenv("POLYADAPT_SCANCODE", "off")
-        config = load_config(make_config(root, tiny_text_model, data, max_steps=4), ["evaluation.enabled=false"])
-        run, adapter, _ = runner.adapt(pm, config)
+        config = load_config(make_config(root, base, data, max_steps=4), ["evaluation.enabled=false"])
+        run, _, _ = runner.adapt(pm, config)
     return run, f"sqlite:///{root / 'state' / 'lineage.db'}"
 
 

@@ -17,10 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")
 
-from conftest import domain_text, make_config, write_jsonl  # noqa: E402
+from test_export import short_text_run  # noqa: E402
 
-from polyadapt import runner  # noqa: E402
-from polyadapt.config import load_config  # noqa: E402
 from polyadapt.errors import PolyadaptError  # noqa: E402
 from polyadapt.export import EXPORT_RECORD, export_run, file_hashes  # noqa: E402
 from polyadapt.lineage.provenance import weights_hash  # noqa: E402
@@ -125,19 +123,7 @@ def pm():
 def qwen2_run(pm, tmp_path_factory):
     """A short text run on a tiny tied Qwen2, and the lineage database it was recorded in."""
     root = tmp_path_factory.mktemp("qwen2-export")
-    base = build_tiny_qwen2(root / "tiny-qwen2")
-    data = {
-        "train": write_jsonl(root / "data" / "train.jsonl", [{"text": t} for t in domain_text(40, 1)]),
-        "eval": write_jsonl(root / "data" / "eval.jsonl", [{"text": t} for t in domain_text(8, 2)]),
-        "general": write_jsonl(root / "data" / "general.jsonl", [{"text": "Water boils at sea level."}] * 2),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("POLYADAPT_HOME", str(root / "state"))
-        patch.delenv("POLYADAPT_DB_URL", raising=False)
-        patch.setenv("POLYADAPT_SCANCODE", "off")
-        config = load_config(make_config(root, base, data, max_steps=4), ["evaluation.enabled=false"])
-        run, _, _ = runner.adapt(pm, config)
-    return run, f"sqlite:///{root / 'state' / 'lineage.db'}"
+    return short_text_run(pm, root, build_tiny_qwen2(root / "tiny-qwen2"))
 
 
 def peft_model(run):

@@ -395,26 +395,6 @@ def test_with_passages_adds_one_numbered_system_message():
 # -- dense embeddings ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from polyadapt.testing.models import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("encoder")
-    tokenizer = build_tokenizer(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
-
-
 def test_dense_vectors_make_search_hybrid(docs, tiny_encoder):
     import numpy as np
 

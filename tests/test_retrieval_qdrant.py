@@ -55,26 +55,6 @@ def docs(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from polyadapt.testing.models import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("encoder")
-    tokenizer = build_tokenizer(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(autouse=True)
 def close_clients():
     """Each test's local Qdrant folders are unlocked at its end."""

@@ -192,6 +192,18 @@ class RowStops:
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
+def load_named_adapters(servable: Any, loaded: Any, requests: list[GenerationRequest]) -> None:
+    """Load, through ``servable.load_adapter``, each adapter ``requests`` name that is not in
+    ``loaded`` yet, from ``servable.spec.adapters``; an unknown name is refused, naming the known."""
+    for name in dict.fromkeys(r.adapter for r in requests if r.adapter is not None):
+        if name in loaded:
+            continue
+        if name not in servable.spec.adapters:
+            known = ", ".join(sorted(servable.spec.adapters)) or "none"
+            raise PolyadaptError(f"no adapter {name!r} on base {servable.base_name!r}; known adapters: {known}")
+        servable.load_adapter(name, servable.spec.adapters[name])
+
+
 class TextServable:
     """A causal LM base held in memory with LoRA adapters loaded on demand (a ``Servable``)."""
 
@@ -268,13 +280,7 @@ class TextServable:
 
     def _ensure_adapters(self, requests: list[GenerationRequest]) -> None:
         """Load the adapters the requests name from ``spec.adapters`` on first use."""
-        for name in dict.fromkeys(r.adapter for r in requests if r.adapter is not None):
-            if name in self._adapters:
-                continue
-            if name not in self.spec.adapters:
-                known = ", ".join(sorted(self.spec.adapters)) or "none"
-                raise PolyadaptError(f"no adapter {name!r} on base {self.base_name!r}; known adapters: {known}")
-            self.load_adapter(name, self.spec.adapters[name])
+        load_named_adapters(self, self._adapters, requests)
 
     def _uses_dora(self, name: str) -> bool:
         """Whether the PEFT adapter ``name`` is DoRA (which PEFT's mixed batch refuses)."""

@@ -54,7 +54,7 @@ from polyadapt.types import (
     TokenLogprob,
 )
 from polyadapt_text.model import CONTEXT_ATTRIBUTES, load_tokenizer, model_source, resolve_dtype
-from polyadapt_text.serve import _base_config, check_fits, prompt_ids
+from polyadapt_text.serve import _base_config, check_fits, load_named_adapters, prompt_ids
 from polyadapt_text.tokens import LOWEST_LOGPROB, TokenTexts
 
 #: The ranks every vLLM from 0.11.0 on accepts for ``max_lora_rank``: 0.11.0's ``LoRAConfig``
@@ -268,13 +268,7 @@ class VllmServable:
 
     def _ensure_adapters(self, requests: list[GenerationRequest]) -> None:
         """Load the adapters the requests name from ``spec.adapters`` on first use."""
-        for name in dict.fromkeys(r.adapter for r in requests if r.adapter is not None):
-            if name in self._adapters:
-                continue
-            if name not in self.spec.adapters:
-                known = ", ".join(sorted(self.spec.adapters)) or "none"
-                raise PolyadaptError(f"no adapter {name!r} on base {self.base_name!r}; known adapters: {known}")
-            self.load_adapter(name, self.spec.adapters[name])
+        load_named_adapters(self, self._adapters, requests)
 
     # -- generation ------------------------------------------------------------------------
 
