@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from polyadapt.governance.findings import Finding
 from polyadapt.governance.phone_validity import is_valid_number
+from polyadapt.governance.textfacts import run_matches
 
 if TYPE_CHECKING:  # pragma: no cover
     from phonenumbers import PhoneNumber
@@ -224,7 +225,8 @@ class PhoneScanner:
 
     def scan(self, text: str) -> list[Finding]:
         spans: set[tuple[int, int]] = set()
-        for window in _PHONE_WINDOW.finditer(text):
+        # windows lie in runs of digits and separators (2 before: ``+(``; 7 characters or more)
+        for window in run_matches(_PHONE_WINDOW, text, max(7, self.min_digits), lead=2):
             raw = window.group()
             digits = _digit_count(raw)
             if digits < self.min_digits:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding
-from polyadapt.governance.textfacts import first_at, lowered, plain_case
+from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case, run_matches
 
 _SSN_PATTERN = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
 _SSN_COMPACT = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b")
@@ -44,14 +44,15 @@ class NationalIdScanner:
         from stdnum.us import ssn
 
         found = []
-        for m in _SSN_PATTERN.finditer(text):
+        for m in run_matches(_SSN_PATTERN, text, 11):  # ``123-45-6789``: 11 characters in one run
             if ssn.is_valid(m.group(1) + m.group(3) + m.group(4)):
                 found.append(Finding("national_id", m.start(), m.end(), self.name))
         compact = not plain_case(text) or any(word in lowered(text) for word in _SSN_WORDS)
         for m in _SSN_COMPACT.finditer(text) if compact else ():
             if ssn.is_valid(m.group(1)):
                 found.append(Finding("national_id", m.start(1), m.end(1), self.name))
-        digits = _NINO_DIGITS.search(text)
+        runs = number_runs(text)  # a NINO's digits (``12 34 56``) lie in one, from its first digit on
+        digits = _NINO_DIGITS.search(text, runs[0][0]) if runs else None
         # a NINO's two letters (and a space) stand at most 3 characters before its digits
         for m in _NINO_PATTERN.finditer(text, max(0, digits.start() - 3)) if digits else ():
             prefix, suffix = m.group(1), m.group(5)

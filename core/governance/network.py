@@ -13,6 +13,7 @@ import ipaddress
 import re
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.textfacts import run_matches
 
 _IPV4_PATTERN = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d|/\d)")
 _IPV6_PATTERN = re.compile(
@@ -61,7 +62,7 @@ class IpAddressScanner:
     def scan(self, text: str) -> list[Finding]:
         found = []
         if "." in text:
-            for m in _IPV4_PATTERN.finditer(text):
+            for m in run_matches(_IPV4_PATTERN, text, 7):  # ``1.2.3.4``: 7 characters in one run
                 if _looks_like_version(text, m.start(), m.group()) or _is_netmask(m.group()):
                     continue
                 if self._reportable(m.group(), ipaddress.IPv4Address):

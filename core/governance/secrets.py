@@ -842,11 +842,29 @@ def _contextual(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
 
 
 _Needles = tuple[tuple[str, tuple[int, ...]], ...]
+#: Needles under one gate: ``(gate, needles)``; a needle holds its gate, so it occurs only where the gate does.
+_Gated = tuple[tuple[str, _Needles], ...]
 
 
-def _needle_index(fold: bool) -> tuple[_Needles, tuple[tuple[str, _Needles], ...]]:
+def _by_prefix(members: list[tuple[str, tuple[int, ...]]]) -> _Gated:
+    """``members`` gated by their first two characters where three or more share them (the
+    GitLab family ``glpat-``, ``gldt-``, ...), each other needle by itself."""
+    prefixes: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    for needle, rules in members:
+        prefixes.setdefault(needle[:2], []).append((needle, rules))
+    gated: list[tuple[str, _Needles]] = []
+    for prefix, shared in prefixes.items():
+        if len(shared) >= 3:
+            gated.append((prefix, tuple(shared)))
+        else:
+            gated.extend((needle, ((needle, rules),)) for needle, rules in shared)
+    return tuple(gated)
+
+
+def _needle_index(fold: bool) -> tuple[_Needles, tuple[tuple[str, _Gated], ...]]:
     """Each needle once, with the rules it opens; needles holding ``_``, ``-`` or ``.`` are grouped
-    under that character, so prose without it skips the group with one substring test."""
+    under that character, so prose without it skips the group with one substring test (and within
+    a group, needles sharing their first two characters are gated by those, see :func:`_by_prefix`)."""
     index: dict[str, list[int]] = {}
     for i, rule in enumerate(_RULES):
         if rule.fold == fold:
@@ -857,7 +875,7 @@ def _needle_index(fold: bool) -> tuple[_Needles, tuple[tuple[str, _Needles], ...
     for needle, rules in index.items():
         mark = next((ch for ch in "_-." if ch in needle), None)
         (groups.setdefault(mark, []) if mark else loose).append((needle, tuple(rules)))
-    return tuple(loose), tuple((mark, tuple(members)) for mark, members in groups.items())
+    return tuple(loose), tuple((mark, _by_prefix(members)) for mark, members in groups.items())
 
 
 _CASED_NEEDLES = _needle_index(fold=False)
@@ -871,11 +889,13 @@ def _rules_to_run(text: str, lower: str) -> list[int]:
         for needle, rules in loose:
             if needle in haystack:
                 todo.update(rules)
-        for mark, members in groups:
+        for mark, gated in groups:
             if mark in haystack:
-                for needle, rules in members:
-                    if needle in haystack:
-                        todo.update(rules)
+                for gate, members in gated:
+                    if gate in haystack:
+                        for needle, rules in members:
+                            if needle is gate or needle in haystack:
+                                todo.update(rules)
     return sorted(todo)
 
 

@@ -8,11 +8,17 @@ regex (``(?i)passport``) matches ``text`` only where ``lowered(text)`` holds the
 word, unless the text has one of the four characters that Python's ``re`` matches to an
 ASCII letter without ``str.lower`` folding them to it (dotted and dotless I, the Kelvin sign,
 the long s).
+
+:func:`number_runs` finds the runs of digits and separators once per text, and
+:func:`run_matches` runs a number pattern (phone, card, SSN, IPv4) inside those runs only,
+instead of each pattern trying its first ``\\d`` at every digit of the whole text.
 """
 
 from __future__ import annotations
 
-__all__ = ["lowered", "plain_case", "first_at"]
+import re
+
+__all__ = ["lowered", "plain_case", "first_at", "number_runs", "run_matches", "RUN_CHARS", "SHORTEST_RUN"]
 
 #: Characters ``(?i)`` matches to an ASCII letter that ``str.lower`` does not turn into it
 #: (found by testing every code point against every ASCII letter).
@@ -46,3 +52,56 @@ def first_at(haystack: str, needles: tuple[str, ...]) -> int:
         if at >= 0 and (best < 0 or at < best):
             best = at
     return best
+
+
+#: The characters numbers are written with: digits (any ``\\d``) and these separators.
+RUN_CHARS = " \t().-/+"
+#: The shortest run :func:`number_runs` keeps (a NINO's digits, ``12 34 56``, fill 6).
+SHORTEST_RUN = 6
+#: From a run's first digit to its end, ``SHORTEST_RUN`` characters or more: a run that
+#: opens with an earlier digit is the same run (the greedy class takes every separator and
+#: digit), so each match is a maximal run of :data:`RUN_CHARS` from its first digit on.
+_RUN = re.compile(rf"\d[\d \t().\-/+]{{{SHORTEST_RUN - 1},}}")
+
+_last_runs: tuple[str, tuple[tuple[int, int], ...]] = ("", ())
+
+
+def number_runs(text: str) -> tuple[tuple[int, int], ...]:
+    """``(start, end)`` of each maximal run of digits and :data:`RUN_CHARS` in ``text``, from
+    its first digit to its end, at least :data:`SHORTEST_RUN` characters long; computed once
+    for the text the scanners are looking at (a one-entry cache, as :func:`lowered`).
+
+    A match made of those characters only, holding a digit at most ``lead`` characters
+    after its start, lies in one run: it starts at most ``lead`` characters before the
+    run's start and ends by the run's end (see :func:`run_matches`)."""
+    global _last_runs
+    last = _last_runs
+    if last[0] is text:
+        return last[1]
+    runs = tuple(m.span() for m in _RUN.finditer(text))
+    _last_runs = (text, runs)
+    return runs
+
+
+def run_matches(pattern: re.Pattern[str], text: str, shortest: int, lead: int = 0) -> list[re.Match[str]]:
+    """The matches of ``pattern.finditer(text)`` that lie in a :func:`number_runs` run of at
+    least ``shortest`` characters (every match, when each one reaches ``shortest`` characters
+    from its first digit on), found by searching those runs only.
+
+    Exact for a ``pattern`` whose every match (1) is made of digits and :data:`RUN_CHARS`
+    only, (2) holds a digit at most ``lead`` characters (0, 1 or 2) after its start,
+    (3) is at least 3 characters long from that digit on, and (4) looks at most 2
+    characters past its end (look-aheads, ``\\b``); look-behinds see the whole text. A run
+    is searched from ``lead`` characters before it to 2 past it: no match can start in the
+    run before (it would end at that run's end, within ``lead`` characters) or in those 2
+    characters."""
+    found: list[re.Match[str]] = []
+    search = pattern.search  # a search per match costs less than a finditer per run (most hold 0 or 1)
+    for start, end in number_runs(text):
+        if end - start >= shortest:
+            stop = end + 2
+            match = search(text, max(0, start - lead), stop)
+            while match is not None:  # as finditer goes on: from the end of the (non-empty) match
+                found.append(match)
+                match = search(text, match.end(), stop)
+    return found
