@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")
 
-from test_export import short_text_run  # noqa: E402
+from test_export import assert_reloaded_gguf_matches, logits_of, short_text_run  # noqa: E402
 
 from polyadapt.errors import PolyadaptError  # noqa: E402
 from polyadapt.export import EXPORT_RECORD, export_run, file_hashes  # noqa: E402
@@ -86,11 +86,6 @@ def build_tiny_qwen2(folder: Path, *, tied: bool = True, seed: int = 0) -> Path:
 
 
 @torch.no_grad()
-def logits_of(model, tokenizer, prompts=PROMPTS):
-    """Logits of ``model`` on each prompt (as ``tokenizer`` splits it), one tensor per prompt."""
-    return [model(torch.tensor([tokenizer(p)["input_ids"]])).logits[0].float() for p in prompts]
-
-
 def fields_of(path: Path) -> dict:
     """The GGUF's metadata, but the token list."""
     reader = gguf.GGUFReader(path)
@@ -180,13 +175,7 @@ def test_qwen2_gguf_is_llama_cpps_layout_and_round_trips(pm, qwen2_run, tmp_path
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "gguf", gguf_file=name, dtype=torch.float32).eval()
     assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.tie_word_embeddings
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "gguf", gguf_file=name)
-    ours, theirs = logits_of(model, tokenizer), logits_of(adapted, base_tokenizer)
-    diff = torch.cat([(a - b).abs().flatten() for a, b in zip(ours, theirs, strict=True)])
-    top1 = torch.cat([a.argmax(-1) == b.argmax(-1) for a, b in zip(ours, theirs, strict=True)]).float().mean()
-    if quant == "f16":
-        assert float(diff.max()) < 0.05 and float(top1) == 1.0
-    else:
-        assert float(diff.max()) < 1.5 and float(top1) >= 0.9
+    assert_reloaded_gguf_matches(model, tokenizer, adapted, base_tokenizer, quant, PROMPTS)
 
     figures = result.facts["verification"]
     assert figures["tokenizer_identical"] and figures["top1_agreement"] >= (0.98 if quant == "f16" else 0.9)
@@ -217,7 +206,9 @@ def test_untied_qwen2_writes_its_output_and_reloads(tmp_path):
     assert not reloaded.config.tie_word_embeddings
     assert not torch.equal(reloaded.lm_head.weight, reloaded.model.embed_tokens.weight)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    for ours, theirs in zip(logits_of(reloaded, tokenizer), logits_of(original, tokenizer), strict=True):
+    for ours, theirs in zip(
+        logits_of(reloaded, tokenizer, PROMPTS), logits_of(original, tokenizer, PROMPTS), strict=True
+    ):
         assert float((ours - theirs).abs().max()) < 0.05
         assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
 
