@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -41,6 +42,7 @@ def _user_chose_allocator() -> bool:
     return any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc"))
 
 
+@functools.cache  # find_library runs ldconfig in a subprocess: once per process is enough
 def _glibc() -> ctypes.CDLL | None:
     """The process's C library when it is glibc (``mallopt`` and ``malloc_trim`` present)."""
     if not sys.platform.startswith("linux"):
