@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from polyadapt_text.data import IGNORE
+from polyadapt_text.lean_mlp import use_lean_gated_mlps
 
 CHUNK = 4096  # target positions projected at once: bounds the logits tensor's size
 #: Logit elements per chunk of the fused loss (rows = this / vocabulary size, at least 16),
@@ -139,6 +140,7 @@ class CausalLMLoss(torch.nn.Module):
         )
         self._fast = self._decoder is not None and self._head is not None and not special
         self._fused = self._fast and type(self._head) is torch.nn.Linear and self._head.bias is None
+        use_lean_gated_mlps(inner)  # same numbers, a third less MLP activation memory
         # PEFT casts each LoRA layer's input to the adapter's dtype (fp32 here) before the
         # adapter runs; under autocast the adapter's matmul casts it straight back to bf16,
         # so the two copies (and their backward) are pure overhead: skipping them gives the
