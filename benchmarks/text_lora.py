@@ -701,6 +701,16 @@ def report(spec, results, peak, switch, args) -> dict[str, Any]:
                 ratio = a["tokens_per_s"] / results[ref]["tokens_per_s"]
                 summary[f"a_over_{ref}_tokens_per_s"] = round(ratio, 3)
                 checks.append((f"tokens/s a/{ref} = {ratio:.2f}x (goal >= {target}x)", ratio >= target))
+                # Both count the same FLOPs per real token, so the goal needs (a) to run at target x
+                # the peer's FLOP rate; above 100% of (a)'s measured matmul peak it cannot be met here.
+                own_peak = peak["peak_bf16_tflops"] if a["own_precision"] == "bf16" else peak["peak_fp32_tflops"]
+                needed = 100 * target * results[ref]["model_tflops_per_s"] / own_peak
+                summary[f"a_mfu_needed_over_{ref}_pct"] = round(needed, 1)
+                print(
+                    f"  {target}x ({ref})'s tokens/s needs (a) at {needed:.0f}% of the measured "
+                    f"{a['own_precision']} matmul peak (it reached {a['mfu_pct_own_peak']:.0f}%)"
+                    + ("; above 100%: out of reach on this machine" if needed > 100 else "")
+                )
         if "b" in results:
             b = results["b"]
             summary["a_over_b_peak_memory"] = round(a["peak_gb"] / b["peak_gb"], 3)

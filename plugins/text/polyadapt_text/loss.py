@@ -63,28 +63,39 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_weight = None
             if need_weight:
                 grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            on_cpu = hidden.device.type == "cpu"
+            # CPU: one logits buffer for every chunk, turned into probabilities in place (the
+            # kernel gives the same bits as out of place): one chunk-sized tensor, not two, and
+            # no fresh pages to fault in per chunk
+            buffer = torch.empty((min(rows, hidden.shape[0]), w.shape[0]), device=hidden.device) if on_cpu else None
             for start in range(0, hidden.shape[0], rows):
                 h = hidden[start : start + rows].to(dtype)
                 t = targets[start : start + rows]
-                logits = h @ w.t()
-                logits = logits.float()  # (a cast, then softmax: ~2x faster on CPU than softmax(dtype=))
-                probs = torch.softmax(logits, dim=-1)
                 index = torch.arange(t.shape[0], device=t.device)
-                if logits.device.type != "cpu":  # cheap there, and no host sync
-                    token_loss = torch.logsumexp(logits, dim=-1) - logits[index, t]
+                if buffer is None:
+                    logits = (h @ w.t()).float()
+                    token_loss = torch.logsumexp(logits, dim=-1) - logits[index, t]  # no host sync
+                    probs = torch.softmax(logits, dim=-1)
+                    del logits
                 else:  # -log p(target); where p underflows, the exact lse - logit instead
+                    probs = buffer[: h.shape[0]]
+                    if dtype == torch.float32:
+                        torch.mm(h, w.t(), out=probs)
+                    else:
+                        probs.copy_(h @ w.t())  # (a cast, then softmax: ~2x faster on CPU than softmax(dtype=))
+                    torch.ops.aten._softmax.out(probs, -1, False, out=probs)
                     picked = probs[index, t]
                     token_loss = -torch.log(picked.clamp_min(torch.finfo(torch.float32).tiny))
                     small = picked < 1e-30
-                    if bool(small.any()):
-                        tiny_rows = logits[small]
+                    if bool(small.any()):  # rare: those rows' logits again, for the exact value
+                        tiny_rows = (h[small] @ w.t()).float()
                         picked_logits = tiny_rows.gather(1, t[small, None]).squeeze(1)
                         exact = torch.logsumexp(tiny_rows, dim=-1) - picked_logits
                         token_loss = token_loss.masked_scatter(small, exact)
                 total += token_loss.sum()
                 probs[index, t] -= 1.0  # d loss / d logits
                 grad_logits = probs.to(dtype)
-                del probs, logits
+                del probs
                 if need_hidden:
                     grad_hidden[start : start + rows] = (grad_logits @ w).to(hidden.dtype)
                 if need_weight:
