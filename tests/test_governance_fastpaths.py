@@ -114,6 +114,9 @@ def test_address_gates_stay_open_wherever_their_pattern_matches():
             assert addresses._french_type_after_number(lower), text
         if addresses._DE_STREET.search(text):
             assert addresses._word_before_number(text, addresses._DE_STREET_WORDS), text
+        assert addresses._german_word_before_number(text, lower) == addresses._word_before_number(
+            text, addresses._DE_STREET_WORDS
+        ), text
 
 
 def test_lowered_is_the_lower_case_text_and_plain_case_knows_the_four_exceptions():
@@ -126,3 +129,112 @@ def test_lowered_is_the_lower_case_text_and_plain_case_knows_the_four_exceptions
         assert not textfacts.plain_case(f"pa{odd}sport")  # ... so substring tests must not be trusted
     assert textfacts.first_at("a travel pass", ("pas", "travel")) == 2
     assert textfacts.first_at("nothing", ("pas", "travel")) == -1
+
+
+_A = addresses
+#: Each rewritten pattern (opened with a character class or its fixed prefix) and its original spelling.
+_REWRITTEN = [
+    (
+        r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
+        r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?(?![\w:]|/\d|\.\d)",
+        network._IPV6_PATTERN,
+    ),
+    (
+        rf"(?P<number>\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}}[A-Za-z]?)?)[ \t]+(?:{_A._DIRECTION}\.?[ \t]+)?"
+        rf"(?P<name>(?:(?:{_A._CAP}|{_A._ORDINAL})[ \t]+){{1,4}}?)"
+        rf"(?P<type>(?:{_A._SURE_TYPES}|{_A._WEAK_TYPES}))\b\.?(?P<direction>[ \t]+{_A._DIRECTION}\b\.?)?",
+        _A._US_STREET,
+    ),
+    (
+        r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]+Office[ \t]+Box|PO[ \t]+Box|Postfach)[ \t]+\d{1,7}\b",
+        _A._PO_BOX,
+    ),
+    (
+        rf"(?<![\w-])(?:{_A._CAP}[ \t]+)?(?:[A-ZÄÖÜ][\wäöüß-]*{_A._DE_SUFFIX}|"
+        rf"[A-ZÄÖÜ][\wäöüß-]*[ \t]+(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer))"
+        rf"[ \t]*(?P<number>\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}}[a-z]?)?)(?![\w.,]\d)",
+        _A._DE_STREET,
+    ),
+    (
+        _A._FR_STREET.pattern.replace(r"(?P<number>\d\d{0,3})", r"(?P<number>\d{1,4})", 1),
+        _A._FR_STREET,
+    ),
+    (
+        r"(?<![\w-])[A-Z][\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof)"
+        r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)",
+        _A._NL_STREET,
+    ),
+    (
+        rf"(?<![\w-])(?:{_A._CAP}[ \t]+){{0,2}}{_A._CAP}[ \t]+\d{{1,4}}[a-zA-Z]?(?:-\d{{1,4}})?"
+        rf",?[ \t]*\n?[ \t]*\d{{4}}[ \t]?[A-Z]{{2}}[ \t]+{_A._CITY}",
+        _A._NL_POSTCODE_ADDRESS,
+    ),
+    (
+        rf"(?<![\w-])\d{{1,4}}[A-Z]?[ \t]+(?:{_A._CAP}[ \t]+){{0,3}}{_A._CAP}"
+        rf",?[ \t]*\n?[ \t]*(?:{_A._CITY},?[ \t]+)?{_A._UK_POSTCODE}\b",
+        _A._UK_POSTCODE_ADDRESS,
+    ),
+]
+_RULE = {rule.name: rule.pattern for rule in secrets._RULES}
+_REWRITTEN += [
+    (r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", _RULE["aws-access-key-id"]),
+    (r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b", _RULE["github"]),
+    (r"\bxox[abeoprs]-[A-Za-z0-9-]{10,250}", _RULE["slack"]),
+    (r"\bnpm_[A-Za-z0-9]{36}\b", _RULE["npm"]),
+    (r"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,250}", _RULE["openai"]),
+    (r"\bsk-ant-[A-Za-z0-9_-]{20,250}", _RULE["anthropic"]),
+    (r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{8,}", _RULE["jwt"]),
+    (r"\bSK[0-9a-fA-F]{32}\b", _RULE["twilio"]),
+    (r"\bkey-[0-9a-zA-Z]{32}\b", _RULE["mailgun"]),
+]
+_SOUP = (
+    "12|4 bis|221B|7,|1600|30|0|A|Main|Street|St|St.|Court|Way|NW|N|Apt 4B|Oak|Baker|34th|Queen's|Saint-Michel|"
+    "rue|RUE|de la|Paix|Hauptstraße|Berliner|Str.|Weg|Ring|Lindenallee|Keizersgracht|Damrak|1012 LG|1012LG|"
+    "Amsterdam|London|EC3A 8BF|SW1A 2AA|P.O. Box|PO Box|Postfach|xPO|Ä|Über|é|-|_|\n|\t|  |,|:|.|"
+    "2a02:810d|::|::1|fe80|ffff|1.2.3.4|:eb6d|ab:cd|"
+    "Damrak 1, 1012 LG Amsterdam|Ab Cd 12a,\n1012LG Den Haag|30 St Mary Axe, London EC3A 8BF|Hauptstraße 5|"
+    "12 rue de la Paix|8 boulevard Saint-Michel|P.O. Box 12|"
+    "AKIA2OGYBAH6STMJ2XQ4|ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5|xoxb-123456789012-aB3dE5gH7jK9|"
+    "npm_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5|sk-proj-aB3dE5gH7jK9mN1pQ3sT5vX7|sk-ant-api03-aB3dE5gH7jK9mN1pQ3sT5|"
+    "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.aB3dE5gH7jK9|SK0123456789abcdef0123456789abcdef|"
+    "key-aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI|"
+    "AKIA|ABCDEFGHIJKLMNOP|0123456789abcdef|ghp_|xoxb-|npm_|sk-|sk-ant-|proj-|eyJ|eyJhbGciOi|SK|key-|x|_"
+).split("|")
+
+
+@pytest.mark.parametrize(("original", "rewritten"), _REWRITTEN, ids=[p.pattern[:24] for _, p in _REWRITTEN])
+def test_patterns_opened_with_a_class_or_prefix_match_what_their_original_spelling_matches(original, rewritten):
+    old = re.compile(original)
+    assert old.pattern != rewritten.pattern
+    rng = random.Random(13)
+    texts = [
+        "".join(rng.choice(_SOUP) + rng.choice(("", " ", " ", "\n", ", ")) for _ in range(rng.randint(1, 12)))
+        for _ in range(6_000)
+    ] + _random_texts(rng, 3_000, ALPHABET + "ABCDEFGHIJKLMNOPRSTabcdef" * 2, 60)
+    matched = 0
+    for text in texts:
+        theirs = [(m.span(), m.groups()) for m in old.finditer(text)]
+        assert theirs == [(m.span(), m.groups()) for m in rewritten.finditer(text)], text
+        matched += bool(theirs)
+        start = len(text) // 3  # a search that starts inside the text sees what lies before it
+        assert (m.span() if (m := old.search(text, start)) else None) == (
+            m.span() if (m := rewritten.search(text, start)) else None
+        ), text
+    assert matched > 10, "the texts never exercised the pattern"
+
+
+def test_phone_and_reference_words_are_found_after_the_last_digit_as_anywhere():
+    rng = random.Random(17)
+    words = "tel|Tel.|phone|call me on|ring|order|Order no.|ref:|invoice #|id|policy|☎|_fax|x|12|3|\n| |  |:|,|é|ſ"
+    words = words.split("|")
+    texts = ["".join(rng.choice(words) for _ in range(rng.randint(0, 10))) for _ in range(20_000)]
+    hits = 0
+    for text in texts:
+        start = len(text)
+        window = text[max(0, start - 40) : start]
+        phone = contact._PHONE_WORD.search(window) is not None
+        reference = contact._REFERENCE_WORD.search(window) is not None
+        assert contact._phone_word_before(text, start) == phone, text
+        assert contact._reference_word_before(text, start) == reference, text
+        hits += phone + reference
+    assert hits > 1000

@@ -70,7 +70,10 @@ _DIRECTION = r"(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)"
 _ORDINAL = r"\d{1,3}(?:st|nd|rd|th)"
 #: A capitalised word of a street or city name: "Pennsylvania", "Queen's", "Saint-Michel".
 _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"
-_NUMBER = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
+#: ``\d{1,6}`` written ``\d\d{0,5}`` here and in the patterns below (``(?<![\w-])X`` as
+#: ``X(?<![\w-].)``): a pattern that opens with a character class lets the regex engine skip
+#: to the characters in it instead of trying the whole pattern at every position (same matches).
+_NUMBER = r"\d\d{0,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
@@ -83,17 +86,18 @@ _US_STREET = re.compile(
     rf"(?P<name>(?:(?:{_CAP}|{_ORDINAL})[ \t]+){{1,4}}?)"
     rf"(?P<type>(?:{_SURE_TYPES}|{_WEAK_TYPES}))\b\.?(?P<direction>[ \t]+{_DIRECTION}\b\.?)?"
 )
-_PO_BOX = re.compile(r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]+Office[ \t]+Box|PO[ \t]+Box|Postfach)[ \t]+\d{1,7}\b")
+_PO_BOX = re.compile(r"P(?<!\w.)(?:\.?[ \t]?O\.?[ \t]?Box|ost[ \t]+Office[ \t]+Box|O[ \t]+Box|ostfach)[ \t]+\d{1,7}\b")
 #: German street words: compound suffix ("Hauptstraße") or separate ("Berliner Straße").
 _DE_SUFFIX = r"(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|brücke|hof)"
+_DE_WORD = rf"(?:[\wäöüß-]*{_DE_SUFFIX}|[\wäöüß-]*[ \t]+(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer))"
+#: ``(?<![\w-])(?:{_CAP}[ \t]+)?[A-ZÄÖÜ]<street word>``, opened with the capital they share.
 _DE_STREET = re.compile(
-    rf"(?<![\w-])(?:{_CAP}[ \t]+)?(?:[A-ZÄÖÜ][\wäöüß-]*{_DE_SUFFIX}|"
-    rf"[A-ZÄÖÜ][\wäöüß-]*[ \t]+(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer))"
+    rf"[A-ZÀ-ÖØ-Þ](?<![\w-].)(?:[\w'’-]*[ \t]+[A-ZÄÖÜ]{_DE_WORD}|(?<=[A-ZÄÖÜ]){_DE_WORD})"
     rf"[ \t]*(?P<number>\d{{1,4}}[a-z]?(?:[-/]\d{{1,4}}[a-z]?)?)(?![\w.,]\d)"
 )
 #: French street line: number (bis/ter), type, particles and name words.
 _FR_STREET = re.compile(
-    rf"(?P<number>\d{{1,4}})(?:[ \t]?(?:bis|ter))?,?[ \t]+"
+    rf"(?P<number>\d\d{{0,3}})(?:[ \t]?(?:bis|ter))?,?[ \t]+"
     r"(?P<type>(?i:rue|avenue|av\.|boulevard|bd|place|chemin|"
     r"allée|allee|quai|impasse|route|cours|passage|square))[ \t]+"
     rf"(?P<particle>(?:de la|de l['’]|des|du|de|d['’]|la|le|les|l['’])"
@@ -101,18 +105,18 @@ _FR_STREET = re.compile(
 )
 #: Dutch street line: a -straat/-gracht/... word and a number.
 _NL_STREET = re.compile(
-    r"(?<![\w-])[A-Z][\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof)"
+    r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof)"
     r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)"
 )
 #: Any "<Name> <number>, <Dutch postcode> <City>" (``Damrak 1, 1012 LG Amsterdam``).
 _NL_POSTCODE_ADDRESS = re.compile(
-    rf"(?<![\w-])(?:{_CAP}[ \t]+){{0,2}}{_CAP}[ \t]+\d{{1,4}}[a-zA-Z]?(?:-\d{{1,4}})?"
+    rf"[A-ZÀ-ÖØ-Þ](?<![\w-].)[\w'’-]*(?:[ \t]+{_CAP}){{0,2}}[ \t]+\d{{1,4}}[a-zA-Z]?(?:-\d{{1,4}})?"
     rf",?[ \t]*\n?[ \t]*\d{{4}}[ \t]?[A-Z]{{2}}[ \t]+{_CITY}"
 )
 
 #: Any "<number> <Name ...>, <City> <UK postcode>" (``30 St Mary Axe, London EC3A 8BF``).
 _UK_POSTCODE_ADDRESS = re.compile(
-    rf"(?<![\w-])\d{{1,4}}[A-Z]?[ \t]+(?:{_CAP}[ \t]+){{0,3}}{_CAP}"
+    rf"\d(?<![\w-]\d)\d{{0,3}}[A-Z]?[ \t]+(?:{_CAP}[ \t]+){{0,3}}{_CAP}"
     rf",?[ \t]*\n?[ \t]*(?:{_CITY},?[ \t]+)?{_UK_POSTCODE}\b"
 )
 
@@ -187,6 +191,12 @@ _DE_STREET_WORDS = (
     *("chaussee", "steig", "pfad", "markt", "brücke", "hof"),
     *("Straße", "Strasse", "Str.", "Weg", "Platz", "Allee", "Gasse", "Ring", "Damm", "Ufer"),
 )
+#: :data:`_DE_STREET_WORDS` by lower-cased form: a word occurs in a text only where its
+#: lower-cased form occurs in the lower-cased text, so one test there skips both spellings.
+_DE_WORD_GROUPS = tuple(
+    (low, tuple(word for word in _DE_STREET_WORDS if word.lower() == low))
+    for low in dict.fromkeys(word.lower() for word in _DE_STREET_WORDS)
+)
 _NUMBER_AFTER = re.compile(r"[ \t]*\d")
 _SURE_TYPE = re.compile(rf"(?:{_SURE_TYPES})\.?")
 _LINE_START_BEFORE = re.compile(r"(?:^|\n)[ \t]*$")
@@ -205,6 +215,11 @@ def _word_before_number(text: str, words: tuple[str, ...]) -> bool:
                 return True
             at = text.find(word, at + 1)
     return False
+
+
+def _german_word_before_number(text: str, lower: str) -> bool:
+    """``_word_before_number(text, _DE_STREET_WORDS)``, given ``lower = text.lower()``."""
+    return any(low in lower and _word_before_number(text, words) for low, words in _DE_WORD_GROUPS)
 
 
 def _french_type_after_number(lower: str) -> bool:
@@ -262,7 +277,7 @@ class StreetAddressScanner:
         """The DE, NL, FR and postcode-led patterns whose cheap gate ``text`` passes."""
         forms = []
         # a German street word followed by a number (what _DE_STREET needs)
-        if _word_before_number(text, _DE_STREET_WORDS):
+        if _german_word_before_number(text, lower):
             forms.append(_DE_STREET)
         if any(word in lower for word in _NL_WORDS):
             forms.append(_NL_STREET)

@@ -66,7 +66,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polyadapt.governance.findings import Finding
-from polyadapt.governance.textfacts import first_at, lowered
+from polyadapt.governance.textfacts import first_at, lowered, plain_case
 
 __all__ = ["SecretScanner", "looks_random", "shannon_entropy"]
 
@@ -198,6 +198,9 @@ class _Rule:
     fold: bool = False
     #: a cheaper pattern that must match first (for formats without a fixed prefix)
     gate: re.Pattern[str] | None = None
+    #: for a case-insensitive pattern whose every match holds a needle: the most characters a
+    #: match starts before it, so the search starts there, not at the top of the text
+    lead: int | None = None
 
 
 def _body_after(prefix: re.Pattern[str], min_entropy: float = 2.0) -> Callable[[str], bool]:
@@ -282,24 +285,27 @@ def _basic_pair(value: str) -> bool:
 
 
 _B62 = "A-Za-z0-9"
+# A pattern opens with its fixed prefix where it has one (``\bnpm_`` is written
+# ``npm_(?<!\wnpm_)``: the same matches), so that the regex engine searches for that prefix
+# instead of trying the pattern at every position.
 _END = r"(?![A-Za-z0-9_-])"  # the token does not continue
 _RULES: tuple[_Rule, ...] = (
     _Rule(
         "aws-access-key-id",
         ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
-        re.compile(r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+        re.compile(r"A(?<!\wA)(?:3T[A-Z0-9]|KIA|SIA|BIA|CCA)[A-Z0-9]{16}\b"),
         _aws_key_id,
     ),
     _Rule(
         "github",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-        re.compile(rf"\bgh[pousr]_[{_B62}]{{36,251}}\b"),
+        re.compile(rf"gh(?<!\wgh)[pousr]_[{_B62}]{{36,251}}\b"),
         _body_after(re.compile(r"^gh._")),
     ),
     _Rule(
         "github-fine-grained",
         ("github_pat_",),
-        re.compile(r"\bgithub_pat_[A-Za-z0-9_]{36,244}\b"),
+        re.compile(r"github_pat_(?<!\wgithub_pat_)[A-Za-z0-9_]{36,244}\b"),
         _body_after(re.compile(r"^github_pat_")),
     ),
     _Rule(
@@ -317,7 +323,7 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(r"\bGR1348941[A-Za-z0-9_-]{20,}" + _END),
         _body_after(re.compile(r"^GR1348941")),
     ),
-    _Rule("slack", ("xox",), re.compile(r"\bxox[abeoprs]-[A-Za-z0-9-]{10,250}"), _slack),
+    _Rule("slack", ("xox",), re.compile(r"xox(?<!\wxox)[abeoprs]-[A-Za-z0-9-]{10,250}"), _slack),
     _Rule("slack-app", ("xapp-",), re.compile(r"\bxapp-\d-[A-Z0-9]+-\d+-[A-Za-z0-9]{10,}"), _slack),
     _Rule(
         "slack-webhook",
@@ -325,11 +331,11 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,120}"),
         _webhook_path,
     ),
-    _Rule("npm", ("npm_",), re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), _body_after(re.compile(r"^npm_"))),
+    _Rule("npm", ("npm_",), re.compile(r"npm_(?<!\wnpm_)[A-Za-z0-9]{36}\b"), _body_after(re.compile(r"^npm_"))),
     _Rule(
         "pypi",
         ("pypi-AgE",),
-        re.compile(r"\bpypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000}"),
+        re.compile(r"pypi-AgE(?<!\wpypi-AgE)(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000}"),
         _body_after(re.compile(r"^pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)"), 3.0),
     ),
     _Rule("huggingface", ("hf_", "api_org_"), re.compile(r"\b(?:hf|api_org)_[A-Za-z0-9]{30,40}\b"), _mixed_case),
@@ -342,13 +348,13 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "anthropic",
         ("sk-ant-",),
-        re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,250}"),
+        re.compile(r"sk-ant-(?<!\wsk-ant-)[A-Za-z0-9_-]{20,250}"),
         _body_after(re.compile(r"^sk-ant-(?:[a-z]+\d\d-)?")),
     ),
     _Rule(
         "openai",
         ("sk-",),
-        re.compile(r"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,250}"),
+        re.compile(r"sk-(?<![\w-]sk-)(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,250}"),
         _openai,
     ),
     _Rule("google-api-key", ("AIza",), re.compile(r"\bAIza[A-Za-z0-9_-]{35}" + _END), _body_after(re.compile("^AIza"))),
@@ -361,7 +367,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "jwt",
         ("eyJ",),
-        re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{8,}"),
+        re.compile(r"eyJ(?<!\weyJ)[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{8,}"),
         lambda v: not _placeholder(v),
     ),
     _Rule(
@@ -374,7 +380,7 @@ _RULES: tuple[_Rule, ...] = (
         ),
         _pem,
     ),
-    _Rule("twilio", ("SK",), re.compile(r"\bSK[0-9a-fA-F]{32}\b"), _hex_mixed),
+    _Rule("twilio", ("SK",), re.compile(r"SK(?<!\wSK)[0-9a-fA-F]{32}\b"), _hex_mixed),
     _Rule(
         "sendgrid",
         ("SG.",),
@@ -387,7 +393,7 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(r"\b[0-9a-f]{32}-us\d{1,2}\b"),
         lambda v: _random_body(v[:32]),
     ),
-    _Rule("mailgun", ("key-",), re.compile(r"\bkey-[0-9a-zA-Z]{32}\b"), _body_after(re.compile("^key-"), 3.0)),
+    _Rule("mailgun", ("key-",), re.compile(r"key-(?<!\wkey-)[0-9a-zA-Z]{32}\b"), _body_after(re.compile("^key-"), 3.0)),
     _Rule(
         "discord-bot",
         (".",),
@@ -445,6 +451,7 @@ _RULES: tuple[_Rule, ...] = (
         ),
         lambda v: "EXAMPLE" not in v and _context_value(v),
         fold=True,
+        lead=33,  # "aws" and up to 30 characters before "secret"
     ),
     _Rule(
         "gcp-private-key-id",
@@ -480,6 +487,7 @@ _RULES: tuple[_Rule, ...] = (
         ),
         _header_value,
         fold=True,
+        lead=2,  # the "x-" of x-api-key, x-auth-token, x-access-token
     ),
     _Rule(
         "bearer",
@@ -487,6 +495,7 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(r"(?i)\bbearer[ \t]+(?P<v>[A-Za-z0-9._~+/=-]{16,})"),
         _header_value,
         fold=True,
+        lead=0,
     ),
 )
 
@@ -913,7 +922,11 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
         if rule.gate is not None and not rule.gate.search(text):
             continue
         group = "v" if "v" in rule.pattern.groupindex else 0
-        for m in rule.pattern.finditer(text):
+        start = 0
+        if rule.lead is not None and plain_case(text):
+            # a case-insensitive match of the needle stands at the same offsets in ``lower``
+            start = max(0, first_at(lower, rule.needles) - rule.lead)
+        for m in rule.pattern.finditer(text, start):
             if rule.check(m.group(group)):
                 spans.add(m.span(group))
     _assignments(text, lower, spans)
