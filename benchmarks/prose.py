@@ -147,7 +147,7 @@ REAL_PEOPLE = frozenset(
     "Paul Wise|Pearu Peterson|Peter Lofting|Petr van Blokland|Raymond Hettinger|Read Roberts|Rob Hagemans|"
     "Robert Schwarz|Roozbeh Pournader|Sam Fishman|Samyak Bhuta|Sascha Brawer|Simon Cozens|Takaaki Fuji|"
     "Tal Leming|Tom Byrer|Tom Kacvinsky|Vincent Connare|Vitaly Volkov|Werner Lemberg|Xie Huanyi|Yannis Haralambous|"
-    "Zihan Dai|Peter Dekkers|Simon Daniels|Denis Jacquerye".split("|")
+    "Zihan Dai|Peter Dekkers|Simon Daniels|Denis Jacquerye|John Gruber|Dmitri Mendeleev".split("|")
 )
 
 

@@ -375,3 +375,71 @@ def test_texts_without_capitals_skip_the_model(scanner, monkeypatch):
 
     monkeypatch.setattr(ner, "load_engine", lambda *a, **k: pytest.fail("the model ran on lower-case text"))
     assert scanner.scan("hey its jake again, my password reset email never came") == []
+
+
+# ---------------------------------------------------------------------------------------
+# Technical prose (issue 13): each rule drops a thing's name and keeps a person's in a
+# sentence of the same shape
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thing", "person", "name"),
+    [
+        # a term's head word, its plural included
+        (
+            "Then the coefficients are reconstructed with the Chinese Remainder Theorem and Rational Reconstruction.",
+            "Then the coefficients are reconstructed with the method of Tomasz Nowak and Rational Reconstruction.",
+            "Tomasz Nowak",
+        ),
+        (
+            "This function computes the inverse of the discrete Fourier Transform for real input over any axes.",
+            "This function was written by Margaret Okafor for real input over any axes.",
+            "Margaret Okafor",
+        ),
+        (
+            "The algorithm used is described in \"Knuth, D. 1969. 'Seminumerical Algorithms. The Art of "
+            "Computer Programming' vol 2.",
+            "The algorithm used is described by Deepa Choi in 1969, in The Art of Computer Programming vol 2.",
+            "Deepa Choi",
+        ),
+        (
+            "Resampling and Monte Carlo Methods are described below in some detail for the curious reader.",
+            "Resampling was described by Aiko Tanaka in some detail for the curious reader.",
+            "Aiko Tanaka",
+        ),
+        (
+            "I opened the spreadsheet in Jupyter Notebook and discussed it on the call.",
+            "I opened the spreadsheet with Deepa Choi and discussed it on the call.",
+            "Deepa Choi",
+        ),
+        (
+            "Requests are sent through Nginx Gateway first, and every gateway logs them to disk.",
+            "Requests are sent by Tomasz Nowak first, and every gateway logs them to disk.",
+            "Tomasz Nowak",
+        ),
+        # an all-caps word after a dictionary word in a pair is an acronym, not a surname
+        (
+            "This method incorrectly returns Azure OIDC endpoints when the client id is set, even for Databricks.",
+            "This method was contributed by Guillaume SAVATON when the client id was set, even for Databricks.",
+            "Guillaume SAVATON",
+        ),
+        # the same capitalised phrase after a determiner elsewhere in the text
+        (
+            "Disables direct access to Hive Metastores from the workspace. However, you can still access a "
+            "Hive Metastore through a cluster.",
+            "Disables direct access for Tomasz Nowak from the workspace. However, you can still access a "
+            "Hive Metastore through a cluster.",
+            "Tomasz Nowak",
+        ),
+        # a description opening with a verb form
+        (
+            "- BuckTargetWriter: Manages Buck build system integration",
+            "- BuckTargetWriter: Maria Buck wrote the build system integration",
+            "Maria Buck",
+        ),
+    ],
+)
+def test_things_in_technical_prose_are_dropped_and_people_kept(scanner, thing, person, name):
+    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
+    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]

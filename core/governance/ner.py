@@ -33,6 +33,11 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   (``Αριθμός``), where the English model's tags are guesses;
 - a dictionary word of it must not also be written in lower case in the text (``Deep Learning``
   ... ``learning``);
+- the text must not show it is a thing: its first word starting a capitalised phrase after a
+  determiner elsewhere (``a Hive Metastore`` ... ``Hive Metastores``), or a verb form opening a
+  sentence or clause (``: Manages Buck build system``); the heads of eponymous and technical
+  terms count as term heads, plurals too (``Remainder Theorem``, ``Fourier Transform``,
+  ``Monte Carlo Methods``, ``Jupyter Notebook``);
 - a lone word is never a name on the model's word alone: product names stand where first names
   do (``Numba has``, ``Jira is down``); context below makes it one;
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
@@ -52,13 +57,15 @@ copyright lines (``Copyright (c) 2019 Anders Lindqvist``) and chat logs (two spe
 labels or more, one a person to the model: ``[09:15] Aiko Tanaka: ...``). Cued names must pass
 the shape rules, and single dictionary words only count after the strongest cues. Two to four
 capitalised words in a row that the model missed are a name when most are no dictionary words
-(``I spoke to Deepa Choi``; the first must be when the model saw an ORG or GPE there), with the
-same context rules. A word of a cued or model full name is a name wherever else it stands in
-the same text (``Jonas Berg`` ... ``Jonas``).
+(``I spoke to Deepa Choi``; the first must be when the model saw an ORG or GPE there; an
+all-caps word counts as familiar, ``Azure OIDC``), with the same context rules. A word of a
+cued or model full name is a name wherever else it stands in the same text (``Jonas Berg`` ...
+``Jonas``).
 
 Not found: names written in lower case (``hey its jake``), handles (``@alexis``), lone first
-names without context (``Per our call, Noor will``); multi-word product names the model calls
-PERSON (``Jetson Nano``) remain the main false findings in technical prose.
+names without context (``Per our call, Noor will``); multi-word product and component names
+the model calls PERSON whose words are names too (``Jetson Nano``, ``Spark Driver``,
+``Depthwise Conv``) and places (``Kitty Hawk``) remain the false findings in technical prose.
 """
 
 from __future__ import annotations
@@ -150,7 +157,13 @@ THING_WORDS = frozenset(
     "section sections contribution contributions works document documentation specification standard format "
     "interface kernel compiler interpreter runtime browser editor console terminal database pipeline "
     "algorithm architecture dataset benchmark tutorial handbook manual guide sans serif mono emoji font fonts "
-    "number".split()
+    "number "
+    # heads of eponymous and technical terms ("Chinese Remainder Theorem", "Fourier Transform",
+    # "Gutman Index", "Hermite Normal Form", "Model Parallel", "Jupyter Notebook", "Databricks Connect",
+    # "Nginx Gateway")
+    "theorem lemma conjecture corollary transform transformation equation inequality distribution index "
+    "form layer method model parallel estimator decomposition integral matrix operator notebook connect gateway "
+    "proxy".split()
 )
 #: Nationality and language adjectives: a span glossed by one ("Referencia Catastral (Spanish
 #: real estate id)", "Mispar Zehut, Israeli identity number") is a foreign term, not a person.
@@ -191,6 +204,10 @@ _ACRONYM_BEFORE = re.compile(rf"(?<![\w.]){_U}[\w.]*{_U}[\w.]*(?:[ \t]+[a-z]+)?[
 _DETERMINER_BEFORE = re.compile(rf"(?i)\b(?:the|a|an|this|that|our|your|their|its)[ \t]+(?:{_L}+[ \t]+)?$")
 #: Words Title Case leaves in lower case.
 _FUNCTION_WORDS = frozenset("a an the and or but nor of in on at to for by with from as into via vs per".split())
+#: A capitalised phrase after a determiner, its first word in group 1 ("a Hive Metastore").
+_DETERMINED_PHRASE = re.compile(
+    rf"\b(?i:the|a|an|this|that|these|those|our|your|their|its|such|any|each|every|no)[ \t]+({_WORD})[ \t]+(?={_U})"
+)
 #: Two to four capitalised words on one line (particles allowed between).
 _PAIR = re.compile(rf"(?<![\w.@'’-]){_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_WORD}){{1,3}}(?![\w@'’-])")
 
@@ -219,6 +236,19 @@ class _Lexicon:
             for pos, rules in self.rules.items()
             for old, new in rules
             if old
+        )
+
+    def is_verb_form_only(self, word: str) -> bool:
+        """True for a third-person verb form whose verb is no noun or adjective (``Manages``,
+        ``Computes``): the first word of a description (``Manages Buck build system``)."""
+        w = word.lower()
+        if not w.endswith("s") or any(w in self.index.get(pos, ()) for pos in ("noun", "adj")):
+            return False
+        verbs, others = self.index.get("verb", frozenset()), self.index.get("noun", frozenset())
+        return any(
+            w.endswith(old) and (lemma := w[: len(w) - len(old)] + new) in verbs and lemma not in others
+            for old, new in self.rules.get("verb", ())
+            if old in ("s", "es", "ies")
         )
 
     def is_plural_noun(self, word: str) -> bool:
@@ -478,6 +508,16 @@ class _Text:
         return word.lower() in self.lower_tokens
 
     @functools.cached_property
+    def determined_words(self) -> frozenset[str]:
+        """First words of capitalised phrases that follow a determiner (``a Hive Metastore``)."""
+        return frozenset(m.group(1) for m in _DETERMINED_PHRASE.finditer(self.text))
+
+    def determined_elsewhere(self, word: str) -> bool:
+        """True when ``word`` starts a capitalised phrase after a determiner somewhere in the text
+        (``a Hive Metastore`` ... ``Hive Metastores``): a thing's name, not a person's."""
+        return word in self.determined_words
+
+    @functools.cached_property
     def other_entities(self) -> list[tuple[int, int]]:
         """Spans the model labels as something other than a person (ORG, GPE, PRODUCT, ...)."""
         if self.doc is None:
@@ -665,8 +705,8 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
         return False  # "the Tab Nanny", "Firefox 118"
     if _ACRONYM_BEFORE.search(text[max(0, start - 72) : start]):
         return False  # an acronym's expansion: "RFC (Registro Federal de Contribuyentes"
-    if _attributive(ctx, end):
-        return False  # a modifier: "Enum class"
+    if _attributive(ctx, end) or _thing_in_context(ctx, start, end):
+        return False  # a modifier: "Enum class"; "a Hive Metastore" ... "Hive Metastores"
     if any(lexicon.is_word(w) and ctx.lower_elsewhere(w) for w in words):
         return False  # "Deep Learning" ... "learning": a term, not a name
     if len(words) == 1:
@@ -681,6 +721,18 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
         if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
             return False
     return True
+
+
+def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
+    """True when the text itself shows the span names a thing: its first word starts a
+    capitalised phrase after a determiner elsewhere (``a Hive Metastore`` ... ``Hive
+    Metastores``), or it opens a sentence or clause with a verb form (``: Manages Buck build``)."""
+    words = _words(ctx.text[start:end])
+    if not words:
+        return False
+    if ctx.determined_elsewhere(words[0]):
+        return True
+    return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
 
 
 def _alias(text: str, start: int) -> bool:
@@ -709,8 +761,9 @@ def _thing_or_foreign(value: str) -> bool:
     """True for a span ending in a term's head word (``Public License``) or not in Latin script
     (``Αριθμός``): the English model's person tags there are guesses. Cued names are exempt."""
     words = _words(value)
-    if words and words[-1].lower() in THING_WORDS:
-        return True
+    last = words[-1].lower() if words else ""
+    if last in THING_WORDS or (last[-1:] == "s" and (last[:-1] in THING_WORDS or last[:-2] in THING_WORDS)):
+        return True  # "Public License", "Seminumerical Algorithms", "Monte Carlo Methods"
     letters = [ch for ch in value if ch.isalpha()]
     return bool(letters) and sum(ch > "\u024f" for ch in letters) > len(letters) // 2
 
@@ -734,7 +787,8 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
         start, end = trimmed
         words = _words(text[start:end])
         names = [w for w in words if w.lower() not in PARTICLES]
-        unknown = [not lexicon.is_word(w) and not ctx.lower_elsewhere(w) for w in names]
+        # an all-caps word is an acronym as often as a surname ("Azure OIDC"): it is not unfamiliar
+        unknown = [not lexicon.is_word(w) and not ctx.lower_elsewhere(w) and not w.isupper() for w in names]
         # the model often calls unfamiliar names ORG or GPE ("Yolanda Price"): then the first word
         # must be unfamiliar; otherwise all words but one may be dictionary words
         if _overlaps((start, end), ctx.other_entities):
@@ -757,6 +811,7 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
             or _ACRONYM_BEFORE.search(text[max(0, start - 72) : start])
             or _VERSION_AFTER.match(text, end)
             or _attributive(ctx, end)
+            or _thing_in_context(ctx, start, end)
             or _overlaps((start, end), ctx.blocked)
             or _codeish(text, start, end)
             or _title_line(text, start, end)

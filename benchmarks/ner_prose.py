@@ -1,0 +1,119 @@
+"""False person names in technical prose, every paragraph and every finding listed (issue 13).
+
+``pii_scan.py`` scans a spread sample of the prose set with every engine; this script runs only
+``PersonNameScanner``, over all of it, and prints each person finding with its context, per
+source, so that every false one can be read and classified. Sources:
+
+* ``pydoc``, ``licence``, ``readme``: benchmarks/prose.py (the rules were tuned on these);
+* ``doc-tune`` and ``doc-heldout``: docstring paragraphs of the standard library and of the
+  installed packages (module, class and function docstrings read with ``ast``, nothing
+  imported), filtered like README prose (no ``@``, URLs, credits, code lines; 200 characters
+  or more, mostly letters), shuffled with a fixed seed and cut in two halves; rules are tuned
+  on the first half only, the second is reported as held back.
+
+Docstring paragraphs are joined onto one line like README prose, so a definition list
+(``Marshaller   Generate an ...``) reads as a sentence here. Findings of
+:data:`prose.REAL_PEOPLE` count as right; other findings of real people must be judged by hand
+(the script prints them all). Reading the site-packages docstrings takes a few minutes.
+
+    .venv/bin/python benchmarks/ner_prose.py [--sources pydoc,licence,readme,doc-tune,doc-heldout]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import random
+import re
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import prose  # noqa: E402
+
+SOURCES = ("pydoc", "licence", "readme", "doc-tune", "doc-heldout")
+
+
+def docstring_paragraphs(root: Path, *, skip: tuple[str, ...] = ()) -> list[prose.Paragraph]:
+    """Prose paragraphs of the docstrings of the ``.py`` files under ``root`` (tests skipped)."""
+    out, seen = [], set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(skip) or "/test" in rel or rel.startswith("test") or "polyadapt" in rel:
+            continue
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for para in prose._paragraphs(ast.get_docstring(node) or ""):
+                if prose._README_DROP.search(para) or any(prose._CODE_LINE.match(x) for x in para.splitlines()):
+                    continue
+                flat = re.sub(r"\s+", " ", para)
+                if prose._is_prose(flat) and flat not in seen:
+                    seen.add(flat)
+                    out.append(prose.Paragraph(f"doc:{rel.split('/')[0]}", flat))
+    return out
+
+
+def docstring_halves(per_root: int, seed: int = 0) -> tuple[list[prose.Paragraph], list[prose.Paragraph]]:
+    """(tune, held back): up to ``per_root`` shuffled paragraphs of each root in each half."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    site = Path(sysconfig.get_paths()["purelib"])
+    tune, held = [], []
+    for root, skip in ((stdlib, ("site-packages",)), (site, ())):
+        paragraphs = docstring_paragraphs(root, skip=skip)
+        random.Random(seed).shuffle(paragraphs)
+        tune += paragraphs[:per_root]
+        held += paragraphs[per_root : 2 * per_root]
+    return tune, held
+
+
+def main() -> None:
+    """Scan the chosen sources and print every person finding, false ones first."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated: " + ", ".join(SOURCES))
+    parser.add_argument("--per-root", type=int, default=1500, help="docstring paragraphs per root and half")
+    args = parser.parse_args()
+    chosen = args.sources.split(",")
+    sets: dict[str, list[prose.Paragraph]] = {}
+    if "pydoc" in chosen:
+        sets["pydoc"] = prose.python_reference_paragraphs()
+    if "licence" in chosen:
+        sets["licence"] = prose.licence_paragraphs()
+    if "readme" in chosen:
+        sets["readme"] = prose.readme_paragraphs()
+    if "doc-tune" in chosen or "doc-heldout" in chosen:
+        tune, held = docstring_halves(args.per_root)
+        sets.update({k: v for k, v in (("doc-tune", tune), ("doc-heldout", held)) if k in chosen})
+
+    from polyadapt.governance.ner import PersonNameScanner
+
+    scanner = PersonNameScanner()
+    scanner.load()
+    for name, paragraphs in sets.items():
+        start = time.perf_counter()
+        results = scanner.scan_many([p.text for p in paragraphs])
+        false, real = [], []
+        for p, findings in zip(paragraphs, results, strict=True):
+            for f in findings:
+                value = p.text[f.start : f.end]
+                context = p.text[max(0, f.start - 60) : f.end + 60].replace("\n", "⏎")
+                (real if prose.is_real_person(value) else false).append(f"{p.source:<26} [{value}]  ...{context}...")
+        n = len(paragraphs)
+        print(
+            f"== {name}: {n} paragraphs, {len(false)} person findings not in REAL_PEOPLE "
+            f"({1000 * len(false) / max(n, 1):.1f} per 1,000), {len(real)} of REAL_PEOPLE "
+            f"({time.perf_counter() - start:.0f}s)"
+        )
+        for line in false:
+            print("   ", line)
+
+
+if __name__ == "__main__":
+    main()
