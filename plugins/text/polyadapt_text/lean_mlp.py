@@ -62,7 +62,8 @@ def _has_gated_shape(module: torch.nn.Module) -> bool:
 def _matches_lean(module: torch.nn.Module) -> bool:
     """Whether ``module``'s own forward and :func:`_lean_forward` give identical output on a probe
     (the same random seed for both, so dropout in an adapter draws the same masks)."""
-    weight = next(module.parameters(), None)
+    # a floating-point parameter for the probe's dtype: a 4-bit base layer's weight is uint8
+    weight = next((p for p in module.parameters() if p.is_floating_point()), None)
     if weight is None:
         return False
     width = getattr(module.gate_proj, "in_features", None) or weight.shape[-1]

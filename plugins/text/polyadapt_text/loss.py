@@ -67,7 +67,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # CPU: one logits buffer for every chunk, turned into probabilities in place (the
             # kernel gives the same bits as out of place): one chunk-sized tensor, not two, and
             # no fresh pages to fault in per chunk
-            buffer = torch.empty((min(rows, hidden.shape[0]), w.shape[0]), device=hidden.device) if on_cpu else None
+            buffer = torch.empty((min(rows, hidden.shape[0]), w.shape[0]), dtype=torch.float32) if on_cpu else None
             for start in range(0, hidden.shape[0], rows):
                 h = hidden[start : start + rows].to(dtype)
                 t = targets[start : start + rows]
