@@ -64,15 +64,24 @@ def _loss_and_grads(model, compute):
 
 
 @pytest.mark.parametrize(
-    ("targets", "dropout"),
-    [(["q_proj", "k_proj", "v_proj", "o_proj"], 0.0), (["gate_proj", "up_proj", "down_proj", "q_proj"], 0.1)],
+    ("targets", "dropout", "autocast"),
+    [
+        (["q_proj", "k_proj", "v_proj", "o_proj"], 0.0, False),
+        (["gate_proj", "up_proj", "down_proj", "q_proj"], 0.1, False),
+        (["q_proj", "k_proj", "v_proj", "o_proj"], 0.0, True),  # bf16 activations, as precision auto may pick
+    ],
 )
-def test_lean_mlp_gives_the_same_loss_and_gradients_bit_for_bit(targets, dropout):
+def test_lean_mlp_gives_the_same_loss_and_gradients_bit_for_bit(targets, dropout, autocast):
     plain = _with_lora(_tiny_llama(), targets, dropout).train()
     lean = copy.deepcopy(plain)
     assert use_lean_gated_mlps(lean) == 2
-    plain_loss, plain_grads = _loss_and_grads(plain, _plain_loss)
-    lean_loss, lean_grads = _loss_and_grads(lean, _plain_loss)
+
+    def loss(model):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return _plain_loss(model)
+
+    plain_loss, plain_grads = _loss_and_grads(plain, loss)
+    lean_loss, lean_grads = _loss_and_grads(lean, loss)
     assert torch.equal(plain_loss, lean_loss)
     assert plain_grads.keys() == lean_grads.keys() and plain_grads
     for name, grad in plain_grads.items():
