@@ -49,6 +49,11 @@ def _lean_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.down_proj(_SiluGate.apply(self.gate_proj(x), self.up_proj(x)))
 
 
+def _runs_lean(module: torch.nn.Module) -> bool:
+    """True when ``module`` already runs :func:`_lean_forward`."""
+    return getattr(module.__dict__.get("forward"), "__func__", None) is _lean_forward
+
+
 def _has_gated_shape(module: torch.nn.Module) -> bool:
     act = getattr(module, "act_fn", None)
     return (
@@ -86,7 +91,7 @@ def use_lean_gated_mlps(model: torch.nn.Module) -> int:
     verdict: dict[type, bool] = {}
     count = 0
     for module in model.modules():
-        if getattr(module, "_polyadapt_lean_mlp", False):
+        if _runs_lean(module):
             count += 1
             continue
         if not _has_gated_shape(module):
@@ -96,6 +101,5 @@ def use_lean_gated_mlps(model: torch.nn.Module) -> int:
             verdict[kind] = _matches_lean(module)
         if verdict[kind]:
             module.forward = types.MethodType(_lean_forward, module)
-            module._polyadapt_lean_mlp = True
             count += 1
     return count
