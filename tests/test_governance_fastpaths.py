@@ -238,3 +238,67 @@ def test_phone_and_reference_words_are_found_after_the_last_digit_as_anywhere():
         assert contact._reference_word_before(text, start) == reference, text
         hits += phone + reference
     assert hits > 1000
+
+
+def _international_spellings(rng: random.Random) -> list[str]:
+    """Numbers of every calling code written as a scanner meets them: ``+CC``, ``00CC``,
+    ``011CC``, a ``(0)`` national prefix, leading zeros, brackets and separators."""
+    from polyadapt.governance.phone_validity import _INTERNATIONAL_SHAPE
+
+    spellings = []
+    for code in [*sorted(COUNTRY_CODE_TO_REGION_CODE), 0, 999, 42]:
+        for _ in range(10):
+            national = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16)))
+            if rng.random() < 0.3:
+                national = rng.choice(("0", "(0)", "00", "1", "01")) + national
+            groups, rest = [], national
+            while rest:
+                cut = rng.randint(1, 4)
+                groups.append(rest[:cut])
+                rest = rest[cut:]
+            body = "".join(g + rng.choice(("", " ", "-", ".", "/", " ", "  ", ") (")) for g in groups).strip(" -./(")
+            head = rng.choice(("+", "+", "00", "011", "(+", "+(", "0", ""))
+            spellings.append(f"{head}{code}{rng.choice(('', ' ', '-', ') '))}{body}")
+    spellings += ["+44 (0)20 7946 0018", "+39 06 6982 1234", "0039 06 6982 1234", "+800 1234 5678", "+1 415 555 0123"]
+    spellings += ["011 44 20 7946 0018", "+44", "00", "+0 12345", "000049 30 901820", "+49 (0) 30 901820"]
+    return [s for s in spellings if _INTERNATIONAL_SHAPE.fullmatch(s)] + ["+44 20 7946 0018 x12", "+٤٤ 20 7946 0018"]
+
+
+def test_parse_international_builds_what_phonenumbers_parse_returns():
+    from polyadapt.governance.phone_validity import parse_international
+
+    rng = random.Random(17)
+    spellings = _international_spellings(rng)
+    built = 0
+    for region in ("US", "GB", "DE", "FR", "NL", "ES", "IT", "AU", "RU", "JP"):
+        for raw in spellings:
+            ours = parse_international(raw, region)
+            if ours is None:
+                continue  # left to parse
+            built += 1
+            theirs = phonenumbers.parse(raw, region)  # raises where the fast path should have said None
+            assert ours == theirs, (raw, region, ours, theirs)
+            assert (ours.italian_leading_zero, ours.number_of_leading_zeros) == (
+                theirs.italian_leading_zero,
+                theirs.number_of_leading_zeros,
+            ), (raw, region)
+    assert built > 5_000  # most spellings take the fast path
+    assert parse_international("+44 (0)20 7946 0018", "US") == phonenumbers.parse("+442079460018")
+    assert parse_international("020 7946 0018", "GB") is None  # national form: not this path's
+    assert parse_international("+44 20 7946 0018 x12", "GB") is None  # an extension: parse's
+
+
+def test_nino_matches_are_what_finditer_finds():
+    from polyadapt.governance import identity
+
+    rng = random.Random(19)
+    words = "AB|ab|Ab|QQ|qq|ſK|1|12|34|56|123456|C|c|D|d|E| |  |-|_|\n|x|BG|12 34 56|٣٤|(|+|.".split("|")
+    words += ["QQ 12 34 56 C", "ab123456d", "CE 12 34 56 B", "JK 12 34 56", "AB 12 34 56 A"] * 3
+    texts = ["".join(rng.choice(words) for _ in range(rng.randint(1, 14))) for _ in range(30_000)]
+    texts += ["QQ 12 34 56 C and AB123456D, ab 12 34 56 c", "AB 12 34 56 C AB 12 34 56 D"]
+    found = 0
+    for text in texts:
+        theirs = [(m.span(), m.groups()) for m in identity._NINO_PATTERN.finditer(text)]
+        assert theirs == [(m.span(), m.groups()) for m in identity._nino_matches(text)], text
+        found += len(theirs)
+    assert found > 500

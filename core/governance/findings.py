@@ -50,12 +50,17 @@ TYPE_PRIORITY = (
 )
 
 
+_RANK = {name: i for i, name in enumerate(TYPE_PRIORITY)}
+
+
 def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
     """Keep one finding per overlapping group: longest span first, then by type priority.
 
     The result is sorted by position. Deterministic for the same input.
     """
-    rank = {name: i for i, name in enumerate(TYPE_PRIORITY)}
+    if len(findings) <= 1:  # nothing to resolve (the common case per scanner on most text)
+        return [f for f in findings if f.end > f.start]
+    rank = _RANK
     ordered = sorted(
         set(findings),
         key=lambda f: (-(f.end - f.start), rank.get(f.type, len(rank)), f.type, f.start, f.scanner),

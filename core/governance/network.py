@@ -69,7 +69,8 @@ class IpAddressScanner:
     def scan(self, text: str) -> list[Finding]:
         found = []
         if "." in text:
-            for m in run_matches(_IPV4_PATTERN, text, 7):  # ``1.2.3.4``: 7 characters in one run
+            # ``1.2.3.4``: 7 characters and 3 dots in one run
+            for m in run_matches(_IPV4_PATTERN, text, 7, needs=(".", 3)):
                 if _looks_like_version(text, m.start(), m.group()) or _is_netmask(m.group()):
                     continue
                 if self._reportable(m.group(), ipaddress.IPv4Address):

@@ -78,12 +78,14 @@ def number_runs(text: str) -> tuple[tuple[int, int], ...]:
     last = _last_runs
     if last[0] is text:
         return last[1]
-    runs = tuple(m.span() for m in _RUN.finditer(text))
+    runs = tuple([m.span() for m in _RUN.finditer(text)])  # a list comprehension beats a generator
     _last_runs = (text, runs)
     return runs
 
 
-def run_matches(pattern: re.Pattern[str], text: str, shortest: int, lead: int = 0) -> list[re.Match[str]]:
+def run_matches(
+    pattern: re.Pattern[str], text: str, shortest: int, lead: int = 0, needs: tuple[str, int] | None = None
+) -> list[re.Match[str]]:
     """The matches of ``pattern.finditer(text)`` that lie in a :func:`number_runs` run of at
     least ``shortest`` characters (every match, when each one reaches ``shortest`` characters
     from its first digit on), found by searching those runs only.
@@ -94,11 +96,14 @@ def run_matches(pattern: re.Pattern[str], text: str, shortest: int, lead: int = 
     characters past its end (look-aheads, ``\\b``); look-behinds see the whole text. A run
     is searched from ``lead`` characters before it to 2 past it: no match can start in the
     run before (it would end at that run's end, within ``lead`` characters) or in those 2
-    characters."""
+    characters.
+
+    ``needs``: ``(character, count)`` when every match holds that separator ``count`` times
+    (an IPv4 address three dots): a match lies in its run, so a run with fewer is skipped."""
     found: list[re.Match[str]] = []
     search = pattern.search  # a search per match costs less than a finditer per run (most hold 0 or 1)
     for start, end in number_runs(text):
-        if end - start >= shortest:
+        if end - start >= shortest and (needs is None or text.count(needs[0], start, end) >= needs[1]):
             stop = end + 2
             match = search(text, max(0, start - lead), stop)
             while match is not None:  # as finditer goes on: from the end of the (non-empty) match
