@@ -24,7 +24,8 @@ Only the credential value is a finding: ``AWS_SECRET_ACCESS_KEY=<value>``, ``"cl
   tokens and webhooks, Telegram bot tokens, DigitalOcean (dop_/doo_/dor_v1_), Shopify (shpat_/
   shpca_/shppa_/shpss_), Square (sq0atp-/sq0csp-/EAAA), Heroku (HRKU-AA, or a UUID near
   "heroku"), Azure (AccountKey=/SharedAccessKey= in connection strings, SAS ``sig=``, AD client
-  secrets with ``Q~``);
+  secrets with ``Q~``); and the vendor formats of :mod:`~polyadapt.governance.token_formats`
+  (about seventy more: AI providers, CI/CD, registries, observability, payments, cloud platforms);
 - context rules: AWS secret access keys (40 base64 characters near "aws" and "secret"), GCP
   service-account ``private_key_id``, ``Authorization:``/``Bearer`` header values, passwords in
   URLs (``scheme://user:password@host``), ``curl -u user:password``, ``mysql -p...``,
@@ -37,13 +38,17 @@ Only the credential value is a finding: ``AWS_SECRET_ACCESS_KEY=<value>``, ``"cl
   (``AWS_SECRET_ACCESS_KEY`` -> aws/secret/access/key, ``clientSecret`` -> client/secret) and must
   end in a secret word (password, passwd, pwd, pass, passphrase, secret, token, api key, private
   key, credentials, auth, ``<something>_key``), optionally followed by a harmless word
-  (``_prod``, ``_value``, ``_base``); ``password_file``, ``token_url``, ``secret_name``,
+  (``_prod``, ``_value``, ``_base``), or by other words when the value looks generated and none of
+  them describes the secret (``VERY_SECRET_TOO`` yes; ``token_type``, ``secret_name_id`` no);
+  a value equal to its key (``PASS = "PASS"``, an enum) is a name; ``password_file``, ``token_url``, ``secret_name``,
   ``key_id``, ``public_key``, ``max_tokens``, ``eos_token``, ``next_page_token`` are not
   secret keys. A password-like key accepts a short human password (``hunter2``,
   ``Summer2024!``); a token-like key needs a random-looking value (:func:`looks_random`).
 
-Not reported: placeholders (``<your-token>``, ``changeme``, ``xxxxx``, ``${VAR}``, ``{{ var }}``,
-``%(x)s``, ``****``, ``example``, ``dummy``, ``REDACTED``), references in code
+Not reported: values on a line marked ``# pragma: allowlist secret`` (detect-secrets) or
+``gitleaks:allow`` (or the line after ``# pragma: allowlist nextline secret``);
+placeholders (``<your-token>``, ``changeme``, ``xxxxx``, ``${VAR}``,
+``{{ var }}``, ``%(x)s``, ``****``, ``example``, ``dummy``, ``REDACTED``), references in code
 (``password = dest.password``, ``token = get_token()``, ``secret_key=settings.SECRET_KEY``,
 ``os.environ[...]``, ``process.env.X``, ``password=None``, ``password: str``, a keyword argument
 that passes a variable), file paths and URLs as values, git remotes without a password, a plain
@@ -526,6 +531,20 @@ _TRAILING_OK = frozenset(
     "value val str string plain plaintext raw base prod production dev development staging stage stg test "
     "testing live local old new current main default encoded b64 base64 hex literal override".split()
 )
+#: Secret words that still name the secret with other words after them (not ``key``, ``pass``,
+#: ``auth``: ``key_vault``, ``pass_through``, ``auth_mode`` name other things).
+_MID_KEY_WORDS = frozenset(
+    "password passwd passphrase passwort secret token apikey apitoken authtoken accesstoken secretkey "
+    "privatekey accesskey credential credentials".split()
+)
+#: Words after a secret word that make the key name something about the secret, not the secret.
+_DESCRIBING = frozenset(
+    "id ids name names type types kind length len size count file files path dir url uri ref refs env var vars "
+    "field column col header policy prompt label hint expiry expires expiration ttl timeout version format "
+    "endpoint provider manager store rotation arn regex pattern question reset required enabled min max "
+    "description desc help text message error strength date time created updated location source mode class "
+    "method algorithm alg scheme prefix suffix index hash hashed salt digest usage limit limits budget".split()
+)
 #: Words before the secret word that make it something else (``public_key``, ``max_tokens``).
 _EXCLUDED_BEFORE = {
     "key": frozenset(
@@ -589,8 +608,14 @@ def _key_kind(key: str) -> str | None:
             break
     else:
         return None
-    if any(t not in _TRAILING_OK and not _TRAILING_NUMBER.fullmatch(t) for t in words[i + 1 :]):
-        return None
+    trailing = words[i + 1 :]
+    if any(t not in _TRAILING_OK and not _TRAILING_NUMBER.fullmatch(t) for t in trailing):
+        # VERY_SECRET_TOO, real_secret_which_is_not_an_id: still the secret's own name, unless a
+        # word after it says the value describes the secret (token_type, password_reset_url); the
+        # value must then look generated, as under a bare "key"
+        if base not in _MID_KEY_WORDS or len(trailing) > 6 or any(t in _DESCRIBING for t in trailing):
+            return None
+        return _BARE_KEY
     family = "key" if base == "key" else "token" if base == "token" else "secret" if base == "secret" else kind
     previous = words[i - 1] if i else ""
     if previous in _EXCLUDED_BEFORE.get(family, ()):
@@ -738,7 +763,10 @@ def _assignments(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
                 ve -= 1
         kwarg = op == "=" and text[:opened].rstrip(" \t\"'").endswith(("(", ","))
         env_style = _ENV_KEY.fullmatch(text[ks:ke]) is not None or text[max(0, ks - 2) : ks] == "--"
-        if _value_ok(kind, text[vs:ve], quoted, env_style, kwarg, env_style and op == "="):
+        value = text[vs:ve]
+        if value == text[ks:ke]:
+            continue  # an enum member or constant named by its own value: PG_PASSWORD = "PG_PASSWORD"
+        if _value_ok(kind, value, quoted, env_style, kwarg, env_style and op == "="):
             spans.add((vs, ve))
 
 
@@ -756,6 +784,9 @@ _PROSE_PASSWORD = re.compile(
     r"\b(?:password|passwd|passphrase|passcode|pwd)[ \t]+(?:is|was|will be|would be|remains)[ \t]*:?[ \t]*"
     r"(?P<q>[\"'`]?)(?P<v>[^\s\"'`]{4,200})(?P=q)"
 )
+#: ``CREATE USER``/``ALTER ROLE``/``GRANT ... TO``: what stands before ``IDENTIFIED BY`` in SQL (in prose,
+#: "identified by 'name'" is a phrase).
+_SQL_USER_BEFORE = re.compile(r"\b(?:user|role|login|grant|create|alter)\b")
 _MYSQL_P = re.compile(r"(?<!\S)-p(?P<q>['\"]?)(?P<v>[^\s'\"-][^\s'\"]{3,199})(?P=q)")
 _SSHPASS = re.compile(r"\bsshpass[ \t]+-p[ \t]*(?P<q>['\"]?)(?P<v>[^\s'\"]{4,200})(?P=q)")
 #: ``docker login -u user -p <password>`` and the other registry clients that copy its flags
@@ -816,6 +847,9 @@ def _contextual(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
     first = first_at(lower, ("identified", "password"))  # where a match can start at the earliest
     if first >= 0:
         for m in _SQL_PASSWORD.finditer(lower, first):
+            sql = _SQL_USER_BEFORE.search(lower, max(0, m.start() - 120), m.start())
+            if m.group().startswith("identified") and not sql:
+                continue
             if _password_in_place(text[m.start("v") : m.end("v")]):
                 spans.add(m.span("v"))
     if ("pass" in lower or "pwd" in lower) and (
@@ -849,6 +883,16 @@ def _contextual(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
             if _password_in_place(m.group("v"), m.group("user")):
                 spans.add(m.span("v"))
 
+
+def _vendor_rules() -> tuple[_Rule, ...]:
+    """The formats of :mod:`~polyadapt.governance.token_formats` as rules, checked like the ones above."""
+    from polyadapt.governance.token_formats import format_checks
+
+    checks = format_checks(_random_body)
+    return tuple(_Rule(fmt.name, fmt.gate_needles(), pattern, check) for fmt, pattern, check in checks)
+
+
+_RULES += _vendor_rules()
 
 _Needles = tuple[tuple[str, tuple[int, ...]], ...]
 #: Needles under one gate: ``(gate, needles)``; a needle holds its gate, so it occurs only where the gate does.
@@ -908,6 +952,31 @@ def _rules_to_run(text: str, lower: str) -> list[int]:
     return sorted(todo)
 
 
+#: Inline markers by which code says a value on its line is no secret (a test fixture, a public
+#: example): detect-secrets' ``pragma: allowlist secret`` and gitleaks' ``gitleaks:allow``;
+#: ``pragma: allowlist nextline secret`` speaks for the line after it.
+_ALLOW_MARKERS = ("pragma: allowlist secret", "gitleaks:allow")
+_ALLOW_NEXT_LINE = "pragma: allowlist nextline secret"
+
+
+def _allowed_lines(text: str) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each line that an allow marker speaks for."""
+    lines = []
+    for marker in (*_ALLOW_MARKERS, _ALLOW_NEXT_LINE):
+        at = text.find(marker)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end
+            if marker == _ALLOW_NEXT_LINE:
+                start = end + 1
+                end = text.find("\n", start)
+                end = len(text) if end < 0 else end
+            lines.append((start, end))
+            at = text.find(marker, at + len(marker))
+    return lines
+
+
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 
 
@@ -931,6 +1000,9 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
                 spans.add(m.span(group))
     _assignments(text, lower, spans)
     _contextual(text, lower, spans)
+    if "allowlist" in text or "gitleaks:allow" in text:
+        allowed = _allowed_lines(text)
+        spans = {s for s in spans if not any(a <= s[0] and s[1] <= b for a, b in allowed)}
     ordered = sorted(spans, key=lambda s: (s[0], -s[1]))
     kept: list[tuple[int, int]] = []
     for start, end in ordered:
