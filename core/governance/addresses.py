@@ -9,9 +9,17 @@ Forms found:
 - US/UK: ``<number> <Name ...> <street type>`` with an optional direction and unit:
   ``1600 Pennsylvania Ave NW, Washington, DC 20500``, ``221B Baker St``, ``88 Oak Street Apt 4B``,
   ``500 Main St, Suite 200, Boise, ID 83702``, ``10 Downing Street, London SW1A 2AA``; post
-  office boxes ``P.O. Box 123``.
-- DE: ``Hauptstraße 5, 10115 Berlin``, ``Berliner Str. 12a``, ``Lindenallee 22`` (street words
-  ending in -straße, -weg, -platz, -allee, -gasse, ...).
+  office boxes ``P.O. Box 123`` (any case); street types in capitals (``1720 HARDING HWY``) and
+  the rest of the USPS suffixes (``512 Gordon Brooks Suite 310``, ``9 Ortiz Hollow``) or a
+  lower-case type (``88 White parkway``) when a unit, city, state or postcode follows; states
+  also in full (``Fairfax, Virginia 22030``); the longest street line where a name holds a type
+  (``2740 Timber Ridge Lane``); a country after the postcode (``, UK``, ``, USA``).
+- UK lines that end in a full postcode, read back over place-name words, when they hold a street
+  type or open with a number or unit: ``Guildhall, Gresham Street, London, EC2V 7HH``,
+  ``SHEPPEY WAY, SITTINGBOURNE, ME9 8RZ``.
+- DE: ``Hauptstraße 5, 10115 Berlin``, ``Berliner Str. 12a``, ``Lindenallee 22``,
+  ``Friedrich-Ebert-Straße 150b``, ``Am Markt 12`` (street words ending in -straße, -weg,
+  -platz, -allee, -gasse, ...).
 - FR: ``12 rue de la Paix, 75002 Paris``, ``8 boulevard Saint-Michel`` (rue, avenue, boulevard,
   place, chemin, allée, quai, impasse, route, cours).
 - NL: ``Keizersgracht 123`` (-straat, -gracht, -weg, -laan, -plein, -kade, -dijk, -singel), and
@@ -48,6 +56,13 @@ from polyadapt.governance.findings import Finding, merge_spans
 from polyadapt.governance.textfacts import lowered, plain_case
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
+_STATE_NAMES = (
+    "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|District of Columbia|Florida|"
+    "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|"
+    "Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|"
+    "New York|North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|"
+    "South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming|Puerto Rico"
+)
 _STATES = (
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
     "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP"
@@ -64,6 +79,33 @@ _WEAK_TYPES = (
     "Court|Ct|Place|Pl|Way|Square|Sq|Close|Circle|Cir|Loop|Trail|Trl|Row|Walk|Hill|Park|Gardens|Grove|"
     "Green|Point|Plaza|Mall|Alley|Path|Pike|Run|Crossing|Commons|Broadway"
 )
+#: The rest of the USPS street suffixes (Publication 28, appendix C1), in full: words that are
+#: far more often something else ("Key", "Union", "Station"), so a street line with one of them
+#: is an address only with its unit, city, state or postcode after it.
+_USPS_TYPES = (
+    "Bayou|Beach|Bend|Bluff|Bluffs|Bottom|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Camp|Canyon|Cape|"
+    "Causeway|Center|Centers|Circles|Cliff|Cliffs|Club|Common|Corner|Corners|Course|Courts|Cove|Coves|Creek|"
+    "Crest|Crossroad|Curve|Dale|Dam|Divide|Drives|Estate|Estates|Extension|Extensions|Falls|Ferry|Field|"
+    "Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Garden|Gateway|Glen|Glens|Greens|"
+    "Groves|Harbor|Harbors|Haven|Heights|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|"
+    "Knoll|Knolls|Lake|Lakes|Landing|Lights|Locks|Lodge|Manor|Manors|Meadow|Meadows|Mill|Mills|Mission|"
+    "Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Parks|Parkways|Pines|Plains|Points|Port|"
+    "Ports|Prairie|Radial|Ramp|Ranch|Rapids|Ridge|Ridges|River|Roads|Route|Shoal|Shoals|Shore|Shores|Skyway|"
+    "Spring|Springs|Spur|Spurs|Squares|Station|Stravenue|Stream|Streets|Summit|Throughway|Trace|Track|"
+    "Trafficway|Tunnel|Underpass|Union|Unions|Valley|Valleys|Viaduct|View|Views|Village|Villages|Ville|Vista|"
+    "Walks|Ways|Wells"
+)
+_TAIL_ONLY_TYPES = frozenset(_USPS_TYPES.split("|"))
+
+
+def _any_case(types: str) -> str:
+    """``types`` (an alternation of capitalised words) with each word also in upper and lower case:
+    ``1720 HARDING HWY`` in an all-caps record, ``88 White parkway`` (a lower-case type needs a
+    city or postcode after it, see :meth:`StreetAddressScanner._us_address`)."""
+    words = types.split("|")
+    return "|".join([*words, *(w.upper() for w in words if len(w) > 1), *(w.lower() for w in words)])
+
+
 #: Abbreviated sure types: nobody writes "4 Oak St tickets", so these need no address word.
 _ABBREVIATIONS = frozenset("St Ave Av Rd Blvd Ln Dr Pkwy Hwy Fwy Tpke".split())
 _DIRECTION = r"(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)"
@@ -84,12 +126,20 @@ _SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|,?[ \t]+)"
 _US_STREET = re.compile(
     rf"(?P<number>{_NUMBER})[ \t]+(?:{_DIRECTION}\.?[ \t]+)?"
     rf"(?P<name>(?:(?:{_CAP}|{_ORDINAL})[ \t]+){{1,4}}?)"
-    rf"(?P<type>(?:{_SURE_TYPES}|{_WEAK_TYPES}))\b\.?(?P<direction>[ \t]+{_DIRECTION}\b\.?)?"
+    rf"(?P<type>(?:{_any_case(_SURE_TYPES)}|{_any_case(_WEAK_TYPES)}|{_any_case(_USPS_TYPES)}))\b\.?"
+    rf"(?P<direction>[ \t]+{_DIRECTION}\b\.?)?"
 )
-_PO_BOX = re.compile(r"P(?<!\w.)(?:\.?[ \t]?O\.?[ \t]?Box|ost[ \t]+Office[ \t]+Box|O[ \t]+Box|ostfach)[ \t]+\d{1,7}\b")
+#: The same street line with the longest name before a type (``3131 Smokey Point Drive``), tried
+#: where the shortest (``3131 Smokey Point``) is no address.
+_US_STREET_LONGEST = re.compile(_US_STREET.pattern.replace("{1,4}?)", "{1,4})", 1))
+_PO_BOX = re.compile(
+    r"[Pp](?<!\w.)(?i:\.?[ \t]?O\.?[ \t]?Box|ost[ \t]+Office[ \t]+Box|O[ \t]+Box|ostfach)[ \t]+\d{1,7}\b"
+)
 #: German street words: compound suffix ("Hauptstraße") or separate ("Berliner Straße").
 _DE_SUFFIX = r"(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|brücke|hof)"
-_DE_WORD = rf"(?:[\wäöüß-]*{_DE_SUFFIX}|[\wäöüß-]*[ \t]+(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer))"
+_DE_CAPITAL_WORDS = r"(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer|Markt)"
+#: ``Hauptstraße``, ``Friedrich-Ebert-Straße``, ``Berliner Straße``, ``Am Markt``.
+_DE_WORD = rf"(?:[\wäöüß-]*{_DE_SUFFIX}|[\wäöüß-]*-{_DE_CAPITAL_WORDS}|[\wäöüß-]*[ \t]+{_DE_CAPITAL_WORDS})"
 #: ``(?<![\w-])(?:{_CAP}[ \t]+)?[A-ZÄÖÜ]<street word>``, opened with the capital they share.
 _DE_STREET = re.compile(
     rf"[A-ZÀ-ÖØ-Þ](?<![\w-].)(?:[\w'’-]*[ \t]+[A-ZÄÖÜ]{_DE_WORD}|(?<=[A-ZÄÖÜ]){_DE_WORD})"
@@ -122,10 +172,17 @@ _UK_POSTCODE_ADDRESS = re.compile(
 
 #: What may follow a street line, tried in order at its end (each extends the span).
 _UNIT_TAIL = re.compile(rf"{_SEP}{_UNIT}\b")
-_US_TAIL = re.compile(rf"{_SEP}{_CITY},?[ \t]+(?:{'|'.join(_STATES)})\b(?:[ \t]+{_US_ZIP})?(?![\w-])")
+_US_TAIL = re.compile(
+    rf"{_SEP}{_CITY}[ \t]*,?[ \t]+(?:{'|'.join(_STATES)}|{_STATE_NAMES})\b(?:[ \t]+{_US_ZIP})?(?![\w-])"
+)
 _UK_TAIL = re.compile(rf"{_SEP}(?:{_CITY}(?:,[ \t]*|[ \t]+))?{_UK_POSTCODE}\b")
 _EU_TAIL = re.compile(rf"{_SEP}(?:D-|F-|NL-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}})[ \t]+{_CITY}")
 _CITY_TAIL = re.compile(rf",[ \t]*(?:London|Paris|Berlin|Amsterdam|Dublin|Edinburgh|{_CAP})(?=[ \t]*[.,;!?\n]|$)")
+#: A country after the postcode or state: part of the address.
+_COUNTRY_TAIL = re.compile(
+    r",?[ \t]*(?:UK|U\.K\.|United Kingdom|Great Britain|England|Scotland|Wales|Northern Ireland|USA|U\.S\.A\."
+    r"|United States(?: of America)?|Germany|Deutschland|France|The Netherlands|Netherlands|Nederland)(?![\w.])"
+)
 #: A unit or flat in front of the street line: "Flat 3, 45 Queen's Road".
 _UNIT_BEFORE = re.compile(rf"{_UNIT}[ \t]*,?[ \t]*\n?[ \t]*$")
 
@@ -145,7 +202,17 @@ _ADDRESS_BEFORE = re.compile(
 #: Cheap tests, one per form, that a text may hold that form at all: most records fail them all
 #: and cost a few microseconds. Each is a superset of what its pattern needs (``_US_STREET``
 #: needs a capitalised street type; a lead ``\b`` would double the cost and adds nothing here).
-_US_GATE = re.compile(rf"(?:{_SURE_TYPES}|{_WEAK_TYPES})\b")
+_TYPE_WORDS = frozenset(f"{_SURE_TYPES}|{_WEAK_TYPES}|{_USPS_TYPES}".lower().split("|"))
+_LETTER_RUN = re.compile(r"[a-z]+")
+
+
+def _type_word_in(lower: str) -> bool:
+    """Whether the lower-cased text holds a street type as a whole run of letters (what
+    ``_US_STREET`` needs: its type stands after a space and before a non-word character): one
+    set test instead of a regex alternation of some 170 words in three cases."""
+    return not _TYPE_WORDS.isdisjoint(_LETTER_RUN.findall(lower))
+
+
 _NL_WORDS = ("straat", "gracht", "weg", "laan", "plein", "kade", "dijk", "singel", "steeg", "markt", "park", "hof")
 _FR_WORDS = (
     "rue",
@@ -189,7 +256,7 @@ _FR_HEAD = re.compile(r"\d(?:[ \t]?(?:bis|ter))?,?\Z")
 _DE_STREET_WORDS = (
     *("straße", "strasse", "str.", "weg", "platz", "allee", "gasse", "ring", "damm", "ufer"),
     *("chaussee", "steig", "pfad", "markt", "brücke", "hof"),
-    *("Straße", "Strasse", "Str.", "Weg", "Platz", "Allee", "Gasse", "Ring", "Damm", "Ufer"),
+    *("Straße", "Strasse", "Str.", "Weg", "Platz", "Allee", "Gasse", "Ring", "Damm", "Ufer", "Markt"),
 )
 #: :data:`_DE_STREET_WORDS` by lower-cased form: a word occurs in a text only where its
 #: lower-cased form occurs in the lower-cased text, so one test there skips both spellings.
@@ -198,7 +265,7 @@ _DE_WORD_GROUPS = tuple(
     for low in dict.fromkeys(word.lower() for word in _DE_STREET_WORDS)
 )
 _NUMBER_AFTER = re.compile(r"[ \t]*\d")
-_SURE_TYPE = re.compile(rf"(?:{_SURE_TYPES})\.?")
+_SURE_TYPE = re.compile(rf"(?:{_SURE_TYPES}|{_SURE_TYPES.upper()})\.?")
 _LINE_START_BEFORE = re.compile(r"(?:^|\n)[ \t]*$")
 #: ``\d{4}[ \t]?[A-Z]{2}\b`` and ``\d[A-Z]{2}\b`` as tests (whether they match anywhere), opened
 #: with the first capital and looking back for the digits: capitals are rarer than digits.
@@ -239,6 +306,44 @@ def _french_type_after_number(lower: str) -> bool:
     return False
 
 
+#: A full UK postcode (the inward code's letters skip C, I, K, M, O and V).
+_UK_FULL_POSTCODE = re.compile(r"[A-Z](?<![\w-].)[A-Z]?\d[A-Z\d]?[ \t]*\d[ABD-HJLNP-UW-Z]{2}\b")
+#: The words of an address line before a UK postcode, up to ten of them: capitalised or
+#: upper-case words, numbers (``22``, ``185-187``, ``96D``), ``St.``, ``No.``, ``'s``, lower-case
+#: street types and the small words of place names, separated by spaces or commas.
+_UK_LINE_WORD = (
+    rf"(?:{_CAP}|\d[\w/-]*|St\.|No\.|(?:{'|'.join(sorted(_TYPE_WORDS, key=len, reverse=True))})\b"
+    r"|of|the|upon|on|le|en)"
+)
+_UK_LINE_BEFORE = re.compile(rf"(?:{_UK_LINE_WORD}(?:[ \t]*,[ \t]*|[ \t]+)){{1,10}}\Z")
+#: An address line starts with a house number or a unit, or holds a street type.
+_LINE_OPENS_ADDRESS = re.compile(r"(?:No\.?[ \t]*)?\d|(?:Flat|Studio|Unit|Apartment|Apt|Suite)\b")
+_SMALL_WORDS = re.compile(r"(?:(?:the|of|on|upon|and)[ \t]+)+")
+
+
+def _uk_postcode_lines(text: str) -> list[tuple[int, int]]:
+    """Address lines that end in a full UK postcode without a house number first: ``Guildhall,
+    Gresham Street, London, EC2V 7HH``, ``SHEPPEY WAY, SITTINGBOURNE, ME9 8RZ``,
+    ``Studio 53, Harrison cove, Smithbury, G88 4US``. The line is read back from the postcode
+    over place-name words (see ``_UK_LINE_WORD``) and must open with a number or unit or hold a
+    street type, so ``The Office for National Statistics, SW1A 2AA`` alone is not reported."""
+    spans = []
+    for code in _UK_FULL_POSTCODE.finditer(text):
+        window_start = max(0, code.start() - 160)
+        line_start = text.rfind("\n", window_start, code.start()) + 1 or window_start
+        line = _UK_LINE_BEFORE.search(text, max(line_start, window_start), code.start())
+        if line is None:
+            continue
+        start = line.start()
+        small = _SMALL_WORDS.match(text, start)
+        if small:
+            start = small.end()
+        words = text[start : code.start()]
+        if _LINE_OPENS_ADDRESS.match(words) or _type_word_in(words.lower()):
+            spans.append((start, code.end()))
+    return spans
+
+
 class StreetAddressScanner:
     """Postal street addresses (type ``address``) in US, UK, German, French and Dutch forms,
     street line through unit, city and postcode; see the module docstring for the rules."""
@@ -252,14 +357,22 @@ class StreetAddressScanner:
             return []
         lower = lowered(text)
         spans: list[tuple[int, int]] = []
-        if _US_GATE.search(text):
+        if _type_word_in(lower):
             for m in _US_STREET.finditer(text):
-                span = self._us_address(text, m)
+                # "2740 Timber Ridge Lane": the longest street line first, the shortest if that fails
+                span = None
+                longest = _US_STREET_LONGEST.match(text, m.start())
+                if longest is not None and longest.end() > m.end():
+                    span = self._us_address(text, longest)
+                if span is None:
+                    span = self._us_address(text, m)
                 if span:
                     spans.append(span)
         if "box" in lower or "postfach" in lower:
             for m in _PO_BOX.finditer(text):
                 spans.append((m.start(), self._extend(text, m.end(), (_US_TAIL, _UK_TAIL, _EU_TAIL))))
+        if _UK_POSTCODE_GATE.search(text):
+            spans.extend(_uk_postcode_lines(text))
         for pattern in self._forms_present(text, lower):
             for m in pattern.finditer(text):
                 if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(text[max(0, m.start() - 40) : m.start()]):
@@ -270,7 +383,17 @@ class StreetAddressScanner:
                     if m.group("type")[0].isupper() and not m.group("particle"):
                         continue
                 spans.append((m.start(), self._extend(text, end, (_CITY_TAIL,)) if end == m.end() else end))
+        spans = [(start, self._with_country(text, end)) for start, end in spans]
         return [Finding("address", start, end, self.name) for start, end in merge_spans(spans)]
+
+    @staticmethod
+    def _with_country(text: str, end: int) -> int:
+        """``end`` moved past a country name that follows it (``..., GL6 8EA, UK``)."""
+        if end < len(text) and text[end] in ", \t":
+            m = _COUNTRY_TAIL.match(text, end)
+            if m:
+                return m.end()
+        return end
 
     @staticmethod
     def _forms_present(text: str, lower: str) -> list[re.Pattern[str]]:
@@ -312,6 +435,9 @@ class StreetAddressScanner:
         introduced = bool(_ADDRESS_BEFORE.search(before)) or bool(_UNIT_BEFORE.search(before))
         line_start = bool(_LINE_START_BEFORE.search(before))
         bare = not (unit or tail or m.group("direction"))
+        kind = m.group("type")
+        if not tail and (kind[0].islower() or kind.title() in _TAIL_ONLY_TYPES) and not (unit and kind[0].isupper()):
+            return None  # "88 White parkway", "12 Garrison Brooks": an address with its city or postcode
         # "12 High Court judges", "4 Oak Street tickets": without a city or postcode, a street line
         # needs an address word before it ("at", "to", "address:") or an abbreviated type ("Blvd");
         # at a line start a sure type with a unit or direction is enough
