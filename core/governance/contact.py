@@ -3,8 +3,10 @@
 - email: ``local@domain.tld`` with a letters-only top-level domain. Not reported: the user
   part of a URL (``postgres://user:pw@host``: the password is a secret, the host no
   mailbox) and git remotes (``git@github.com:org/repo.git``, ``ssh://git@host/...``).
-- phone: numbers that libphonenumber (``phonenumbers``, Google's rules) calls *valid*, not
-  merely possible, with 8 to 15 digits: national numbers of the US, GB, DE, FR and NL
+- phone: numbers that libphonenumber (``phonenumbers``, Google's rules) calls *valid*, or
+  *possible* when they are written the way only phone numbers are (``+44 (0)1632 960860``,
+  ``(08481) 514151``, ``(627) 258-9290``, ``653.211.3361``: test data and fiction use reserved
+  and unassigned ranges), with 8 to 15 digits: national numbers of the US, GB, DE, FR and NL
   (whose national form starts with a trunk 0), of ES and IT when a phone word stands
   before them (their national numbers have no trunk prefix, so a bare 9-digit run would
   too often be an order number), and any number in ``+international`` form or a ``tel:``
@@ -30,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _EMAIL = re.compile(
     r"(?<![\w.%+-])"
     r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{1,59})"
     r"(?![\w-]|\.[A-Za-z0-9])"
 )
 #: ``scheme://`` in the same word before a match: the match is a URL's user part.
@@ -167,6 +169,17 @@ _ES_GROUPED = re.compile(r"[6789]\d{2} \d{3} \d{3}|[6789]\d{2}(?: \d{2}){3}|[89]
 _IT_MOBILE = re.compile(r"3\d{2}[ -]?\d{6,7}")
 #: Digit sequences that fill examples and character sets, never numbers anyone answers.
 _SEQUENCES = ("0123456789", "1234567890", "9876543210")
+#: How people write phone numbers: international (``+44 (0)28 9018 3411``, ``0044 7509 580642``),
+#: national with the area code set apart (``(08481) 514151``, ``0172/7489068``, ``020 7946 0958``)
+#: and the NANP's 3-3-4 (``(430) 549-4032``, ``653.211.3361``). A number written so that
+#: libphonenumber calls merely *possible* is a phone too: test data and fiction use numbers from
+#: unassigned and reserved ranges (Ofcom's 01632 960xxx, NANP 555-01xx), which are not *valid*.
+_WRITTEN_AS_PHONE = re.compile(
+    r"\(?\+\d{1,3}\)?(?:[ .-]?\(0\))?[ .-]?\(?\d[\d .()-]{5,}\d"
+    r"|\(?00\d{1,3}\)?[ .-]\(?\d[\d .()-]{4,}\d"
+    r"|\(0\d{1,5}\)[ ]?\d[\d .-]{3,}\d|0\d{1,5}(?:[ ]?/[ ]?|[ ])\d[\d .-]{3,}\d"
+    r"|\(\d{3}\)[ ]?\d{3}[-. ]\d{4}|\d{3}([-.])\d{3}\1\d{4}|1-\d{3}-\d{3}-\d{4}|001-\d{3}-\d{3}-\d{4}"
+)
 _EXTENSION = re.compile(r"(?i)\s*(?:,\s*)?(?:x|ext\.?|extn\.?|extension)\s*\d{1,6}\b")
 _TEL_URI = re.compile(r"(?i)(?:tel|callto|sms):/{0,2}$")
 
@@ -277,11 +290,29 @@ class PhoneScanner:
                 if not self.min_digits <= digits <= 15:  # E.164: at most 15
                     continue
                 start, end = part.span()
-                if not self._rejected(text, start, end, raw, digits) and self._valid_in_any(
-                    raw, self._plausible_regions(text, start, raw)
+                if self._rejected(text, start, end, raw, digits):
+                    continue
+                regions = self._plausible_regions(text, start, raw)
+                if self._valid_in_any(raw, regions) or (
+                    _WRITTEN_AS_PHONE.fullmatch(raw) and self._possible_in_any(raw, regions or self.regions[:1])
                 ):
                     spans.add((start, self._with_extension(text, end)))
         return [Finding("phone", start, end, self.name) for start, end in sorted(spans)]
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _possible_in_any(raw: str, regions: tuple[str, ...]) -> bool:
+        """True when ``raw`` has a length libphonenumber calls possible in one of ``regions``
+        (for a ``+`` number, in its own country)."""
+        import phonenumbers
+
+        for region in regions[:1] if raw.lstrip("(").startswith("+") else regions:
+            try:
+                if phonenumbers.is_possible_number(phonenumbers.parse(raw, region)):
+                    return True
+            except phonenumbers.NumberParseException:
+                return False
+        return False
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)  # the same numbers recur across a dataset's records
@@ -349,8 +380,12 @@ class PhoneScanner:
         after = text[end] if end < len(text) else " "
         if before == ":" and _TEL_URI.search(text[max(0, start - 8) : start]):
             before = " "
+        if after in "xX" and _EXTENSION.match(text, end):
+            after = " "  # "555-0132x204": an extension, not a longer token
         if before.isalnum() or before in "-/#_.:" or after.isalnum() or after in "_/:":
             return True
+        if raw.lstrip("(").startswith("0.") and raw[raw.index("0.") + 2 : raw.index("0.") + 3].isdigit():
+            return True  # a decimal fraction ("0.957075 3", "0.5772157"), never a trunk prefix
         if _NOT_PHONE.fullmatch(raw.strip("()+ ")) or _DATE_START.match(raw) or _DOTTED_QUAD.search(raw):
             return True
         if _FOUR_FOUR_FOUR.fullmatch(raw) and not _phone_word_before(text, start):

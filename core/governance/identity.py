@@ -81,13 +81,20 @@ class NationalIdScanner:
 
 
 _PASSPORT_WORD = re.compile(
-    r"(?i)\b(?:passport|pass(?:port)?\s*(?:no|nr|#)|passnummer|reisepass(?:nummer|nr)?|passeport|pasaporte|passaporto"
+    r"(?i)\b(?:passports?|pass(?:port)?\s*(?:no|nr|#)|passnummer|reisepass(?:nummer|nr)?|passeport|pasaporte|passaporto"
     r"|paspoort(?:nummer|nr)?|travel document)(?!\w)"
 )
 #: What follows a passport word: an optional "number:" label, then the number itself.
 _PASSPORT_NUMBER = re.compile(
-    r"[^\n\w]{0,3}(?:(?:number|num|no|nr|n|n°|nº|#|numéro|número|numero|nummer|id)(?!\w)\.?º?[^\n\w]{0,3})?"
+    r"[^\n\w]{0,3}(?:(?:numbers?|nos?|num|nr|n|n°|nº|#|numéros?|números?|numero|nummer|ids?)(?!\w)\.?º?[^\n\w]{0,3})?"
     r"(?:(?:is|was|:)\s*)?"
+    r"(?P<value>(?=(?:[A-Z]*\d){2})(?=[A-Z0-9]*[0-9])[A-Z0-9]{6,9})(?![\w-])",
+    re.IGNORECASE,
+)
+
+#: A further number in a list after the first (``passports: AB1234567 and XY9876543``).
+_PASSPORT_NEXT = re.compile(
+    r"[ \t]*(?:,|;|/|&|\band\b|\bor\b)[ \t]*(?:(?:and|or)[ \t]+)?"
     r"(?P<value>(?=(?:[A-Z]*\d){2})(?=[A-Z0-9]*[0-9])[A-Z0-9]{6,9})(?![\w-])",
     re.IGNORECASE,
 )
@@ -117,8 +124,9 @@ class PassportScanner:
             m = _PASSPORT_NUMBER.match(text, word.end(), word.end() + 48) or _GERMAN_PASSPORT.match(
                 text, word.end(), word.end() + 48
             )
-            if m:
+            while m:
                 found.append(Finding("passport", m.start("value"), m.end("value"), self.name))
+                m = _PASSPORT_NEXT.match(text, m.end(), m.end() + 24)
         return found
 
 

@@ -2,7 +2,7 @@
 
 Found as the ``ipaddress`` module parses them. Not reported: networks in CIDR notation
 (``10.0.0.0/8`` names a network, not a host), netmasks (``255.255.255.0``), the
-unspecified and loopback addresses, version strings (``1.2.3``, ``v1.2.3.4``,
+unspecified and loopback addresses, section numbers (``Section 12.7.4.3``), version strings (``1.2.3``, ``v1.2.3.4``,
 ``version 1.2.3.4``, ``requests 2.31.0.1`` and other quads whose first part is one digit,
 without an address word such as "from" or "host" before them), times and MAC addresses.
 """
@@ -37,6 +37,11 @@ _IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]{3}:)[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}
 _GROUP_SEPARATOR = re.compile(r"[:.]")
 _VERSION_BEFORE = re.compile(r"(?i)(?:(?:version|\bver|release|build|\bv)_*\.?[\"']?\s*[:=]?|[=~<>!]=)\s*[\"']?$")
 #: Words that say a dotted quad is an address: "from 8.8.4.4", "ip 1.2.3.4", "host: ...".
+#: A document-section word right before: ``Section 12.7.4.3``, ``§ 2.1.4.10``, ``clause 10.2.1.4``.
+_SECTION_BEFORE = re.compile(
+    r"(?i)(?:\b(?:section|sect|sec|chapter|ch|clause|paragraph|para|article|art|figure|fig|table|annex|appendix"
+    r"|rule|step|item)\.?|§)[ \t]*[\"'(]?$"
+)
 _ADDRESS_WORD = re.compile(
     r"(?i)\b(?:ip|ipv4|addr|address|host|server|client|from|to|via|gateway|dns|nameserver|peer|remote|src|dst"
     r"|source|destination|connect(?:ed|ing)?|ping|login|logged)\b[^\n\w]{0,4}$"
@@ -72,6 +77,8 @@ class IpAddressScanner:
             # ``1.2.3.4``: 7 characters and 3 dots in one run
             for m in run_matches(_IPV4_PATTERN, text, 7, needs=(".", 3)):
                 if _looks_like_version(text, m.start(), m.group()) or _is_netmask(m.group()):
+                    continue
+                if _SECTION_BEFORE.search(text, max(0, m.start() - 16), m.start()):
                     continue
                 if self._reportable(m.group(), ipaddress.IPv4Address):
                     found.append(Finding("ip_address", m.start(), m.end(), self.name))

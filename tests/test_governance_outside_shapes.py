@@ -1,0 +1,221 @@
+"""Shapes found missing when the pattern scanners were run on other projects' detector fixtures
+(Presidio's recognizer tests, detect-secrets' test data): each case here is written for this
+project, in the same shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyadapt.governance.scanners import pattern_scanners, scan_text
+from polyadapt.governance.secrets import secret_spans
+
+SCANNERS = pattern_scanners()
+
+
+def _found(text: str, kind: str) -> list[str]:
+    return [text[f.start : f.end] for f in scan_text(text, SCANNERS) if f.type == kind]
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("write to ivan@xn--e1afmkfd.xn--p1ai for the invoice", ["ivan@xn--e1afmkfd.xn--p1ai"]),
+        ("mail: support@xn--bcher-kva.example", ["support@xn--bcher-kva.example"]),
+    ],
+)
+def test_email_with_punycode_labels(text: str, want: list[str]) -> None:
+    assert _found(text, "email") == want
+
+
+def test_email_top_level_domain_still_needs_letters_or_punycode() -> None:
+    assert _found("ping admin@host.xn-- now", "email") == []
+    assert _found("ping admin@host.c0m now", "email") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("Passports: K31907246 and P2248815 were scanned.", ["K31907246", "P2248815"]),
+        ("passport numbers 563821904, 771203958 or C4X77T912", ["563821904", "771203958", "C4X77T912"]),
+        ("Passport nos. 120934875 & 449281736.", ["120934875", "449281736"]),
+        ("passport no: 530094127, issued in 2019", ["530094127"]),
+    ],
+)
+def test_passport_lists_and_plurals(text: str, want: list[str]) -> None:
+    assert _found(text, "passport") == want
+
+
+def test_a_list_does_not_run_past_the_passport_numbers() -> None:
+    # "and 2024" is a year, not a passport number (no second digit run of 6-9 characters)
+    assert _found("Passport: 530094127 and 2024 renewals", "passport") == ["530094127"]
+    # words and order numbers after the first number are not passports
+    assert _found("passport 530094127 and order ORD99881", "passport") == ["530094127"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("VERY_SECRET_TOO = 'q7Vb2LmX9sKe4TzN1wPa8RcY3uHd6GjF'", "q7Vb2LmX9sKe4TzN1wPa8RcY3uHd6GjF"),
+        ("api_token_for_ci: R8t2Kq9Lm4Vx7Bn1Zp5Wc3Yd", "R8t2Kq9Lm4Vx7Bn1Zp5Wc3Yd"),
+        ("real_secret_which_is_not_an_i_d = 0f9Xk2Lq8Vm3Nb7Pz1Rt6Yw4", "0f9Xk2Lq8Vm3Nb7Pz1Rt6Yw4"),
+    ],
+)
+def test_secret_word_inside_a_key_with_a_generated_value(text: str, value: str) -> None:
+    start = text.index(value)
+    assert secret_spans(text) == [(start, start + len(value))]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token_type = 'Bearer'",
+        "secret_name = 'payments-api-secret-2024'",
+        "password_reset_url = 'https://accounts.example.org/reset'",
+        "eos_token_id = 2",
+        "SECRET_TOO = 'hunter2'",  # a short human value needs the secret word last
+        "token_hash_algorithm = 'sha256'",
+        "secret_version_id = 'a81f3e9c27b64d05b9e1c4f7d2a6b803'",  # "id": describes the secret
+        "access_token_ttl_seconds = 3600",
+    ],
+)
+def test_keys_that_describe_a_secret_are_not_secrets(text: str) -> None:
+    assert secret_spans(text) == []
+
+
+def test_a_constant_named_by_its_own_value_is_not_a_secret() -> None:
+    assert secret_spans('    PG_PASSWORD_SCRAM_SHA_256 = "PG_PASSWORD_SCRAM_SHA_256"\n') == []
+    assert secret_spans('    CHECK_VERDICT_PASS = "CHECK_VERDICT_PASS"\n') == []
+
+
+# --- addresses: shapes from pyap's US and GB test addresses, written anew --------------------
+
+ADDRESSES = [
+    # PO boxes in any case, with their city line
+    ("Ship it to po box 4471, Dayton, OH 45402 please.", "po box 4471, Dayton, OH 45402"),
+    ("Mail: P.O. box 88, Reno, NV 89501", "P.O. box 88, Reno, NV 89501"),
+    # all-caps records
+    ("DELIVER TO 1845 MAPLEWOOD HWY WESTFIELD, NJ 07090", "1845 MAPLEWOOD HWY WESTFIELD, NJ 07090"),
+    # the USPS suffixes that generated test data uses, with their city and state
+    (
+        "Send it to 512 Gordon Brooks Suite 310, Lake Tammy, MT 59801.",
+        "512 Gordon Brooks Suite 310, Lake Tammy, MT 59801",
+    ),
+    ("Billing: 9 Ortiz Hollow, Jenkinsville, WA 98101", "9 Ortiz Hollow, Jenkinsville, WA 98101"),
+    # the longest street line: "Ridge" and "Point" are street types too
+    ("Deliver to 2740 Timber Ridge Lane, Austin, TX 78701.", "2740 Timber Ridge Lane, Austin, TX 78701"),
+    # a state written in full, a space before the comma
+    (
+        "HQ: 420 Crompton Street Charlotte , North Carolina 28273",
+        "420 Crompton Street Charlotte , North Carolina 28273",
+    ),
+    # UK lines that end in a postcode, with or without a house number, and a country after
+    ("Write to Guildhall, Gresham Street, London, EC2V 7HH today.", "Guildhall, Gresham Street, London, EC2V 7HH"),
+    ("SHEPPEY WAY, SITTINGBOURNE, ME9 8RZ", "SHEPPEY WAY, SITTINGBOURNE, ME9 8RZ"),
+    ("Marlborough Rd, St. James's, London SW1A 1BQ", "Marlborough Rd, St. James's, London SW1A 1BQ"),
+    ("Flat 05, Byrne shores, Howardshire, GL6 8EA, UK", "Flat 05, Byrne shores, Howardshire, GL6 8EA, UK"),
+    ("77 Harper hollow, Northwick, TF4 2PQ", "77 Harper hollow, Northwick, TF4 2PQ"),
+    # German streets: "Am Markt", hyphenated names
+    ("Neue Adresse: Am Markt 12a, 04109 Leipzig", "Am Markt 12a, 04109 Leipzig"),
+    ("Lieferung an Friedrich-Ebert-Straße 150b, 50968 Köln.", "Friedrich-Ebert-Straße 150b, 50968 Köln"),
+]
+
+
+@pytest.mark.parametrize(("text", "address"), ADDRESSES)
+def test_addresses_in_the_shapes_other_projects_test(text: str, address: str) -> None:
+    assert _found(text, "address") == [address]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I visited 3 Harper hollow spots last summer.",  # a lower-case type needs its city or postcode
+        "in 3 Bear Creek parks we counted birds",  # a USPS-only type needs its city or postcode
+        "in 2 Key Points of the talk",
+        "at 4 Union Station today",
+        "The Office for National Statistics, SW1A 2AA",  # a postcode line needs a street or number
+        "Runs on Python 3 Way faster",
+    ],
+)
+def test_near_misses_of_the_new_address_shapes(text: str) -> None:
+    assert _found(text, "address") == []
+
+
+# --- precision on documentation prose (docstrings of installed packages) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Return the plugin identified by 'name', or None.", "secret"),  # "identified by" in prose
+        ("sentiment 0.918273 4 The food was cold", "phone"),  # a decimal fraction, not a trunk 0
+        ("Euler's constant 0.5772156 shows up again", "phone"),
+        ("as described in Section 12.7.4.3 of the standard", "ip_address"),  # a section number
+        ("see § 10.2.1.4 for details", "ip_address"),
+    ],
+)
+def test_documentation_prose_near_misses(text: str, kind: str) -> None:
+    assert _found(text, kind) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        ("CREATE USER 'app'@'%' IDENTIFIED BY 'Tr0ub4dor&3';", "Tr0ub4dor&3", "secret"),
+        ("ALTER USER reporting\n  IDENTIFIED BY 'S3cr3t!x';", "S3cr3t!x", "secret"),
+        ("connected from 12.7.4.3 at noon", "12.7.4.3", "ip_address"),
+        ("Appelez le 01.65.15.64.50", "01.65.15.64.50", "phone"),
+    ],
+)
+def test_the_real_ones_next_to_those_near_misses_are_still_found(text: str, value: str, kind: str) -> None:
+    assert _found(text, kind) == [value]
+
+
+def test_inline_allow_markers_of_detect_secrets_and_gitleaks() -> None:
+    text = (
+        'API_TOKEN = "q7Vb2LmX9sKe4TzN1wPa8RcY3uHd6GjF"  # pragma: allowlist secret\n'
+        'DB_PASSWORD = "Zx81nQm4LpW0cV7s"\n'
+        "# pragma: allowlist nextline secret\n"
+        'SECRET_KEY = "R8t2Kq9Lm4Vx7Bn1Zp5Wc3Yd"\n'
+        'GH = "ghp_9f8e7d6c5b4a39281706f5e4d3c2b1a0Zz99"  # gitleaks:allow\n'
+        'OTHER_SECRET = "Pq4Rs8Tu2Vw6Xy0Za3Bc7De"\n'
+    )
+    found = [text[a:b] for a, b in secret_spans(text)]
+    assert found == ["Zx81nQm4LpW0cV7s", "Pq4Rs8Tu2Vw6Xy0Za3Bc7De"]
+
+
+# --- phones as test-data generators write them: extensions glued on, reserved ranges ----------
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("Call +1-503-867-2291x4410 after lunch", "+1-503-867-2291x4410"),
+        ("Office: (212)736-0198x77 (front desk)", "(212)736-0198x77"),
+        # libphonenumber calls these possible, not valid (unassigned or reserved ranges), but
+        # they are written the way only phone numbers are written
+        ("Phone: 653.211.3361", "653.211.3361"),
+        ("cell (627) 258-9290", "(627) 258-9290"),
+        ("Rufen Sie (08481) 514151 an", "(08481) 514151"),
+        ("Bel +31(0)90-4200323 voor info", "+31(0)90-4200323"),
+        ("Ring +44(0)1632 960860 tonight", "+44(0)1632 960860"),  # Ofcom's range for fiction
+        ("Tel: +44 115 496 0414", "+44 115 496 0414"),
+    ],
+)
+def test_phones_written_as_phones_are_found_even_when_not_valid(text: str, phone: str) -> None:
+    assert _found(text, "phone") == [phone]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order 536-490-4200 shipped",  # a reference word before it
+        "ZIP 98382-2926",
+        "SSN 078-05-1120",
+        "released 2023-11-01 12:30",
+        "build 4826171827",  # ten digits alone must still be a valid number
+        "ISBN 0-19-852663-6",
+        "ratio 0.957075 3",
+    ],
+)
+def test_numbers_that_are_not_written_as_phones_stay_out(text: str) -> None:
+    assert _found(text, "phone") == []
