@@ -161,7 +161,7 @@ _REWRITTEN = [
         _A._FR_STREET,
     ),
     (
-        r"(?<![\w-])[A-Z][\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof)"
+        r"(?<![\w-])[A-Z][\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof|baan|dreef|boulevard)"
         r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)",
         _A._NL_STREET,
     ),

@@ -219,3 +219,60 @@ def test_phones_written_as_phones_are_found_even_when_not_valid(text: str, phone
 )
 def test_numbers_that_are_not_written_as_phones_stay_out(text: str) -> None:
     assert _found(text, "phone") == []
+
+
+# --- multi-line and continental addresses as generated test data writes them ----------------
+
+MORE_ADDRESSES = [
+    ("Ship to:\n66 Kerr Roads\nPort Alison\nHR2 7QS\n", "66 Kerr Roads\nPort Alison\nHR2 7QS"),
+    ("We moved to Studio 4\nMoss Unions\nNew Gavin\nW5 2XZ last year.", "Studio 4\nMoss Unions\nNew Gavin\nW5 2XZ"),
+    ("Beatrix Okafor\nFlat 2B\n19 Mill Road\nLeeds LS6 2QT\n", "Flat 2B\n19 Mill Road\nLeeds LS6 2QT"),
+    ("Acme Widgets Ltd\n40 Church Lane\nLondon N7 4QE\n", "40 Church Lane\nLondon N7 4QE"),
+    ("Adres: Tulpstraat 28\n8921 TJ\nDe Blesse\n", "Tulpstraat 28\n8921 TJ\nDe Blesse"),
+    ("Envoyez à avenue Gilles Lebrun\n58301 Sainte Hélène", "avenue Gilles Lebrun\n58301 Sainte Hélène"),
+    ("rue Dupré, 24392 Vernon", "rue Dupré, 24392 Vernon"),
+    ("Dirección: Calle de Alcalá 45, 28014 Madrid", "Calle de Alcalá 45, 28014 Madrid"),
+    ("Camino Eva Ruiz 25 Piso 5\nLa Rioja, 50678", "Camino Eva Ruiz 25 Piso 5\nLa Rioja, 50678"),
+    ("Indirizzo: Via Loretta, 216\n44037, Jolanda Di Savoia (FE)", "Via Loretta, 216\n44037, Jolanda Di Savoia (FE)"),
+    ("PSC 7369, Box 2625\nAPO AE 34504", "PSC 7369, Box 2625\nAPO AE 34504"),
+    ("USNS Harmon\nFPO AP 38768", "USNS Harmon\nFPO AP 38768"),
+    ("8932 Soto Underpass Apt. 174\nNorth Amanda, FM 91391", "8932 Soto Underpass Apt. 174\nNorth Amanda, FM 91391"),
+    (
+        "Gülay-Seifert-Straße 77\n71565 Rothenburg ob der Tauber",
+        "Gülay-Seifert-Straße 77\n71565 Rothenburg ob der Tauber",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "address"), MORE_ADDRESSES)
+def test_multi_line_and_continental_addresses(text: str, address: str) -> None:
+    assert _found(text, "address") == [address]
+
+
+def test_a_phone_line_above_a_postcode_line_stays_a_phone() -> None:
+    text = "Tel. +44 117 496 0142\nFlat 3A, 37A Albert Terrace, London NW1 9GY\n"
+    assert _found(text, "phone") == ["+44 117 496 0142"]
+    assert _found(text, "address") == ["Flat 3A, 37A Albert Terrace, London NW1 9GY"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plaza Mayor 3 was crowded.",  # a Spanish street word without its postcode
+        "Via Appia 12 is a famous road",
+        "the rue Royale was closed",
+        "Welcome to Contact\nSW1A 1AA",  # no street, number or unit before the postcode
+    ],
+)
+def test_continental_near_misses(text: str) -> None:
+    assert _found(text, "address") == []
+
+
+@pytest.mark.parametrize("address", ["192.0.2.17", "198.51.100.4", "203.0.113.250", "2001:db8::8a2e:370:7334"])
+def test_documentation_networks_are_no_ones_address(address: str) -> None:
+    assert _found(f"the server at {address} answered", "ip_address") == []
+
+
+def test_addresses_next_to_the_documentation_networks_are_still_found() -> None:
+    assert _found("the server at 192.0.3.17 answered", "ip_address") == ["192.0.3.17"]
+    assert _found("from 2001:db9::8a2e:370:7334 today", "ip_address") == ["2001:db9::8a2e:370:7334"]

@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding, merge_spans
-from polyadapt.governance.textfacts import lowered, plain_case
+from polyadapt.governance.textfacts import first_at, lowered, plain_case
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
 _STATE_NAMES = (
@@ -65,7 +65,7 @@ _STATE_NAMES = (
 )
 _STATES = (
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
-    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP"
+    "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP FM MH PW AA AE AP"
 ).split()
 
 #: Street types of US/UK addresses that are rarely anything else after a capitalised name.
@@ -88,12 +88,12 @@ _USPS_TYPES = (
     "Crest|Crossroad|Curve|Dale|Dam|Divide|Drives|Estate|Estates|Extension|Extensions|Falls|Ferry|Field|"
     "Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Garden|Gateway|Glen|Glens|Greens|"
     "Groves|Harbor|Harbors|Haven|Heights|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|"
-    "Knoll|Knolls|Lake|Lakes|Landing|Lights|Locks|Lodge|Manor|Manors|Meadow|Meadows|Mill|Mills|Mission|"
+    "Fall|Knoll|Knolls|Lake|Lakes|Land|Landing|Light|Lights|Loaf|Lock|Locks|Lodge|Manor|Manors|Meadow|Meadows|Mill|Mills|Mission|"
     "Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Parks|Parkways|Pines|Plains|Points|Port|"
     "Ports|Prairie|Radial|Ramp|Ranch|Rapids|Ridge|Ridges|River|Roads|Route|Shoal|Shoals|Shore|Shores|Skyway|"
     "Spring|Springs|Spur|Spurs|Squares|Station|Stravenue|Stream|Streets|Summit|Throughway|Trace|Track|"
     "Trafficway|Tunnel|Underpass|Union|Unions|Valley|Valleys|Viaduct|View|Views|Village|Villages|Ville|Vista|"
-    "Walks|Ways|Wells"
+    "Walks|Wall|Ways|Well|Wells|Via|Pass|Pine"
 )
 _TAIL_ONLY_TYPES = frozenset(_USPS_TYPES.split("|"))
 
@@ -119,7 +119,8 @@ _NUMBER = r"\d\d{0,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
-_CITY = rf"{_CAP}(?:[ \t]+(?:(?:am|an der|im|upon|on|sur|en|aan de|aan den|bei)[ \t]+)?{_CAP}){{0,2}}"
+_CITY_LINK = r"(?:am|an der|im|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der)"
+_CITY = rf"{_CAP}(?:[ \t]+(?:{_CITY_LINK}[ \t]+)?{_CAP}){{0,2}}"
 _SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|,?[ \t]+)"
 
 #: US/UK street line: number, name words (capitalised or ordinals), type, optional direction.
@@ -153,9 +154,48 @@ _FR_STREET = re.compile(
     rf"(?P<particle>(?:de la|de l['’]|des|du|de|d['’]|la|le|les|l['’])"
     rf"[ \t]*)?{_CAP}(?:[ \t]+(?:(?:de|du|des|la|le)[ \t]+)?{_CAP}){{0,3}}"
 )
+#: A French street line without a house number, then its postcode and city on the same or the
+#: next line (``avenue Gilles Lebreton\n58301 Sainte Emmanuelle``, ``rue Dupont, 24392 Foucher``).
+_FR_STREET_POSTCODE = re.compile(
+    r"(?<![\w-])(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|allee|quai|impasse|route|cours|passage)[ \t]+"
+    r"(?:(?:de la|de l['’]|des|du|de|d['’]|la|le|les|l['’])[ \t]*)?"
+    rf"{_CAP}(?:[ \t]+(?:(?:de|du|des|la|le)[ \t]+)?{_CAP}){{0,3}}"
+    rf"[ \t]*(?:,[ \t]*|\n[ \t]*)(?:F-)?\d{{5}}[ \t]+{_CITY}"
+)
+#: Spanish and Italian street lines need their postcode (their street words are common nouns):
+#: ``Calle de Alcalá 45, 28014 Madrid``, ``Camino Eva Fiol 25 Piso 5\nLa Rioja, 50678``,
+#: ``Via Loretta, 216\n44037, Jolanda Di Savoia (FE)``, ``Vicolo Elisa, 264 Appartamento 6``.
+_ES_TYPES = (
+    "Calle|C/|Avenida|Avda\\.|Paseo|Plaza|Camino|Carretera|Ronda|Travesía|Pasaje|Pasadizo|Urbanización|Glorieta"
+    "|Rambla|Callejón|Cañada|Alameda|Acceso|Vía|Calleja|Cuesta|Senda|Polígono|Bulevar"
+)
+_IT_TYPES = (
+    "Via|Viale|Piazza|Piazzale|Corso|Vicolo|Largo|Strada|Contrada|Borgo|Rotonda|Stretto|Incrocio|Canale|Lungomare"
+    "|Vico|Salita|Calle|Campo|Galleria|Traversa|Località"
+)
+_ES_IT_NAME = (
+    rf"(?:(?:de|del|de la|de los|de las|di|del|della|dei|degli|delle|d['’])[ \t]*)?{_CAP}"
+    rf"(?:[ \t]+(?:(?:de|del|de la|de los|de las|di|della|dei|degli|delle|d['’]|y|e)[ \t]*)?{_CAP}){{0,4}}"
+)
+_ES_IT_UNIT = (
+    r"(?:[ \t]*,?[ \t]*(?:Piso|Puerta|Esc\.?|Escalera|Bajo|Apartamento|Apt\.?|Piano|Appartamento|Interno|Int\.|Scala)"
+    r"[ \t]*\w{0,4})*"
+)
+_ES_IT_STREET = re.compile(
+    rf"(?<![\w-])(?:{_ES_TYPES}|{_IT_TYPES})[ \t]+{_ES_IT_NAME},?[ \t]+"
+    r"(?:n[º°o]\.?[ \t]*)?\d{1,4}[A-Za-z]?(?![\w.,]\d)"
+    rf"{_ES_IT_UNIT}[ \t]*(?:,[ \t]*|\n[ \t]*)"
+    rf"(?:\d{{5}},?[ \t]+{_CITY}(?:[ \t]*\([A-Z]{{2}}\))?|{_CITY},?[ \t]+\d{{5}}(?!\d))"
+)
+#: US military mail: ``PSC 7369, Box 2625\nAPO AE 34504``, ``USS Rodriguez\nFPO AA 39926``.
+_MILITARY = re.compile(
+    r"(?<![\w-])(?:(?:PSC|CMR|Unit)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}"
+    rf"|(?:USS|USNS|USCGC)(?:[ \t]+{_CAP}){{1,3}})"
+    r"[ \t]*[,\n][ \t]*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}(?!\d)"
+)
 #: Dutch street line: a -straat/-gracht/... word and a number.
 _NL_STREET = re.compile(
-    r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof)"
+    r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof|baan|dreef|boulevard)"
     r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)"
 )
 #: Any "<Name> <number>, <Dutch postcode> <City>" (``Damrak 1, 1012 LG Amsterdam``).
@@ -175,13 +215,15 @@ _UNIT_TAIL = re.compile(rf"{_SEP}{_UNIT}\b")
 _US_TAIL = re.compile(
     rf"{_SEP}{_CITY}[ \t]*,?[ \t]+(?:{'|'.join(_STATES)}|{_STATE_NAMES})\b(?:[ \t]+{_US_ZIP})?(?![\w-])"
 )
-_UK_TAIL = re.compile(rf"{_SEP}(?:{_CITY}(?:,[ \t]*|[ \t]+))?{_UK_POSTCODE}\b")
-_EU_TAIL = re.compile(rf"{_SEP}(?:D-|F-|NL-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}})[ \t]+{_CITY}")
+_UK_TAIL = re.compile(rf"{_SEP}(?:{_CITY}(?:,[ \t]*|[ \t]+|[ \t]*\n[ \t]*))?{_UK_POSTCODE}\b")
+#: The postcode and city of a European address: on the street's line or the next, the city
+#: after the postcode on the same line or, in Dutch records, on the line below (``8921 TJ\nDe Blesse``).
+_EU_TAIL = re.compile(rf"{_SEP}(?:D-|F-|NL-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}})(?:[ \t]+|[ \t]*\n[ \t]*){_CITY}")
 _CITY_TAIL = re.compile(rf",[ \t]*(?:London|Paris|Berlin|Amsterdam|Dublin|Edinburgh|{_CAP})(?=[ \t]*[.,;!?\n]|$)")
 #: A country after the postcode or state: part of the address.
 _COUNTRY_TAIL = re.compile(
     r",?[ \t]*(?:UK|U\.K\.|United Kingdom|Great Britain|England|Scotland|Wales|Northern Ireland|USA|U\.S\.A\."
-    r"|United States(?: of America)?|Germany|Deutschland|France|The Netherlands|Netherlands|Nederland)(?![\w.])"
+    r"|United States(?: of America)?|Germany|Deutschland|France|The Netherlands|Netherlands|Nederland)(?!\w|\.\w)"
 )
 #: A unit or flat in front of the street line: "Flat 3, 45 Queen's Road".
 _UNIT_BEFORE = re.compile(rf"{_UNIT}[ \t]*,?[ \t]*\n?[ \t]*$")
@@ -213,7 +255,10 @@ def _type_word_in(lower: str) -> bool:
     return not _TYPE_WORDS.isdisjoint(_LETTER_RUN.findall(lower))
 
 
-_NL_WORDS = ("straat", "gracht", "weg", "laan", "plein", "kade", "dijk", "singel", "steeg", "markt", "park", "hof")
+_NL_WORDS = (
+    *("straat", "gracht", "weg", "laan", "plein", "kade", "dijk", "singel", "steeg", "markt", "park", "hof"),
+    *("baan", "dreef", "boulevard"),
+)
 _FR_WORDS = (
     "rue",
     "av",
@@ -316,9 +361,64 @@ _UK_LINE_WORD = (
     r"|of|the|upon|on|le|en)"
 )
 _UK_LINE_BEFORE = re.compile(rf"(?:{_UK_LINE_WORD}(?:[ \t]*,[ \t]*|[ \t]+)){{1,10}}\Z")
+#: The Spanish and Italian street words, as a test whether :data:`_ES_IT_STREET` can match.
+_ES_IT_GATE = re.compile(rf"(?<![\w-])(?:{_ES_TYPES}|{_IT_TYPES})[ \t]")
+#: A line above a postcode line that belongs to the address: an optional house number or unit
+#: first (``179B``, ``185-187``, ``Flat 9B``), then place-name words without digits.
+_UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
+_UK_ABOVE_OPENER = rf"(?:(?:No\.?[ \t]*)?\d{{1,4}}[A-Za-z]?(?:-\d{{1,4}}[A-Za-z]?)?|{_UNIT_WORD}\.?[ \t]*\w{{1,5}})"
+_UK_PLACE_WORD = rf"(?:{_CAP}|St\.|(?:{'|'.join(sorted(_TYPE_WORDS, key=len, reverse=True))})\b|of|the|upon|on|le|en)"
+_UK_ABOVE_LINE = re.compile(
+    rf"[ \t]*(?:{_UK_ABOVE_OPENER}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z)))?"
+    rf"(?:{_UK_PLACE_WORD}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))){{0,7}}[ \t,]*"
+)
+#: The end of a line whose start is no address ("We moved to Studio 8"): an opener, then words.
+_UK_ABOVE_TAIL = re.compile(
+    rf"(?<![\d.()/+-])(?<!\d[ \t])(?:{_UK_ABOVE_OPENER}(?=[ \t,]+[A-Za-z])"
+    r"|(?:Flat|Studio|Unit|Apartment|Apt|Suite)\.?[ \t]*\w{1,5})(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))"
+    rf"(?:{_UK_PLACE_WORD}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))){{0,7}}[ \t,]*\Z"
+)
+_OPENS_WITH_UNIT = re.compile(r"[ \t]*(?:Flat|Studio|Unit|Apartment|Apt|Suite)\b")
+_OPENS_WITH_NUMBER = re.compile(r"[ \t]*(?:No\.?[ \t]*)?\d")
 #: An address line starts with a house number or a unit, or holds a street type.
 _LINE_OPENS_ADDRESS = re.compile(r"(?:No\.?[ \t]*)?\d|(?:Flat|Studio|Unit|Apartment|Apt|Suite)\b")
 _SMALL_WORDS = re.compile(r"(?:(?:the|of|on|upon|and)[ \t]+)+")
+
+
+def _lines_above(text: str, start: int) -> int:
+    """Where an address that ends in a postcode line starting at ``start`` starts, reading up
+    to three lines up: lines of place-name words (``Lee Dale``, ``Akhtarberg``) go on upwards; a
+    line that opens with a house number ends it, or the unit line right above it does (``Flat
+    9B\n179B Mill Road``); a unit line ends it; the top line may hold other words before its
+    number or unit (``We moved to Studio 8``). A company or person line above is not read."""
+    if _OPENS_WITH_UNIT.match(text, start):
+        return start
+    if _OPENS_WITH_NUMBER.match(text, start):
+        return _unit_line_above(text, start)
+    for _ in range(3):
+        if start == 0 or text[start - 1] != "\n":
+            break
+        above = text.rfind("\n", 0, start - 1) + 1
+        line = _UK_ABOVE_LINE.fullmatch(text, above, start - 1)
+        if line is None or above == start - 1:
+            tail = _UK_ABOVE_TAIL.search(text, above, start - 1)
+            return tail.start() if tail is not None and above < start - 1 else start
+        start = above
+        if _OPENS_WITH_UNIT.match(text, above):
+            break
+        if _OPENS_WITH_NUMBER.match(text, above):
+            return _unit_line_above(text, start)
+    return start
+
+
+def _unit_line_above(text: str, start: int) -> int:
+    """``start`` moved to the line above when that line is a unit (``Flat 9B``) of the address."""
+    if start == 0 or text[start - 1] != "\n":
+        return start
+    above = text.rfind("\n", 0, start - 1) + 1
+    if _OPENS_WITH_UNIT.match(text, above) and _UK_ABOVE_LINE.fullmatch(text, above, start - 1):
+        return above
+    return start
 
 
 def _uk_postcode_lines(text: str) -> list[tuple[int, int]]:
@@ -332,9 +432,14 @@ def _uk_postcode_lines(text: str) -> list[tuple[int, int]]:
         window_start = max(0, code.start() - 160)
         line_start = text.rfind("\n", window_start, code.start()) + 1 or window_start
         line = _UK_LINE_BEFORE.search(text, max(line_start, window_start), code.start())
-        if line is None:
+        if line is not None:
+            start = line.start()
+        elif line_start == code.start():
+            start = code.start()  # the postcode alone on its line: the lines above may be the address
+        else:
             continue
-        start = line.start()
+        if start == line_start:
+            start = _lines_above(text, start)
         small = _SMALL_WORDS.match(text, start)
         if small:
             start = small.end()
@@ -373,6 +478,15 @@ class StreetAddressScanner:
                 spans.append((m.start(), self._extend(text, m.end(), (_US_TAIL, _UK_TAIL, _EU_TAIL))))
         if _UK_POSTCODE_GATE.search(text):
             spans.extend(_uk_postcode_lines(text))
+        if _ES_IT_GATE.search(text):
+            spans.extend(m.span() for m in _ES_IT_STREET.finditer(text))
+        if "PO A" in text:  # APO/FPO/DPO AA|AE|AP
+            spans.extend(m.span() for m in _MILITARY.finditer(text))
+        if "\n" in text or "," in text:
+            first = first_at(lower, _FR_TYPES)
+            if first >= 0:
+                start = max(0, first - 1) if plain_case(text) else 0  # offsets in ``lower`` are the text's
+                spans.extend(m.span() for m in _FR_STREET_POSTCODE.finditer(text, start))
         for pattern in self._forms_present(text, lower):
             for m in pattern.finditer(text):
                 if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(text[max(0, m.start() - 40) : m.start()]):
