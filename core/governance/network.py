@@ -2,11 +2,11 @@
 
 Found as the ``ipaddress`` module parses them. Not reported: networks in CIDR notation
 (``10.0.0.0/8`` names a network, not a host), netmasks (``255.255.255.0``), the
-unspecified and loopback addresses, the documentation networks (``192.0.2.0/24``,
-``198.51.100.0/24``, ``203.0.113.0/24``, ``2001:db8::/32``), section numbers
-(``Section 12.7.4.3``), version strings (``1.2.3``, ``v1.2.3.4``, ``version 1.2.3.4``,
-``requests 2.31.0.1`` and other quads whose first part is one digit, without an address
-word such as "from" or "host" before them), times and MAC addresses.
+unspecified and loopback addresses, section numbers (``Section 12.7.4.3``), version
+strings (``1.2.3``, ``v1.2.3.4``, ``version 1.2.3.4``, ``requests 2.31.0.1`` and other quads
+whose first part is one digit, without an address word such as "from" or "host" before
+them), times and MAC addresses. The documentation networks (``192.0.2.0/24``,
+``2001:db8::/32``) are reported: test data and examples use them for people's addresses.
 """
 
 from __future__ import annotations
@@ -60,13 +60,6 @@ def _looks_like_version(text: str, start: int, value: str) -> bool:
     return False
 
 
-#: Networks reserved for documentation and examples (RFC 5737, RFC 3849): no host has these.
-_DOCUMENTATION_NETWORKS = {
-    4: tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")),
-    6: (ipaddress.ip_network("2001:db8::/32"),),
-}
-
-
 def _is_netmask(value: str) -> bool:
     """``255.255.255.0`` and the like: ones then zeros, read as a mask, not a host."""
     if not value.startswith("255."):
@@ -107,6 +100,4 @@ class IpAddressScanner:
             address = kind(value)
         except ValueError:
             return False
-        if address.is_unspecified or address.is_loopback:
-            return False
-        return not any(address in network for network in _DOCUMENTATION_NETWORKS.get(address.version, ()))
+        return not (address.is_unspecified or address.is_loopback)
