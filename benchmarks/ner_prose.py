@@ -10,13 +10,20 @@ source, so that every false one can be read and classified. Sources:
   imported), filtered like README prose (no ``@``, URLs, credits, code lines; 200 characters
   or more, mostly letters), shuffled with a fixed seed and cut in two halves; rules are tuned
   on the first half only, the second is reported as held back.
+* ``rst-tune`` and ``rst-heldout``: documentation prose nobody here tuned on, the reST files of
+  the source distributions of Django (``docs/``) and Sphinx (``doc/``) at pinned versions
+  (:data:`DOC_SDISTS`, fetched once into ``~/.cache/polyadapt/sdists``), markup stripped by
+  :mod:`rst_prose` (release notes, change logs and author lists left out); each package's
+  paragraphs shuffled with a fixed seed and cut in two halves like the docstrings.
+* ``rst-extra``: more tuning material of the same kind, all the reST prose of Flask's and
+  Celery's ``docs/`` (:data:`EXTRA_SDISTS`); it has no held-back half, the rst halves have.
 
 Docstring paragraphs are joined onto one line like README prose, so a definition list
 (``Marshaller   Generate an ...``) reads as a sentence here. Findings of
 :data:`prose.REAL_PEOPLE` count as right; other findings of real people must be judged by hand
 (the script prints them all). Reading the site-packages docstrings takes a few minutes.
 
-    .venv/bin/python benchmarks/ner_prose.py [--sources pydoc,licence,readme,doc-tune,doc-heldout]
+    .venv/bin/python benchmarks/ner_prose.py [--sources pydoc,licence,readme,doc-tune,doc-heldout,...]
 """
 
 from __future__ import annotations
@@ -33,8 +40,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import prose  # noqa: E402
+import rst_prose  # noqa: E402
+from sdists import fetch_sdists  # noqa: E402
 
-SOURCES = ("pydoc", "licence", "readme", "doc-tune", "doc-heldout")
+SOURCES = ("pydoc", "licence", "readme", "doc-tune", "doc-heldout", "rst-tune", "rst-heldout", "rst-extra")
+#: Source distributions whose reST documentation is the unseen prose: (name, version, docs folder).
+DOC_SDISTS = (("Django", "5.1.4", "docs"), ("sphinx", "8.1.3", "doc"))
+EXTRA_SDISTS = (("flask", "3.1.0", "docs"), ("celery", "5.4.0", "docs"))
+SDIST_DIR = Path.home() / ".cache" / "polyadapt" / "sdists"
+#: Made-up people that documentation examples name ("matches both Jane Doe and Jack Black"):
+#: person names, so finding them is right; read by hand, counted with :data:`prose.REAL_PEOPLE`.
+EXAMPLE_PEOPLE = frozenset(("Jane Doe", "Jack Black"))
 
 
 def docstring_paragraphs(root: Path, *, skip: tuple[str, ...] = ()) -> list[prose.Paragraph]:
@@ -74,6 +90,25 @@ def docstring_halves(per_root: int, seed: int = 0) -> tuple[list[prose.Paragraph
     return tune, held
 
 
+def rst_halves(seed: int = 0) -> tuple[list[prose.Paragraph], list[prose.Paragraph]]:
+    """(tune, held back): each package's reST prose paragraphs shuffled and cut in two halves."""
+    roots = fetch_sdists(SDIST_DIR, ((name, version) for name, version, _ in DOC_SDISTS))
+    tune, held = [], []
+    for name, _, docs in DOC_SDISTS:
+        paragraphs = rst_prose.rst_paragraphs(roots[name] / docs, name.lower())
+        random.Random(seed).shuffle(paragraphs)
+        half = len(paragraphs) // 2
+        tune += paragraphs[:half]
+        held += paragraphs[half : 2 * half]
+    return tune, held
+
+
+def rst_extra() -> list[prose.Paragraph]:
+    """Every reST prose paragraph of :data:`EXTRA_SDISTS` (tuning material only)."""
+    roots = fetch_sdists(SDIST_DIR, ((name, version) for name, version, _ in EXTRA_SDISTS))
+    return [p for name, _, docs in EXTRA_SDISTS for p in rst_prose.rst_paragraphs(roots[name] / docs, name)]
+
+
 def main() -> None:
     """Scan the chosen sources and print every person finding, false ones first."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -91,6 +126,11 @@ def main() -> None:
     if "doc-tune" in chosen or "doc-heldout" in chosen:
         tune, held = docstring_halves(args.per_root)
         sets.update({k: v for k, v in (("doc-tune", tune), ("doc-heldout", held)) if k in chosen})
+    if "rst-tune" in chosen or "rst-heldout" in chosen:
+        tune, held = rst_halves()
+        sets.update({k: v for k, v in (("rst-tune", tune), ("rst-heldout", held)) if k in chosen})
+    if "rst-extra" in chosen:
+        sets["rst-extra"] = rst_extra()
 
     from polyadapt.governance.ner import PersonNameScanner
 
@@ -104,11 +144,12 @@ def main() -> None:
             for f in findings:
                 value = p.text[f.start : f.end]
                 context = p.text[max(0, f.start - 60) : f.end + 60].replace("\n", "⏎")
-                (real if prose.is_real_person(value) else false).append(f"{p.source:<26} [{value}]  ...{context}...")
+                person = prose.is_real_person(value) or " ".join(value.split()) in EXAMPLE_PEOPLE
+                (real if person else false).append(f"{p.source:<26} [{value}]  ...{context}...")
         n = len(paragraphs)
         print(
             f"== {name}: {n} paragraphs, {len(false)} person findings not in REAL_PEOPLE "
-            f"({1000 * len(false) / max(n, 1):.1f} per 1,000), {len(real)} of REAL_PEOPLE "
+            f"({1000 * len(false) / max(n, 1):.1f} per 1,000), {len(real)} of REAL_PEOPLE or EXAMPLE_PEOPLE "
             f"({time.perf_counter() - start:.0f}s)"
         )
         for line in false:

@@ -147,7 +147,15 @@ REAL_PEOPLE = frozenset(
     "Paul Wise|Pearu Peterson|Peter Lofting|Petr van Blokland|Raymond Hettinger|Read Roberts|Rob Hagemans|"
     "Robert Schwarz|Roozbeh Pournader|Sam Fishman|Samyak Bhuta|Sascha Brawer|Simon Cozens|Takaaki Fuji|"
     "Tal Leming|Tom Byrer|Tom Kacvinsky|Vincent Connare|Vitaly Volkov|Werner Lemberg|Xie Huanyi|Yannis Haralambous|"
-    "Zihan Dai|Peter Dekkers|Simon Daniels|Denis Jacquerye|John Gruber|Dmitri Mendeleev".split("|")
+    "Zihan Dai|Peter Dekkers|Simon Daniels|Denis Jacquerye|John Gruber|Dmitri Mendeleev|"
+    # docstrings (ner_prose doc-*): a NumPy developer, the author of the HTTPClient parser
+    "Robert Kern|Ronald Tschalar|"
+    # Django's documentation (ner_prose rst-*): its creators and contributors, and famous people
+    # its examples name ("Helena Bonham Carter" is found as "Bonham Carter")
+    "Jacob Kaplan-Moss|Adrian Holovaty|Simon Willison|Kurt Schwehr|Adam Johnson|Bob Marley|"
+    "Helena Bonham Carter|Bonham Carter|"
+    # Celery's documentation (ner_prose rst-extra): the author of a RabbitMQ plug-in
+    "Michael Bridgen".split("|")
 )
 
 

@@ -443,3 +443,75 @@ def test_texts_without_capitals_skip_the_model(scanner, monkeypatch):
 def test_things_in_technical_prose_are_dropped_and_people_kept(scanner, thing, person, name):
     assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
     assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+
+
+# ---------------------------------------------------------------------------------------
+# Unseen documentation prose (issue 13, reST docs of source distributions): counted things,
+# commands, definition lists and lists of names of things
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thing", "person", "name"),
+    [
+        # a number word counts things, not people
+        (
+            "The deployment starts one Kafka Broker and several consumers on each host.",
+            "The deployment starts with Nadia Okafor and several consumers on each host.",
+            "Nadia Okafor",
+        ),
+        # a sentence that is a bare command opens with its verb; a name opening one has a finite verb
+        (
+            "Install Redis on the server, start the daemon, then open the port.",
+            "Clara Foobar installed Redis on the server, started the daemon, then opened the port.",
+            "Clara Foobar",
+        ),
+        # a definition list read as one line: the description's verb takes an article
+        (
+            "Serializer Convert a Python object into a JSON string Deserializer Parse a JSON string into objects",
+            "Serializer written by Ada Lovelace for a Python object into a JSON string.",
+            "Ada Lovelace",
+        ),
+        # a first word that is an adjective by its ending describes a thing
+        (
+            "Serverless Redis provides the functions without a server to run.",
+            "Ada Lovelace provides the functions without a server to run.",
+            "Ada Lovelace",
+        ),
+        # one item of a list of single-word names of things
+        (
+            "Modes: Insert, Overwrite, Append, Caret Barlow, Select, Replace, Visual",
+            "The committee: Anna, Bruno, Lidia Kowalska, Dmitri, Elena and Ravi.",
+            "Lidia Kowalska",
+        ),
+        (
+            "The handler accepts ButtonPress, Motion, Expose, Visibility Morton, Destroy, KeyRelease and Enter events.",
+            "The handler was written by Visha Morton, who also wrote the KeyRelease and Enter events.",
+            "Visha Morton",
+        ),
+    ],
+)
+def test_things_in_unseen_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
+    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
+    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # first words that are verbs too ("mark", "grant", "sue") stay names in these shapes
+        ("Ada Lovelace wrote the first program for the Analytical Engine.", ["Ada Lovelace"]),
+        ("Please contact Maria Garcia at the front desk before noon.", ["Maria Garcia"]),
+        ("Grant Evans reviewed the change and merged it.", ["Grant Evans"]),
+        ("Action: Mark Evans to draft the roadmap by Friday.", ["Mark Evans"]),
+        ("Grant Evans, please review the PR and merge it.", ["Grant Evans"]),
+        ("Ticket from Sue Smith: please call back, check the invoice, and close the case.", ["Sue Smith"]),
+        (
+            "Attendees: Jonas Berg, Fatima Al-Sayed, Chen Wei, Rosa Delgado.",
+            ["Jonas Berg", "Fatima Al-Sayed", "Chen Wei", "Rosa Delgado"],
+        ),
+        ("In 2005 Aaron Meurer took over the project and two maintainers joined.", ["Aaron Meurer"]),
+    ],
+)
+def test_names_next_to_the_new_rules_stay_names(scanner, text, names):
+    assert [text[f.start : f.end] for f in scanner.scan(text)] == names

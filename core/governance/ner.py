@@ -38,6 +38,11 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   sentence or clause (``: Manages Buck build system``); the heads of eponymous and technical
   terms count as term heads, plurals too (``Remainder Theorem``, ``Fourier Transform``,
   ``Monte Carlo Methods``, ``Jupyter Notebook``);
+- it must not be counted (``one Spark Driver``), open a bare command (``Install Redis on the
+  server, start the daemon``), end in a verb that takes an article (a definition list read as
+  a line: ``Marshaller Generate an XML-RPC chunk``) or be one item of a list of single-word
+  names of things (``FocusIn, MouseWheel, Gravity Reparent, Configure``), nor open with an
+  adjective by its ending (``Serverless Redis``, ``Scalable Storage``);
 - a lone word is never a name on the model's word alone: product names stand where first names
   do (``Numba has``, ``Jira is down``); context below makes it one;
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
@@ -64,7 +69,7 @@ cued or model full name is a name wherever else it stands in the same text (``Jo
 
 Not found: names written in lower case (``hey its jake``), handles (``@alexis``), lone first
 names without context (``Per our call, Noor will``); multi-word product and component names
-the model calls PERSON whose words are names too (``Jetson Nano``, ``Spark Driver``,
+the model calls PERSON whose words are names too (``Jetson Nano``, ``Django Commons``,
 ``Depthwise Conv``) and places (``Kitty Hawk``) remain the false findings in technical prose.
 """
 
@@ -193,6 +198,20 @@ _PRODUCT_BEFORE = re.compile(
     r"(?i)\b(?:the|a|an|this|that|these|those|our|your|their|its|my|such|any|each|every|other|all|no)[ \t]+$"
 )
 _VERSION_AFTER = re.compile(r"[ \t]+[A-Za-z]{0,3}\d")
+#: A number word before a capitalised span: it counts things ("one Spark Driver", "several Worker
+#: Pools"); people are not counted in front of their names. Digits are left out ("in 2005 Aaron").
+_COUNT_BEFORE = re.compile(
+    r"(?i)\b(?:one|two|three|four|five|six|seven|eight|nine|ten|several|multiple|many|various|another|"
+    r"some|few|numerous)[ \t]+$"
+)
+#: Tags of finite verbs: a sentence holding one has a subject, so it is no bare command.
+_FINITE_TAGS = frozenset(("VBD", "VBZ", "VBP", "MD"))
+_CLAUSE_END = re.compile(r"[.!?;:\n]")
+#: Endings of English adjectives made from other words ("Serverless", "Scalable", "Reversible",
+#: "Powerful", "Asynchronous"): a long first word ending so describes a thing; no first name does.
+_ADJECTIVE_FIRST = re.compile(r"(?i)[^\W\d_]{3,}(?:less|able|ible|ful|ous)")
+#: Prefixes that make verbs of verbs ("Unmarshal", "Reparent", "Deregister", "Disconnect").
+_VERB_PREFIXES = ("un", "re", "de", "dis")
 #: First words of place names ("San Marino", "New Haven").
 _PLACE_PREFIXES = frozenset(
     "san santa santo saint st sankt new los las el la le port fort mount mt lake north south east west "
@@ -249,6 +268,15 @@ class _Lexicon:
             w.endswith(old) and (lemma := w[: len(w) - len(old)] + new) in verbs and lemma not in others
             for old, new in self.rules.get("verb", ())
             if old in ("s", "es", "ies")
+        )
+
+    def is_base_verb(self, word: str) -> bool:
+        """True for a verb's base form, also after ``un``/``re``/``de``/``dis`` (``Generate``,
+        ``Fork``, ``Unmarshal``): the word a command or a description opens with."""
+        w = word.lower()
+        verbs = self.index.get("verb", frozenset())
+        return w in verbs or any(
+            w.startswith(p) and len(w) - len(p) >= 4 and w[len(p) :] in verbs for p in _VERB_PREFIXES
         )
 
     def is_plural_noun(self, word: str) -> bool:
@@ -533,6 +561,12 @@ class _Text:
                 return token.text, token.tag_
         return "", ""
 
+    def tokens(self, start: int, end: int) -> list[tuple[str, str]]:
+        """The (text, tag) of each token that starts in ``start:end`` (spaces skipped)."""
+        if self.doc is None:
+            return []
+        return [(t.text, t.tag_) for t in self.doc if start <= t.idx < end and not t.is_space]
+
     def tags(self, start: int, end: int) -> list[str]:
         """The tagger's POS (word class) tags of the tokens over ``start:end``."""
         if self.doc is None:
@@ -703,6 +737,12 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
     next_text, next_tag = ctx.next_token(end)
     if _PRODUCT_BEFORE.search(text[max(0, start - 12) : start]) or _VERSION_AFTER.match(text, end):
         return False  # "the Tab Nanny", "Firefox 118"
+    if _COUNT_BEFORE.search(text[max(0, start - 12) : start]) or _command_or_description(ctx, start, end):
+        return False  # "one Spark Driver"; "Fork Django on GitHub, create ..."; "Marshaller Generate an ..."
+    if _in_thing_list(ctx, start, end):
+        return False  # "FocusIn, MouseWheel, Gravity Reparent, Configure, KeyPress"
+    if len(words) >= 2 and _ADJECTIVE_FIRST.fullmatch(words[0]):
+        return False  # "Serverless Redis": an adjective by its form describes a thing
     if _ACRONYM_BEFORE.search(text[max(0, start - 72) : start]):
         return False  # an acronym's expansion: "RFC (Registro Federal de Contribuyentes"
     if _attributive(ctx, end) or _thing_in_context(ctx, start, end):
@@ -733,6 +773,65 @@ def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
     if ctx.determined_elsewhere(words[0]):
         return True
     return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
+
+
+def _command_or_description(ctx: _Text, start: int, end: int) -> bool:
+    """True when a verb's base form, not a name, sits at an end of the span.
+
+    A command: the span opens a sentence with a base verb and the sentence is a bare command,
+    the tagger calling that word a verb, or no finite verb in the sentence and another command
+    joined on (``Fork Django on GitHub, create a branch, and show us``); a name opening a
+    sentence has a finite verb after it (``Grant Evans reviewed``), none at all (a signature,
+    ``Mark Evans, Account Manager``; ``Mark Evans to draft the roadmap`` joins no command), or
+    a comma right after it (addressed: ``Grant Evans, please review and merge``).
+    A description: the span's last word is a base verb followed by an article, its object
+    (``Marshaller Generate an XML-RPC chunk``, a definition list read as one line); a name is
+    followed by an article only rarely (``gave Maria Garcia a call``, whose last word is no verb).
+    """
+    text, lexicon = ctx.text, ctx.lexicon
+    words = _words(text[start:end])
+    if not words:
+        return False
+    next_text, _ = ctx.next_token(end)
+    if len(words) >= 2 and next_text in ("a", "an", "the") and lexicon.is_base_verb(words[-1]):
+        return True
+    if not _sentence_start(text, start) or not lexicon.is_base_verb(words[0]) or next_text in (",", ":"):
+        return False  # a name addressed or introduced: "Grant Evans, please review and merge"
+    stop = _CLAUSE_END.search(text, end)
+    rest = ctx.tokens(end, stop.start() if stop else len(text))
+    span_tags = ctx.tags(start, end)
+    if span_tags[:1] == ["VB"] and not any(tag in _FINITE_TAGS for _, tag in rest):
+        return True
+    if any(tag in _FINITE_TAGS for _, tag in rest):
+        return False
+    return any(
+        tag == "VB" and before.lower() in (",", "and", "or", "then") for (before, _), (_, tag) in zip(rest, rest[1:])
+    )
+
+
+def _in_thing_list(ctx: _Text, start: int, end: int) -> bool:
+    """True when the span is one item of a comma-separated list whose other items are mostly
+    single words that are CamelCase or dictionary words (``FocusIn, MouseWheel, Gravity
+    Reparent, Configure, KeyPress``): a list of event, class or option names. A list of people
+    (``Jonas Berg, Fatima Al-Sayed, Chen Wei`` or ``Jonas, Fatima and Chen``) has names for items."""
+    text, lexicon = ctx.text, ctx.lexicon
+    left = max(text.rfind(ch, 0, start) for ch in ".;:!?\n()")
+    right_stops = [i for i in (text.find(ch, end) for ch in ".;:!?\n()") if i != -1]
+    right = min(right_stops) if right_stops else len(text)
+    before, after = text[left + 1 : start], text[end:right]
+    if not (before.strip() == "" or before.rstrip().endswith(",")) or not (
+        after.strip() == "" or after.lstrip().startswith(",")
+    ):
+        return False
+    items = [re.sub(r"^(?:and|or)\s+", "", item.strip()) for item in (before + "," + after).split(",")]
+    others = [item for item in items if item]
+    if len(others) < 3:
+        return False
+    thing_like = sum(
+        len(item.split()) == 1 and (not _name_shaped(item) or lexicon.is_word(item) or not item[:1].isupper())
+        for item in others
+    )
+    return thing_like >= max(3, 2 * len(others) // 3)
 
 
 def _alias(text: str, start: int) -> bool:
@@ -810,6 +909,10 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
             or _DETERMINER_BEFORE.search(text[max(0, start - 30) : start])
             or _ACRONYM_BEFORE.search(text[max(0, start - 72) : start])
             or _VERSION_AFTER.match(text, end)
+            or _COUNT_BEFORE.search(text[max(0, start - 12) : start])
+            or _command_or_description(ctx, start, end)
+            or _in_thing_list(ctx, start, end)
+            or _ADJECTIVE_FIRST.fullmatch(names[0])
             or _attributive(ctx, end)
             or _thing_in_context(ctx, start, end)
             or _overlaps((start, end), ctx.blocked)
