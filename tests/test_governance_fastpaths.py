@@ -142,7 +142,7 @@ _REWRITTEN = [
     (
         rf"(?P<number>\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}}[A-Za-z]?)?)[ \t]+(?:{_A._DIRECTION}\.?[ \t]+)?"
         rf"(?P<name>(?:(?:{_A._CAP}|{_A._ORDINAL})[ \t]+){{1,4}}?)"
-        rf"(?P<type>(?:{_A._any_case(_A._SURE_TYPES)}|{_A._any_case(_A._WEAK_TYPES)}|{_A._any_case(_A._USPS_TYPES)}))"
+        rf"(?P<type>{_A._title_and_upper(f'{_A._SURE_TYPES}|{_A._WEAK_TYPES}|{_A._USPS_TYPES}')})"
         rf"\b\.?(?P<direction>[ \t]+{_A._DIRECTION}\b\.?)?",
         _A._US_STREET,
     ),
@@ -189,7 +189,8 @@ _REWRITTEN += [
     (r"\bkey-[0-9a-zA-Z]{32}\b", _RULE["mailgun"]),
 ]
 _SOUP = (
-    "12|4 bis|221B|7,|1600|30|0|A|Main|Street|St|St.|Court|Way|NW|N|Apt 4B|HWY|parkway|Brooks|Am Markt|-Straße|po box|Oak|Baker|34th|Queen's|Saint-Michel|"
+    "12|4 bis|221B|7,|1600|30|0|A|Main|Street|St|St.|Court|Way|NW|N|Apt 4B|"
+    "HWY|parkway|Brooks|Am Markt|-Straße|po box|Oak|Baker|34th|Queen's|Saint-Michel|"
     "rue|RUE|de la|Paix|Hauptstraße|Berliner|Str.|Weg|Ring|Lindenallee|Keizersgracht|Damrak|1012 LG|1012LG|"
     "Amsterdam|London|EC3A 8BF|SW1A 2AA|P.O. Box|PO Box|Postfach|xPO|Ä|Über|é|-|_|\n|\t|  |,|:|.|"
     "2a02:810d|::|::1|fe80|ffff|1.2.3.4|:eb6d|ab:cd|"

@@ -98,12 +98,35 @@ _USPS_TYPES = (
 _TAIL_ONLY_TYPES = frozenset(_USPS_TYPES.split("|"))
 
 
-def _any_case(types: str) -> str:
-    """``types`` (an alternation of capitalised words) with each word also in upper and lower case:
-    ``1720 HARDING HWY`` in an all-caps record, ``88 White parkway`` (a lower-case type needs a
-    city or postcode after it, see :meth:`StreetAddressScanner._us_address`)."""
+def _trie(words: list[str]) -> str:
+    """An alternation of ``words`` written as a trie (``S(?:t(?:reet)?|q)``): the same strings, but
+    the regex engine compares each character once instead of trying hundreds of words in turn.
+    Where several words match at one place the longest wins first; every use here puts ``\\b``
+    after it, so at most one of them can match a whole word."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = sorted((k for k in node if k), key=lambda k: -len(k))
+        parts = [re.escape(k) + emit(node[k]) for k in sorted(branches)]
+        if not parts:
+            return ""
+        body = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(tree)
+
+
+def _title_and_upper(types: str) -> str:
+    """``types`` (an alternation of capitalised words) with each word also in capitals, as a trie:
+    ``1720 HARDING HWY`` in an all-caps record. (Lower-case types, ``88 White parkway``, are read
+    in UK lines that end in a postcode, see :func:`_uk_postcode_lines`.)"""
     words = types.split("|")
-    return "|".join([*words, *(w.upper() for w in words if len(w) > 1), *(w.lower() for w in words)])
+    return _trie(sorted({*words, *(w.upper() for w in words if len(w) > 1)}))
 
 
 #: Abbreviated sure types: nobody writes "4 Oak St tickets", so these need no address word.
@@ -127,7 +150,7 @@ _SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|,?[ \t]+)"
 _US_STREET = re.compile(
     rf"(?P<number>{_NUMBER})[ \t]+(?:{_DIRECTION}\.?[ \t]+)?"
     rf"(?P<name>(?:(?:{_CAP}|{_ORDINAL})[ \t]+){{1,4}}?)"
-    rf"(?P<type>(?:{_any_case(_SURE_TYPES)}|{_any_case(_WEAK_TYPES)}|{_any_case(_USPS_TYPES)}))\b\.?"
+    rf"(?P<type>{_title_and_upper(f'{_SURE_TYPES}|{_WEAK_TYPES}|{_USPS_TYPES}')})\b\.?"
     rf"(?P<direction>[ \t]+{_DIRECTION}\b\.?)?"
 )
 #: The same street line with the longest name before a type (``3131 Smokey Point Drive``), tried
@@ -187,6 +210,8 @@ _ES_IT_STREET = re.compile(
     rf"{_ES_IT_UNIT}[ \t]*(?:,[ \t]*|\n[ \t]*)"
     rf"(?:\d{{5}},?[ \t]+{_CITY}(?:[ \t]*\([A-Z]{{2}}\))?|{_CITY},?[ \t]+\d{{5}}(?!\d))"
 )
+#: What :data:`_FR_STREET_POSTCODE` needs after its street: a comma or line break and a postcode.
+_FR_POSTCODE_GATE = re.compile(r"[,\n][ \t]*(?:F-)?\d{5}[ \t]")
 #: US military mail: ``PSC 7369, Box 2625\nAPO AE 34504``, ``USS Rodriguez\nFPO AA 39926``.
 _MILITARY = re.compile(
     r"(?<![\w-])(?:(?:PSC|CMR|Unit)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}"
@@ -246,6 +271,14 @@ _ADDRESS_BEFORE = re.compile(
 #: needs a capitalised street type; a lead ``\b`` would double the cost and adds nothing here).
 _TYPE_WORDS = frozenset(f"{_SURE_TYPES}|{_WEAK_TYPES}|{_USPS_TYPES}".lower().split("|"))
 _LETTER_RUN = re.compile(r"[a-z]+")
+#: A street type as ``_US_STREET`` spells it, followed by a word boundary: a test whether it
+#: can match (its type stands after a space), opened with the capital the types share.
+_TYPE_WORD_GATE = re.compile(rf"{_title_and_upper(f'{_SURE_TYPES}|{_WEAK_TYPES}|{_USPS_TYPES}')}\b")
+
+
+def _type_word_in_text(text: str) -> bool:
+    """Whether ``text`` holds a street type as :data:`_US_STREET` spells it."""
+    return _TYPE_WORD_GATE.search(text) is not None
 
 
 def _type_word_in(lower: str) -> bool:
@@ -357,17 +390,17 @@ _UK_FULL_POSTCODE = re.compile(r"[A-Z](?<![\w-].)[A-Z]?\d[A-Z\d]?[ \t]*\d[ABD-HJ
 #: upper-case words, numbers (``22``, ``185-187``, ``96D``), ``St.``, ``No.``, ``'s``, lower-case
 #: street types and the small words of place names, separated by spaces or commas.
 _UK_LINE_WORD = (
-    rf"(?:{_CAP}|\d[\w/-]*|St\.|No\.|(?:{'|'.join(sorted(_TYPE_WORDS, key=len, reverse=True))})\b"
+    rf"(?:{_CAP}|\d[\w/-]*|St\.|No\.|{_trie(sorted(_TYPE_WORDS))}\b"
     r"|of|the|upon|on|le|en)"
 )
 _UK_LINE_BEFORE = re.compile(rf"(?:{_UK_LINE_WORD}(?:[ \t]*,[ \t]*|[ \t]+)){{1,10}}\Z")
 #: The Spanish and Italian street words, as a test whether :data:`_ES_IT_STREET` can match.
-_ES_IT_GATE = re.compile(rf"(?<![\w-])(?:{_ES_TYPES}|{_IT_TYPES})[ \t]")
+_ES_IT_GATE = re.compile(rf"{_trie(sorted(set(f'{_ES_TYPES}|{_IT_TYPES}'.replace(chr(92), '').split('|'))))}[ \t]")
 #: A line above a postcode line that belongs to the address: an optional house number or unit
 #: first (``179B``, ``185-187``, ``Flat 9B``), then place-name words without digits.
 _UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
 _UK_ABOVE_OPENER = rf"(?:(?:No\.?[ \t]*)?\d{{1,4}}[A-Za-z]?(?:-\d{{1,4}}[A-Za-z]?)?|{_UNIT_WORD}\.?[ \t]*\w{{1,5}})"
-_UK_PLACE_WORD = rf"(?:{_CAP}|St\.|(?:{'|'.join(sorted(_TYPE_WORDS, key=len, reverse=True))})\b|of|the|upon|on|le|en)"
+_UK_PLACE_WORD = rf"(?:{_CAP}|St\.|{_trie(sorted(_TYPE_WORDS))}\b|of|the|upon|on|le|en)"
 _UK_ABOVE_LINE = re.compile(
     rf"[ \t]*(?:{_UK_ABOVE_OPENER}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z)))?"
     rf"(?:{_UK_PLACE_WORD}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))){{0,7}}[ \t,]*"
@@ -462,7 +495,7 @@ class StreetAddressScanner:
             return []
         lower = lowered(text)
         spans: list[tuple[int, int]] = []
-        if _type_word_in(lower):
+        if _type_word_in_text(text):
             for m in _US_STREET.finditer(text):
                 # "2740 Timber Ridge Lane": the longest street line first, the shortest if that fails
                 span = None
@@ -482,7 +515,7 @@ class StreetAddressScanner:
             spans.extend(m.span() for m in _ES_IT_STREET.finditer(text))
         if "PO A" in text:  # APO/FPO/DPO AA|AE|AP
             spans.extend(m.span() for m in _MILITARY.finditer(text))
-        if "\n" in text or "," in text:
+        if _FR_POSTCODE_GATE.search(text):
             first = first_at(lower, _FR_TYPES)
             if first >= 0:
                 start = max(0, first - 1) if plain_case(text) else 0  # offsets in ``lower`` are the text's
