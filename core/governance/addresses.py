@@ -139,6 +139,8 @@ _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"
 #: ``X(?<![\w-].)``): a pattern that opens with a character class lets the regex engine skip
 #: to the characters in it instead of trying the whole pattern at every position (same matches).
 _NUMBER = r"\d\d{0,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
+#: The unit words a UK address line may open with (``Flat 9B``, ``Studio 8``).
+_UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
@@ -398,7 +400,6 @@ _UK_LINE_BEFORE = re.compile(rf"(?:{_UK_LINE_WORD}(?:[ \t]*,[ \t]*|[ \t]+)){{1,1
 _ES_IT_GATE = re.compile(rf"{_trie(sorted(set(f'{_ES_TYPES}|{_IT_TYPES}'.replace(chr(92), '').split('|'))))}[ \t]")
 #: A line above a postcode line that belongs to the address: an optional house number or unit
 #: first (``179B``, ``185-187``, ``Flat 9B``), then place-name words without digits.
-_UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
 _UK_ABOVE_OPENER = rf"(?:(?:No\.?[ \t]*)?\d{{1,4}}[A-Za-z]?(?:-\d{{1,4}}[A-Za-z]?)?|{_UNIT_WORD}\.?[ \t]*\w{{1,5}})"
 _UK_PLACE_WORD = rf"(?:{_CAP}|St\.|{_trie(sorted(_TYPE_WORDS))}\b|of|the|upon|on|le|en)"
 _UK_ABOVE_LINE = re.compile(
@@ -408,13 +409,13 @@ _UK_ABOVE_LINE = re.compile(
 #: The end of a line whose start is no address ("We moved to Studio 8"): an opener, then words.
 _UK_ABOVE_TAIL = re.compile(
     rf"(?<![\d.()/+-])(?<!\d[ \t])(?:{_UK_ABOVE_OPENER}(?=[ \t,]+[A-Za-z])"
-    r"|(?:Flat|Studio|Unit|Apartment|Apt|Suite)\.?[ \t]*\w{1,5})(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))"
+    rf"|{_UNIT_WORD}\.?[ \t]*\w{{1,5}})(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))"
     rf"(?:{_UK_PLACE_WORD}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))){{0,7}}[ \t,]*\Z"
 )
-_OPENS_WITH_UNIT = re.compile(r"[ \t]*(?:Flat|Studio|Unit|Apartment|Apt|Suite)\b")
+_OPENS_WITH_UNIT = re.compile(rf"[ \t]*{_UNIT_WORD}\b")
 _OPENS_WITH_NUMBER = re.compile(r"[ \t]*(?:No\.?[ \t]*)?\d")
 #: An address line starts with a house number or a unit, or holds a street type.
-_LINE_OPENS_ADDRESS = re.compile(r"(?:No\.?[ \t]*)?\d|(?:Flat|Studio|Unit|Apartment|Apt|Suite)\b")
+_LINE_OPENS_ADDRESS = re.compile(rf"(?:No\.?[ \t]*)?\d|{_UNIT_WORD}\b")
 _SMALL_WORDS = re.compile(r"(?:(?:the|of|on|upon|and)[ \t]+)+")
 
 

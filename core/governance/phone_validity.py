@@ -156,16 +156,17 @@ def is_valid_number(number: PhoneNumber) -> bool:
 #: ``_normalize`` of it is just its digits.
 _INTERNATIONAL_SHAPE = re.compile(r"\(?\+?[0-9][0-9 ().\-/]*")
 _SEPARATORS = str.maketrans("", "", " ().-/+")
-_IDD: dict[str, re.Pattern[str] | None] = {}
+_METADATA_PATTERNS: dict[tuple[str, str], re.Pattern[str] | None] = {}
 
 
-def _idd(metadata: Any) -> re.Pattern[str] | None:
-    """The region's international dialling prefix, compiled once (None when it has none)."""
-    code = metadata.id
-    if code not in _IDD:
-        prefix = metadata.international_prefix
-        _IDD[code] = re.compile(prefix) if prefix else None
-    return _IDD[code]
+def _metadata_pattern(metadata: Any, field: str) -> re.Pattern[str] | None:
+    """A region's regex field (``international_prefix``, ``national_prefix_for_parsing``),
+    compiled once (None when the region has none)."""
+    key = (metadata.id, field)
+    if key not in _METADATA_PATTERNS:
+        pattern = getattr(metadata, field)
+        _METADATA_PATTERNS[key] = re.compile(pattern) if pattern else None
+    return _METADATA_PATTERNS[key]
 
 
 def _country_code(digits: str, codes: Any) -> tuple[int, str]:
@@ -176,18 +177,6 @@ def _country_code(digits: str, codes: Any) -> tuple[int, str]:
             if size <= len(digits) and int(digits[:size]) in codes:
                 return int(digits[:size]), digits[size:]
     return 0, digits
-
-
-_NATIONAL_PREFIX: dict[str, re.Pattern[str] | None] = {}
-
-
-def _national_prefix(metadata: Any) -> re.Pattern[str] | None:
-    """The region's ``national_prefix_for_parsing``, compiled once (None when it has none)."""
-    code = metadata.id
-    if code not in _NATIONAL_PREFIX:
-        prefix = metadata.national_prefix_for_parsing
-        _NATIONAL_PREFIX[code] = re.compile(prefix) if prefix else None
-    return _NATIONAL_PREFIX[code]
 
 
 def parse_international(raw: str, region: str) -> PhoneNumber | None:
@@ -215,7 +204,7 @@ def parse_international(raw: str, region: str) -> PhoneNumber | None:
         full = digits
     else:
         metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-        idd = _idd(metadata) if metadata is not None else None
+        idd = _metadata_pattern(metadata, "international_prefix") if metadata is not None else None
         match = idd.match(digits) if idd is not None else None
         if match is None or digits[match.end() : match.end() + 1] == "0":
             return None  # national form (or an IDD followed by 0, which parse keeps)
@@ -229,7 +218,7 @@ def parse_international(raw: str, region: str) -> PhoneNumber | None:
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(country, number_region)
     if metadata is None or len(national) < 2:
         return None
-    prefix = _national_prefix(metadata)
+    prefix = _metadata_pattern(metadata, "national_prefix_for_parsing")
     # no match of the national prefix: _maybe_strip_national_prefix_carrier_code keeps the number
     if prefix is not None and prefix.match(national):
         _, stripped, _ = phonenumberutil._maybe_strip_national_prefix_carrier_code(national, metadata)
