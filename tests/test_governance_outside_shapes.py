@@ -266,3 +266,17 @@ def test_a_phone_line_above_a_postcode_line_stays_a_phone() -> None:
 )
 def test_continental_near_misses(text: str) -> None:
     assert _found(text, "address") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("Vial Belén Pomares 7 Apt. 58\nCórdoba, 16999", "Vial Belén Pomares 7 Apt. 58\nCórdoba, 16999"),
+        ("C. de Cristina Díaz 91\nÁvila, 43906", "C. de Cristina Díaz 91\nÁvila, 43906"),
+        ("Calle Mayor 4, 38001 Santa Cruz de Tenerife", "Calle Mayor 4, 38001 Santa Cruz de Tenerife"),
+        ("902 Pearson Plain Suite 750\nNew Aaron, DE 97081", "902 Pearson Plain Suite 750\nNew Aaron, DE 97081"),
+        ("USNV Stanton\nFPO AE 88241", "USNV Stanton\nFPO AE 88241"),
+    ],
+)
+def test_more_spanish_and_us_shapes(text: str, address: str) -> None:
+    assert _found(text, "address") == [address]

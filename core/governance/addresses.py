@@ -89,8 +89,8 @@ _USPS_TYPES = (
     "Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Garden|Gateway|Glen|Glens|Greens|"
     "Groves|Harbor|Harbors|Haven|Heights|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|"
     "Fall|Knoll|Knolls|Lake|Lakes|Land|Landing|Light|Lights|Loaf|Lock|Locks|Lodge|Manor|Manors|Meadow|Meadows|Mill|Mills|Mission|"
-    "Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Parks|Parkways|Pines|Plains|Points|Port|"
-    "Ports|Prairie|Radial|Ramp|Ranch|Rapids|Ridge|Ridges|River|Roads|Route|Shoal|Shoals|Shore|Shores|Skyway|"
+    "Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Parks|Parkways|Pines|Plain|Plains|Points|Port|"
+    "Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Ridge|Ridges|River|Roads|Route|Shoal|Shoals|Shore|Shores|Skyway|"
     "Spring|Springs|Spur|Spurs|Squares|Station|Stravenue|Stream|Streets|Summit|Throughway|Trace|Track|"
     "Trafficway|Tunnel|Underpass|Union|Unions|Valley|Valleys|Viaduct|View|Views|Village|Villages|Ville|Vista|"
     "Walks|Wall|Ways|Well|Wells|Via|Pass|Pine"
@@ -144,7 +144,7 @@ _UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
-_CITY_LINK = r"(?:am|an der|im|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der)"
+_CITY_LINK = r"(?:am|an der|im|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der|de|del|de la|di)"
 _CITY = rf"{_CAP}(?:[ \t]+(?:{_CITY_LINK}[ \t]+)?{_CAP}){{0,2}}"
 _SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|,?[ \t]+)"
 
@@ -191,8 +191,8 @@ _FR_STREET_POSTCODE = re.compile(
 #: ``Calle de Alcalá 45, 28014 Madrid``, ``Camino Eva Fiol 25 Piso 5\nLa Rioja, 50678``,
 #: ``Via Loretta, 216\n44037, Jolanda Di Savoia (FE)``, ``Vicolo Elisa, 264 Appartamento 6``.
 _ES_TYPES = (
-    "Calle|C/|Avenida|Avda\\.|Paseo|Plaza|Camino|Carretera|Ronda|Travesía|Pasaje|Pasadizo|Urbanización|Glorieta"
-    "|Rambla|Callejón|Cañada|Alameda|Acceso|Vía|Calleja|Cuesta|Senda|Polígono|Bulevar"
+    "Calle|C/|C\\.|Avenida|Avda\\.|Paseo|Plaza|Camino|Carretera|Ronda|Travesía|Pasaje|Pasadizo|Urbanización|Glorieta"
+    "|Rambla|Callejón|Cañada|Alameda|Acceso|Vía|Vial|Calleja|Cuesta|Senda|Polígono|Bulevar"
 )
 _IT_TYPES = (
     "Via|Viale|Piazza|Piazzale|Corso|Vicolo|Largo|Strada|Contrada|Borgo|Rotonda|Stretto|Incrocio|Canale|Lungomare"
@@ -217,7 +217,7 @@ _FR_POSTCODE_GATE = re.compile(r"[,\n][ \t]*(?:F-)?\d{5}[ \t]")
 #: US military mail: ``PSC 7369, Box 2625\nAPO AE 34504``, ``USS Rodriguez\nFPO AA 39926``.
 _MILITARY = re.compile(
     r"(?<![\w-])(?:(?:PSC|CMR|Unit)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}"
-    rf"|(?:USS|USNS|USCGC)(?:[ \t]+{_CAP}){{1,3}})"
+    rf"|(?:USS|USNS|USNV|USCGC)(?:[ \t]+{_CAP}){{1,3}})"
     r"[ \t]*[,\n][ \t]*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}(?!\d)"
 )
 #: Dutch street line: a -straat/-gracht/... word and a number.
