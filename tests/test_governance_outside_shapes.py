@@ -280,3 +280,9 @@ def test_continental_near_misses(text: str) -> None:
 )
 def test_more_spanish_and_us_shapes(text: str, address: str) -> None:
     assert _found(text, "address") == [address]
+
+
+def test_dutch_pad_streets_need_their_postcode() -> None:
+    assert _found("Adres:\nDionpad 717\n9398JE\nWirdum\n", "address") == ["Dionpad 717\n9398JE\nWirdum"]
+    assert _found("Open Notepad 3 and type the key", "address") == []
+    assert _found("Keypad 5\nthen press enter", "address") == []

@@ -225,6 +225,9 @@ _NL_STREET = re.compile(
     r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof|baan|dreef|boulevard)"
     r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)"
 )
+#: Dutch ``-pad`` streets (``Dionpad 717``): ``Notepad 3`` and ``Keypad 5`` look the same, so
+#: these count only with their postcode and city after them.
+_NL_PAD_STREET = re.compile(r"[A-Z](?<![\w-].)[\w-]*pad[ \t]+\d{1,4}[a-zA-Z]?(?:-\d{1,4})?(?![\w.,]\d)")
 #: Any "<Name> <number>, <Dutch postcode> <City>" (``Damrak 1, 1012 LG Amsterdam``).
 _NL_POSTCODE_ADDRESS = re.compile(
     rf"[A-ZÀ-ÖØ-Þ](?<![\w-].)[\w'’-]*(?:[ \t]+{_CAP}){{0,2}}[ \t]+\d{{1,4}}[a-zA-Z]?(?:-\d{{1,4}})?"
@@ -514,6 +517,11 @@ class StreetAddressScanner:
             spans.extend(_uk_postcode_lines(text))
         if _ES_IT_GATE.search(text):
             spans.extend(m.span() for m in _ES_IT_STREET.finditer(text))
+        if "pad " in text:
+            for m in _NL_PAD_STREET.finditer(text):
+                end = self._extend(text, m.end(), (_EU_TAIL,))
+                if end > m.end():
+                    spans.append((m.start(), end))
         if "PO A" in text:  # APO/FPO/DPO AA|AE|AP
             spans.extend(m.span() for m in _MILITARY.finditer(text))
         if _FR_POSTCODE_GATE.search(text):
