@@ -111,8 +111,7 @@ def _trie(words: list[str]) -> str:
         node[""] = {}
 
     def emit(node: dict) -> str:
-        branches = sorted((k for k in node if k), key=lambda k: -len(k))
-        parts = [re.escape(k) + emit(node[k]) for k in sorted(branches)]
+        parts = [re.escape(k) + emit(node[k]) for k in sorted(k for k in node if k)]
         if not parts:
             return ""
         body = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
@@ -394,17 +393,17 @@ _UK_FULL_POSTCODE = re.compile(r"[A-Z](?<![\w-].)[A-Z]?\d[A-Z\d]?[ \t]*\d[ABD-HJ
 #: The words of an address line before a UK postcode, up to ten of them: capitalised or
 #: upper-case words, numbers (``22``, ``185-187``, ``96D``), ``St.``, ``No.``, ``'s``, lower-case
 #: street types and the small words of place names, separated by spaces or commas.
-_UK_LINE_WORD = (
-    rf"(?:{_CAP}|\d[\w/-]*|St\.|No\.|{_trie(sorted(_TYPE_WORDS))}\b"
-    r"|of|the|upon|on|le|en)"
-)
+_TYPE_WORD_TRIE = _trie(sorted(_TYPE_WORDS))
+#: A place-name word of a UK address line: capitalised or upper-case, ``St.``, a lower-case
+#: street type or a small word of a place name.
+_UK_PLACE_WORD = rf"(?:{_CAP}|St\.|{_TYPE_WORD_TRIE}\b|of|the|upon|on|le|en)"
+_UK_LINE_WORD = rf"(?:{_UK_PLACE_WORD}|\d[\w/-]*|No\.)"
 _UK_LINE_BEFORE = re.compile(rf"(?:{_UK_LINE_WORD}(?:[ \t]*,[ \t]*|[ \t]+)){{1,10}}\Z")
 #: The Spanish and Italian street words, as a test whether :data:`_ES_IT_STREET` can match.
 _ES_IT_GATE = re.compile(rf"{_trie(sorted(set(f'{_ES_TYPES}|{_IT_TYPES}'.replace(chr(92), '').split('|'))))}[ \t]")
 #: A line above a postcode line that belongs to the address: an optional house number or unit
 #: first (``179B``, ``185-187``, ``Flat 9B``), then place-name words without digits.
 _UK_ABOVE_OPENER = rf"(?:(?:No\.?[ \t]*)?\d{{1,4}}[A-Za-z]?(?:-\d{{1,4}}[A-Za-z]?)?|{_UNIT_WORD}\.?[ \t]*\w{{1,5}})"
-_UK_PLACE_WORD = rf"(?:{_CAP}|St\.|{_trie(sorted(_TYPE_WORDS))}\b|of|the|upon|on|le|en)"
 _UK_ABOVE_LINE = re.compile(
     rf"[ \t]*(?:{_UK_ABOVE_OPENER}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z)))?"
     rf"(?:{_UK_PLACE_WORD}(?:[ \t]*,[ \t]*|[ \t]+|(?=[ \t,]*\Z))){{0,7}}[ \t,]*"
@@ -513,7 +512,8 @@ class StreetAddressScanner:
         if "box" in lower or "postfach" in lower:
             for m in _PO_BOX.finditer(text):
                 spans.append((m.start(), self._extend(text, m.end(), (_US_TAIL, _UK_TAIL, _EU_TAIL))))
-        if _UK_POSTCODE_GATE.search(text):
+        uk_postcode = _UK_POSTCODE_GATE.search(text) is not None
+        if uk_postcode:
             spans.extend(_uk_postcode_lines(text))
         if _ES_IT_GATE.search(text):
             spans.extend(m.span() for m in _ES_IT_STREET.finditer(text))
@@ -529,7 +529,7 @@ class StreetAddressScanner:
             if first >= 0:
                 start = max(0, first - 1) if plain_case(text) else 0  # offsets in ``lower`` are the text's
                 spans.extend(m.span() for m in _FR_STREET_POSTCODE.finditer(text, start))
-        for pattern in self._forms_present(text, lower):
+        for pattern in self._forms_present(text, lower, uk_postcode):
             for m in pattern.finditer(text):
                 if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(text[max(0, m.start() - 40) : m.start()]):
                     continue
@@ -552,7 +552,7 @@ class StreetAddressScanner:
         return end
 
     @staticmethod
-    def _forms_present(text: str, lower: str) -> list[re.Pattern[str]]:
+    def _forms_present(text: str, lower: str, uk_postcode: bool) -> list[re.Pattern[str]]:
         """The DE, NL, FR and postcode-led patterns whose cheap gate ``text`` passes."""
         forms = []
         # a German street word followed by a number (what _DE_STREET needs)
@@ -565,7 +565,7 @@ class StreetAddressScanner:
             forms.append(_FR_STREET)
         if _NL_POSTCODE_GATE.search(text):
             forms.append(_NL_POSTCODE_ADDRESS)
-        if _UK_POSTCODE_GATE.search(text):
+        if uk_postcode:  # _UK_POSTCODE_GATE, tested once in :meth:`scan`
             forms.append(_UK_POSTCODE_ADDRESS)
         return forms
 

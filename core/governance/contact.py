@@ -250,6 +250,20 @@ def _shape_fits(region: str, first: str, n: int) -> bool:
     return first == "0"  # trunk-0 regions: national numbers start with 0
 
 
+def _parsed(raw: str, region: str) -> PhoneNumber | None:
+    """``phonenumbers.parse(raw, region)``, None where it raises; the fast paths build what
+    ``parse`` would for the shapes they read (:func:`_national_number`, ``parse_international``)."""
+    number = _national_number(raw, region) or parse_international(raw, region)
+    if number is not None:
+        return number
+    import phonenumbers
+
+    try:
+        return phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def continues_code(text: str, start: int) -> bool:
     """True when ``text[start:]`` continues a spaced IBAN-shaped code (``NL80 ABNA 2346``)."""
     # the pattern ends with a space right before ``start``
@@ -307,27 +321,21 @@ class PhoneScanner:
         import phonenumbers
 
         for region in regions[:1] if raw.lstrip("(").startswith("+") else regions:
-            try:
-                if phonenumbers.is_possible_number(phonenumbers.parse(raw, region)):
-                    return True
-            except phonenumbers.NumberParseException:
-                return False
+            number = _parsed(raw, region)
+            if number is None:
+                return False  # not a number in any region's eyes
+            if phonenumbers.is_possible_number(number):
+                return True
         return False
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)  # the same numbers recur across a dataset's records
     def _valid_in_any(raw: str, regions: tuple[str, ...]) -> bool:
         """True when ``raw`` is a valid number of one of ``regions`` (or a valid +international one)."""
-        import phonenumbers
-
         for region in regions[:1] if raw.lstrip("(").startswith("+") else regions:
-            # the fast paths build what ``parse`` would; None: a shape they leave to ``parse``
-            number = _national_number(raw, region) or parse_international(raw, region)
+            number = _parsed(raw, region)
             if number is None:
-                try:
-                    number = phonenumbers.parse(raw, region)
-                except phonenumbers.NumberParseException:
-                    return False  # not a number in any region's eyes
+                return False  # not a number in any region's eyes
             if is_valid_number(number):
                 return True
         return False
@@ -384,7 +392,8 @@ class PhoneScanner:
             after = " "  # "555-0132x204": an extension, not a longer token
         if before.isalnum() or before in "-/#_.:" or after.isalnum() or after in "_/:":
             return True
-        if raw.lstrip("(").startswith("0.") and raw[raw.index("0.") + 2 : raw.index("0.") + 3].isdigit():
+        opened = raw.lstrip("(")
+        if opened.startswith("0.") and opened[2:3].isdigit():
             return True  # a decimal fraction ("0.957075 3", "0.5772157"), never a trunk prefix
         if _NOT_PHONE.fullmatch(raw.strip("()+ ")) or _DATE_START.match(raw) or _DOTTED_QUAD.search(raw):
             return True
