@@ -67,6 +67,40 @@ Our London office moved to [[30 St Mary Axe, London EC3A 8BF]].
 The courier tried [[9 Harbor Blvd]] twice but nobody answered.
 ---
 Rendez-vous au [[3 place de la Bourse, 33000 Bordeaux]] à 14h.
+---
+Our Halifax office: [[1800 Argyle Street, Suite 801, Halifax, NS B3J 3N8]].
+---
+Mail it to [[42 Wattle Grove, Carlton VIC 3053]] please.
+---
+[[17 Kookaburra Rise
+Ballarat, VIC, 3350]]
+---
+Ship to [[Unit 4 221 Harbour Esplanade
+Docklands, VIC 3008]] before noon.
+---
+Postal address:
+[[12 Kowhai Crescent
+RD 2
+Matamata 3472]]
+---
+[[8 Tui Rise
+Havelock North 4130]]
+---
+Bitte an [[Mariahilfer Straße 45, 1060 Wien]] senden.
+---
+Lieferadresse: [[Bahnhofstrasse 21
+8001 Zürich]]
+---
+Notre adresse : [[rue du Rhône 48, 1204 Genève]].
+---
+Het nieuwe adres is [[Frankrijklei 12
+2000 Antwerpen]].
+---
+Send it to [[7 Harcourt Street, Dublin 2, D02 XY45]] by Monday.
+---
+Graag naar [[Hinthamerstraat 74, 5211 MS 's-Hertogenbosch]] sturen.
+---
+Our office is at [[14 Holywell Hill, St. Albans AL1 1BT]].
 """
 
 #: Texts with numbers next to capitalised words, street words or units, and no address.
@@ -93,6 +127,10 @@ NEAR_MISSES = [
     "Chapter 4 Street Smarts covers negotiation.",
     "The 4 Seasons Hotel is fully booked.",
     "Order ORD-2023 Main St shipment is late.",
+    "Version 2 Release Notes, Austin, TX 78701 edition.",
+    "The 3 Musketeers\nParis 1844",
+    "Best of 5 Albums\nLondon 1987\n",
+    "We sold 40 Copies in Perth WA 6000 units ago.",
 ]
 
 

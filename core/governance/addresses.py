@@ -1,4 +1,5 @@
-"""Postal street addresses in free text, by rules (no NER): US, UK, DE, FR and NL forms.
+"""Postal street addresses in free text, by rules (no NER): US, UK, CA, AU, NZ, IE, DE, AT, CH, FR, BE, NL,
+ES and IT forms.
 
 :class:`StreetAddressScanner` reports type ``address``; the span is the whole address, from
 the street line (or a leading unit such as ``Flat 3,``) through the unit, city, state and
@@ -24,6 +25,14 @@ Forms found:
   place, chemin, allée, quai, impasse, route, cours).
 - NL: ``Keizersgracht 123`` (-straat, -gracht, -weg, -laan, -plein, -kade, -dijk, -singel), and
   any ``<Name> <number>`` followed by a Dutch postcode: ``Damrak 1, 1012 LG Amsterdam``.
+- Canada, Australia, New Zealand, Ireland: the street lines above with a province and postal
+  code (``Halifax, NS B3J 3N8``), a state and postcode (``Carlton VIC 3053``, ``Perth, WA, 6000``),
+  a city and four-digit postcode (``RD 2\nMatamata 3472``) or an Eircode (``Dublin 2, D02 XY45``);
+  with a region and postcode, or a city and postcode on the line below, a street line of any
+  street word (``17 Kookaburra Rise\nBallarat, VIC, 3350``).
+- Austria, Switzerland, Belgium, Luxembourg: four-digit postcodes after the German, Dutch
+  (also Belgian ``-lei``) and French street lines, and the French number after the name
+  (``rue du Rhône 48, 1204 Genève``).
 
 Rules that keep near misses out: the street name is capitalised words (or an ordinal such as
 ``34th``) between the number and the type, so ``version 2 Street Fighter``, ``Python 3 Way`` and
@@ -67,6 +76,15 @@ _STATES = (
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
     "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP FM MH PW AA AE AP"
 ).split()
+#: Canadian provinces and territories and the postal code after them: ``Halifax, NS B3H 4R2``.
+_PROVINCES = "AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT"
+_CA_POSTAL = r"[A-Z]\d[A-Z][ \t]?\d[A-Z]\d"
+#: Australian states and territories, in short and in full: ``Carlton VIC 3053``, ``Perth, WA, 6000``.
+_AU_STATES = "NSW|VIC|QLD|SA|WA|TAS|ACT|NT"
+_AU_STATE_NAMES = (
+    "New South Wales|Victoria|Queensland|South Australia|Western Australia|Tasmania|Northern Territory"
+    "|Australian Capital Territory"
+)
 
 #: Street types of US/UK addresses that are rarely anything else after a capitalised name.
 _SURE_TYPES = (
@@ -140,11 +158,13 @@ _CAP = r"[A-ZÀ-ÖØ-Þ][\w'’-]*"
 _NUMBER = r"\d\d{0,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 #: The unit words a UK address line may open with (``Flat 9B``, ``Studio 8``).
 _UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
-_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
+_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Level|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
-_CITY_LINK = r"(?:am|an der|im|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der|de|del|de la|di)"
-_CITY = rf"{_CAP}(?:[ \t]+(?:{_CITY_LINK}[ \t]+)?{_CAP}){{0,2}}"
+_CITY_LINK = r"(?:am|an der|im|in|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der|de|del|de la|di)"
+#: A city: capitalised words, small words between them (``Hall in Tirol``), ``St.`` or ``'s-`` first
+#: (``St. Albans``, ``'s-Hertogenbosch``).
+_CITY = rf"(?:St\.[ \t]*|'s-)?{_CAP}(?:[ \t]+(?:{_CITY_LINK}[ \t]+)?{_CAP}){{0,2}}"
 _SEP = r"(?:,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*|,?[ \t]+)"
 
 #: US/UK street line: number, name words (capitalised or ordinals), type, optional direction.
@@ -184,7 +204,9 @@ _FR_STREET_POSTCODE = re.compile(
     r"(?<![\w-])(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|allee|quai|impasse|route|cours|passage)[ \t]+"
     r"(?:(?:de la|de l['’]|des|du|de|d['’]|la|le|les|l['’])[ \t]*)?"
     rf"{_CAP}(?:[ \t]+(?:(?:de|du|des|la|le)[ \t]+)?{_CAP}){{0,3}}"
-    rf"[ \t]*(?:,[ \t]*|\n[ \t]*)(?:F-)?\d{{5}}[ \t]+{_CITY}"
+    # Swiss and Belgian French lines put the number after the name: ``rue du Marché 12, 1204 Genève``
+    r"(?:,?[ \t]+\d{1,4}(?:[ \t]?(?:bis|ter)|[A-Za-z])?(?![\w.,]\d))?"
+    rf"[ \t]*(?:,[ \t]*|\n[ \t]*)(?:F-|CH-|B-|L-)?\d{{4,5}}[ \t]+{_CITY}"
 )
 #: Spanish and Italian street lines need their postcode (their street words are common nouns):
 #: ``Calle de Alcalá 45, 28014 Madrid``, ``Camino Eva Fiol 25 Piso 5\nLa Rioja, 50678``,
@@ -211,8 +233,9 @@ _ES_IT_STREET = re.compile(
     rf"{_ES_IT_UNIT}[ \t]*(?:,[ \t]*|\n[ \t]*)"
     rf"(?:\d{{5}},?[ \t]+{_CITY}(?:[ \t]*\([A-Z]{{2}}\))?|{_CITY},?[ \t]+\d{{5}}(?!\d))"
 )
-#: What :data:`_FR_STREET_POSTCODE` needs after its street: a comma or line break and a postcode.
-_FR_POSTCODE_GATE = re.compile(r"[,\n][ \t]*(?:F-)?\d{5}[ \t]")
+#: What :data:`_FR_STREET_POSTCODE` needs after its street: a comma or line break and a postcode
+#: (five digits in France, four in Switzerland, Belgium and Luxembourg).
+_FR_POSTCODE_GATE = re.compile(r"[,\n][ \t]*(?:F-|CH-|B-|L-)?\d{4,5}[ \t]")
 #: US military mail: ``PSC 7369, Box 2625\nAPO AE 34504``, ``USS Rodriguez\nFPO AA 39926``.
 _MILITARY = re.compile(
     r"(?<![\w-])(?:(?:PSC|CMR|Unit)[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}"
@@ -221,7 +244,7 @@ _MILITARY = re.compile(
 )
 #: Dutch street line: a -straat/-gracht/... word and a number.
 _NL_STREET = re.compile(
-    r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof|baan|dreef|boulevard)"
+    r"[A-Z](?<![\w-].)[\w-]*(?:straat|gracht|weg|laan|plein|kade|dijk|singel|steeg|markt|park|hof|baan|dreef|boulevard|lei)"
     r"[ \t]+(?P<number>\d{1,4}[a-zA-Z]?(?:-\d{1,4})?)(?![\w.,]\d)"
 )
 #: Dutch ``-pad`` streets (``Dionpad 717``): ``Notepad 3`` and ``Keypad 5`` look the same, so
@@ -241,13 +264,60 @@ _UK_POSTCODE_ADDRESS = re.compile(
 
 #: What may follow a street line, tried in order at its end (each extends the span).
 _UNIT_TAIL = re.compile(rf"{_SEP}{_UNIT}\b")
-_US_TAIL = re.compile(
-    rf"{_SEP}{_CITY}[ \t]*,?[ \t]+(?:{'|'.join(_STATES)}|{_STATE_NAMES})\b(?:[ \t]+{_US_ZIP})?(?![\w-])"
+#: A region and its postcode, as North American and Australian addresses end: ``ID 83702``,
+#: ``NS B3H 4R2``, ``WA, 6000`` (tried before a US state, since ``WA`` is both).
+_REGION_WITH_POSTCODE = (
+    rf"(?:(?:{_AU_STATES}|{_AU_STATE_NAMES}),?[ \t]+\d{{4}}(?![\w-])"
+    rf"|(?:{_PROVINCES})[ \t]+{_CA_POSTAL}(?![\w-])"
+    rf"|(?:{'|'.join(_STATES)}|{_STATE_NAMES})[ \t]+{_US_ZIP}(?![\w-]))"
 )
+#: City, region and postcode after a street line: ``Boise, ID 83702``, ``Halifax, NS B3H 4R2``,
+#: ``Carlton VIC 3053``; the region alone also ends one (``Fairfax, Virginia``, ``Toronto, ON``).
+_REGION_TAIL = re.compile(
+    rf"{_SEP}{_CITY}[ \t]*,?[ \t]+(?:{_REGION_WITH_POSTCODE}"
+    rf"|(?:{'|'.join(_STATES)}|{_STATE_NAMES}|{_PROVINCES}|{_AU_STATES}|{_AU_STATE_NAMES})\b(?![\w-]))"
+)
+#: A street line whose street word this module does not know (``6 Christina Riverway``), with
+#: its city, region and postcode after it, which make it an address.
+_TAIL_LED = re.compile(
+    rf"(?P<number>{_NUMBER})[ \t]+(?:{_CAP}[ \t]+){{0,3}}{_CAP}\.?(?:{_SEP}{_UNIT}\b)?"
+    rf"{_SEP}{_CITY}[ \t]*,?[ \t]+{_REGION_WITH_POSTCODE}"
+)
+#: Where :data:`_TAIL_LED` may end: a region code or name, then its postcode (a trie, opened
+#: with the capitals the regions start with; the caller checks the word boundary before it).
+_REGION_POSTCODE_AT = re.compile(
+    _trie(sorted({*f"{_AU_STATES}|{_AU_STATE_NAMES}|{_PROVINCES}|{_STATE_NAMES}".split("|"), *_STATES}))
+    + rf",?[ \t]+(?:\d{{4,5}}(?:-\d{{4}})?|{_CA_POSTAL})(?![\w-])"
+)
+#: A street line of any street word on its own line, then a line of its city and a four-digit
+#: postcode (``556 Whakamata Cross\nNgauruhoro 9494``, the New Zealand form), or a rural delivery
+#: line between them. Numbers that read as years (19xx, 20xx) are not taken for the postcode:
+#: ``Top 5 Albums\nLondon 1987`` is a list, not an address.
+_CITY_POSTCODE_LED = re.compile(
+    rf"(?P<number>{_NUMBER})[ \t]+(?:{_CAP}[ \t]+){{0,3}}{_CAP},?[ \t]*\n[ \t]*"
+    rf"(?:RD[ \t]+\d{{1,2}}[ \t]*\n[ \t]*)?{_CITY}[ \t]+(?!19|20)\d{{4}}(?![\w-])"
+)
+#: Where :data:`_CITY_POSTCODE_LED` may end: a word, then four digits at the end of the line.
+_CITY_POSTCODE_AT = re.compile(r"\n(?<=[a-z][ \t]\d{4}\n)")
+_CITY_POSTCODE_AT_END = re.compile(r"[a-z][ \t]\d{4}\Z")
+#: An Irish Eircode (``D02 X285``, ``A65 F4E2``), after a city or ``Dublin 2`` where there is
+#: one, and the city after it where the code stands in the middle.
+_EIRCODE_TAIL = re.compile(
+    rf"{_SEP}(?:{_CITY}(?:[ \t]+\d{{1,2}})?(?:,[ \t]*|[ \t]+))?"
+    r"[AC-FHKNPRTV-Y]\d[\dW][ \t]?[0-9AC-FHKNPRTV-Y]{4}(?![\w-])"
+    rf"(?:,?[ \t]+{_CITY})?"
+)
+#: A city and a four-digit postcode after it, as in New Zealand, with a rural delivery line
+#: first where there is one: ``Learmonthtown 6960``, ``RD 5\nTaitanga 6954``.
+_CITY_POSTCODE_TAIL = re.compile(rf"{_SEP}(?:RD[ \t]+\d{{1,2}}{_SEP})?{_CITY}[ \t]+\d{{4}}(?![\w-])")
 _UK_TAIL = re.compile(rf"{_SEP}(?:{_CITY}(?:,[ \t]*|[ \t]+|[ \t]*\n[ \t]*))?{_UK_POSTCODE}\b")
 #: The postcode and city of a European address: on the street's line or the next, the city
-#: after the postcode on the same line or, in Dutch records, on the line below (``8921 TJ\nDe Blesse``).
-_EU_TAIL = re.compile(rf"{_SEP}(?:D-|F-|NL-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}})(?:[ \t]+|[ \t]*\n[ \t]*){_CITY}")
+#: after the postcode on the same line or, in Dutch records, on the line below (``8921 TJ\nDe Blesse``);
+#: five digits (DE, FR, ES, IT), four and two letters (NL) or four (AT, CH, BE, LU, DK, NO).
+_EU_TAIL = re.compile(
+    rf"{_SEP}(?:D-|F-|NL-|A-|CH-|B-|L-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}}|\d{{4}})(?![\w-])"
+    rf"(?:[ \t]+|[ \t]*\n[ \t]*){_CITY}"
+)
 _CITY_TAIL = re.compile(rf",[ \t]*(?:London|Paris|Berlin|Amsterdam|Dublin|Edinburgh|{_CAP})(?=[ \t]*[.,;!?\n]|$)")
 #: A country after the postcode or state: part of the address.
 _COUNTRY_TAIL = re.compile(
@@ -294,7 +364,7 @@ def _type_word_in(lower: str) -> bool:
 
 _NL_WORDS = (
     *("straat", "gracht", "weg", "laan", "plein", "kade", "dijk", "singel", "steeg", "markt", "park", "hof"),
-    *("baan", "dreef", "boulevard"),
+    *("baan", "dreef", "boulevard", "lei"),
 )
 _FR_WORDS = (
     "rue",
@@ -485,6 +555,11 @@ def _uk_postcode_lines(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+#: What may end a street line or post office box, tried in order: region, UK postcode,
+#: European postcode, city and four-digit postcode, Irish Eircode.
+_STREET_TAILS = (_REGION_TAIL, _UK_TAIL, _EU_TAIL, _CITY_POSTCODE_TAIL, _EIRCODE_TAIL)
+
+
 class StreetAddressScanner:
     """Postal street addresses (type ``address``) in US, UK, German, French and Dutch forms,
     street line through unit, city and postcode; see the module docstring for the rules."""
@@ -509,9 +584,10 @@ class StreetAddressScanner:
                     span = self._us_address(text, m)
                 if span:
                     spans.append(span)
+        spans.extend(self._tail_led(text))
         if "box" in lower or "postfach" in lower:
             for m in _PO_BOX.finditer(text):
-                spans.append((m.start(), self._extend(text, m.end(), (_US_TAIL, _UK_TAIL, _EU_TAIL))))
+                spans.append((m.start(), self._extend(text, m.end(), _STREET_TAILS)))
         uk_postcode = _UK_POSTCODE_GATE.search(text) is not None
         if uk_postcode:
             spans.extend(_uk_postcode_lines(text))
@@ -541,6 +617,38 @@ class StreetAddressScanner:
                 spans.append((m.start(), self._extend(text, end, (_CITY_TAIL,)) if end == m.end() else end))
         spans = [(start, self._with_country(text, end)) for start, end in spans]
         return [Finding("address", start, end, self.name) for start, end in merge_spans(spans)]
+
+    def _tail_led(self, text: str) -> list[tuple[int, int]]:
+        """Street lines of any street word that end in a region and postcode (:data:`_TAIL_LED`)
+        or sit above a line of a city and postcode (:data:`_CITY_POSTCODE_LED`). Each is searched
+        from the line above the place its gate finds, as the street line stands on the line of
+        its city or the one above it (or two above, with a rural delivery line between)."""
+        spans = []
+        region_ends = [m.span() for m in _REGION_POSTCODE_AT.finditer(text)]
+        city_ends = [m.span() for m in _CITY_POSTCODE_AT.finditer(text)]
+        if _CITY_POSTCODE_AT_END.search(text, max(0, len(text) - 6)):
+            city_ends.append((len(text), len(text)))
+        for pattern, ends, lines_up in ((_TAIL_LED, region_ends, 2), (_CITY_POSTCODE_LED, city_ends, 3)):
+            searched_to = 0
+            for start, end in ends:
+                if pattern is _TAIL_LED and start and (text[start - 1].isalnum() or text[start - 1] in "-_"):
+                    continue  # a region code inside a longer word
+                for _ in range(lines_up):
+                    start = text.rfind("\n", 0, max(0, start - 1)) + 1
+                start = max(searched_to, start)
+                m = pattern.search(text, start, end)
+                while m is not None:
+                    before = text[max(0, m.start() - 40) : m.start()]
+                    if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(before):
+                        pass
+                    elif pattern is _TAIL_LED or _LINE_START_BEFORE.search(before) or _ADDRESS_BEFORE.search(before):
+                        # a line of a city and four digits says less than a region and postcode:
+                        # its street line opens a line or follows an address word ("The 3 Musketeers\nParis 1844")
+                        unit_before = _UNIT_BEFORE.search(before)
+                        spans.append((m.start() - (len(before) - unit_before.start() if unit_before else 0), m.end()))
+                    m = pattern.search(text, m.end(), end)
+                searched_to = end
+        return spans
 
     @staticmethod
     def _with_country(text: str, end: int) -> int:
@@ -584,7 +692,7 @@ class StreetAddressScanner:
             return None
         end = self._extend(text, m.end(), (_UNIT_TAIL,))
         unit = end != m.end()
-        tail_end = self._extend(text, end, (_US_TAIL, _UK_TAIL, _EU_TAIL))
+        tail_end = self._extend(text, end, _STREET_TAILS)
         tail = tail_end != end
         weak = not _SURE_TYPE.fullmatch(m.group("type"))
         abbreviated = m.group("type") in _ABBREVIATIONS
