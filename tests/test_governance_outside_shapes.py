@@ -221,6 +221,37 @@ def test_numbers_that_are_not_written_as_phones_stay_out(text: str) -> None:
     assert _found(text, "phone") == []
 
 
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        # local numbers without their area code, and regions not configured: a phone word says it
+        ("Phone: 9312 4470", "9312 4470"),
+        ("mobile 471-2290 (after six)", "471-2290"),
+        ("You can reach the front desk at 3904417 any day.", "3904417"),
+        ("Call us on 0412 889 301.", "0412 889 301"),
+        ("Fax no. 2264 0917", "2264 0917"),
+        # a "+" number with dots is not an IPv4 address
+        ("Tel +61.412.889.301", "+61.412.889.301"),
+    ],
+)
+def test_numbers_after_a_phone_word_are_phones_whatever_their_range(text: str, phone: str) -> None:
+    assert _found(text, "phone") == [phone]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Phone: 2023-11-01 was the call date",  # a date
+        "call 4471 22 times",  # too few digits for a phone
+        "We reach 4412 8890 users a day",  # "reach" without "on" or "at"
+        "phone 10.2.33.41 is the gateway",  # a dotted quad without "+"
+        "Build 4471 2290 passed",  # no phone word
+    ],
+)
+def test_numbers_near_phone_words_that_are_not_phones(text: str) -> None:
+    assert _found(text, "phone") == []
+
+
 # --- multi-line and continental addresses as generated test data writes them ----------------
 
 MORE_ADDRESSES = [

@@ -127,6 +127,17 @@ _PHONE_WORD = re.compile(
     r"|bel|numero|número|nummer|my number|contact|line|office|desk|home|work|reach(?: me)?(?: on| at)?)\b"
     r"|\btel\.|☎)[^\n\d]{0,24}$"
 )
+#: Words after which a number is a phone number whatever its range (``Phone: 8751 7250``,
+#: ``mobile 648-8594``, ``reach our office at 7787582``): a local number without its area code,
+#: or one from a region not configured, which libphonenumber cannot call valid.
+_SURE_PHONE_WORD = re.compile(
+    r"(?i)(?:\b(?:tel|phone|telephone|mobile|mob|cell|cellphone|fax|whatsapp|ph)\b\.?"
+    r"(?:[ \t]*(?:no\.?|number|nr\.?|#))?[ \t]*[:.]?"
+    r"|\b(?:call|ring|dial)\b(?:[ \t]+(?:me|us))?(?:[ \t]+(?:on|at))?"
+    r"|\breach\b(?:[ \t]+[a-z]+){0,3}?[ \t]+(?:on|at))[ \t]*\(?$"
+)
+#: The fewest digits of a number after a :data:`_SURE_PHONE_WORD` (a local number in New Zealand).
+_SURE_PHONE_DIGITS = 7
 #: A reference word right before a number: ``order 4155550123``, ``policy no. 0201234567``.
 _REFERENCE_WORD = re.compile(
     r"(?i)\b(?:order|invoice|ref|reference|ticket|tracking|case|account|acct|sku|serial|batch|lot|transaction"
@@ -289,10 +300,11 @@ class PhoneScanner:
     def scan(self, text: str) -> list[Finding]:
         spans: set[tuple[int, int]] = set()
         # windows lie in runs of digits and separators (2 before: ``+(``; 7 characters or more)
-        for window in run_matches(_PHONE_WINDOW, text, max(7, self.min_digits), lead=2):
+        fewest = min(self.min_digits, _SURE_PHONE_DIGITS)
+        for window in run_matches(_PHONE_WINDOW, text, fewest, lead=2):
             raw = window.group()
             digits = _digit_count(raw)
-            if digits < self.min_digits:
+            if digits < fewest:
                 continue
             # a run of digits may hold several numbers split by a slash, a tab or a wide gap;
             # without one the window is its only part (it opens and ends where ``_PART`` does)
@@ -301,17 +313,28 @@ class PhoneScanner:
                 if part is not window:
                     raw = part.group()
                     digits = _digit_count(raw)
-                if not self.min_digits <= digits <= 15:  # E.164: at most 15
+                if not fewest <= digits <= 15:  # E.164: at most 15
                     continue
                 start, end = part.span()
-                if self._rejected(text, start, end, raw, digits):
+                sure = self._sure_phone_word_before(text, start)
+                if (digits < self.min_digits and not sure) or self._rejected(text, start, end, raw, digits):
                     continue
                 regions = self._plausible_regions(text, start, raw)
-                if self._valid_in_any(raw, regions) or (
-                    _WRITTEN_AS_PHONE.fullmatch(raw) and self._possible_in_any(raw, regions or self.regions[:1])
+                if (
+                    sure
+                    or self._valid_in_any(raw, regions)
+                    or (_WRITTEN_AS_PHONE.fullmatch(raw) and self._possible_in_any(raw, regions or self.regions[:1]))
                 ):
                     spans.add((start, self._with_extension(text, end)))
         return [Finding("phone", start, end, self.name) for start, end in sorted(spans)]
+
+    @staticmethod
+    def _sure_phone_word_before(text: str, start: int) -> bool:
+        """True when a :data:`_SURE_PHONE_WORD` ends right before ``start`` (on the same line)."""
+        if start == 0:
+            return False
+        window = text[max(0, start - 40) : start]
+        return window[-1] in " \t:.(" and _SURE_PHONE_WORD.search(window) is not None
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)
@@ -381,7 +404,7 @@ class PhoneScanner:
         (``digits``: how many ASCII digits ``raw`` holds, when the caller has counted them)."""
         if digits is None:
             digits = _digit_count(raw)
-        if "#" in raw or not self.min_digits <= digits <= 15:  # E.164 has at most 15 digits
+        if "#" in raw or not min(self.min_digits, _SURE_PHONE_DIGITS) <= digits <= 15:  # E.164: at most 15
             return True
         # each test below rejects on its own: the cheap look at the neighbours goes first
         before = text[start - 1] if start > 0 else " "
@@ -395,8 +418,10 @@ class PhoneScanner:
         opened = raw.lstrip("(")
         if opened.startswith("0.") and opened[2:3].isdigit():
             return True  # a decimal fraction ("0.957075 3", "0.5772157"), never a trunk prefix
-        if _NOT_PHONE.fullmatch(raw.strip("()+ ")) or _DATE_START.match(raw) or _DOTTED_QUAD.search(raw):
+        if _DATE_START.match(raw):
             return True
+        if not opened.startswith("+") and (_NOT_PHONE.fullmatch(raw.strip("() ")) or _DOTTED_QUAD.search(raw)):
+            return True  # an IPv4 address, a version, a date, ...; "+61.430.674.258" is a phone
         if _FOUR_FOUR_FOUR.fullmatch(raw) and not _phone_word_before(text, start):
             return True
         compact = raw.translate(_WINDOW_SEPARATORS)
