@@ -6,7 +6,8 @@ multi-line addresses with the postcode on its own line, JCB cards from any 35xx 
 held-out corpora are often built with them. This script asks Faker (``faker``, installed with
 the ``bench`` extra; it is not a dependency of polyadapt) for addresses, phone numbers, e-mail
 addresses, IBANs, card numbers, IPv4/IPv6 addresses, dates of birth and, for en_US, SSNs and
-passport numbers, places each value in a sentence frame, and scores:
+passport numbers, and the national numbers of five other countries (:data:`NATIONAL_IDS`),
+places each value in a sentence frame, and scores:
 
 * found: a finding of the value's type covers at least 80% of it (exact: starts and ends with it);
 * other findings: any finding in the frame that is not the value (a false finding: the frames
@@ -38,6 +39,7 @@ TYPES = {
     "ipv6": "ip_address",
     "dob": "date_of_birth",
     "ssn": "national_id",
+    "national_id": "national_id",
     "passport": "passport",
 }
 FRAMES = {
@@ -58,6 +60,18 @@ FRAMES = {
     "ssn": ["SSN: {v}", "social security number {v}", "my SSN is {v}."],
     "passport": ["Passport number: {v}", "passport {v}"],
 }
+#: Other countries' national numbers Faker writes with valid check digits: (Faker method, the
+#: name people write before it). en_GB's "ssn" is left out: Faker writes NINOs with the prefix
+#: ZZ, which HMRC never issues (the scanner reports issued shapes only), and en_IN's
+#: "aadhaar_id": nine in ten of Faker's Aadhaar numbers fail the Verhoeff check every real one passes.
+NATIONAL_IDS = {
+    "en_CA": ("ssn", "SIN"),
+    "fr_FR": ("ssn", "numéro de sécurité sociale"),
+    "nl_NL": ("ssn", "BSN"),
+    "it_IT": ("ssn", "codice fiscale"),
+    "es_ES": ("nif", "DNI"),
+}
+NATIONAL_ID_FRAMES = ["{w}: {v}", "My {w} is {v}.", "National ID: {v}", "{w} {v}"]
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%B %d, %Y", "%d.%m.%Y")
 
 
@@ -86,6 +100,10 @@ def generate(per_kind: int, seed: int, locales: tuple[str, ...] = LOCALES) -> li
                 values["passport"] = fake.passport_number()
             for kind, value in values.items():
                 cases.append((locale, kind, value, rng.choice(FRAMES[kind]).format(v=value)))
+            if locale in NATIONAL_IDS:
+                method, word = NATIONAL_IDS[locale]
+                value = getattr(fake, method)()
+                cases.append((locale, "national_id", value, rng.choice(NATIONAL_ID_FRAMES).format(w=word, v=value)))
     return cases
 
 

@@ -3,7 +3,9 @@
 - national_id: US SSNs written ``123-45-6789`` or ``123 45 6789`` (or 9 digits right after
   "SSN"/"social security"), never area 000, 666 or 9xx, group 00 or serial 0000; UK
   National Insurance numbers (``QQ 12 34 56 C`` shape with the official letter rules, in
-  either case).
+  either case); the Canadian SIN, Dutch BSN, French NIR, Spanish DNI/NIE, German Steuer-ID,
+  Indian Aadhaar and Australian TFN after a word that names them, and the Italian codice
+  fiscale anywhere, each with valid check digits (:mod:`~polyadapt.governance.national_ids`).
 - passport: a document number (6-9 letters and digits with at least 2 digits, as US, UK,
   DE, FR, ES, IT, NL and most ICAO passports are) only after a passport word
   (``passport no.``, ``Reisepass``, ``passeport``, ``pasaporte``): alone such a number is
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.national_ids import national_id_spans
 from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case, run_matches
 
 _SSN_PATTERN = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
@@ -56,7 +59,8 @@ def _nino_matches(text: str) -> list[re.Match[str]]:
 
 
 class NationalIdScanner:
-    """US Social Security numbers (``stdnum.us.ssn`` rules) and UK National Insurance numbers."""
+    """US Social Security numbers (``stdnum.us.ssn`` rules), UK National Insurance numbers and
+    the labelled national numbers of :mod:`~polyadapt.governance.national_ids`."""
 
     name = "national_id"
     types: tuple[str, ...] = ("national_id",)
@@ -77,6 +81,7 @@ class NationalIdScanner:
             # mixed case ("Ab 12 34 56 c") is a word and digits, not a NINO
             if prefix.upper() not in _NINO_BAD_PREFIXES and (prefix + suffix).isupper() == prefix.isupper():
                 found.append(Finding("national_id", m.start(), m.end(), self.name))
+        found.extend(Finding("national_id", start, end, self.name) for start, end in national_id_spans(text))
         return found
 
 
