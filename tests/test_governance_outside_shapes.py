@@ -317,3 +317,43 @@ def test_dutch_pad_streets_need_their_postcode() -> None:
     assert _found("Adres:\nDionpad 717\n9398JE\nWirdum\n", "address") == ["Dionpad 717\n9398JE\nWirdum"]
     assert _found("Open Notepad 3 and type the key", "address") == []
     assert _found("Keypad 5\nthen press enter", "address") == []
+
+
+# --- records serialised as JSON or key=value: keys name the value, line breaks are escaped ------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ('{"passport": "K31907246"}', "passport", "K31907246"),
+        ('{"passport_number": "K31907246"}', "passport", "K31907246"),
+        ("passportNumber=K31907246", "passport", "K31907246"),
+        ('{"date_of_birth": "1980-01-02"}', "date_of_birth", "1980-01-02"),
+        ("dateOfBirth: 02/01/1980", "date_of_birth", "02/01/1980"),
+        ('{"ssn": "078051121"}', "national_id", "078051121"),
+        ("user_ssn=078051121", "national_id", "078051121"),
+        ('{"bsn": "123456782"}', "national_id", "123456782"),
+        ('{"national_id": "X1234567L"}', "national_id", "X1234567L"),
+        (
+            '{"address": "197 Harbour Locks\\nLake Mary, UT 84101"}',
+            "address",
+            "197 Harbour Locks\\nLake Mary, UT 84101",
+        ),
+        ('{"address": "Waldweg 49\\n50128 Nördlingen"}', "address", "Waldweg 49\\n50128 Nördlingen"),
+    ],
+)
+def test_values_under_record_keys_are_found(text: str, kind: str, value: str) -> None:
+    assert _found(text, kind) == [value]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("the passporting rules K31907246", "passport"),  # a longer word, not the key
+        ("bypassport K31907246", "passport"),
+        ("the sin 130 692 544 was forgiven", "national_id"),  # "sin" in lower case is a word
+        ("user_id: 123456782", "national_id"),  # a user id is not a national number
+    ],
+)
+def test_words_that_only_look_like_keys_name_nothing(text: str, kind: str) -> None:
+    assert _found(text, kind) == []

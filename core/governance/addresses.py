@@ -161,7 +161,7 @@ _UNIT_WORD = r"(?:Flat|Studio|Unit|Apartment|Apt|Suite)"
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|Level|Rm|Room|Flat|Bldg|Building|#)\.?[ \t]*#?[\w-]{1,6}"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _US_ZIP = r"\d{5}(?:-\d{4})?"
-_CITY_LINK = r"(?:am|an der|im|in|upon|on|sur|en|aan de|aan den|bei|ob der|ob|vor der|in der|de|del|de la|di)"
+_CITY_LINK = r"(?:am|an der|im|in|upon|on|sur|en|aan de|aan den|aan|op|bei|ob der|ob|vor der|in der|de|del|de la|di)"
 #: A city: capitalised words, small words between them (``Hall in Tirol``), ``St.`` or ``'s-`` first
 #: (``St. Albans``, ``'s-Hertogenbosch``).
 _CITY = rf"(?:St\.[ \t]*|'s-)?{_CAP}(?:[ \t]+(?:{_CITY_LINK}[ \t]+)?{_CAP}){{0,2}}"
@@ -316,7 +316,7 @@ _UK_TAIL = re.compile(rf"{_SEP}(?:{_CITY}(?:,[ \t]*|[ \t]+|[ \t]*\n[ \t]*))?{_UK
 #: five digits (DE, FR, ES, IT), four and two letters (NL) or four (AT, CH, BE, LU, DK, NO).
 _EU_TAIL = re.compile(
     rf"{_SEP}(?:D-|F-|NL-|A-|CH-|B-|L-)?(?:\d{{5}}|\d{{4}}[ \t]?[A-Z]{{2}}|\d{{4}})(?![\w-])"
-    rf"(?:[ \t]+|[ \t]*\n[ \t]*){_CITY}"
+    rf"(?:,?[ \t]+|[ \t]*\n[ \t]*){_CITY}"
 )
 _CITY_TAIL = re.compile(rf",[ \t]*(?:London|Paris|Berlin|Amsterdam|Dublin|Edinburgh|{_CAP})(?=[ \t]*[.,;!?\n]|$)")
 #: A country after the postcode or state: part of the address.
@@ -560,6 +560,13 @@ def _uk_postcode_lines(text: str) -> list[tuple[int, int]]:
 _STREET_TAILS = (_REGION_TAIL, _UK_TAIL, _EU_TAIL, _CITY_POSTCODE_TAIL, _EIRCODE_TAIL)
 
 
+def _unescaped_breaks(text: str) -> str:
+    """``text`` with the escaped line breaks of a JSON string or a log line (the two characters
+    ``\\n``, ``\\r``) read as breaks, at the same offsets: ``\\n`` becomes a space and a line
+    break, ``\\r`` two spaces, so that an address serialised into one line keeps its lines."""
+    return text.replace("\\n", " \n").replace("\\r", "  ")
+
+
 class StreetAddressScanner:
     """Postal street addresses (type ``address``) in US, UK, German, French and Dutch forms,
     street line through unit, city and postcode; see the module docstring for the rules."""
@@ -571,6 +578,8 @@ class StreetAddressScanner:
         """Every address in ``text``."""
         if not any(digit in text for digit in "0123456789"):
             return []
+        if "\\n" in text or "\\r" in text:
+            text = _unescaped_breaks(text)
         lower = lowered(text)
         spans: list[tuple[int, int]] = []
         if _type_word_in_text(text):

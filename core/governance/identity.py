@@ -25,14 +25,22 @@ from polyadapt.governance.national_ids import national_id_spans
 from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case, run_matches
 
 _SSN_PATTERN = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w]|-\d)")
-_SSN_COMPACT = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\s*(?:#|no\.?|number)?\s*[:=]?\s*(\d{9})\b")
+#: A key or label word of a record, as prose, code and JSON write it: ``date of birth``,
+#: ``date_of_birth``, ``dateOfBirth``, ``"passport": "...``: not inside a longer word, where
+#: an underscore or a capital (camel case) may follow but not a lower-case letter.
+_KEY_START = r"(?<![^\W_])"
+_KEY_END = r"(?-i:(?![a-z0-9]))"
+_SSN_COMPACT = re.compile(
+    rf"(?i){_KEY_START}(?:ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?))?){_KEY_END}"
+    r"(?:[^\n\w]|_){0,4}(?:(?:#|no\.?|number)(?:[^\n\w]|_){0,4})?(?:is[ \t]+)?(\d{9})\b"
+)
 _NINO_PATTERN = re.compile(
     r"(?<![\w-])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])(?![\w-])", re.IGNORECASE
 )
 _NINO_BAD_PREFIXES = {"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"}
 #: What ``_SSN_COMPACT`` needs in the lower-cased text (a case-insensitive regex tried at
 #: every position costs more than these substring tests).
-_SSN_WORDS = ("ssn", "social security")
+_SSN_WORDS = ("ssn", "social security", "social_security", "socialsecurity", "social-security")
 
 
 def _nino_matches(text: str) -> list[re.Match[str]]:
@@ -86,12 +94,13 @@ class NationalIdScanner:
 
 
 _PASSPORT_WORD = re.compile(
-    r"(?i)\b(?:passports?|pass(?:port)?\s*(?:no|nr|#)|passnummer|reisepass(?:nummer|nr)?|passeport|pasaporte|passaporto"
-    r"|paspoort(?:nummer|nr)?|travel document)(?!\w)"
+    rf"(?i){_KEY_START}(?:passports?|pass(?:port)?\s*(?:no|nr|#)|passnummer|reisepass(?:nummer|nr)?|passeport|pasaporte"
+    rf"|passaporto|paspoort(?:nummer|nr)?|travel[ _-]?document){_KEY_END}"
 )
 #: What follows a passport word: an optional "number:" label, then the number itself.
 _PASSPORT_NUMBER = re.compile(
-    r"[^\n\w]{0,3}(?:(?:numbers?|nos?|num|nr|n|n°|nº|#|numéros?|números?|numero|nummer|ids?)(?!\w)\.?º?[^\n\w]{0,3})?"
+    r"(?:[^\n\w]|_){0,4}(?:(?:numbers?|nos?|num|nr|n|n°|nº|#|numéros?|números?|numero|nummer|ids?)(?!\w)\.?º?"
+    r"(?:[^\n\w]|_){0,4})?"
     r"(?:(?:is|was|:)\s*)?"
     r"(?P<value>(?=(?:[A-Z]*\d){2})(?=[A-Z0-9]*[0-9])[A-Z0-9]{6,9})(?![\w-])",
     re.IGNORECASE,
@@ -107,7 +116,7 @@ _PASSPORT_NEXT = re.compile(
 #: German passport numbers use an alphabet without vowels, so they may hold no digit at all
 #: (``CJTPN5TJ2``, ``JYMMNKTXW``); upper case, nine characters, right after the label.
 _GERMAN_PASSPORT = re.compile(
-    r"[^\n\w]{0,3}(?:(?i:number|num|no|nr|n|nummer)(?!\w)\.?[^\n\w]{0,3})?(?:(?:is|was|:)\s*)?"
+    r"(?:[^\n\w]|_){0,4}(?:(?i:number|num|no|nr|n|nummer)(?!\w)\.?(?:[^\n\w]|_){0,4})?(?:(?:is|was|:)\s*)?"
     r"(?P<value>[CFGHJKLMNPRTVWXYZ0-9]{9})(?![\w-])"
 )
 
@@ -154,9 +163,9 @@ _BIRTH_HINTS = (
     *("birth", "born", "dob", "d.o.b", "geb", "naiss", "nacid", "nacim", "nascit", "nato", "nata", "né", "geboort"),
 )
 _BIRTH_DATE = re.compile(
-    r"(?i)\b(?:d\.?o\.?b\.?|date of birth|birth ?date|birthday|born(?: on)?|geburtsdatum|geb\.|geboren(?: am)?"
-    r"|né(?:e)? le|date de naissance|fecha de nacimiento|nacid[oa] el|data di nascita|nato il|nata il"
-    r"|geboortedatum|geboren op)(?!\w)"
+    rf"(?i){_KEY_START}(?:d\.?o\.?b\.?|date[ _-]?of[ _-]?birth|birth[ _-]?date|birthday|born(?: on)?|geburtsdatum|geb\."
+    r"|geboren(?: am)?|né(?:e)? le|date de naissance|fecha de nacimiento|nacid[oa] el|data di nascita|nato il|nata il"
+    rf"|geboortedatum|geboren op){_KEY_END}"
     rf"[^\n\d]{{0,20}}?(?P<value>(?<![\w]){_DATE})(?![\w])"
 )
 

@@ -8,8 +8,9 @@ when its check digits, as `python-stdnum <https://arthurdejong.org/python-stdnum
 them, are right. The Italian codice fiscale is the exception: sixteen letters and digits in a
 fixed pattern with a check letter are not anything else, so it needs no word.
 
-A general word (``national ID``, ``identity number``, ``ID number``) is followed by whichever
-format's number validates there.
+A general word (``national ID``, ``identity number``, ``ID number``, ``SSN``) is followed by
+whichever format's number validates there. Names are also found as record keys write them
+(``"national_id": ...``, ``nationalId=``, ``"bsn": ...``: an acronym in lower case only as a key).
 
 =====================  ====================================================  =================
 country                words                                                 stdnum module
@@ -95,14 +96,14 @@ FORMATS: tuple[IdFormat, ...] = (
     IdFormat("it_cf", ("C.F.",), ("codice fiscale",), _CODICE_FISCALE, "stdnum.it.codicefiscale"),
 )
 #: Words that name a national number without saying which country's: whichever format's
-#: number validates after them is reported.
+#: number validates after them is reported (records of any country label theirs "SSN").
 GENERAL = IdFormat(
     "general",
     (),
     (
         *("national id", "national identity", "national identification", "national insurance"),
         *("id number", "id no", "identity number", "identity card", "identification number"),
-        *("personal id", "citizen id"),
+        *("personal id", "citizen id", "ssn", "social security number", "social security no"),
     ),
     "",
     "",
@@ -110,17 +111,21 @@ GENERAL = IdFormat(
 
 
 def _words(fmt: IdFormat) -> str:
-    """``fmt``'s names as a regex alternation (phrases in any case, longest first)."""
-    acronyms = [re.escape(word) for word in fmt.acronyms]
-    phrases = [re.escape(word) for word in sorted(fmt.phrases, key=len, reverse=True)]
+    """``fmt``'s names as a regex alternation (phrases in any case, longest first; their words
+    also joined by ``_`` or ``-`` or nothing, as record keys write them: ``national_id``,
+    ``nationalId``)."""
+    # an acronym in lower case is a word ("sin"), but a record key where ":" or "=" follows
+    acronyms = [f"{re.escape(word)}|{re.escape(word.lower())}(?=[\"']?[ \t]*[:=])" for word in fmt.acronyms]
+    phrases = [re.escape(word).replace("\\ ", "[ _-]?") for word in sorted(fmt.phrases, key=len, reverse=True)]
     return "|".join([*acronyms, *([f"(?i:{'|'.join(phrases)})"] if phrases else [])])
 
 
-#: A name of a number, where an anchor was found (the name then runs to a word boundary).
-_WORD = re.compile(rf"(?:{'|'.join(f'(?P<{f.name}>{_words(f)})' for f in (*FORMATS, GENERAL))})(?![\w-])")
+#: A name of a number, where an anchor was found: not followed by a lower-case letter or digit
+#: (``_`` or a capital may follow in a record key: ``ssn_number``, ``bsnNummer``).
+_WORD = re.compile(rf"(?:{'|'.join(f'(?P<{f.name}>{_words(f)})' for f in (*FORMATS, GENERAL))})(?![a-z0-9-])")
 #: What may stand between the name and the number: ``no.``, ``number``, ``#``, ``:``, ``is`` (``es``, ``ist``, ...).
 _BETWEEN = re.compile(
-    r"[^\n\w]{0,3}(?:(?i:numbers?|nos?|num|nr|n°|nº|numéro|número|numero|nummer)(?!\w)\.?[^\n\w]{0,3})?"
+    r"(?:[^\n\w]|_){0,4}(?:(?i:numbers?|nos?|num|nr|n°|nº|numéro|número|numero|nummer)(?!\w)\.?(?:[^\n\w]|_){0,4})?"
     r"(?:(?:is|was|es|est|ist|è|:)[ \t]*)?"
 )
 _VALUES = {f.name: re.compile(rf"(?:{f.value})(?![\w-])") for f in FORMATS}
@@ -139,10 +144,18 @@ def _is_valid(fmt: IdFormat, value: str) -> bool:
     return bool(check(value))
 
 
-#: Every name starts with one of these: acronyms as written, phrases by their first five
-#: characters lower-cased (``natio`` for the four ``national ...`` names).
+#: Every name starts with one of these: acronyms as written, phrases by the first five
+#: characters of their first word lower-cased (``natio`` for the ``national ...`` names), and
+#: the acronyms lower-cased (record keys: ``"bsn": ...``).
 _ACRONYMS = tuple(dict.fromkeys(word for f in (*FORMATS, GENERAL) for word in f.acronyms))
-_PHRASE_HEADS = tuple(dict.fromkeys(word[:5] for f in (*FORMATS, GENERAL) for word in f.phrases))
+_PHRASE_HEADS = tuple(
+    dict.fromkeys(
+        [
+            *(word.split()[0][:5] for f in (*FORMATS, GENERAL) for word in f.phrases),
+            *(word.lower() for f in FORMATS for word in f.acronyms),
+        ]
+    )
+)
 
 
 def _names(text: str) -> list[re.Match[str]]:
@@ -180,4 +193,4 @@ def national_id_spans(text: str) -> list[tuple[int, int]]:
 
 def _glued(text: str, at: int) -> bool:
     """True when the name at ``at`` continues a word (``BASIN``, ``unidentity``)."""
-    return at > 0 and (text[at - 1].isalnum() or text[at - 1] in "_-")
+    return at > 0 and text[at - 1].isalnum()  # "user_ssn" is a key, "BASIN" a word
