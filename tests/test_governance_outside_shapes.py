@@ -334,6 +334,9 @@ def test_dutch_pad_streets_need_their_postcode() -> None:
         ("user_ssn=078051121", "national_id", "078051121"),
         ('{"bsn": "123456782"}', "national_id", "123456782"),
         ('{"national_id": "X1234567L"}', "national_id", "X1234567L"),
+        ('{"phone": "66787927"}', "phone", "66787927"),
+        ("mobilePhone: 648-8594", "phone", "648-8594"),
+        ('{"mobile_phone": "8754-0250"}', "phone", "8754-0250"),
         (
             '{"address": "197 Harbour Locks\\nLake Mary, UT 84101"}',
             "address",
@@ -353,6 +356,7 @@ def test_values_under_record_keys_are_found(text: str, kind: str, value: str) ->
         ("bypassport K31907246", "passport"),
         ("the sin 130 692 544 was forgiven", "national_id"),  # "sin" in lower case is a word
         ("user_id: 123456782", "national_id"),  # a user id is not a national number
+        ("autograph 12345678", "phone"),  # "ph" inside a word is no phone key
     ],
 )
 def test_words_that_only_look_like_keys_name_nothing(text: str, kind: str) -> None:

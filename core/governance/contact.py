@@ -129,12 +129,13 @@ _PHONE_WORD = re.compile(
 )
 #: Words after which a number is a phone number whatever its range (``Phone: 8751 7250``,
 #: ``mobile 648-8594``, ``reach our office at 7787582``): a local number without its area code,
-#: or one from a region not configured, which libphonenumber cannot call valid.
+#: or one from a region not configured, which libphonenumber cannot call valid; also as record
+#: keys write them (``"phone": "...``, ``phone_number=``, ``mobilePhone:``).
 _SURE_PHONE_WORD = re.compile(
-    r"(?i)(?:\b(?:tel|phone|telephone|mobile|mob|cell|cellphone|fax|whatsapp|ph)\b\.?"
-    r"(?:[ \t]*(?:no\.?|number|nr\.?|#))?[ \t]*[:.]?"
+    r"(?i)(?:(?:(?<![^\W_])|(?-i:(?<=[a-z])(?=[A-Z])))(?:tel|phone|telephone|mobile|mob|cell|cellphone|fax|whatsapp|ph)"
+    r"(?:[ _-]?(?:no\.?|number|nr\.?|#))?"
     r"|\b(?:call|ring|dial)\b(?:[ \t]+(?:me|us))?(?:[ \t]+(?:on|at))?"
-    r"|\breach\b(?:[ \t]+[a-z]+){0,3}?[ \t]+(?:on|at))[ \t]*\(?$"
+    r"|\breach\b(?:[ \t]+[a-z]+){0,3}?[ \t]+(?:on|at))[\"' \t]*[:.=]?[\"' \t]*\(?$"
 )
 #: The fewest digits of a number after a :data:`_SURE_PHONE_WORD` (a local number in New Zealand).
 _SURE_PHONE_DIGITS = 7
@@ -334,7 +335,7 @@ class PhoneScanner:
         if start == 0:
             return False
         window = text[max(0, start - 40) : start]
-        return window[-1] in " \t:.(" and _SURE_PHONE_WORD.search(window) is not None
+        return window[-1] in " \t:.(\"'=" and _SURE_PHONE_WORD.search(window) is not None
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)
