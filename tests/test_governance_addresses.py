@@ -101,6 +101,16 @@ Send it to [[7 Harcourt Street, Dublin 2, D02 XY45]] by Monday.
 Graag naar [[Hinthamerstraat 74, 5211 MS 's-Hertogenbosch]] sturen.
 ---
 Our office is at [[14 Holywell Hill, St. Albans AL1 1BT]].
+---
+Courier to [[Flat 12, MG Road, Bengaluru 560001]] please.
+---
+Address:
+[[H.No. 4-17, Gandhi Nagar
+Warangal - 506002]]
+---
+[[208
+Lake View Colony
+Nashik-422005]]
 """
 
 #: Texts with numbers next to capitalised words, street words or units, and no address.
@@ -131,6 +141,8 @@ NEAR_MISSES = [
     "The 3 Musketeers\nParis 1844",
     "Best of 5 Albums\nLondon 1987\n",
     "We sold 40 Copies in Perth WA 6000 units ago.",
+    "We sold 12, Widgets, Mumbai 400001 units",
+    "Ticket 12, Release Notes, Version 123456",
 ]
 
 

@@ -1,5 +1,5 @@
-"""Postal street addresses in free text, by rules (no NER): US, UK, CA, AU, NZ, IE, DE, AT, CH, FR, BE, NL,
-ES and IT forms.
+"""Postal street addresses in free text, by rules (no NER): US, UK, CA, AU, NZ, IE, IN, DE, AT, CH, FR, BE,
+NL, ES and IT forms.
 
 :class:`StreetAddressScanner` reports type ``address``; the span is the whole address, from
 the street line (or a leading unit such as ``Flat 3,``) through the unit, city, state and
@@ -30,6 +30,8 @@ Forms found:
   a city and four-digit postcode (``RD 2\nMatamata 3472``) or an Eircode (``Dublin 2, D02 XY45``);
   with a region and postcode, or a city and postcode on the line below, a street line of any
   street word (``17 Kookaburra Rise\nBallarat, VIC, 3350``).
+- India: a house number (``292``, ``80/730``, ``H.No. 05``, ``Flat 12``), one or two lines of
+  street and locality words, the city and its PIN code (``Nashik-422005``, ``Bengaluru 560001``).
 - Austria, Switzerland, Belgium, Luxembourg: four-digit postcodes after the German, Dutch
   (also Belgian ``-lei``) and French street lines, and the French number after the name
   (``rue du Rhône 48, 1204 Genève``).
@@ -62,7 +64,7 @@ from __future__ import annotations
 import re
 
 from polyadapt.governance.findings import Finding, merge_spans
-from polyadapt.governance.textfacts import first_at, lowered, plain_case
+from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
 _STATE_NAMES = (
@@ -300,6 +302,18 @@ _CITY_POSTCODE_LED = re.compile(
 #: Where :data:`_CITY_POSTCODE_LED` may end: a word, then four digits at the end of the line.
 _CITY_POSTCODE_AT = re.compile(r"\n(?<=[a-z][ \t]\d{4}\n)")
 _CITY_POSTCODE_AT_END = re.compile(r"[a-z][ \t]\d{4}\Z")
+#: An Indian address: a house number (``292``, ``80/730``, ``H.No. 05``, ``Flat 12``), on its
+#: own line or before a comma, one or two lines of street and locality words, then the city and
+#: its six-digit PIN code (``Raebareli-206427``, ``Bengaluru 560001``, ``Hyderabad - 500034``).
+_PIN_ADDRESS = re.compile(
+    r"(?P<number>(?:H\.?[ \t]?No\.?[ \t]*|(?:Flat|House|Plot|Door)(?:[ \t]+No\.?)?[ \t]*)?"
+    r"\d{1,5}(?:[/-]\d{1,5})*[A-Za-z]?)"
+    r"(?:[ \t]*,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*)"
+    rf"(?:(?:{_CAP}|{_ORDINAL})(?:[ \t]+(?:{_CAP}|{_ORDINAL})){{0,4}}(?:[ \t]*,[ \t]*\n?[ \t]*|[ \t]*\n[ \t]*)){{1,2}}"
+    r"(?!\d)"
+    rf"{_CITY}[ \t]*(?:[-–][ \t]*|[ \t]+)[1-9]\d{{5}}(?![\w-])"
+)
+_PIN_AFTER_CITY = re.compile(r"[A-Za-z][ \t]*(?:[-–][ \t]*|[ \t]+)\Z")
 #: An Irish Eircode (``D02 X285``, ``A65 F4E2``), after a city or ``Dublin 2`` where there is
 #: one, and the city after it where the code stands in the middle.
 _EIRCODE_TAIL = re.compile(
@@ -629,7 +643,8 @@ class StreetAddressScanner:
 
     def _tail_led(self, text: str) -> list[tuple[int, int]]:
         """Street lines of any street word that end in a region and postcode (:data:`_TAIL_LED`)
-        or sit above a line of a city and postcode (:data:`_CITY_POSTCODE_LED`). Each is searched
+        or sit above a line of a city and postcode (:data:`_CITY_POSTCODE_LED`), and Indian
+        addresses that end in a city and PIN code (:data:`_PIN_ADDRESS`). Each is searched
         from the line above the place its gate finds, as the street line stands on the line of
         its city or the one above it (or two above, with a rural delivery line between)."""
         spans = []
@@ -637,7 +652,16 @@ class StreetAddressScanner:
         city_ends = [m.span() for m in _CITY_POSTCODE_AT.finditer(text)]
         if _CITY_POSTCODE_AT_END.search(text, max(0, len(text) - 6)):
             city_ends.append((len(text), len(text)))
-        for pattern, ends, lines_up in ((_TAIL_LED, region_ends, 2), (_CITY_POSTCODE_LED, city_ends, 3)):
+        pin_ends = [  # a run of digits that opens with six digits and no more, after a word
+            (start, start + 6)
+            for start, _ in number_runs(text)
+            if text[start - 1 : start] in (" ", "-", "–", "\t")
+            and text[start : start + 6].isdigit()
+            and not text[start + 6 : start + 7].isdigit()
+            and _PIN_AFTER_CITY.search(text, max(0, start - 4), start)
+        ]
+        groups = ((_TAIL_LED, region_ends, 2), (_CITY_POSTCODE_LED, city_ends, 3), (_PIN_ADDRESS, pin_ends, 3))
+        for pattern, ends, lines_up in groups:
             searched_to = 0
             for start, end in ends:
                 if pattern is _TAIL_LED and start and (text[start - 1].isalnum() or text[start - 1] in "-_"):
