@@ -215,6 +215,10 @@ def test_phones_written_as_phones_are_found_even_when_not_valid(text: str, phone
         "build 4826171827",  # ten digits alone must still be a valid number
         "ISBN 0-19-852663-6",
         "ratio 0.957075 3",
+        "value: 0716900130494",  # an EAN-13 barcode (valid GS1 check digit), no phone word
+        "code 087846743292",  # a UPC-A barcode
+        "see 0-487-05086-X for details",  # an ISBN-10 whose check digit is X
+        "routing number 024127312",  # an ABA routing number after its word
     ],
 )
 def test_numbers_that_are_not_written_as_phones_stay_out(text: str) -> None:

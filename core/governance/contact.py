@@ -143,7 +143,7 @@ _SURE_PHONE_DIGITS = 7
 _REFERENCE_WORD = re.compile(
     r"(?i)\b(?:order|invoice|ref|reference|ticket|tracking|case|account|acct|sku|serial|batch|lot|transaction"
     r"|txn|confirmation|booking|policy|claim|member|customer|item|part|model|build|version|isbn|issn|patent"
-    r"|clause|section|id)\b\s*(?:no\.?|number|num|id|#|nr\.?)?\s*(?:is|was|[:#=])?\s*$"
+    r"|clause|section|id|routing|aba|ean|upc|gtin|barcode|sort code)\b\s*(?:no\.?|number|num|id|#|nr\.?)?\s*(?:is|was|[:#=])?\s*$"
 )
 #: A window's text up to its last digit (or line break): no match of the two patterns above
 #: holds one, so their search starts after it (see :func:`_phone_word_before`).
@@ -221,6 +221,21 @@ def _is_isbn(raw: str) -> bool:
     from stdnum import isbn
 
     return bool(isbn.is_valid(raw))
+
+
+#: Lengths of the GS1 barcodes written as bare digits: EAN-8, UPC-A, EAN-13.
+_BARCODE_LENGTHS = (8, 12, 13)
+
+
+def _is_barcode(raw: str) -> bool:
+    """Bare digits of a barcode's length with a valid GS1 check digit (``0716900130494``): a
+    product code, not a phone, unless a phone word says so (one compact phone number in ten
+    of these lengths passes the check by chance, and such lengths are rare for phones)."""
+    if len(raw) not in _BARCODE_LENGTHS or not raw.isdigit():
+        return False
+    digits = [int(d) for d in reversed(raw[:-1])]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits))
+    return (10 - total % 10) % 10 == int(raw[-1])
 
 
 #: Country codes of the regions whose national numbers :func:`_national_number` reads itself.
@@ -427,6 +442,10 @@ class PhoneScanner:
             return True
         compact = raw.translate(_WINDOW_SEPARATORS)
         if _SEQUENCES[0] in compact or _SEQUENCES[1] in compact or _SEQUENCES[2] in compact or _is_isbn(raw):
+            return True
+        if text[end : end + 2] in ("-X", "-x") and raw.count("-") == 2:
+            return True  # an ISBN-10 whose check digit is X ("0-487-05086-X")
+        if _is_barcode(raw) and not _phone_word_before(text, start):
             return True
         if continues_code(text, start):
             return True
