@@ -143,7 +143,8 @@ _SURE_PHONE_DIGITS = 7
 _REFERENCE_WORD = re.compile(
     r"(?i)\b(?:order|invoice|ref|reference|ticket|tracking|case|account|acct|sku|serial|batch|lot|transaction"
     r"|txn|confirmation|booking|policy|claim|member|customer|item|part|model|build|version|isbn|issn|patent"
-    r"|clause|section|id|routing|aba|ean|upc|gtin|barcode|sort code)\b\s*(?:no\.?|number|num|id|#|nr\.?)?\s*(?:is|was|[:#=])?\s*$"
+    r"|clause|section|id|routing|aba|ean|upc|gtin|barcode|sort code)"
+    r"\b\s*(?:no\.?|number|num|id|#|nr\.?)?\s*(?:is|was|[:#=])?\s*$"
 )
 #: A window's text up to its last digit (or line break): no match of the two patterns above
 #: holds one, so their search starts after it (see :func:`_phone_word_before`).
