@@ -365,3 +365,35 @@ def test_values_under_record_keys_are_found(text: str, kind: str, value: str) ->
 )
 def test_words_that_only_look_like_keys_name_nothing(text: str, kind: str) -> None:
     assert _found(text, kind) == []
+
+
+# --- generated passwords (Faker's password()): symbols anywhere, also first -------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("user=bparks passwd=#yiMGZOsG9id7l", "#yiMGZOsG9id7l"),  # "#" opens a value after "="
+        ("DB_PASSWORD=2u3HDoEt(XfAyw", "2u3HDoEt(XfAyw"),  # a bracket inside is no call
+        ("password: D(qWwL_S*k^q4n", "D(qWwL_S*k^q4n"),
+        ("password: *NhHbMrsg&b80o", "*NhHbMrsg&b80o"),  # random, so no YAML alias
+        ("webhook_secret: s5cN_lx=&jvsO0ZvC*9\nci:", "s5cN_lx=&jvsO0ZvC*9"),  # no annotation
+        ('password: str = "Xk29fLq0pZ"', "Xk29fLq0pZ"),  # a Python annotation still is one
+    ],
+)
+def test_generated_passwords_with_symbols_are_found_whole(text: str, secret: str) -> None:
+    assert _found(text, "secret") == [secret]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "base: &default\n  password: *default",  # a YAML alias of a word
+        "password = hash(pw, salt)",  # a call, cut at the comma
+        "secret = data[key]",  # a subscript
+        'password = os.environ["PW"]',
+        "password: #{user_pw}",  # Ruby interpolation
+    ],
+)
+def test_code_and_yaml_references_are_not_passwords(text: str) -> None:
+    assert _found(text, "secret") == []

@@ -571,7 +571,9 @@ _KEY_RUN = re.compile(r"[A-Za-z0-9_.\-]*")
 #: After a key: an optional type annotation (``api_key: str =``), then the assignment operator.
 _OP = re.compile(
     r"(?:\*\*|__)?[ \t]*"
-    r"(?::[ \t]*[A-Za-z_][\w.]*(?:\[[^\]\n]{0,60}\])?(?:[ \t]*\|[ \t]*None)?(?=[ \t]*=[ \t]*[^=\s])[ \t]*)?"
+    # a Python annotation, "password: str = ...", written with a space before "=" as PEP 8 asks
+    # (a YAML value "s5cN_lx=&jvs..." is no annotation)
+    r"(?::[ \t]*[A-Za-z_][\w.]*(?:\[[^\]\n]{0,60}\])?(?:[ \t]*\|[ \t]*None)?(?=[ \t]+=[ \t]*[^=\s])[ \t]*)?"
     r"(?P<op>:=|=>|\?=|=(?![=~])|:(?!:))[ \t]*(?:\*\*[ \t]*|__[ \t]*)?"  # **Password:** in Markdown
 )
 _VALUE = re.compile(
@@ -584,8 +586,16 @@ _UNQUOTED = re.compile(r"[^\s\"'`,;)\]}\\]{1,300}")
 _NEXT_PARAM = re.compile(r"&[\w.\[\]-]+=")  # a query string's next parameter ends an unquoted value
 
 _CAPITALISED = re.compile(r"[A-ZÀ-Þ][a-zß-ÿ]+")
+#: An unquoted value that is code: a call or subscript, closed (``get_token()``, ``env[KEY]``)
+#: or cut short at a quote (``os.environ[``, ``config.get(``). A bracket inside a generated
+#: password (``2u3HDoEt(XfAyw``) is neither.
+_CODE_SHAPE = re.compile(r"[(\[]$|[)\]]$")
 _UNQUOTED_BAD_START = frozenset("${[(<#*&!@|>")  # templates, YAML tags/aliases/anchors, comments
 _ENV_BAD_START = frozenset("${[(<|>")  # KEY=#x in a .env file is a value, not a comment
+_EQUALS_BAD_START = _UNQUOTED_BAD_START - {"#", "*", "!"}  # passwd=#x9Lq... on a shell or INI line
+#: Starts of a YAML alias, anchor or tag (``*default``, ``&base``, ``!Ref``) that a generated
+#: password may also have (``*NhHbMrsg&b80o``): a value that looks random is the password.
+_YAML_MARKS = frozenset("*&!")
 _SNAKE_PART = re.compile(r"[a-z][a-z0-9]*|[A-Z][A-Z0-9]*|\d*")
 _DIGITS = "0123456789"
 
@@ -644,12 +654,24 @@ def _looks_like_variable(value: str) -> bool:
 _WHITESPACE = re.compile(r"\s")
 
 
-def _value_ok(kind: str, value: str, quoted: bool, env_style: bool, kwarg: bool, env_assign: bool = False) -> bool:
+def _value_ok(
+    kind: str,
+    value: str,
+    quoted: bool,
+    env_style: bool,
+    kwarg: bool,
+    env_assign: bool = False,
+    equals: bool = False,
+    after: str = "",
+) -> bool:
     """Whether an assigned value is a credential rather than a placeholder, reference or label.
 
     ``env_style``: the key is written like an environment variable (``DB_PASSWORD``) or a CLI flag,
     where an unquoted value is a literal; elsewhere an unquoted identifier is read as a variable.
     ``env_assign``: ``KEY=value`` in a .env file, where ``#`` or ``!`` may open the value.
+    ``equals``: assigned with ``=`` (INI, shell, a log line), where ``#`` may open the value too
+    (after ``key:`` in YAML it opens a comment). ``after``: the character after an unquoted
+    value, which says whether a bracket in it was code cut short (``hash(pw, salt)``).
     """
     if len(value) < 4 or _WHITESPACE.search(value):
         return False
@@ -658,12 +680,17 @@ def _value_ok(kind: str, value: str, quoted: bool, env_style: bool, kwarg: bool,
         return False
     if _placeholder(value) or _RUN.search(value):
         return False
-    if value[0] in "${[(<" or (not quoted and value[0] in (_ENV_BAD_START if env_assign else _UNQUOTED_BAD_START)):
+    bad_start = _ENV_BAD_START if env_assign else _EQUALS_BAD_START if equals else _UNQUOTED_BAD_START
+    if value[0] in "${[(<" or value.startswith("#{"):
+        return False
+    if not quoted and value[0] in bad_start and not (value[0] in _YAML_MARKS and looks_random(value[1:])):
         return False
     if _URL.match(value) or _EMAIL.fullmatch(value) or _is_path(value):
         return False
     if not quoted:
-        if "(" in value or "[" in value or low in _CODE_WORDS:
+        if low in _CODE_WORDS or (
+            ("(" in value or "[" in value) and (_CODE_SHAPE.search(value) or (after != "" and after in ",)]"))
+        ):
             return False
         if _DOTTED_REF.fullmatch(value) and not any(ch.isdigit() for ch in value):
             return False  # self.password, settings.SECRET_KEY, process.env.TOKEN
@@ -678,6 +705,8 @@ def _value_ok(kind: str, value: str, quoted: bool, env_style: bool, kwarg: bool,
         return not _CAPITALISED.fullmatch(value)  # a form label such as "Password" or "Contraseña"
     if kind == _TOKEN:
         return looks_random(value)
+    if len(value) >= 12 and _char_classes(value) >= 4 and looks_random(value):
+        return True  # a generated password under a secret key: "s5cN_lx=&jvsO0ZvC*9"
     return (
         len(value) >= 16
         and re.fullmatch(r"[A-Za-z0-9+/=_-]+", value) is not None
@@ -766,7 +795,7 @@ def _assignments(text: str, lower: str, spans: set[tuple[int, int]]) -> None:
         value = text[vs:ve]
         if value == text[ks:ke]:
             continue  # an enum member or constant named by its own value: PG_PASSWORD = "PG_PASSWORD"
-        if _value_ok(kind, value, quoted, env_style, kwarg, env_style and op == "="):
+        if _value_ok(kind, value, quoted, env_style, kwarg, env_style and op == "=", op == "=", text[ve : ve + 1]):
             spans.add((vs, ve))
 
 
