@@ -379,6 +379,7 @@ def test_words_that_only_look_like_keys_name_nothing(text: str, kind: str) -> No
         ("password: *NhHbMrsg&b80o", "*NhHbMrsg&b80o"),  # random, so no YAML alias
         ("webhook_secret: s5cN_lx=&jvsO0ZvC*9\nci:", "s5cN_lx=&jvsO0ZvC*9"),  # no annotation
         ('password: str = "Xk29fLq0pZ"', "Xk29fLq0pZ"),  # a Python annotation still is one
+        ('{"password": "$4Pq+irB+hFdgU"}', "$4Pq+irB+hFdgU"),  # "$" then a digit: no variable
     ],
 )
 def test_generated_passwords_with_symbols_are_found_whole(text: str, secret: str) -> None:
@@ -393,6 +394,8 @@ def test_generated_passwords_with_symbols_are_found_whole(text: str, secret: str
         "secret = data[key]",  # a subscript
         'password = os.environ["PW"]',
         "password: #{user_pw}",  # Ruby interpolation
+        "password: $DB_PASSWORD",  # a variable
+        "password: $(cat pw.txt)",  # a command substitution
     ],
 )
 def test_code_and_yaml_references_are_not_passwords(text: str) -> None:

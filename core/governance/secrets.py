@@ -681,8 +681,10 @@ def _value_ok(
     if _placeholder(value) or _RUN.search(value):
         return False
     bad_start = _ENV_BAD_START if env_assign else _EQUALS_BAD_START if equals else _UNQUOTED_BAD_START
-    if value[0] in "${[(<" or value.startswith("#{"):
+    if value[0] in "{[(<" or value.startswith("#{"):
         return False
+    if value[0] == "$" and (value[1:2].isalpha() or value[1:2] in "{(_" or not looks_random(value[1:])):
+        return False  # $VAR, ${VAR}, $(cmd); a generated "$4Pq+irB+hFdgU" is the password
     if not quoted and value[0] in bad_start and not (value[0] in _YAML_MARKS and looks_random(value[1:])):
         return False
     if _URL.match(value) or _EMAIL.fullmatch(value) or _is_path(value):
