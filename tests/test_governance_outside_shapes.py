@@ -195,6 +195,7 @@ def test_inline_allow_markers_of_detect_secrets_and_gitleaks() -> None:
         # they are written the way only phone numbers are written
         ("Phone: 653.211.3361", "653.211.3361"),
         ("cell (627) 258-9290", "(627) 258-9290"),
+        ("call 1 (804) 181-1078 today", "1 (804) 181-1078"),  # the NANP trunk 1 written before it
         ("Rufen Sie (08481) 514151 an", "(08481) 514151"),
         ("Bel +31(0)90-4200323 voor info", "+31(0)90-4200323"),
         ("Ring +44(0)1632 960860 tonight", "+44(0)1632 960860"),  # Ofcom's range for fiction
