@@ -27,7 +27,8 @@ SKIPPED_DIRECTIVES = frozenset(
 #: Files that credit people (release notes, change logs, author lists) and spelling word lists
 #: (lists of contributors' names): left out whole.
 _CREDIT_FILES = re.compile(
-    r"(?:^|/)(?:releases|changes|changelog|news|authors?|contributors|credits|thanks|history|spelling_wordlist)"
+    r"(?:^|/)(?:releases|changes|changelog|news|authors?|contributors|credits|thanks|history|spelling_wordlist|"
+    r"announce|whatsnew(?:-[\d.]+)?)"
     r"(?:/|\.|$)",
     re.IGNORECASE,
 )

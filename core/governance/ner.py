@@ -38,16 +38,24 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   sentence or clause (``: Manages Buck build system``); the heads of eponymous and technical
   terms count as term heads, plurals too (``Remainder Theorem``, ``Fourier Transform``,
   ``Monte Carlo Methods``, ``Jupyter Notebook``);
-- it must not be counted (``one Spark Driver``), open a bare command (``Install Redis on the
-  server, start the daemon``), end in a verb that takes an article (a definition list read as
-  a line: ``Marshaller Generate an XML-RPC chunk``) or be one item of a list of single-word
-  names of things (``FocusIn, MouseWheel, Gravity Reparent, Configure``), nor open with an
-  adjective by its ending (``Serverless Redis``, ``Scalable Storage``);
+- it must not be counted (``one Spark Driver``), open a command (``Install Redis on the
+  server, start the daemon``; ``Check Foo is green``, its first word tagged a verb), end in a
+  verb that takes an article (a definition list read as a line: ``Marshaller Generate an
+  XML-RPC chunk``) or be one item of a list of single-word names of things (``FocusIn,
+  MouseWheel, Gravity Reparent, Configure``), nor open with an adjective by its ending
+  (``Serverless Redis``, ``Scalable Storage``);
+- the form of its words must not show a thing, place or activity (:func:`_thing_by_form`): a
+  participle (``Deploying Foo``, ``Threshold Accepting``), an ``-ive``/``-ic`` adjective last
+  (``Foo Interactive``), an abstract noun first (``Validation Salt``), a place name's first
+  word (``San Marino``), a keyword list after it (``Foo SELECT, INSERT``), a thing's noun
+  before it (``the organization Foo Commons``) or a run of six capitalised words or more; nor
+  may it stand in the text in the other number (``Markov Chains`` ... ``Markov Chain``) or
+  modify a plural subject (``Normal Python attributes can``);
 - a lone word is never a name on the model's word alone: product names stand where first names
   do (``Numba has``, ``Jira is down``); context below makes it one;
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
-  more, a plural noun, a word not tagged a proper noun, or stands in a Title Cased title;
-  ``John Smith`` stays.
+  more, a plural noun, a word not tagged a proper noun, an adjective that is no noun or verb
+  first (``Strict Mode``), or stands in a Title Cased title; ``John Smith`` stays.
 
 A cue other than the strongest (greetings, honorifics, fields, ...) does not make a plural
 common noun a name (``certain Secondary Sections whose titles``); ``its X,`` is a possessive.
@@ -65,12 +73,15 @@ capitalised words in a row that the model missed are a name when most are no dic
 (``I spoke to Deepa Choi``; the first must be when the model saw an ORG or GPE there; an
 all-caps word counts as familiar, ``Azure OIDC``), with the same context rules. A word of a
 cued or model full name is a name wherever else it stands in the same text (``Jonas Berg`` ...
-``Jonas``).
+``Jonas``), unless a multi-word span judged a thing holds it too (``Deploying Foo``). ``whose``
+marks names of two words or more only (things have it too: ``Dockerfile whose entrypoint``).
 
 Not found: names written in lower case (``hey its jake``), handles (``@alexis``), lone first
 names without context (``Per our call, Noor will``); multi-word product and component names
-the model calls PERSON whose words are names too (``Jetson Nano``, ``Django Commons``,
-``Depthwise Conv``) and places (``Kitty Hawk``) remain the false findings in technical prose.
+the model calls PERSON whose words are names too (``Jetson Nano``, ``Depthwise Conv``,
+``Django Debug Toolbar``), plural heads (``Kombu Consumers``: surnames such as ``Flowers`` are
+tagged the same), foreign terms (``Banque Carrefour``) and places without a place word
+(``Kitty Hawk``) remain the false findings in technical prose.
 """
 
 from __future__ import annotations
@@ -152,7 +163,8 @@ ORG_WORDS = frozenset(
     "estates construction engineering manufacturing digital technology tech design marketing legal llp lp "
     "pty nv kg spa cooperative lending payments bancorp securities investments advisors advisory freight "
     "shipping transport utilities mining foods farms brewing brewery publishing entertainment fitness "
-    "dental medical pharmacy diagnostics research robotics therapeutics biotech department".split()
+    "dental medical pharmacy diagnostics research robotics therapeutics biotech department organization "
+    "organisation".split()
 )
 #: Last words of technical and legal terms the model calls people ("GNU General Public License",
 #: "HTTP/2 Server Push", "Named Entity Recognition", "Claude Code"); no common surname among them.
@@ -197,7 +209,7 @@ _PLAIN_WORD = re.compile(rf"\b{_L}+\b")
 _PRODUCT_BEFORE = re.compile(
     r"(?i)\b(?:the|a|an|this|that|these|those|our|your|their|its|my|such|any|each|every|other|all|no)[ \t]+$"
 )
-_VERSION_AFTER = re.compile(r"[ \t]+[A-Za-z]{0,3}\d")
+_VERSION_AFTER = re.compile(r"[ \t]+[A-Za-z]{0,3}[-.]?\d")
 #: A number word before a capitalised span: it counts things ("one Spark Driver", "several Worker
 #: Pools"); people are not counted in front of their names. Digits are left out ("in 2005 Aaron").
 _COUNT_BEFORE = re.compile(
@@ -212,6 +224,33 @@ _CLAUSE_END = re.compile(r"[.!?;:\n]")
 _ADJECTIVE_FIRST = re.compile(r"(?i)[^\W\d_]{3,}(?:less|able|ible|ful|ous)")
 #: Prefixes that make verbs of verbs ("Unmarshal", "Reparent", "Deregister", "Disconnect").
 _VERB_PREFIXES = ("un", "re", "de", "dis")
+#: Words of a thing that a span right after it names ("the community organization Foo Bar",
+#: "the plugin Foo Bar"): with :data:`ORG_WORDS`, nouns that name software things.
+_THING_NOUNS = frozenset(
+    "library framework package module plugin extension tool toolkit application app service product "
+    "middleware backend component utility".split()
+)
+#: A determiner, up to one modifier, and the noun right before a span ("the community organization").
+_NOUN_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|our|its|their|your)[ \t]+(?:[a-z-]+[ \t]+)?([a-z]+)[ \t]+$")
+#: Endings of adjectives that head organisation and product names ("Foo Interactive",
+#: "Bar Academic", "Baz Dynamic"); no surname in Faker's 33 locales is such a dictionary adjective.
+_ADJECTIVE_HEAD = re.compile(r"(?i)[^\W\d_]{3,}(?:ive|ic|ical)")
+#: Endings of abstract nouns made from verbs and adjectives ("Validation", "Deployment",
+#: "Readiness"): such a word opens a term's name, not a person's.
+_ABSTRACT_NOUN = re.compile(r"(?i)[^\W\d_]{4,}(?:ation|ition|ment|ness)")
+#: An all-caps word after the span and a comma or "and": the span's last all-caps word is one
+#: item of a list of keywords ("grant Foo SELECT, INSERT and DELETE").
+_CAPS_LIST_AFTER = re.compile(r"[ \t]*(?:,|\band\b|\bor\b)[ \t]*(?:and[ \t]+|or[ \t]+)?[A-Z][A-Z0-9_]+\b")
+#: A capitalised word without punctuation, for runs of them (``Arcsin Benini Beta BetaPrime``).
+_CAP_TOKEN = re.compile(rf"{_U}\w*")
+#: Capitalised words in a row (spaces only between) from which the run is a list, not a name.
+_LONG_RUN = 6
+#: First words of place names that are no first or family names (model spans: ``San Marino``,
+#: ``Port Louis``); ``El``, ``La``, ``Le``, ``St`` are left out (``Le Thi Hoa``).
+_PLACE_FIRST_WORDS = frozenset(
+    "san santa santo sankt saint new los las port fort mount mt lake north south east west upper lower "
+    "cape isle".split()
+)
 #: First words of place names ("San Marino", "New Haven").
 _PLACE_PREFIXES = frozenset(
     "san santa santo saint st sankt new los las el la le port fort mount mt lake north south east west "
@@ -277,6 +316,32 @@ class _Lexicon:
         verbs = self.index.get("verb", frozenset())
         return w in verbs or any(
             w.startswith(p) and len(w) - len(p) >= 4 and w[len(p) :] in verbs for p in _VERB_PREFIXES
+        )
+
+    def is_participle(self, word: str) -> bool:
+        """True for a verb's ``-ing`` or ``-ed`` form that is no noun itself (``Deploying``,
+        ``Accepting``, ``Generalized``): a word of an activity's or a method's name. Surnames of
+        that shape are nouns too (``Browning``, ``Reading``, ``Whiting``) and stay names; short
+        ``-ed`` words are left alone (``Jared`` reads as ``jar`` + ``ed``)."""
+        w = word.lower()
+        verbs = self.index.get("verb", frozenset())
+        if w in self.index.get("noun", ()):
+            return False
+        if w.endswith("ing") and len(w) >= 6:
+            return w[:-3] in verbs or w[:-3] + "e" in verbs
+        if w.endswith("ed") and len(w) >= 8:
+            return w[:-2] in verbs or w[:-1] in verbs
+        return False
+
+    def is_adjective_only(self, word: str) -> bool:
+        """True for an adjective that is no noun or verb (``Strict``, ``Interactive``); those
+        ending in ``y`` are left out: they are nicknames too (``Rusty``, ``Sunny``)."""
+        w = word.lower()
+        return (
+            w in self.index.get("adj", ())
+            and w not in self.index.get("noun", ())
+            and w not in self.index.get("verb", ())
+            and not w.endswith("y")
         )
 
     def is_plural_noun(self, word: str) -> bool:
@@ -348,7 +413,10 @@ _COPYRIGHT_CUE = (
     rf"(?i:by[ \t]+)?(?P<name>{_NAME})"
 )
 _LAST_WORD_CUE = rf"[.!?][ \t]*\n?[ \t]*(?:[—–-][ \t]*)?(?P<name>{_NAME})[ \t]*\Z"
-_WHO_CUE = rf"(?P<name>{_NAME}),?[ \t]+(?:who|whom|whose)\b"
+_WHO_CUE = rf"(?P<name>{_NAME}),?[ \t]+(?:who|whom)\b"
+#: ``whose`` refers to things too (``a directory with Dockerfile whose entrypoint``): two words
+#: or more only.
+_WHOSE_CUE = rf"(?P<name>{_WORD}(?:[ \t]+{_PIECE}){{1,3}}),?[ \t]+whose\b"
 _ASSIGNED_CUE = (
     rf"\b(?i:assigned to|reassigned to|escalated to|handed over to|on behalf of|attn\.?:?)[ \t]+(?P<name>{_NAME})"
 )
@@ -376,6 +444,7 @@ _CUES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (_COPYRIGHT_CUE, "full"),
         (_LAST_WORD_CUE, "single"),
         (_WHO_CUE, "full"),
+        (_WHOSE_CUE, "full"),
         (_ASSIGNED_CUE, "full"),
     )
 )
@@ -583,16 +652,29 @@ def _person_spans(
     ctx = _Text(text, doc, lexicon, model_spans)
     cued = _cued_spans(ctx)
     kept: list[tuple[int, int]] = list(cued)
+    rejected: list[tuple[int, int]] = []
     for raw_start, raw_end in model_spans:
         span = _trim(text, raw_start, raw_end)
         if span is None or _overlaps(span, ctx.blocked) or _overlaps(span, cued):
             continue  # a cue already covers it (with cleaner bounds)
         if _model_span_ok(ctx, span):
             kept.append(span)
-    repeated = _repeated_words(ctx, kept)  # the words of cued and model names only
+        elif _judged_thing(text, span):
+            rejected.append(span)
+    # the words of cued and model names only, less those of spans judged things
+    repeated = _repeated_words(ctx, kept, rejected)
     kept.extend(span for span in _name_pairs(ctx) if not _overlaps(span, kept))
     kept.extend(span for span in repeated if not _overlaps(span, kept))
     return merge_spans(kept)
+
+
+def _judged_thing(text: str, span: tuple[int, int]) -> bool:
+    """True when a rejected model span was rejected as a thing, not for its shape: name-shaped,
+    no stop word ("Just van Rossum"), and two words or more besides particles and initials
+    (a lone name word is never reported alone: "Quang Le", "Paolo X." are rejected so)."""
+    value = text[span[0] : span[1]]
+    words = [w for w in _words(value) if w.lower() not in PARTICLES and not re.fullmatch(rf"{_U}\.?", w)]
+    return len(words) >= 2 and _name_shaped(value) and not any(_stop_word(w) for w in _words(value))
 
 
 def _overlaps(span: tuple[int, int], others: Iterable[tuple[int, int]]) -> bool:
@@ -753,9 +835,13 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
         # a lone capitalised word is as often a product ("Numba has", "Jira is down") as a first
         # name; only context (cues, the words of full names) makes it a name
         return False
+    if _thing_by_form(ctx, start, end, words):
+        return False  # "Deploying Foo", "Foo Interactive", "San Marino", "grant Foo SELECT, INSERT"
     if all(lexicon.is_word(w) for w in words):
         if len(words) >= 3 or any(lexicon.is_plural_noun(w) for w in words):
             return False
+        if lexicon.is_adjective_only(words[0]):
+            return False  # "Strict Mode": an adjective that is no noun describes a thing
         if not all(tag in ("NNP", "NNPS", "HYPH", "POS", "_SP") for tag in tags):
             return False
         if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
@@ -763,27 +849,101 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
     return True
 
 
+def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
+    """True when the form of the span's words or its neighbours show it names a thing, place or
+    activity, not a person (each checked against the first and last names of Faker's locales):
+
+    - a verb's ``-ing``/``-ed`` form first (``Deploying Foo``, ``Simulated Annealing``), or last
+      when it is an adjective too (``Threshold Accepting``): people's names are no participles;
+      surnames ending ``-ing`` are no adjectives (``Peter Lofting``);
+    - a last word that is an adjective ending ``-ive``/``-ic``/``-ical`` (``Foo Interactive``,
+      ``Bar Academic``): a company's or product's head, no surname;
+    - a first word that is an abstract noun (``Validation Salt``, ``Deployment Target``);
+    - a first word of place names (``San Marino``, ``Port Louis``, ``New Haven``);
+    - a last all-caps word followed by a list of all-caps words (``grant Foo SELECT, INSERT and
+      DELETE``): keywords; ``Guillaume SAVATON, Marie Dupont`` stays a name;
+    - a thing's or organisation's noun right before it after a determiner (``the community
+      organization Foo Commons``), unless a finite verb follows (``the project Ada Lovelace
+      started``: there the span is a subject, a person as often as not);
+    - six capitalised words or more in a row around it, spaces only between (``Arcsin Benini
+      Beta BetaPrime Cauchy``): a list of names of things; no person's name is that long
+      without a particle or a comma.
+    """
+    text, lexicon = ctx.text, ctx.lexicon
+    last = words[-1].lower()
+    if len(words) >= 2 and lexicon.is_participle(words[0]):
+        return True
+    if len(words) >= 2 and lexicon.is_participle(last) and last in lexicon.index.get("adj", ()):
+        return True  # "Threshold Accepting"; a surname's "-ing" is no adjective ("Peter Lofting")
+    if len(words) >= 2 and _ADJECTIVE_HEAD.fullmatch(words[-1]) and words[-1].lower() in lexicon.index.get("adj", ()):
+        return True
+    if len(words) >= 2 and _ABSTRACT_NOUN.fullmatch(words[0]) and words[0].lower() in lexicon.index.get("noun", ()):
+        return True
+    if words[0].lower() in _PLACE_FIRST_WORDS:
+        return True
+    if len(words[-1]) > 1 and words[-1].isupper() and _CAPS_LIST_AFTER.match(text, end):
+        return True
+    noun = _NOUN_BEFORE.search(text[max(0, start - 60) : start])
+    if noun and (noun.group(1).lower() in ORG_WORDS or noun.group(1).lower() in _THING_NOUNS):
+        if ctx.next_token(end)[1] not in _FINITE_TAGS:
+            return True
+    return _capitalised_run(text, start, end) >= _LONG_RUN
+
+
+def _capitalised_run(text: str, start: int, end: int) -> int:
+    """How many capitalised words stand in a row with the span, single spaces between them."""
+    count = len(text[start:end].split())
+    position = start
+    while True:  # leftwards
+        m = re.search(rf"(?<![\w.,;:()])({_CAP_TOKEN.pattern})[ \t]$", text[max(0, position - 40) : position])
+        if not m:
+            break
+        count += 1
+        position -= len(m.group(0))
+    position = end
+    while m := re.compile(rf"[ \t]({_CAP_TOKEN.pattern})(?![\w.,;:()'’-])").match(text, position):
+        count += 1
+        position = m.end()
+    return count
+
+
 def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
     """True when the text itself shows the span names a thing: its first word starts a
     capitalised phrase after a determiner elsewhere (``a Hive Metastore`` ... ``Hive
-    Metastores``), or it opens a sentence or clause with a verb form (``: Manages Buck build``)."""
+    Metastores``), it stands there in the other number too (``Markov Chains`` ... ``Markov
+    Chain``), or it opens a sentence or clause with a verb form (``: Manages Buck build``)."""
     words = _words(ctx.text[start:end])
     if not words:
         return False
     if ctx.determined_elsewhere(words[0]):
         return True
+    if len(words) >= 2 and _number_elsewhere(ctx.text, start, end):
+        return True
     return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
+
+
+def _number_elsewhere(text: str, start: int, end: int) -> bool:
+    """True when the span also stands in the text in the other grammatical number (``Markov
+    Chains`` ... ``a Markov Chain``): people's names are not pluralised, things' names are."""
+    value = " ".join(text[start:end].split())
+    forms = [value + "s", value + "es"]
+    if value.endswith("s"):
+        forms.append(value[:-1])
+    if value.endswith("es"):
+        forms.append(value[:-2])
+    flat = " ".join(text.split())
+    return any(re.search(rf"(?<![\w-]){re.escape(form)}(?![\w-])", flat) for form in forms)
 
 
 def _command_or_description(ctx: _Text, start: int, end: int) -> bool:
     """True when a verb's base form, not a name, sits at an end of the span.
 
-    A command: the span opens a sentence with a base verb and the sentence is a bare command,
-    the tagger calling that word a verb, or no finite verb in the sentence and another command
-    joined on (``Fork Django on GitHub, create a branch, and show us``); a name opening a
-    sentence has a finite verb after it (``Grant Evans reviewed``), none at all (a signature,
-    ``Mark Evans, Account Manager``; ``Mark Evans to draft the roadmap`` joins no command), or
-    a comma right after it (addressed: ``Grant Evans, please review and merge``).
+    A command: the span opens a sentence with a base verb and the sentence is a command, the tagger
+    calling that word a verb (``Check Foo is green``: its object is a clause), or no finite verb in
+    the sentence and another command joined on (``Fork Django on GitHub, create a branch, and show
+    us``); a name opening a sentence has a finite verb after it (``Grant Evans reviewed``), none at
+    all (a signature, ``Mark Evans, Account Manager``; ``Mark Evans to draft the roadmap`` joins no
+    command), or a comma right after it (addressed: ``Grant Evans, please review and merge``).
     A description: the span's last word is a base verb followed by an article, its object
     (``Marshaller Generate an XML-RPC chunk``, a definition list read as one line); a name is
     followed by an article only rarely (``gave Maria Garcia a call``, whose last word is no verb).
@@ -800,7 +960,10 @@ def _command_or_description(ctx: _Text, start: int, end: int) -> bool:
     stop = _CLAUSE_END.search(text, end)
     rest = ctx.tokens(end, stop.start() if stop else len(text))
     span_tags = ctx.tags(start, end)
-    if span_tags[:1] == ["VB"] and not any(tag in _FINITE_TAGS for _, tag in rest):
+    if span_tags[:1] == ["VB"]:
+        # the tagger reads the first word as a base verb, so the sentence is a command whatever
+        # follows ("Check Foo is green"): names opening a sentence are tagged NNP ("Grant Evans
+        # is here", "Mark Evans is the owner"), "Will" MD
         return True
     if any(tag in _FINITE_TAGS for _, tag in rest):
         return False
@@ -868,9 +1031,17 @@ def _thing_or_foreign(value: str) -> bool:
 
 
 def _attributive(ctx: _Text, end: int) -> bool:
-    """True when a common noun follows ``end``: the words before modify it (``Enum class``)."""
+    """True when a common noun follows ``end``: the words before modify it (``Enum class``).
+    A plural noun that the tagger takes for a verb counts when a modal or a verb follows it
+    (``Foo Python attributes can be``: the noun is the subject; a person's verb is not
+    followed by another verb)."""
     next_text, next_tag = ctx.next_token(end)
-    return next_tag in ("NN", "NNS") and next_text.islower()
+    if next_tag in ("NN", "NNS") and next_text.islower():
+        return True
+    if not next_text.islower() or not ctx.lexicon.is_plural_noun(next_text):
+        return False
+    after = ctx.tokens(end, len(ctx.text))[1:2]
+    return bool(after) and after[0][1] in ("MD", "VBP", "VBZ", "VBD")
 
 
 def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
@@ -902,6 +1073,7 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
             or _alias(text, start)
             or _glossed_term(text, end)
             or _trade_name(lexicon, names[-1])
+            or _thing_by_form(ctx, start, end, names)
             or _sentence_start(text, start)
             or not _name_shaped(text[start:end])
             or any(_stop_word(w) or w.lower() in NOT_NAMES or len(w) < 2 for w in names)
@@ -1000,15 +1172,25 @@ def _cue_name(ctx: _Text, start: int, end: int, trust: str) -> tuple[int, int] |
     return start, end
 
 
-def _repeated_words(ctx: _Text, kept: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Other occurrences of the words of kept multi-word names (``Jonas`` after ``Jonas Berg``)."""
+def _repeated_words(
+    ctx: _Text, kept: list[tuple[int, int]], rejected: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """Other occurrences of the words of kept multi-word names (``Jonas`` after ``Jonas Berg``).
+
+    A word that is also part of a model span judged a thing in the same text is not repeated
+    (``Deploying Foo`` ... ``Foo Bar`` ... ``Foo``): the text uses it in a thing's name, so its
+    other occurrences are that thing as likely as a person."""
     text = ctx.text
+    thing_words = {word for start, end in rejected for word in _words(text[start:end])}
     words = {
         word
         for start, end in kept
         if len(_words(text[start:end])) >= 2
         for word in _words(text[start:end])
-        if len(word) >= 3 and word.lower() not in PARTICLES and not ctx.lexicon.is_word(word)
+        if len(word) >= 3
+        and word.lower() not in PARTICLES
+        and not ctx.lexicon.is_word(word)
+        and word not in thing_words
     }
     if not words:
         return []
