@@ -62,6 +62,7 @@ postcode passes) and about 200 on dense records full of addresses and numbers.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from polyadapt.governance.findings import Finding, merge_spans
 from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case
@@ -607,7 +608,7 @@ class StreetAddressScanner:
                     span = self._us_address(text, m)
                 if span:
                     spans.append(span)
-        spans.extend(self._tail_led(text))
+        spans.extend(self._tail_led(text, spans))
         if "box" in lower or "postfach" in lower:
             for m in _PO_BOX.finditer(text):
                 spans.append((m.start(), self._extend(text, m.end(), _STREET_TAILS)))
@@ -641,12 +642,14 @@ class StreetAddressScanner:
         spans = [(start, self._with_country(text, end)) for start, end in spans]
         return [Finding("address", start, end, self.name) for start, end in merge_spans(spans)]
 
-    def _tail_led(self, text: str) -> list[tuple[int, int]]:
+    def _tail_led(self, text: str, found: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
         """Street lines of any street word that end in a region and postcode (:data:`_TAIL_LED`)
         or sit above a line of a city and postcode (:data:`_CITY_POSTCODE_LED`), and Indian
         addresses that end in a city and PIN code (:data:`_PIN_ADDRESS`). Each is searched
         from the line above the place its gate finds, as the street line stands on the line of
-        its city or the one above it (or two above, with a rural delivery line between)."""
+        its city or the one above it (or two above, with a rural delivery line between). A
+        postcode inside an address already ``found`` (a street line with a known type) is
+        not searched again."""
         spans = []
         region_ends = [m.span() for m in _REGION_POSTCODE_AT.finditer(text)]
         city_ends = [m.span() for m in _CITY_POSTCODE_AT.finditer(text)]
@@ -666,6 +669,8 @@ class StreetAddressScanner:
             for start, end in ends:
                 if pattern is _TAIL_LED and start and (text[start - 1].isalnum() or text[start - 1] in "-_"):
                     continue  # a region code inside a longer word
+                if any(a <= start and end <= b for a, b in found):
+                    continue
                 for _ in range(lines_up):
                     start = text.rfind("\n", 0, max(0, start - 1)) + 1
                 start = max(searched_to, start)

@@ -333,15 +333,19 @@ class PhoneScanner:
                 if not fewest <= digits <= 15:  # E.164: at most 15
                     continue
                 start, end = part.span()
-                sure = self._sure_phone_word_before(text, start)
-                if (digits < self.min_digits and not sure) or self._rejected(text, start, end, raw, digits):
+                if self._rejected(text, start, end, raw, digits):
                     continue
-                regions = self._plausible_regions(text, start, raw)
-                if (
-                    sure
-                    or self._valid_in_any(raw, regions)
-                    or (_WRITTEN_AS_PHONE.fullmatch(raw) and self._possible_in_any(raw, regions or self.regions[:1]))
-                ):
+                if digits < self.min_digits:
+                    found = self._sure_phone_word_before(text, start)  # a short number needs its word
+                else:
+                    regions = self._plausible_regions(text, start, raw)
+                    written = _WRITTEN_AS_PHONE.fullmatch(raw) is not None
+                    found = (
+                        self._valid_in_any(raw, regions)
+                        or (written and self._possible_in_any(raw, regions or self.regions[:1]))
+                        or self._sure_phone_word_before(text, start)  # the word is tested last: it costs most
+                    )
+                if found:
                     spans.add((start, self._with_extension(text, end)))
         return [Finding("phone", start, end, self.name) for start, end in sorted(spans)]
 

@@ -144,34 +144,38 @@ def _is_valid(fmt: IdFormat, value: str) -> bool:
     return bool(check(value))
 
 
-#: Every name starts with one of these: acronyms as written, phrases by the first five
-#: characters of their first word lower-cased (``natio`` for the ``national ...`` names), and
-#: the acronyms lower-cased (record keys: ``"bsn": ...``).
-_ACRONYMS = tuple(dict.fromkeys(word for f in (*FORMATS, GENERAL) for word in f.acronyms))
-_PHRASE_HEADS = tuple(
-    dict.fromkeys(
-        [
-            *(word.split()[0][:5] for f in (*FORMATS, GENERAL) for word in f.phrases),
-            *(word.lower() for f in FORMATS for word in f.acronyms),
-        ]
-    )
+def _shortest_heads(words: list[str]) -> tuple[str, ...]:
+    """``words`` without those that start with another of them (``id`` finds ``idnr`` too)."""
+    unique = sorted(set(words), key=len)
+    return tuple(w for i, w in enumerate(unique) if not any(w.startswith(u) for u in unique[:i]))
+
+
+#: Every name starts with one of these, lower-cased: the acronyms, and the first five characters
+#: of each phrase's first word (``natio`` for the ``national ...`` names); one that starts
+#: with another is left out. They are looked for in :func:`lowered` text only, and the name
+#: regex then decides at each place (``SIN`` as written, ``"sin":`` as a record key).
+_HEADS = _shortest_heads(
+    [
+        *(word.lower() for f in FORMATS for word in f.acronyms),
+        *(word.split()[0][:5] for f in (*FORMATS, GENERAL) for word in f.phrases),
+    ]
 )
 
 
 def _names(text: str) -> list[re.Match[str]]:
-    """Every name of a number in ``text`` (:data:`_WORD` matches), tried only where an acronym
-    or the head of a phrase stands: a substring search per head costs less than the regex
-    tried at every letter (phrases are found in :func:`lowered` text, at the same offsets when
-    :func:`plain_case`; otherwise the regex is tried everywhere)."""
+    """Every name of a number in ``text`` (:data:`_WORD` matches), tried only where one of
+    :data:`_HEADS` stands in :func:`lowered` text (at the same offsets when :func:`plain_case`;
+    otherwise the regex is tried everywhere): a substring search per head costs less than the
+    regex tried at every letter."""
     if not plain_case(text):
         return [m for m in _WORD.finditer(text) if not _glued(text, m.start())]
     starts = set()
-    for words, haystack in ((_ACRONYMS, text), (_PHRASE_HEADS, lowered(text))):
-        for word in words:
-            at = haystack.find(word)
-            while at >= 0:
-                starts.add(at)
-                at = haystack.find(word, at + 1)
+    lower = lowered(text)
+    for head in _HEADS:
+        at = lower.find(head)
+        while at >= 0:
+            starts.add(at)
+            at = lower.find(head, at + 1)
     found = (_WORD.match(text, at) for at in sorted(starts) if not _glued(text, at))
     return [m for m in found if m is not None]
 
