@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import stat
@@ -95,6 +96,7 @@ def _photo(path: Path) -> None:
     image.save(path, exif=exif, comment=b"taken by Jane", xmp=b"<x:xmpmeta>Jane</x:xmpmeta>", icc_profile=_srgb())
 
 
+@functools.lru_cache(maxsize=1)  # built once: the profile's header holds its creation time (to the second)
 def _srgb() -> bytes:
     from PIL import ImageCms
 
