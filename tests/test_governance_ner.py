@@ -273,6 +273,10 @@ def test_it_is_a_scanner_with_one_spacy_person_recognizer(scanner):
         # real people in documentation prose stay names
         ("SymPy was started by Ondřej Čertík in 2005; Aaron Meurer later led it.", ["Ondřej Čertík", "Aaron Meurer"]),
         ("This example is for illustration purposes (credits to Raymond Hettinger for it).", ["Raymond Hettinger"]),
+        # record fields as JSON writes them: quotes around key and value, "_" in the key
+        ('{"id": 17, "full_name": "Lauren Woodard", "plan": "basic"}', ["Lauren Woodard"]),
+        ('{\n  "name": "Crystal Phillips",\n  "sex": "F"\n}', ["Crystal Phillips"]),
+        ("first_name: Breanna\nlast_name: Ellis", ["Breanna", "Ellis"]),
     ],
 )
 def test_exact_spans_on_realistic_records(scanner, text, names):

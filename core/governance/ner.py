@@ -399,12 +399,16 @@ _RELATION_CUE = (
     r"brother|sister|partner|friend|colleague|manager|boss|neighbou?r|doctor|grandson|granddaughter|"
     rf"grandmother|grandfather|uncle|aunt|cousin|fiancée?)[ \t,]+(?P<name>{_NAME})"
 )
+#: A header, form or record field that holds a person: ``Author: ...``, ``name: ...`` and, as
+#: JSON writes a record, ``{"full_name": "..."`` (quotes around key and value, ``_`` in the key).
 _FIELD_CUE = (
-    r"(?:^|\n|[.;][ \t]+)[ \t>]*(?i:from|to|cc|bcc|author|committer|signed-off-by|reviewed-by|acked-by|tested-by|"
-    r"reported-by|co-authored-by|name|full name|customer name|contact name|contact|patient|candidate|"
+    r"(?:^|\n|[.;][ \t]+|[{,][ \t]*)[ \t>]*[\"']?"
+    r"(?i:from|to|cc|bcc|author|committer|signed-off-by|reviewed-by|acked-by|tested-by|"
+    r"reported-by|co-authored-by|name|full[ _]?name|customer[ _]?name|contact[ _]?name|contact|patient|candidate|"
+    r"first[ _]?name|last[ _]?name|given[ _]?name|family[ _]?name|surname|person|"
     r"employee|tenant|guest|applicant|assignee|assigned to|reporter|owner|requester|emergency contact|"
     r"next of kin|interviewer|interviewers|attendees|participants|present|reviewer|reviewers|"
-    rf"account owner|caller|recipient|sender|student|teacher)[ \t]*:[ \t]*(?P<name>{_NAME})"
+    rf"account owner|caller|recipient|sender|student|teacher)[\"']?[ \t]*:[ \t]*[\"']?(?P<name>{_NAME})"
 )
 _EMAIL_CUE = rf"(?P<name>{_NAME})[ \t]*[<(\[][ \t]*[\w.+-]+(?:@|[ \t]+at[ \t]+)[\w.-]+"
 _WROTE_CUE = rf"(?:^|[,>\n][ \t]*)(?P<name>{_NAME})[ \t]+(?:<[^>\n]*>[ \t]+)?(?i:wrote|writes|said)[ \t]*:"
