@@ -234,9 +234,9 @@ def _is_barcode(raw: str) -> bool:
     of these lengths passes the check by chance, and such lengths are rare for phones)."""
     if len(raw) not in _BARCODE_LENGTHS or not raw.isdigit():
         return False
-    digits = [int(d) for d in reversed(raw[:-1])]
-    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits))
-    return (10 - total % 10) % 10 == int(raw[-1])
+    from stdnum import ean
+
+    return bool(ean.is_valid(raw))
 
 
 #: Country codes of the regions whose national numbers :func:`_national_number` reads itself.
@@ -314,10 +314,15 @@ class PhoneScanner:
         self.context_regions = context_regions
         self.min_digits = min_digits
 
+    @property
+    def fewest_digits(self) -> int:
+        """The fewest digits a candidate may have: ``min_digits``, or fewer after a phone word."""
+        return min(self.min_digits, _SURE_PHONE_DIGITS)
+
     def scan(self, text: str) -> list[Finding]:
         spans: set[tuple[int, int]] = set()
         # windows lie in runs of digits and separators (2 before: ``+(``; 7 characters or more)
-        fewest = min(self.min_digits, _SURE_PHONE_DIGITS)
+        fewest = self.fewest_digits
         for window in run_matches(_PHONE_WINDOW, text, fewest, lead=2):
             raw = window.group()
             digits = _digit_count(raw)
@@ -425,7 +430,7 @@ class PhoneScanner:
         (``digits``: how many ASCII digits ``raw`` holds, when the caller has counted them)."""
         if digits is None:
             digits = _digit_count(raw)
-        if "#" in raw or not min(self.min_digits, _SURE_PHONE_DIGITS) <= digits <= 15:  # E.164: at most 15
+        if "#" in raw or not self.fewest_digits <= digits <= 15:  # E.164: at most 15
             return True
         # each test below rejects on its own: the cheap look at the neighbours goes first
         before = text[start - 1] if start > 0 else " "
@@ -454,7 +459,7 @@ class PhoneScanner:
             return True
         if continues_code(text, start):
             return True
-        if not raw.lstrip("(").startswith("+") and _reference_word_before(text, start):
+        if not opened.startswith("+") and _reference_word_before(text, start):
             return True
         # "... 12-34" right after: the number continues with a separator and digits
         return _SEPARATOR_DIGIT.match(text, end, end + 2) is not None

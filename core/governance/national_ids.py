@@ -53,7 +53,9 @@ class IdFormat:
 
 
 _CF_DIGIT = "[0-9LMNPQRSTUV]"  # a codice fiscale's digits may be replaced by these letters (omocodia)
-_CODICE_FISCALE = rf"[A-Z]{{6}}{_CF_DIGIT}{{2}}[A-EHLMPR-T]{_CF_DIGIT}{{2}}[A-Z]{_CF_DIGIT}{{3}}[A-Z]"
+#: A codice fiscale after its six letters (surname and name): birth date, place, check letter.
+_CF_AFTER_LETTERS = rf"{_CF_DIGIT}{{2}}[A-EHLMPR-T]{_CF_DIGIT}{{2}}[A-Z]{_CF_DIGIT}{{3}}[A-Z]"
+_CODICE_FISCALE = rf"[A-Z]{{6}}{_CF_AFTER_LETTERS}"
 
 FORMATS: tuple[IdFormat, ...] = (
     IdFormat(
@@ -130,8 +132,9 @@ _BETWEEN = re.compile(
 )
 _VALUES = {f.name: re.compile(rf"(?:{f.value})(?![\w-])") for f in FORMATS}
 #: A codice fiscale anywhere, opened with its first capital (the regex engine skips to capitals).
-_BARE_CODICE_FISCALE = re.compile(rf"[A-Z](?<![\w-].)[A-Z]{{5}}{_CODICE_FISCALE[len('[A-Z]{6}') :]}(?![\w-])")
+_BARE_CODICE_FISCALE = re.compile(rf"[A-Z](?<![\w-].)[A-Z]{{5}}{_CF_AFTER_LETTERS}(?![\w-])")
 _BY_NAME = {f.name: (f,) for f in FORMATS} | {GENERAL.name: FORMATS}
+_CF_FORMAT = _BY_NAME["it_cf"][0]
 
 _validators: dict[str, Callable[[str], bool]] = {}
 
@@ -190,8 +193,7 @@ def national_id_spans(text: str) -> list[tuple[int, int]]:
             if m is not None and _is_valid(fmt, m.group()):
                 spans.append(m.span())
                 break
-    cf = FORMATS[-1]
-    spans.extend(m.span() for m in _BARE_CODICE_FISCALE.finditer(text) if _is_valid(cf, m.group()))
+    spans.extend(m.span() for m in _BARE_CODICE_FISCALE.finditer(text) if _is_valid(_CF_FORMAT, m.group()))
     return sorted(set(spans))
 
 

@@ -894,18 +894,20 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
     return _capitalised_run(text, start, end) >= _LONG_RUN
 
 
+#: A capitalised word and a space right before a place, and a space and one right after it.
+_CAP_TOKEN_BEFORE = re.compile(rf"(?<![\w.,;:()])({_CAP_TOKEN.pattern})[ \t]$")
+_CAP_TOKEN_AFTER = re.compile(rf"[ \t]({_CAP_TOKEN.pattern})(?![\w.,;:()'’-])")
+
+
 def _capitalised_run(text: str, start: int, end: int) -> int:
     """How many capitalised words stand in a row with the span, single spaces between them."""
     count = len(text[start:end].split())
     position = start
-    while True:  # leftwards
-        m = re.search(rf"(?<![\w.,;:()])({_CAP_TOKEN.pattern})[ \t]$", text[max(0, position - 40) : position])
-        if not m:
-            break
+    while m := _CAP_TOKEN_BEFORE.search(text[max(0, position - 40) : position]):  # leftwards
         count += 1
         position -= len(m.group(0))
     position = end
-    while m := re.compile(rf"[ \t]({_CAP_TOKEN.pattern})(?![\w.,;:()'’-])").match(text, position):
+    while m := _CAP_TOKEN_AFTER.match(text, position):
         count += 1
         position = m.end()
     return count
