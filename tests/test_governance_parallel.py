@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -37,7 +39,9 @@ class LockedScanner:
         return [Finding("ticket", at, at + 6, self.name)] if at >= 0 else []
 
 
-def test_worker_processes_find_exactly_what_one_process_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_processes_find_exactly_what_one_process_finds(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setattr(parallel, "start_method", lambda: method)
     monkeypatch.setattr(parallel, "CHUNK", 7)  # several chunks, the last one short
     scanners = pattern_scanners()
     one = parallel.scan_each(scanners, TEXTS)
@@ -45,6 +49,23 @@ def test_worker_processes_find_exactly_what_one_process_finds(monkeypatch: pytes
     assert many == one
     kinds = {f.type for per_scanner in one for found in per_scanner for f in found}
     assert {"email", "phone", "payment_card", "address", "secret"} <= kinds
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork on Linux only")
+def test_workers_fork_from_a_single_thread_and_spawn_beside_other_threads() -> None:
+    # a fresh interpreter runs one thread: its workers fork (they start with its loaded modules)
+    code = "from polyadapt.governance import parallel; print(parallel.start_method())"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == "fork"
+    # another thread might hold a lock a forked child would copy: spawn
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert parallel.start_method() == "spawn"
+    finally:
+        release.set()
+        other.join()
 
 
 def test_worker_count_follows_the_setting_and_the_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +95,9 @@ def test_redactor_primed_in_workers_redacts_as_one_process_does(monkeypatch: pyt
     started: list[int] = []
     real = parallel.scan_in_processes
     monkeypatch.setattr(
-        parallel, "scan_in_processes", lambda s, t, w: started.append(w) or real(s, t, w)  # type: ignore[func-returns-value]
+        parallel,
+        "scan_in_processes",
+        lambda s, t, w: started.append(w) or real(s, t, w),  # type: ignore[func-returns-value]
     )
     redactor = Redactor(policy, [*pattern_scanners(), locked], key)
     with redactor.primed(TEXTS):

@@ -3,9 +3,15 @@
 The regular-expression scanners are pure Python and hold the GIL, and named-entity recognition
 is slower still, so one process scans a dataset at the speed of one core. For a batch large
 enough to pay for starting workers (see :func:`worker_count`), :func:`scan_in_processes` sends
-the scanners (pickled: plain objects that load their models lazily) to a pool of *spawned*
-processes (not forked: the parent may hold torch's threads) and returns the same findings one
-process would, in the same order.
+the scanners (plain objects that load their models lazily) to a pool of processes and returns
+the same findings one process would, in the same order.
+
+The workers are *forked* when this process runs a single thread (see :func:`start_method`): a
+forked worker starts in milliseconds with the modules, compiled patterns and loaded models of
+its parent, where a spawned one imports and compiles everything again (about a second, some
+15% of a 10,000-record scan on two cores). With another thread running (torch's thread pools,
+a server's threads), a fork could copy a lock that thread holds and hang the worker, so the
+workers are *spawned* instead.
 
 ``POLYADAPT_SCAN_WORKERS`` sets the number of workers (``1`` scans in the calling process);
 the default is one per available core, at most :data:`MAX_WORKERS`.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 from collections.abc import Sequence
 
 from polyadapt.errors import ConfigError
@@ -25,8 +32,9 @@ log = logging.getLogger(__name__)
 
 #: More workers than this rarely pay: each one loads the models its scanners need.
 MAX_WORKERS = 8
-#: Batches smaller than these scan in the calling process (a worker starts in about a second,
-#: one with the named-entity model in about ten).
+#: Batches smaller than these scan in the calling process (a spawned worker starts in about a
+#: second, one with the named-entity model in about ten; a forked one is cheaper, but the batch
+#: sizes are set for the worse case).
 MIN_TEXTS_PATTERNS = 4000
 MIN_TEXTS_MODEL = 1000
 #: Texts per task sent to a worker: large enough that the pickling is noise.
@@ -91,6 +99,19 @@ def scan_each(scanners: Sequence[Scanner], texts: Sequence[str]) -> list[list[li
     return results
 
 
+def start_method() -> str:
+    """``"fork"`` on Linux while this process runs one thread (counted by the kernel, so threads
+    started by native libraries count too), else ``"spawn"``: forking a process with other
+    threads copies whatever locks they hold, and a worker waiting on one never returns."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"  # macOS's system libraries are not fork-safe even in one thread
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return "spawn"
+    return "fork" if threads == 1 else "spawn"
+
+
 def _init_worker(scanners: list[Scanner]) -> None:
     _scanners[:] = scanners
 
@@ -100,7 +121,8 @@ def _scan_chunk(texts: list[str]) -> list[list[list[Finding]]]:
 
 
 def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers: int) -> list[list[list[Finding]]]:
-    """What :func:`scan_each` returns, computed by ``workers`` spawned processes.
+    """What :func:`scan_each` returns, computed by ``workers`` processes (forked or spawned, see
+    :func:`start_method`).
 
     Falls back to this process (with a warning) when the pool cannot start or a worker dies,
     so a scan never fails because of the parallelism itself.
@@ -114,7 +136,7 @@ def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=multiprocessing.get_context(start_method()),
             initializer=_init_worker,
             initargs=(list(scanners),),
         ) as pool:
