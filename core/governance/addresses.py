@@ -65,6 +65,7 @@ import re
 from collections.abc import Sequence
 
 from polyadapt.governance.findings import Finding, merge_spans
+from polyadapt.governance.needles import NeedleSet
 from polyadapt.governance.textfacts import first_at, lowered, number_runs, plain_case
 
 #: US states, DC and territories: the ``, ST 12345`` tail.
@@ -365,11 +366,6 @@ _LETTER_RUN = re.compile(r"[a-z]+")
 _TYPE_WORD_GATE = re.compile(rf"{_title_and_upper(f'{_SURE_TYPES}|{_WEAK_TYPES}|{_USPS_TYPES}')}\b")
 
 
-def _type_word_in_text(text: str) -> bool:
-    """Whether ``text`` holds a street type as :data:`_US_STREET` spells it."""
-    return _TYPE_WORD_GATE.search(text) is not None
-
-
 def _type_word_in(lower: str) -> bool:
     """Whether the lower-cased text holds a street type as a whole run of letters (what
     ``_US_STREET`` needs: its type stands after a space and before a non-word character): one
@@ -431,6 +427,9 @@ _DE_WORD_GROUPS = tuple(
     (low, tuple(word for word in _DE_STREET_WORDS if word.lower() == low))
     for low in dict.fromkeys(word.lower() for word in _DE_STREET_WORDS)
 )
+_DE_WORD_SET = NeedleSet(_DE_WORD_GROUPS)
+_FR_TYPE_SET = NeedleSet((word, None) for word in _FR_TYPES)
+_NL_WORD_SET = NeedleSet((word, None) for word in _NL_WORDS)
 _NUMBER_AFTER = re.compile(r"[ \t]*\d")
 _SURE_TYPE = re.compile(rf"(?:{_SURE_TYPES}|{_SURE_TYPES.upper()})\.?")
 _LINE_START_BEFORE = re.compile(r"(?:^|\n)[ \t]*$")
@@ -452,24 +451,22 @@ def _word_before_number(text: str, words: tuple[str, ...]) -> bool:
 
 
 def _german_word_before_number(text: str, lower: str) -> bool:
-    """``_word_before_number(text, _DE_STREET_WORDS)``, given ``lower = text.lower()``."""
-    return any(low in lower and _word_before_number(text, words) for low, words in _DE_WORD_GROUPS)
+    """``_word_before_number(text, _DE_STREET_WORDS)``, given ``lower = text.lower()``: only the
+    spellings of the words whose lower-cased form occurs are looked for."""
+    return any(_word_before_number(text, words) for words in set(_DE_WORD_SET.values_in(lower)))
 
 
 def _french_type_after_number(lower: str) -> bool:
     """True when ``lower`` holds a French street type between spaces or tabs, after a house
     number (what ``_FR_STREET`` needs before it can match; its type is case-insensitive)."""
-    for word in _FR_TYPES:
-        at = lower.find(word)
-        while at >= 0:
-            end = at + len(word)
-            if at > 0 and end < len(lower) and lower[at - 1] in " \t" and lower[end] in " \t":
-                start = at - 1
-                while start > 0 and lower[start - 1] in " \t":
-                    start -= 1
-                if _FR_HEAD.search(lower, max(0, start - 8), start):
-                    return True
-            at = lower.find(word, at + 1)
+    for at, word, _ in _FR_TYPE_SET.occurrences(lower):
+        end = at + len(word)
+        if at > 0 and end < len(lower) and lower[at - 1] in " \t" and lower[end] in " \t":
+            start = at - 1
+            while start > 0 and lower[start - 1] in " \t":
+                start -= 1
+            if _FR_HEAD.search(lower, max(0, start - 8), start):
+                return True
     return False
 
 
@@ -597,8 +594,10 @@ class StreetAddressScanner:
             text = _unescaped_breaks(text)
         lower = lowered(text)
         spans: list[tuple[int, int]] = []
-        if _type_word_in_text(text):
-            for m in _US_STREET.finditer(text):
+        first_type = _TYPE_WORD_GATE.search(text)
+        if first_type is not None:
+            # a street line holds no line break, so none starts above the line of the first type
+            for m in _US_STREET.finditer(text, text.rfind("\n", 0, first_type.start()) + 1):
                 # "2740 Timber Ridge Lane": the longest street line first, the shortest if that fails
                 span = None
                 longest = _US_STREET_LONGEST.match(text, m.start())
@@ -704,7 +703,7 @@ class StreetAddressScanner:
         # a German street word followed by a number (what _DE_STREET needs)
         if _german_word_before_number(text, lower):
             forms.append(_DE_STREET)
-        if any(word in lower for word in _NL_WORDS):
+        if _NL_WORD_SET.any_in(lower):
             forms.append(_NL_STREET)
         # likewise each French type holds one of _FR_WORDS ("avenue" holds "av")
         if _french_type_after_number(lower) if plain_case(text) else any(word in lower for word in _FR_WORDS):

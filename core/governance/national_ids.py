@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from polyadapt.governance.needles import NeedleSet
 from polyadapt.governance.textfacts import lowered, plain_case
 
 
@@ -165,21 +166,17 @@ _HEADS = _shortest_heads(
 )
 
 
+_HEAD_SET = NeedleSet((head, None) for head in _HEADS)
+
+
 def _names(text: str) -> list[re.Match[str]]:
     """Every name of a number in ``text`` (:data:`_WORD` matches), tried only where one of
     :data:`_HEADS` stands in :func:`lowered` text (at the same offsets when :func:`plain_case`;
-    otherwise the regex is tried everywhere): a substring search per head costs less than the
-    regex tried at every letter."""
+    otherwise the regex is tried everywhere): the heads are found in one pass, which costs less
+    than the regex tried at every letter."""
     if not plain_case(text):
         return [m for m in _WORD.finditer(text) if not _glued(text, m.start())]
-    starts = set()
-    lower = lowered(text)
-    for head in _HEADS:
-        at = lower.find(head)
-        while at >= 0:
-            starts.add(at)
-            at = lower.find(head, at + 1)
-    found = (_WORD.match(text, at) for at in sorted(starts) if not _glued(text, at))
+    found = (_WORD.match(text, at) for at in _HEAD_SET.starts_in(lowered(text)) if not _glued(text, at))
     return [m for m in found if m is not None]
 
 

@@ -71,6 +71,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from polyadapt.governance.findings import Finding
+from polyadapt.governance.needles import NeedleSet
 from polyadapt.governance.textfacts import first_at, lowered, plain_case
 
 __all__ = ["SecretScanner", "looks_random", "shannon_entropy"]
@@ -925,61 +926,29 @@ def _vendor_rules() -> tuple[_Rule, ...]:
 
 _RULES += _vendor_rules()
 
-_Needles = tuple[tuple[str, tuple[int, ...]], ...]
-#: Needles under one gate: ``(gate, needles)``; a needle holds its gate, so it occurs only where the gate does.
-_Gated = tuple[tuple[str, _Needles], ...]
 
-
-def _by_prefix(members: list[tuple[str, tuple[int, ...]]]) -> _Gated:
-    """``members`` gated by their first two characters where three or more share them (the
-    GitLab family ``glpat-``, ``gldt-``, ...), each other needle by itself."""
-    prefixes: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
-    for needle, rules in members:
-        prefixes.setdefault(needle[:2], []).append((needle, rules))
-    gated: list[tuple[str, _Needles]] = []
-    for prefix, shared in prefixes.items():
-        if len(shared) >= 3:
-            gated.append((prefix, tuple(shared)))
-        else:
-            gated.extend((needle, ((needle, rules),)) for needle, rules in shared)
-    return tuple(gated)
-
-
-def _needle_index(fold: bool) -> tuple[_Needles, tuple[tuple[str, _Gated], ...]]:
-    """Each needle once, with the rules it opens; needles holding ``_``, ``-`` or ``.`` are grouped
-    under that character, so prose without it skips the group with one substring test (and within
-    a group, needles sharing their first two characters are gated by those, see :func:`_by_prefix`)."""
+def _needle_set(fold: bool) -> NeedleSet[tuple[int, ...]]:
+    """Each needle of the rules that compare with the text as written (``fold`` false) or
+    lower-cased, with the rules it opens."""
     index: dict[str, list[int]] = {}
     for i, rule in enumerate(_RULES):
         if rule.fold == fold:
             for needle in rule.needles:
                 index.setdefault(needle, []).append(i)
-    loose: list[tuple[str, tuple[int, ...]]] = []
-    groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
-    for needle, rules in index.items():
-        mark = next((ch for ch in "_-." if ch in needle), None)
-        (groups.setdefault(mark, []) if mark else loose).append((needle, tuple(rules)))
-    return tuple(loose), tuple((mark, _by_prefix(members)) for mark, members in groups.items())
+    return NeedleSet((needle, tuple(rules)) for needle, rules in index.items())
 
 
-_CASED_NEEDLES = _needle_index(fold=False)
-_FOLDED_NEEDLES = _needle_index(fold=True)
+_CASED_NEEDLES = _needle_set(fold=False)
+_FOLDED_NEEDLES = _needle_set(fold=True)
 
 
 def _rules_to_run(text: str, lower: str) -> list[int]:
     """The rules whose needles occur in the text, in rule order."""
     todo: set[int] = set()
-    for haystack, (loose, groups) in ((text, _CASED_NEEDLES), (lower, _FOLDED_NEEDLES)):
-        for needle, rules in loose:
-            if needle in haystack:
-                todo.update(rules)
-        for mark, gated in groups:
-            if mark in haystack:
-                for gate, members in gated:
-                    if gate in haystack:
-                        for needle, rules in members:
-                            if needle is gate or needle in haystack:
-                                todo.update(rules)
+    for rules in _CASED_NEEDLES.values_in(text):
+        todo.update(rules)
+    for rules in _FOLDED_NEEDLES.values_in(lower):
+        todo.update(rules)
     return sorted(todo)
 
 
