@@ -574,8 +574,9 @@ def dataset_speed(seed: int, n: int) -> dict:
     many = parallel.scan_in_processes(scanners, texts, workers) if workers > 1 else one
     many_s = time.perf_counter() - start
     rate = n / many_s
+    method = parallel.start_method()
     print(
-        f"  dataset path, {n:,} other records: 1 process {n / one_s:,.0f} records/s; {workers} worker "
+        f"  dataset path, {n:,} other records: 1 process {n / one_s:,.0f} records/s; {workers} {method}ed worker "
         f"process(es) {rate:,.0f} records/s ({one_s / many_s:.2f}x, start-up included; same findings: {one == many})"
     )
     print(
@@ -584,6 +585,7 @@ def dataset_speed(seed: int, n: int) -> dict:
     return {
         "records": n,
         "workers": workers,
+        "start_method": method,
         "one_process_per_s": n / one_s,
         "records_per_s": rate,
         "same": one == many,

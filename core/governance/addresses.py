@@ -350,6 +350,17 @@ _NOT_HOUSE_NUMBER = re.compile(
     r"around|only|just|than|nearly|almost|approximately|need|needs|needed|have|has|had|bought|sold|scored)"
     r"[ \t#:.]*$"
 )
+
+
+def _house_number_at(text: str, start: int, before: str) -> bool:
+    """False when the number a street line opens with at ``start`` is no house number: it
+    continues a longer token (``ORD-2023 Main St``, ``v2``) or a word in ``before`` (the 40
+    characters before it) makes it a count or a reference (``version 3``, ``page 12``)."""
+    if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-_/#."):
+        return False
+    return _NOT_HOUSE_NUMBER.search(before) is None
+
+
 #: Words before a street line that say an address follows.
 _ADDRESS_BEFORE = re.compile(
     r"(?i)(?:\b(?:at|on|to|from|in|near|address|addr|located|live|lives|living|moved|move|ship|shipped|"
@@ -630,7 +641,7 @@ class StreetAddressScanner:
                 spans.extend(m.span() for m in _FR_STREET_POSTCODE.finditer(text, start))
         for pattern in self._forms_present(text, lower, uk_postcode):
             for m in pattern.finditer(text):
-                if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(text[max(0, m.start() - 40) : m.start()]):
+                if not _house_number_at(text, m.start(), text[max(0, m.start() - 40) : m.start()]):
                     continue
                 end = self._extend(text, m.end(), (_EU_TAIL,))
                 if pattern is _FR_STREET and end == m.end():
@@ -676,11 +687,11 @@ class StreetAddressScanner:
                 m = pattern.search(text, start, end)
                 while m is not None:
                     before = text[max(0, m.start() - 40) : m.start()]
-                    if self._glued(text, m.start()) or _NOT_HOUSE_NUMBER.search(before):
-                        pass
-                    elif pattern is _TAIL_LED or _LINE_START_BEFORE.search(before) or _ADDRESS_BEFORE.search(before):
-                        # a line of a city and four digits says less than a region and postcode:
-                        # its street line opens a line or follows an address word ("The 3 Musketeers\nParis 1844")
+                    # a line of a city and four digits says less than a region and postcode: its
+                    # street line opens a line or follows an address word ("The 3 Musketeers\nParis 1844")
+                    if _house_number_at(text, m.start(), before) and (
+                        pattern is _TAIL_LED or _LINE_START_BEFORE.search(before) or _ADDRESS_BEFORE.search(before)
+                    ):
                         unit_before = _UNIT_BEFORE.search(before)
                         spans.append((m.start() - (len(before) - unit_before.start() if unit_before else 0), m.end()))
                     m = pattern.search(text, m.end(), end)
@@ -714,18 +725,11 @@ class StreetAddressScanner:
             forms.append(_UK_POSTCODE_ADDRESS)
         return forms
 
-    @staticmethod
-    def _glued(text: str, start: int) -> bool:
-        """True when the match continues a longer token (``ORD-2023 Main St``, ``v2``)."""
-        return start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-_/#.")
-
     def _us_address(self, text: str, m: re.Match[str]) -> tuple[int, int] | None:
         """The span of a US/UK street line and what follows it, or None for a near miss."""
         start = m.start()
-        if self._glued(text, start):
-            return None
         before = text[max(0, start - 40) : start]
-        if _NOT_HOUSE_NUMBER.search(before):
+        if not _house_number_at(text, start, before):
             return None
         end = self._extend(text, m.end(), (_UNIT_TAIL,))
         unit = end != m.end()
