@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -49,6 +50,29 @@ def test_worker_processes_find_exactly_what_one_process_finds(monkeypatch: pytes
     assert many == one
     kinds = {f.type for per_scanner in one for found in per_scanner for f in found}
     assert {"email", "phone", "payment_card", "address", "secret"} <= kinds
+
+
+class PidScanner:
+    """Reports each text's whole span with the id of the process that scanned it."""
+
+    name = "pid"
+    types = ("ticket",)
+
+    def scan(self, text: str) -> list[Finding]:
+        return [Finding("ticket", 0, len(text), f"pid{os.getpid()}")]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_this_process_scans_beside_its_workers(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setattr(parallel, "start_method", lambda: method)
+    monkeypatch.setattr(parallel, "CHUNK", 2)
+    texts = [f"text {i}" for i in range(40)]
+    (per_text,) = parallel.scan_in_processes([PidScanner()], texts, workers=2)
+    assert [found[0].end for found in per_text] == [len(t) for t in texts]  # in order, one per text
+    pids = [found[0].scanner for found in per_text]
+    here = f"pid{os.getpid()}"
+    assert here in pids and set(pids) - {here}  # both this process and the started worker scanned
+    assert pids[0] != here and pids[-1] == here  # workers take chunks from the front, this one from the back
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork on Linux only")

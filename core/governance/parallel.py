@@ -3,18 +3,19 @@
 The regular-expression scanners are pure Python and hold the GIL, and named-entity recognition
 is slower still, so one process scans a dataset at the speed of one core. For a batch large
 enough to pay for starting workers (see :func:`worker_count`), :func:`scan_in_processes` sends
-the scanners (plain objects that load their models lazily) to a pool of processes and returns
-the same findings one process would, in the same order.
+the scanners (plain objects that load their models lazily) to a pool of processes, scans
+chunks in the calling process too, and returns the same findings one process would, in the
+same order.
 
 The workers are *forked* when this process runs a single thread (see :func:`start_method`): a
 forked worker starts in milliseconds with the modules, compiled patterns and loaded models of
-its parent, where a spawned one imports and compiles everything again (about a second, some
-15% of a 10,000-record scan on two cores). With another thread running (torch's thread pools,
-a server's threads), a fork could copy a lock that thread holds and hang the worker, so the
-workers are *spawned* instead.
+its parent. With another thread running (torch's and numpy's thread pools, a server's threads),
+a fork could copy a lock that thread holds and hang the worker, so the workers are *spawned*:
+a spawned one imports and compiles everything again (about a second of a core), and the
+calling process, already warm, scans meanwhile.
 
-``POLYADAPT_SCAN_WORKERS`` sets the number of workers (``1`` scans in the calling process);
-the default is one per available core, at most :data:`MAX_WORKERS`.
+``POLYADAPT_SCAN_WORKERS`` sets the number of processes that scan, the calling one included
+(``1``: it scans alone); the default is one per available core, at most :data:`MAX_WORKERS`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import pickle
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from polyadapt.errors import ConfigError
 from polyadapt.governance.findings import Finding, Scanner
@@ -44,7 +46,8 @@ _scanners: list[Scanner] = []
 
 
 def configured_workers() -> int:
-    """Workers to use: ``$POLYADAPT_SCAN_WORKERS``, or one per available core up to :data:`MAX_WORKERS`."""
+    """Processes to scan with, the calling one included: ``$POLYADAPT_SCAN_WORKERS``, or one per
+    available core up to :data:`MAX_WORKERS`."""
     value = os.environ.get("POLYADAPT_SCAN_WORKERS", "").strip()
     if value:
         try:
@@ -121,29 +124,51 @@ def _scan_chunk(texts: list[str]) -> list[list[list[Finding]]]:
 
 
 def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers: int) -> list[list[list[Finding]]]:
-    """What :func:`scan_each` returns, computed by ``workers`` processes (forked or spawned, see
-    :func:`start_method`).
+    """What :func:`scan_each` returns, computed by ``workers`` processes: this one and
+    ``workers - 1`` started ones (forked or spawned, see :func:`start_method`).
 
-    Falls back to this process (with a warning) when the pool cannot start or a worker dies,
-    so a scan never fails because of the parallelism itself.
+    The started processes take chunks from the front, this process takes them from the back
+    while they start and whenever each has two chunks queued: a started worker spends its
+    first second or so importing and compiling, time this process, already warm, spends
+    scanning. Falls back to this process alone (with a warning) when the pool cannot start or a
+    worker dies, so a scan never fails because of the parallelism itself.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     chunks = [list(texts[i : i + CHUNK]) for i in range(0, len(texts), CHUNK)]
-    results: list[list[list[Finding]]] = [[] for _ in scanners]
+    by_chunk: list[list[list[list[Finding]]] | None] = [None] * len(chunks)
+    started = max(1, workers - 1)
     try:
         with ProcessPoolExecutor(
-            max_workers=workers,
+            max_workers=started,
             mp_context=multiprocessing.get_context(start_method()),
             initializer=_init_worker,
             initargs=(list(scanners),),
         ) as pool:
-            for chunk_result in pool.map(_scan_chunk, chunks):
-                for per_scanner, found in zip(results, chunk_result, strict=True):
-                    per_scanner.extend(found)
+            pending: dict[Future[list[list[list[Finding]]]], int] = {}
+            front, back = 0, len(chunks)  # chunks[front:back] are neither sent nor scanned here
+            while front < back or pending:
+                while front < back and len(pending) < 2 * started:
+                    pending[pool.submit(_scan_chunk, chunks[front])] = front
+                    front += 1
+                done = [future for future in pending if future.done()]
+                for future in done:
+                    by_chunk[pending.pop(future)] = future.result()
+                if done:
+                    continue
+                if front < back:
+                    back -= 1
+                    by_chunk[back] = scan_each(scanners, chunks[back])
+                else:
+                    wait(pending, return_when=FIRST_COMPLETED)
     except (BrokenProcessPool, OSError) as exc:
         log.warning("scanning in %d worker processes failed (%s); scanning in this process instead", workers, exc)
         return scan_each(scanners, texts)
+    results: list[list[list[Finding]]] = [[] for _ in scanners]
+    for chunk_result in by_chunk:
+        assert chunk_result is not None  # each chunk was scanned here or by a worker
+        for per_scanner, found in zip(results, chunk_result, strict=True):
+            per_scanner.extend(found)
     return results
