@@ -576,11 +576,12 @@ def dataset_speed(seed: int, n: int) -> dict:
     rate = n / many_s
     method = parallel.start_method()
     print(
-        f"  dataset path, {n:,} other records: 1 process {n / one_s:,.0f} records/s; {workers} {method}ed worker "
-        f"process(es) {rate:,.0f} records/s ({one_s / many_s:.2f}x, start-up included; same findings: {one == many})"
+        f"  dataset path, {n:,} other records: 1 process {n / one_s:,.0f} records/s; {workers} processes "
+        f"(this one and {workers - 1} {method}ed) {rate:,.0f} records/s ({one_s / many_s:.2f}x, "
+        f"start-up included; same findings: {one == many})"
     )
     print(
-        f"  target >= 2,000 records/s with {workers} worker process(es) on this machine: {'PASS' if rate >= 2000 else 'MISS'}"
+        f"  target >= 2,000 records/s with {workers} process(es) on this machine: {'PASS' if rate >= 2000 else 'MISS'}"
     )
     return {
         "records": n,
@@ -729,7 +730,10 @@ def main() -> None:
             f"  ({sp['records']} records, load {sp['load_seconds']:.1f}s){ratio}"
         )
     if base:
-        print(f"  target polyadapt >= 2,000 records/s: {'PASS' if base >= 2000 else 'MISS'}")
+        print(
+            f"  polyadapt in one process: {'at or above' if base >= 2000 else 'below'} 2,000 records/s "
+            "(the target is the dataset path's, below: one process per core)"
+        )
         per_scanner = scanner_seconds(texts)
         total = sum(per_scanner.values())
         print(
