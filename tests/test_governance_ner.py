@@ -664,3 +664,85 @@ def test_a_word_of_a_span_judged_a_thing_is_not_repeated_as_a_name(scanner):
 )
 def test_names_next_to_the_session_12_rules_stay_names(scanner, text, names):
     assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+
+
+# ---------------------------------------------------------------------------------------
+# Session 13 (issue 13, reST documentation prose): a word used as a common noun elsewhere in
+# the text, a quoted label, a plural head made with a noun suffix, and a thing's other name in
+# parentheses after a software thing's noun. Each thing below was reported as a person before.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thing", "person", "name"),
+    [
+        # jargon written in lower case after a determiner and in the plural: a common noun
+        (
+            "Start from the starter project to write your own scaffolder. Writing scaffolders is covered "
+            "under Make a Scaffolder. See Scaffolder Options for details of what is supported.",
+            "Start from the starter project to write your own plugin. Writing plugins is covered by "
+            "Tom Fields. See the options for details of what is supported.",
+            "Tom Fields",
+        ),
+        # a capitalised word alone after "a" is counted, so a common noun
+        (
+            "Start from the starter project. The steps are covered under Make a Scaffolder. See "
+            "Scaffolder Options for details of what is supported.",
+            "Start from the starter project. The steps are covered under Make a Scaffold. See "
+            "Grace Jennings for details of what is supported.",
+            "Grace Jennings",
+        ),
+        # the whole of a quoted label after "labelled"
+        (
+            'Download the release from the vendor\'s site (the packages labelled "Harold Setup"). '
+            "Once it finishes, open it.",
+            "Download the release from the vendor's site (the packages labelled by Maria Garcia). "
+            "Once it finishes, open it.",
+            "Maria Garcia",
+        ),
+        # a plural head made with a noun-forming suffix
+        (
+            "The toolkit grew out of the design of Kotlin Servlets in some ways.",
+            "The toolkit grew out of the ideas of Tom Fields in some ways.",
+            "Tom Fields",
+        ),
+        # a thing's other name in parentheses after a software thing's noun
+        (
+            "This guide was written on the vendor's operating system (Tiger Moth, on an old laptop), "
+            "but the steps are the same elsewhere.",
+            "This guide was checked by our maintainer (Grace Heron, on an old laptop), but the steps "
+            "are the same elsewhere.",
+            "Grace Heron",
+        ),
+    ],
+)
+def test_things_in_session_13_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
+    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
+    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # a surname in lower case as a handle or in a tool's name is no common noun
+        ("The importer was written by Tomasz Nowak, and the nowak script runs it.", ["Tomasz Nowak"]),
+        # "named" and "called" name people; a name after "labelled by" has no quotes
+        ('The story has a character named "Tom Fields" who runs the ferry.', ["Tom Fields"]),
+        (
+            "Ada Lovelace wrote the notes on the engine, and a report by Tom Fields followed.",
+            ["Ada Lovelace", "Tom Fields"],
+        ),
+        # plural-looking surnames: no noun suffix ("Clements" has a short stem)
+        (
+            "The toolkit grew out of the ideas of Grace Jennings, Ada Williams and Clara Clements.",
+            ["Grace Jennings", "Ada Williams", "Clara Clements"],
+        ),
+        ("The patch was reviewed by Ruth Gates and Owen Chambers before the release.", ["Ruth Gates", "Owen Chambers"]),
+        (
+            "The release notes were drafted by Priya Powers and checked by Deepa Sparks.",
+            ["Priya Powers", "Deepa Sparks"],
+        ),
+    ],
+)
+def test_names_next_to_the_session_13_rules_stay_names(scanner, text, names):
+    assert [text[f.start : f.end] for f in scanner.scan(text)] == names

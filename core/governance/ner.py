@@ -28,14 +28,16 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   ``>>>``, grammar (``::=``), table or heading line, follow ``the``/``a``/``our``, precede a
   version number (``Firefox 118``) or a common noun it modifies (``Enum class``), nor expand an
   acronym (``RFC (Registro Federal ...``, ``CBU (Clave Bancaria Uniforme``) or give a thing's
-  other name (``Identity Number (Mispar Zehut``); it must not end in a term's head word
-  (``Public License``, ``Server Push``, ``Noto Sans``) nor be mostly in a non-Latin script
-  (``Αριθμός``), where the English model's tags are guesses;
+  other name (``Identity Number (Mispar Zehut``, ``operating system (Tiger Moth, on ...``); it
+  must not end in a term's head word (``Public License``, ``Server Push``, ``Noto Sans``) nor be
+  mostly in a non-Latin script (``Αριθμός``), where the English model's tags are guesses;
 - a dictionary word of it must not also be written in lower case in the text (``Deep Learning``
   ... ``learning``);
 - the text must not show it is a thing: its first word starting a capitalised phrase after a
-  determiner elsewhere (``a Hive Metastore`` ... ``Hive Metastores``), or a verb form opening a
-  sentence or clause (``: Manages Buck build system``); the heads of eponymous and technical
+  determiner elsewhere (``a Hive Metastore`` ... ``Hive Metastores``), a word of it used as a
+  common noun elsewhere, jargon too (``your own scaffolder``, ``scaffolders``, ``Make a
+  Scaffolder`` ... ``Scaffolder Options``), or a verb form opening a sentence or clause
+  (``: Manages Buck build system``); the heads of eponymous and technical
   terms count as term heads, plurals too (``Remainder Theorem``, ``Fourier Transform``,
   ``Monte Carlo Methods``, ``Jupyter Notebook``);
 - it must not be counted (``one Spark Driver``), open a command (``Install Redis on the
@@ -48,9 +50,10 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   participle (``Deploying Foo``, ``Threshold Accepting``), an ``-ive``/``-ic`` adjective last
   (``Foo Interactive``), an abstract noun first (``Validation Salt``), a place name's first
   word (``San Marino``), a keyword list after it (``Foo SELECT, INSERT``), a thing's noun
-  before it (``the organization Foo Commons``) or a run of six capitalised words or more; nor
-  may it stand in the text in the other number (``Markov Chains`` ... ``Markov Chain``) or
-  modify a plural subject (``Normal Python attributes can``);
+  before it (``the organization Foo Commons``), a plural head made with a noun suffix (``Kotlin
+  Servlets``), the whole of a quoted label (``labelled "Harold Setup"``) or a run of six
+  capitalised words or more; nor may it stand in the text in the other number (``Markov
+  Chains`` ... ``Markov Chain``) or modify a plural subject (``Normal Python attributes can``);
 - a lone word is never a name on the model's word alone: product names stand where first names
   do (``Numba has``, ``Jira is down``); context below makes it one;
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
@@ -79,9 +82,9 @@ marks names of two words or more only (things have it too: ``Dockerfile whose en
 Not found: names written in lower case (``hey its jake``), handles (``@alexis``), lone first
 names without context (``Per our call, Noor will``); multi-word product and component names
 the model calls PERSON whose words are names too (``Jetson Nano``, ``Depthwise Conv``,
-``Django Debug Toolbar``), plural heads (``Kombu Consumers``: surnames such as ``Flowers`` are
-tagged the same), foreign terms (``Banque Carrefour``) and places without a place word
-(``Kitty Hawk``) remain the false findings in technical prose.
+``Django Debug Toolbar``), plural heads without a noun suffix (``Kombu Consumers``: surnames
+such as ``Flowers`` are tagged the same), foreign terms (``Banque Carrefour``) and places
+without a place word (``Kitty Hawk``) remain the false findings in technical prose.
 """
 
 from __future__ import annotations
@@ -228,7 +231,31 @@ _VERB_PREFIXES = ("un", "re", "de", "dis")
 #: "the plugin Foo Bar"): with :data:`ORG_WORDS`, nouns that name software things.
 _THING_NOUNS = frozenset(
     "library framework package module plugin extension tool toolkit application app service product "
-    "middleware backend component utility".split()
+    "middleware backend component utility platform system version".split()
+)
+#: A determiner or possessive and at most one word more right before a place: a lower-case word
+#: after it is a common noun ("your own widget", "the GUI installer").
+_DETERMINER_LOWER = (
+    r"\b(?i:the|a|an|this|that|these|those|our|your|their|its|his|her|my|each|every|any|some|no|another)"
+    r"[ \t]+(?:[\w-]+[ \t]+)?"
+)
+#: A capitalised word alone after the indefinite article in lower case, its word in group 1 ("a
+#: Widget."): people are not counted with "a" in front of their names ("John A Smith": an initial).
+_INDEFINITE_SINGLE = re.compile(rf"(?<![\w.'’-])(?:a|an)[ \t]+({_WORD})(?![\w'’-]|[ \t]+{_U})")
+#: A quote mark right after a verb that gives a thing's label ("the button labelled \"", "a
+#: chapter entitled '"): a span that fills the quotes is the label, not a person. "named" and
+#: "called" are left out: they name people too (a character named "Tom Fields").
+_LABEL_QUOTE_BEFORE = re.compile(
+    r"(?i)\b(?:labell?ed|titled|entitled|marked|captioned|headed)[ \t]+(?:as[ \t]+)?[\"“'‘]$"
+)
+_QUOTE_AFTER = re.compile(r"[\"”'’]")
+#: The next word after a place when only spaces stand between (None at punctuation).
+_NEXT_WORD = re.compile(r"[ \t]*([^\W\d_]+)")
+#: Plurals of nouns made with a noun-forming suffix ("Servlets", "Deployments", "Partitions",
+#: "Fixtures"): the head of a thing's name. No first or last name of Faker's locales has this
+#: form (``Clements``, ``Frances`` have shorter stems).
+_SUFFIXED_PLURAL = re.compile(
+    r"(?i)[^\W\d_]{4,}(?:lets|ments|tions|sions|nesses|ities|isms|ances|ences|ships|hoods|ures)"
 )
 #: A determiner, up to one modifier, and the noun right before a span ("the community organization").
 _NOUN_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|our|its|their|your)[ \t]+(?:[a-z-]+[ \t]+)?([a-z]+)[ \t]+$")
@@ -619,6 +646,46 @@ class _Text:
         return word in self.determined_words
 
     @functools.cached_property
+    def unblocked(self) -> str:
+        """The text with email addresses and URLs blanked out (same length, same offsets)."""
+        text = self.text
+        for start, end in self.blocked:
+            text = text[:start] + " " * (end - start) + text[end:]
+        return text
+
+    @functools.cached_property
+    def indefinite_words(self) -> frozenset[str]:
+        """Capitalised words that stand alone after ``a``/``an`` (``by Creating a Widget.``)."""
+        return frozenset(m.group(1) for m in _INDEFINITE_SINGLE.finditer(self.unblocked))
+
+    def common_noun_elsewhere(self, word: str) -> bool:
+        """True when the text uses ``word`` as a common noun: in lower case after a determiner or
+        possessive and heading its phrase (``your own widget.``, ``the GUI installer and``; not
+        ``the nowak script``, a name in a tool's name), in lower case in the plural (``widgets``),
+        or capitalised alone after ``a``/``an`` (``a Widget``).
+
+        Unlike :meth:`lower_elsewhere` this holds for words that are no dictionary words too
+        (jargon such as ``servlet``), so it asks for a common noun's company, not any lower-case
+        use: a person's name written in lower case is a handle or a login (``(jsmith)``, ``ask
+        jonas``), without a determiner and not pluralised."""
+        if len(word) < 3 or not word[:1].isupper():
+            return False
+        if word in self.indefinite_words:
+            return True
+        if word.lower() not in self.lower_tokens:
+            return False  # fast path: no lower-case use at all
+        w = re.escape(word.lower())
+        if re.search(rf"(?<![\w'’./-]){w}(?:s|es)(?![\w'’-])", self.unblocked):
+            return True
+        # after a determiner, as the head of its phrase: punctuation or a function word follows
+        # ("your own widget.", "the GUI installer and"), not a noun it modifies ("the nowak script")
+        for m in re.finditer(rf"{_DETERMINER_LOWER}{w}(?![\w'’-])", self.unblocked):
+            after = _NEXT_WORD.match(self.unblocked, m.end())
+            if after is None or _stop_word(after.group(1)):
+                return True
+        return False
+
+    @functools.cached_property
     def other_entities(self) -> list[tuple[int, int]]:
         """Spans the model labels as something other than a person (ORG, GPE, PRODUCT, ...)."""
         if self.doc is None:
@@ -866,6 +933,14 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
     - a first word of place names (``San Marino``, ``Port Louis``, ``New Haven``);
     - a last all-caps word followed by a list of all-caps words (``grant Foo SELECT, INSERT and
       DELETE``): keywords; ``Guillaume SAVATON, Marie Dupont`` stays a name;
+    - a last word that is a plural made with a noun-forming suffix (``-lets``, ``-ments``,
+      ``-tions``, ``-ures``, ...: ``Kotlin Servlets``, ``Kafka Partitions``): things' names have
+      plural heads, and no first or last name of Faker's locales has that form (plural-looking
+      surnames end otherwise: ``Williams``, ``Fields``, ``Gates``, ``Jennings``, ``Chambers``);
+    - the whole of a quoted label after ``labelled``/``titled``/``entitled``/``marked``/
+      ``captioned``/``headed`` (``the files labelled "Setup Wizard"``): a label names a thing;
+      ``named`` and ``called`` are left out, people are named so (``a character named "Tom
+      Fields"``), and a name after ``labelled by`` has no quotes;
     - a thing's or organisation's noun right before it after a determiner (``the community
       organization Foo Commons``), unless a finite verb follows (``the project Ada Lovelace
       started``: there the span is a subject, a person as often as not);
@@ -887,6 +962,10 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
         return True
     if len(words[-1]) > 1 and words[-1].isupper() and _CAPS_LIST_AFTER.match(text, end):
         return True
+    if len(words) >= 2 and _SUFFIXED_PLURAL.fullmatch(words[-1]):
+        return True  # "Kotlin Servlets", "Kafka Partitions": a plural noun by its suffix heads a thing
+    if _LABEL_QUOTE_BEFORE.search(text[max(0, start - 24) : start]) and _QUOTE_AFTER.match(text, end):
+        return True  # 'the button labelled "Save Draft"': the whole of a quoted label
     noun = _NOUN_BEFORE.search(text[max(0, start - 60) : start])
     if noun and (noun.group(1).lower() in ORG_WORDS or noun.group(1).lower() in _THING_NOUNS):
         if ctx.next_token(end)[1] not in _FINITE_TAGS:
@@ -916,13 +995,17 @@ def _capitalised_run(text: str, start: int, end: int) -> int:
 def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
     """True when the text itself shows the span names a thing: its first word starts a
     capitalised phrase after a determiner elsewhere (``a Hive Metastore`` ... ``Hive
-    Metastores``), it stands there in the other number too (``Markov Chains`` ... ``Markov
-    Chain``), or it opens a sentence or clause with a verb form (``: Manages Buck build``)."""
+    Metastores``), a word of it is used as a common noun elsewhere (:meth:`_Text.common_noun_elsewhere`:
+    ``Widget Features`` ... ``your own widget``), it stands there in the other number too
+    (``Markov Chains`` ... ``Markov Chain``), or it opens a sentence or clause with a verb form
+    (``: Manages Buck build``)."""
     words = _words(ctx.text[start:end])
     if not words:
         return False
     if ctx.determined_elsewhere(words[0]):
         return True
+    if any(ctx.common_noun_elsewhere(w) for w in words):
+        return True  # "Widget Features" ... "your own widget", "widgets", "a Widget"
     if len(words) >= 2 and _number_elsewhere(ctx.text, start, end):
         return True
     return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
@@ -1004,9 +1087,15 @@ def _in_thing_list(ctx: _Text, start: int, end: int) -> bool:
 
 
 def _alias(text: str, start: int) -> bool:
-    """True when the span at ``start`` opens a parenthesis after a thing's or organisation's name."""
+    """True when the span at ``start`` opens a parenthesis after a thing's or organisation's name
+    or a software thing's noun (``the vendor's operating system (Tiger Moth, on ...``): in such an
+    apposition the span names what the noun does, a thing. Nouns of people are not among them
+    (``the applicant (Grace Bennett)``, ``the maintainer (Tom Fields)``)."""
     m = _ALIAS_BEFORE.search(text[max(0, start - 40) : start])
-    return m is not None and (m.group(1).lower() in THING_WORDS or m.group(1).lower() in ORG_WORDS)
+    if m is None:
+        return False
+    noun = m.group(1).lower()
+    return noun in THING_WORDS or noun in ORG_WORDS or noun in _THING_NOUNS
 
 
 def _glossed_term(text: str, end: int) -> bool:
@@ -1197,6 +1286,7 @@ def _repeated_words(
         and word.lower() not in PARTICLES
         and not ctx.lexicon.is_word(word)
         and word not in thing_words
+        and not ctx.common_noun_elsewhere(word)
     }
     if not words:
         return []
