@@ -746,3 +746,60 @@ def test_things_in_session_13_documentation_are_dropped_and_people_kept(scanner,
 )
 def test_names_next_to_the_session_13_rules_stay_names(scanner, text, names):
     assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+
+
+# ---------------------------------------------------------------------------------------
+# Session 14 (issue 13, rst-fresh): a manner and an action as a feature's name, a company's
+# closed-compound name before its product's, and a name that has versions, forks or ports.
+# Each thing below was reported as a person before.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thing", "person", "name"),
+    [
+        # an adjective and adverb that is no noun, then a verb that is no noun: a feature's name
+        (
+            "Easy Deploy takes archives, folders and image names, and tries the newest build that fits.",
+            "Ada Lovelace takes archives, folders and image names, and tries the newest build that fits.",
+            "Ada Lovelace",
+        ),
+        # a closed compound with a trade name's head first: a company before its product
+        (
+            "On Linux run the script, on Netsoft Harbour open the settings panel and add the folder there.",
+            "On Linux run the script, then ask Grace Harbour to open the settings panel and add the folder.",
+            "Grace Harbour",
+        ),
+        # a name that has versions elsewhere in the text is a thing's, and its words are not repeated
+        (
+            "Readers who used Quillow Tember will know the ideas. The engine is a rewrite of the latest "
+            "version of Tember, keeping only the newest parts of Tember's render loop.",
+            "Readers who met Ada Lovelace will know the ideas. The engine is a rewrite of the latest "
+            "book of Lovelace, keeping only the newest parts of Lovelace's notes.",
+            "Ada Lovelace",
+        ),
+    ],
+)
+def test_things_in_session_14_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
+    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
+    assert [person[f.start : f.end] for f in scanner.scan(person)][:1] == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # a possessive after "version of" names the author, not the thing
+        (
+            "The film follows a version of Mary Shelley's novel, and the latest book of Mary Shelley "
+            "is in the library.",
+            ["Mary Shelley", "Mary Shelley"],
+        ),
+        ("Those who met Ada Lovelace will know the ideas behind the engine.", ["Ada Lovelace"]),
+        # a first name that is no adverb before a surname that is a verb only: a name
+        ("The patch was reviewed by Ruth Lynch and Sandy Welch before the release.", ["Ruth Lynch", "Sandy Welch"]),
+        # surnames ending like a trade name's head are left alone: the head must follow a dictionary word
+        ("The report was written by Ruth Burbank and Owen Fairbank last spring.", ["Ruth Burbank", "Owen Fairbank"]),
+    ],
+)
+def test_names_next_to_the_session_14_rules_stay_names(scanner, text, names):
+    assert [text[f.start : f.end] for f in scanner.scan(text)] == names

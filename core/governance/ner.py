@@ -37,7 +37,8 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   determiner elsewhere (``a Hive Metastore`` ... ``Hive Metastores``), a word of it used as a
   common noun elsewhere, jargon too (``your own scaffolder``, ``scaffolders``, ``Make a
   Scaffolder`` ... ``Scaffolder Options``), or a verb form opening a sentence or clause
-  (``: Manages Buck build system``); the heads of eponymous and technical
+  (``: Manages Buck build system``), or a word of it naming what has versions, forks or ports
+  (``Divmod Nevow`` ... ``the latest version of Nevow``); the heads of eponymous and technical
   terms count as term heads, plurals too (``Remainder Theorem``, ``Fourier Transform``,
   ``Monte Carlo Methods``, ``Jupyter Notebook``);
 - it must not be counted (``one Spark Driver``), open a command (``Install Redis on the
@@ -49,7 +50,8 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
 - the form of its words must not show a thing, place or activity (:func:`_thing_by_form`): a
   participle (``Deploying Foo``, ``Threshold Accepting``), an ``-ive``/``-ic`` adjective last
   (``Foo Interactive``), an abstract noun first (``Validation Salt``), a place name's first
-  word (``San Marino``), a keyword list after it (``Foo SELECT, INSERT``), a thing's noun
+  word (``San Marino``), a company's closed-compound name first (``Netsoft Harbour``, like
+  ``Typeworks`` last), a keyword list after it (``Foo SELECT, INSERT``), a thing's noun
   before it (``the organization Foo Commons``), a plural head made with a noun suffix (``Kotlin
   Servlets``), the whole of a quoted label (``labelled "Harold Setup"``) or a run of six
   capitalised words or more; nor may it stand in the text in the other number (``Markov
@@ -58,7 +60,8 @@ top of the model ("dictionary word": in the pipeline's own WordNet lemma index, 
   do (``Numba has``, ``Jira is down``); context below makes it one;
 - a span of dictionary words only (``Escape Sequence``) is dropped when it has three words or
   more, a plural noun, a word not tagged a proper noun, an adjective that is no noun or verb
-  first (``Strict Mode``), or stands in a Title Cased title; ``John Smith`` stays.
+  first (``Strict Mode``), an adjective and adverb first and a verb that is no noun last
+  (``Easy Install``), or stands in a Title Cased title; ``John Smith`` stays.
 
 A cue other than the strongest (greetings, honorifics, fields, ...) does not make a plural
 common noun a name (``certain Secondary Sections whose titles``); ``its X,`` is a possessive.
@@ -257,6 +260,12 @@ _NEXT_WORD = re.compile(r"[ \t]*([^\W\d_]+)")
 _SUFFIXED_PLURAL = re.compile(
     r"(?i)[^\W\d_]{4,}(?:lets|ments|tions|sions|nesses|ities|isms|ances|ences|ships|hoods|ures)"
 )
+#: Up to three capitalised words right after "version(s) of", "fork of" or "port of", not a
+#: possessive ("the latest version of Divmod Nevow"): what has versions, forks and ports is a
+#: thing; "a version of Mary Shelley's novel" is left alone, the possessive names an author.
+_VERSION_OF = re.compile(
+    rf"\b(?i:versions?|forks?|ports?)[ \t]+of[ \t]+((?:{_WORD}[ \t]+){{0,2}}{_WORD})(?![\w'’-])(?![ \t]+{_U})"
+)
 #: A determiner, up to one modifier, and the noun right before a span ("the community organization").
 _NOUN_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|our|its|their|your)[ \t]+(?:[a-z-]+[ \t]+)?([a-z]+)[ \t]+$")
 #: Endings of adjectives that head organisation and product names ("Foo Interactive",
@@ -370,6 +379,22 @@ class _Lexicon:
             and w not in self.index.get("verb", ())
             and not w.endswith("y")
         )
+
+    def is_adjective_first_verb_last(self, words: Sequence[str]) -> bool:
+        """True for two words or more, the first an adjective and adverb that is no noun or verb,
+        the last a verb that is no noun or adjective (``Easy Install``, ``Fresh Deploy``): a
+        feature's or command's name, a manner and an action. People's names are nouns in the
+        index (``Baker``, ``Price``) or, when they are verbs only (``Lynch``, ``Welch``,
+        ``Madden``), follow first names that are no adverbs: adjectives only (``Caroline``,
+        ``Dexter``, ``Rusty``, ``Sandy``), so the first word must be an adverb too (``easy``;
+        the few first names that are adverbs too, ``Precious`` or ``Early``, are rare)."""
+        if len(words) < 2:
+            return False
+        first, last = words[0].lower(), words[-1].lower()
+        noun, verb, adj, adv = (self.index.get(pos, frozenset()) for pos in ("noun", "verb", "adj", "adv"))
+        if first not in adj or first not in adv or first in noun or first in verb:
+            return False
+        return last in verb and last not in noun and last not in adj
 
     def is_plural_noun(self, word: str) -> bool:
         """True for a plural of a dictionary noun that is no dictionary word itself (``Types``)."""
@@ -686,6 +711,18 @@ class _Text:
         return False
 
     @functools.cached_property
+    def versioned_words(self) -> frozenset[str]:
+        """Words of names that have versions, forks or ports in the text (``the latest version
+        of Nevow``, ``a fork of Foo Bar``): things' names. People are not versioned: ``a
+        version of Mary Shelley's novel`` has a possessive and is left out."""
+        return frozenset(
+            w
+            for m in _VERSION_OF.finditer(self.unblocked)
+            if not m.group(1).endswith(("'s", "’s"))
+            for w in m.group(1).split()
+        )
+
+    @functools.cached_property
     def other_entities(self) -> list[tuple[int, int]]:
         """Spans the model labels as something other than a person (ORG, GPE, PRODUCT, ...)."""
         if self.doc is None:
@@ -913,6 +950,8 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
             return False
         if lexicon.is_adjective_only(words[0]):
             return False  # "Strict Mode": an adjective that is no noun describes a thing
+        if lexicon.is_adjective_first_verb_last(words):
+            return False  # "Easy Install": an adjective and a verb that are no nouns name a feature
         if not all(tag in ("NNP", "NNPS", "HYPH", "POS", "_SP") for tag in tags):
             return False
         if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
@@ -931,6 +970,9 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
       ``Bar Academic``): a company's or product's head, no surname;
     - a first word that is an abstract noun (``Validation Salt``, ``Deployment Target``);
     - a first word of place names (``San Marino``, ``Port Louis``, ``New Haven``);
+    - a first word that is a closed compound of a dictionary word and a trade name's head
+      (``Microsoft Windows``, ``Netsoft Harbour``): a company's name before its product's; no
+      first name of Faker's locales has that form (``Burbank`` is left out like last words);
     - a last all-caps word followed by a list of all-caps words (``grant Foo SELECT, INSERT and
       DELETE``): keywords; ``Guillaume SAVATON, Marie Dupont`` stays a name;
     - a last word that is a plural made with a noun-forming suffix (``-lets``, ``-ments``,
@@ -960,6 +1002,8 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
         return True
     if words[0].lower() in _PLACE_FIRST_WORDS:
         return True
+    if len(words) >= 2 and _trade_name(lexicon, words[0]):
+        return True  # "Microsoft Windows", "Netsoft Vault": a company's name before its product's
     if len(words[-1]) > 1 and words[-1].isupper() and _CAPS_LIST_AFTER.match(text, end):
         return True
     if len(words) >= 2 and _SUFFIXED_PLURAL.fullmatch(words[-1]):
@@ -996,7 +1040,9 @@ def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
     """True when the text itself shows the span names a thing: its first word starts a
     capitalised phrase after a determiner elsewhere (``a Hive Metastore`` ... ``Hive
     Metastores``), a word of it is used as a common noun elsewhere (:meth:`_Text.common_noun_elsewhere`:
-    ``Widget Features`` ... ``your own widget``), it stands there in the other number too
+    ``Widget Features`` ... ``your own widget``), a word of it has versions, forks or ports
+    there (``Divmod Nevow`` ... ``the latest version of Nevow``: people are not versioned), it
+    stands there in the other number too
     (``Markov Chains`` ... ``Markov Chain``), or it opens a sentence or clause with a verb form
     (``: Manages Buck build``)."""
     words = _words(ctx.text[start:end])
@@ -1006,6 +1052,8 @@ def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
         return True
     if any(ctx.common_noun_elsewhere(w) for w in words):
         return True  # "Widget Features" ... "your own widget", "widgets", "a Widget"
+    if any(w in ctx.versioned_words for w in words):
+        return True  # "Divmod Nevow" ... "the latest version of Nevow"
     if len(words) >= 2 and _number_elsewhere(ctx.text, start, end):
         return True
     return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
@@ -1287,6 +1335,7 @@ def _repeated_words(
         and not ctx.lexicon.is_word(word)
         and word not in thing_words
         and not ctx.common_noun_elsewhere(word)
+        and word not in ctx.versioned_words
     }
     if not words:
         return []
