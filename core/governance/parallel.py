@@ -39,8 +39,11 @@ MAX_WORKERS = 8
 #: sizes are set for the worse case).
 MIN_TEXTS_PATTERNS = 4000
 MIN_TEXTS_MODEL = 1000
-#: Texts per task sent to a worker: large enough that the pickling is noise.
+#: Texts per task sent to a worker at most: large enough that the pickling is noise.
 CHUNK = 256
+#: Texts per task at least: the tasks shrink towards the end of a scan (each takes a share of
+#: what is left), so that no process waits long for another's last task.
+SMALLEST_CHUNK = 16
 
 _scanners: list[Scanner] = []
 
@@ -115,6 +118,12 @@ def start_method() -> str:
     return "fork" if threads == 1 else "spawn"
 
 
+def _task_size(left: int, processes: int) -> int:
+    """Texts in the next task: a share of the ``left`` ones, between :data:`SMALLEST_CHUNK` and
+    :data:`CHUNK` (each process has about two tasks' worth left when the tasks start to shrink)."""
+    return max(1, min(left, CHUNK, max(SMALLEST_CHUNK, left // (4 * processes))))
+
+
 def _init_worker(scanners: list[Scanner]) -> None:
     _scanners[:] = scanners
 
@@ -137,8 +146,7 @@ def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    chunks = [list(texts[i : i + CHUNK]) for i in range(0, len(texts), CHUNK)]
-    by_chunk: list[list[list[list[Finding]]] | None] = [None] * len(chunks)
+    by_start: dict[int, list[list[list[Finding]]]] = {}
     started = max(1, workers - 1)
     try:
         with ProcessPoolExecutor(
@@ -148,27 +156,28 @@ def scan_in_processes(scanners: Sequence[Scanner], texts: Sequence[str], workers
             initargs=(list(scanners),),
         ) as pool:
             pending: dict[Future[list[list[list[Finding]]]], int] = {}
-            front, back = 0, len(chunks)  # chunks[front:back] are neither sent nor scanned here
+            front, back = 0, len(texts)  # texts[front:back] are neither sent nor scanned here
             while front < back or pending:
                 while front < back and len(pending) < 2 * started:
-                    pending[pool.submit(_scan_chunk, chunks[front])] = front
-                    front += 1
+                    size = _task_size(back - front, workers)
+                    pending[pool.submit(_scan_chunk, list(texts[front : front + size]))] = front
+                    front += size
                 done = [future for future in pending if future.done()]
                 for future in done:
-                    by_chunk[pending.pop(future)] = future.result()
+                    by_start[pending.pop(future)] = future.result()
                 if done:
                     continue
                 if front < back:
-                    back -= 1
-                    by_chunk[back] = scan_each(scanners, chunks[back])
+                    size = _task_size(back - front, workers)
+                    back -= size
+                    by_start[back] = scan_each(scanners, texts[back : back + size])
                 else:
                     wait(pending, return_when=FIRST_COMPLETED)
     except (BrokenProcessPool, OSError) as exc:
         log.warning("scanning in %d worker processes failed (%s); scanning in this process instead", workers, exc)
         return scan_each(scanners, texts)
     results: list[list[list[Finding]]] = [[] for _ in scanners]
-    for chunk_result in by_chunk:
-        assert chunk_result is not None  # each chunk was scanned here or by a worker
-        for per_scanner, found in zip(results, chunk_result, strict=True):
+    for start in sorted(by_start):
+        for per_scanner, found in zip(results, by_start[start], strict=True):
             per_scanner.extend(found)
     return results
