@@ -108,7 +108,10 @@ def _site_packages() -> Path | None:
 
 
 def readme_paragraphs(site_packages: Path | None = None) -> list[Paragraph]:
-    """README prose from installed packages' ``METADATA`` descriptions, contact data filtered out."""
+    """README prose from installed packages' ``METADATA`` descriptions, contact data filtered out.
+
+    polyadapt's own distributions are left out: their README is written here, and it quotes the
+    detectors' findings (a false name it reports on would be found in it again)."""
     root = site_packages or _site_packages()
     if root is None:
         return []
@@ -123,6 +126,8 @@ def readme_paragraphs(site_packages: Path | None = None) -> list[Paragraph]:
         if not isinstance(body, str):
             continue
         package = meta.parent.name.split("-")[0]
+        if package.startswith("polyadapt"):
+            continue
         for para in _paragraphs(body):
             if _README_DROP.search(para) or any(_CODE_LINE.match(line) for line in para.splitlines()):
                 continue
