@@ -169,6 +169,11 @@ def scanner():
     return found
 
 
+def _found(scanner, text: str) -> list[str]:
+    """The person names ``scanner`` finds in ``text``, as written there."""
+    return [text[f.start : f.end] for f in scanner.scan(text)]
+
+
 #: Records with [[...]] around each person name.
 LABELLED = r"""
 Ticket #48213: Customer [[Margaret Okafor]] reports that the export button does nothing on Firefox 118.
@@ -318,7 +323,7 @@ def test_exact_spans_on_realistic_records(scanner, text, names):
     ],
 )
 def test_near_misses_are_not_names(scanner, text):
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == []
+    assert _found(scanner, text) == []
 
 
 def test_precision_and_recall_floors_on_labelled_records(scanner):
@@ -445,8 +450,8 @@ def test_texts_without_capitals_skip_the_model(scanner, monkeypatch):
     ],
 )
 def test_things_in_technical_prose_are_dropped_and_people_kept(scanner, thing, person, name):
-    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
-    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+    assert _found(scanner, thing) == []
+    assert _found(scanner, person) == [name]
 
 
 # ---------------------------------------------------------------------------------------
@@ -496,8 +501,8 @@ def test_things_in_technical_prose_are_dropped_and_people_kept(scanner, thing, p
     ],
 )
 def test_things_in_unseen_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
-    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
-    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+    assert _found(scanner, thing) == []
+    assert _found(scanner, person) == [name]
 
 
 @pytest.mark.parametrize(
@@ -518,7 +523,7 @@ def test_things_in_unseen_documentation_are_dropped_and_people_kept(scanner, thi
     ],
 )
 def test_names_next_to_the_new_rules_stay_names(scanner, text, names):
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+    assert _found(scanner, text) == names
 
 
 # ---------------------------------------------------------------------------------------
@@ -618,8 +623,8 @@ def test_names_next_to_the_new_rules_stay_names(scanner, text, names):
     ],
 )
 def test_things_in_rst_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
-    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
-    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+    assert _found(scanner, thing) == []
+    assert _found(scanner, person) == [name]
 
 
 def test_a_word_of_a_span_judged_a_thing_is_not_repeated_as_a_name(scanner):
@@ -629,14 +634,14 @@ def test_a_word_of_a_span_judged_a_thing_is_not_repeated_as_a_name(scanner):
     )
     # the three-word span stays (a known false finding); "Zorblax" alone is not repeated from it,
     # since "Deploying Zorblax" shows the text uses the word in a thing's name
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == ["Zorblax Debug Toolbar"]
+    assert _found(scanner, text) == ["Zorblax Debug Toolbar"]
     person = "Jonas Berg wrote the toolbar. It may change separately to Jonas's schedule."
-    assert [person[f.start : f.end] for f in scanner.scan(person)] == ["Jonas Berg", "Jonas"]
+    assert _found(scanner, person) == ["Jonas Berg", "Jonas"]
     # spans the model cuts short ("Minh Le", "Maelle V. Le") are rejected for their shape, not
     # as things: the first names are still repeated
     record = "Contact: Minh Le\nNotes: spoke with Minh Le today; Minh will send the invoice.\nThanks,\n"
     record += "Maelle V. Le Gall wrote it; ping Maelle about it.\n"
-    assert [record[f.start : f.end] for f in scanner.scan(record)] == [
+    assert _found(scanner, record) == [
         "Minh Le",
         "Minh",
         "Minh",
@@ -663,7 +668,7 @@ def test_a_word_of_a_span_judged_a_thing_is_not_repeated_as_a_name(scanner):
     ],
 )
 def test_names_next_to_the_session_12_rules_stay_names(scanner, text, names):
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+    assert _found(scanner, text) == names
 
 
 # ---------------------------------------------------------------------------------------
@@ -717,8 +722,8 @@ def test_names_next_to_the_session_12_rules_stay_names(scanner, text, names):
     ],
 )
 def test_things_in_session_13_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
-    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
-    assert [person[f.start : f.end] for f in scanner.scan(person)] == [name]
+    assert _found(scanner, thing) == []
+    assert _found(scanner, person) == [name]
 
 
 @pytest.mark.parametrize(
@@ -745,11 +750,11 @@ def test_things_in_session_13_documentation_are_dropped_and_people_kept(scanner,
     ],
 )
 def test_names_next_to_the_session_13_rules_stay_names(scanner, text, names):
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+    assert _found(scanner, text) == names
 
 
 # ---------------------------------------------------------------------------------------
-# Session 14 (issue 13, rst-fresh): a manner and an action as a feature's name, a company's
+# Session 13, second round (issue 13, rst-fresh): a manner and an action as a feature's name, a company's
 # closed-compound name before its product's, and a name that has versions, forks or ports.
 # Each thing below was reported as a person before.
 # ---------------------------------------------------------------------------------------
@@ -780,9 +785,9 @@ def test_names_next_to_the_session_13_rules_stay_names(scanner, text, names):
         ),
     ],
 )
-def test_things_in_session_14_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
-    assert [thing[f.start : f.end] for f in scanner.scan(thing)] == []
-    assert [person[f.start : f.end] for f in scanner.scan(person)][:1] == [name]
+def test_things_in_rst_fresh_documentation_are_dropped_and_people_kept(scanner, thing, person, name):
+    assert _found(scanner, thing) == []
+    assert _found(scanner, person)[:1] == [name]
 
 
 @pytest.mark.parametrize(
@@ -801,5 +806,5 @@ def test_things_in_session_14_documentation_are_dropped_and_people_kept(scanner,
         ("The report was written by Ruth Burbank and Owen Fairbank last spring.", ["Ruth Burbank", "Owen Fairbank"]),
     ],
 )
-def test_names_next_to_the_session_14_rules_stay_names(scanner, text, names):
-    assert [text[f.start : f.end] for f in scanner.scan(text)] == names
+def test_names_next_to_the_rst_fresh_rules_stay_names(scanner, text, names):
+    assert _found(scanner, text) == names
