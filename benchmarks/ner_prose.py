@@ -96,6 +96,13 @@ FRESH3_SDISTS = (
     ("werkzeug", "3.1.3", "docs"),
     ("click", "8.1.7", "docs"),
 )
+#: The sources scanned whole (no halves), by name, in the order they were held out.
+WHOLE_SETS = {
+    "rst-unseen": UNSEEN_SDISTS,
+    "rst-fresh": FRESH_SDISTS,
+    "rst-fresh2": FRESH2_SDISTS,
+    "rst-fresh3": FRESH3_SDISTS,
+}
 SDIST_DIR = Path.home() / ".cache" / "polyadapt" / "sdists"
 #: Made-up people that documentation examples name ("matches both Jane Doe and Jack Black"):
 #: person names, so finding them is right; read by hand, counted with :data:`prose.REAL_PEOPLE`.
@@ -187,14 +194,9 @@ def main() -> None:
         sets.update({k: v for k, v in (("rst-tune", tune), ("rst-heldout", held)) if k in chosen})
     if "rst-extra" in chosen:
         sets["rst-extra"] = rst_extra()
-    if "rst-unseen" in chosen:
-        sets["rst-unseen"] = rst_all(UNSEEN_SDISTS)
-    if "rst-fresh" in chosen:
-        sets["rst-fresh"] = rst_all(FRESH_SDISTS)
-    if "rst-fresh2" in chosen:
-        sets["rst-fresh2"] = rst_all(FRESH2_SDISTS)
-    if "rst-fresh3" in chosen:
-        sets["rst-fresh3"] = rst_all(FRESH3_SDISTS)
+    for name, sdists in WHOLE_SETS.items():
+        if name in chosen:
+            sets[name] = rst_all(sdists)
 
     from polyadapt.governance.ner import PersonNameScanner
 
