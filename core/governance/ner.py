@@ -186,7 +186,14 @@ THING_WORDS = frozenset(
     # "Nginx Gateway")
     "theorem lemma conjecture corollary transform transformation equation inequality distribution index "
     "form layer method model parallel estimator decomposition integral matrix operator notebook connect gateway "
-    "proxy".split()
+    "proxy "
+    # operating systems' last words ("Ubuntu Linux", "Debian GNU/Linux")
+    "linux bsd "
+    # heads of services' and tools' names ("Redis Cluster", "Jupyter Lab", "Docker Hub", "Setup
+    # Wizard"); none is a first or last name of Faker's locales ("Kit", "Stack", "Bridge" are)
+    "cluster lab hub studio cloud shell store cache queue bus broker registry mesh node vault wizard "
+    "launcher scheduler daemon sandbox playground workspace toolbox suite dashboard core designer profiler "
+    "debugger installer inspector explorer".split()
 )
 #: Nationality and language adjectives: a span glossed by one ("Referencia Catastral (Spanish
 #: real estate id)", "Mispar Zehut, Israeli identity number") is a foreign term, not a person.
@@ -204,8 +211,11 @@ NATIONALITIES = frozenset(
 _TRADE_HEADS = ("works", "ware", "soft", "labs", "systems", "tech", "media", "networks", "studios")
 _GLOSS_AFTER = re.compile(r"\]?[ \t]*[(,][ \t]*(?:the[ \t]+|an?[ \t]+)?([^\W\d_]+)[ \t]+[a-z]")
 #: A thing's or organisation's name right before the parenthesis the span opens: the span is its
-#: other name ("Identity Number (Mispar Zehut", "Revenue Department (Te Tari Tāke)").
-_ALIAS_BEFORE = re.compile(r"([^\W\d_]+)[ \t]*\([ \t]*$")
+#: other name ("Identity Number (Mispar Zehut", "Revenue Department (Te Tari Tāke)"); the noun in
+#: group 1, also before a purpose ("an algorithm for generating numbers (Mersenne Twister)").
+_ALIAS_BEFORE = re.compile(
+    r"(?<![\w-])([^\W\d_]+)(?:[ \t]+(?:for|of)[ \t]+[a-z]+ing(?:[ \t]+[a-z]+){0,2})?[ \t]*\([ \t]*$"
+)
 _EMAIL_OR_URL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
 _SENTENCE_END = re.compile(r"(?:[.!?:;\"“”•*#>|+\-–—]|\n)\s*$")
 _UNDERLINE = re.compile(r"[ \t]*([=*\-~^#])\1{2,}[ \t]*$")
@@ -255,16 +265,22 @@ _QUOTE_AFTER = re.compile(r"[\"”'’]")
 #: The next word after a place when only spaces stand between (None at punctuation).
 _NEXT_WORD = re.compile(r"[ \t]*([^\W\d_]+)")
 #: Plurals of nouns made with a noun-forming suffix ("Servlets", "Deployments", "Partitions",
-#: "Fixtures"): the head of a thing's name. No first or last name of Faker's locales has this
-#: form (``Clements``, ``Frances`` have shorter stems).
+#: "Fixtures") and names of fields of study ("Continuum Mechanics", "Fluid Dynamics"): the head of
+#: a thing's name. No first or last name of Faker's locales has this form (``Clements``,
+#: ``Frances``, ``Erics`` have shorter stems).
 _SUFFIXED_PLURAL = re.compile(
-    r"(?i)[^\W\d_]{4,}(?:lets|ments|tions|sions|nesses|ities|isms|ances|ences|ships|hoods|ures)"
+    r"(?i)[^\W\d_]{4,}(?:lets|ments|tions|sions|nesses|ities|isms|ances|ences|ships|hoods|ures|ics)"
 )
-#: Up to three capitalised words right after "version(s) of", "fork of" or "port of", not a
-#: possessive ("the latest version of Divmod Nevow"): what has versions, forks and ports is a
-#: thing; "a version of Mary Shelley's novel" is left alone, the possessive names an author.
+#: Nouns of devices made from verbs in "-ize"/"-ise"/"-yze" ("Sanitizer", "Optimizer", "Analyser"):
+#: with the verb in the dictionary, the head of a tool's name; Faker's names of this form
+#: (``Schweizer``, ``Dekeyser``, ``Wintheiser``) have no such verb.
+_DEVICE_NOUN = re.compile(r"(?i)[^\W\d_]{3,}(?:izer|iser|yzer|yser)")
+#: Up to three capitalised words right after "version(s) of", "fork of", "port of" or "edition of",
+#: not a possessive ("the latest version of Divmod Nevow", "the first edition of Deep Alchemy"):
+#: what has versions, forks, ports and editions is a thing; "a version of Mary Shelley's novel"
+#: is left alone, the possessive names an author.
 _VERSION_OF = re.compile(
-    rf"\b(?i:versions?|forks?|ports?)[ \t]+of[ \t]+((?:{_WORD}[ \t]+){{0,2}}{_WORD})(?![\w'’-])(?![ \t]+{_U})"
+    rf"\b(?i:versions?|forks?|ports?|editions?)[ \t]+of[ \t]+((?:{_WORD}[ \t]+){{0,2}}{_WORD})(?![\w'’-])(?![ \t]+{_U})"
 )
 #: A determiner, up to one modifier, and the noun right before a span ("the community organization").
 _NOUN_BEFORE = re.compile(r"(?i)\b(?:the|a|an|this|that|our|its|their|your)[ \t]+(?:[a-z-]+[ \t]+)?([a-z]+)[ \t]+$")
@@ -274,6 +290,9 @@ _ADJECTIVE_HEAD = re.compile(r"(?i)[^\W\d_]{3,}(?:ive|ic|ical)")
 #: Endings of abstract nouns made from verbs and adjectives ("Validation", "Deployment",
 #: "Readiness"): such a word opens a term's name, not a person's.
 _ABSTRACT_NOUN = re.compile(r"(?i)[^\W\d_]{4,}(?:ation|ition|ment|ness)")
+#: The same endings less "-ness", for a last word: no first or last name of Faker's locales ends
+#: so with four letters or more before ("Clement" has three; "Guinness" ends "-ness").
+_ABSTRACT_HEAD = re.compile(r"(?i)[^\W\d_]{4,}(?:ation|ition|ment)")
 #: An all-caps word after the span and a comma or "and": the span's last all-caps word is one
 #: item of a list of keywords ("grant Foo SELECT, INSERT and DELETE").
 _CAPS_LIST_AFTER = re.compile(r"[ \t]*(?:,|\band\b|\bor\b)[ \t]*(?:and[ \t]+|or[ \t]+)?[A-Z][A-Z0-9_]+\b")
@@ -296,6 +315,14 @@ _PLACE_PREFIXES = frozenset(
 #: Bancaria Uniforme", "RUC number (Registro Único ...".
 _ACRONYM_BEFORE = re.compile(rf"(?<![\w.]){_U}[\w.]*{_U}[\w.]*(?:[ \t]+[a-z]+)?[ \t]*\((?:[^()\n]{{0,40}}[ \t-])?$")
 _DETERMINER_BEFORE = re.compile(rf"(?i)\b(?:the|a|an|this|that|our|your|their|its)[ \t]+(?:{_L}+[ \t]+)?$")
+#: Nouns of time that follow a name as adverbs ("said Ada Lovelace yesterday").
+_TIME_NOUNS = frozenset("yesterday today tonight tomorrow morning afternoon evening night earlier".split())
+#: A short lower-case aside in parentheses right after a place (" (def)", " (sync)").
+_SHORT_PARENTHESIS = re.compile(r"[ \t]*\([a-z][\w.-]{0,15}\)")
+#: A token that reads as code: a dot, underscore, slash or hyphen between letters, or a leading dot.
+_CODE_LIKE_TOKEN = re.compile(r"[^\W\d_][._/-][^\W\d_]|^\.[^\W\d_]|_")
+#: A phrase in double quotes on one line, the phrase in group 1.
+_DOUBLE_QUOTED = re.compile(r"[\"“]([^\"“”\n]{1,150})[\"”]")
 #: Words Title Case leaves in lower case.
 _FUNCTION_WORDS = frozenset("a an the and or but nor of in on at to for by with from as into via vs per".split())
 #: A capitalised phrase after a determiner, its first word in group 1 ("a Hive Metastore").
@@ -655,10 +682,34 @@ class _Text:
             text = text[:start] + " " + text[end:]
         return " " + " ".join(t for t in re.findall(r"\S+", text) if t.islower()) + " "
 
+    @functools.cached_property
+    def lower_runs(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The letter runs of the lower-case tokens, and those of code-like tokens (with a dot,
+        underscore, slash or hyphen inside or a leading dot: ``.pdbrc``, ``enum_type``)."""
+        words, code = set(), []
+        for token in self.lower_tokens.split():
+            runs = re.findall(rf"{_L}+", token)
+            words.update(runs)
+            if _CODE_LIKE_TOKEN.search(token):
+                code.extend(runs)
+        return frozenset(words), tuple(code)
+
     def lower_elsewhere(self, word: str) -> bool:
-        """True when ``word`` is also written in lower case in the text, alone or inside a token
-        (``enum`` ... ``Enum``, ``.pdbrc`` ... ``Pdb``)."""
-        return word.lower() in self.lower_tokens
+        """True when ``word`` is also written in lower case in the text: a whole word, the start
+        of a code-like token's part (``enum`` ... ``Enum``, ``.pdbrc`` ... ``Pdb``) or the first
+        part of a closed compound (``fonttools`` ... ``Font``). Inside other words it does not
+        count: ``metadata`` is no ``Ada``, ``tomorrow`` no ``Tom``."""
+        w = word.lower()
+        if w not in self.lower_tokens:
+            return False
+        words, code = self.lower_runs
+        if w in words or any(run.startswith(w) for run in code):
+            return True
+        # a closed compound's first part: "fonttools" ... "Font" (the rest a word of four letters
+        # or more; "tomorrow" is no "tom" + word, "marker" no "mark" + word)
+        return any(
+            run.startswith(w) and len(run) - len(w) >= 4 and self.lexicon.is_word(run[len(w) :]) for run in words
+        )
 
     @functools.cached_property
     def determined_words(self) -> frozenset[str]:
@@ -709,6 +760,11 @@ class _Text:
             if after is None or _stop_word(after.group(1)):
                 return True
         return False
+
+    @functools.cached_property
+    def flat(self) -> str:
+        """The text with every run of white space made one space."""
+        return " ".join(self.text.split())
 
     @functools.cached_property
     def versioned_words(self) -> frozenset[str]:
@@ -903,7 +959,23 @@ def _title_line(text: str, start: int, end: int) -> bool:
     line, line_start, _ = _line_of(text, start, end)
     if re.search(r"[.,:;!?](?:\s|$)", line.rstrip(" .")):
         return False
-    outside = line[: start - line_start] + " " + line[end - line_start :]
+    return _title_cased(line[: start - line_start] + " " + line[end - line_start :])
+
+
+def _quoted_title(text: str, start: int, end: int) -> bool:
+    """True when the span stands inside double quotes among Title Cased words (``without using
+    "ORM Bulk Update by Primary Key", invoke ...``): a section's or document's title."""
+    line, line_start, _ = _line_of(text, start, end)
+    for m in _DOUBLE_QUOTED.finditer(line):
+        if m.start(1) <= start - line_start and end - line_start <= m.end(1):
+            before, after = line[m.start(1) : start - line_start], line[end - line_start : m.end(1)]
+            return _title_cased(before + " " + after)
+    return False
+
+
+def _title_cased(outside: str) -> bool:
+    """True when at least two words of ``outside`` (a title less the span) are capitalised, and
+    three in four of those that Title Case capitalises."""
     words = [w for w in re.findall(rf"{_L}+", outside) if w.lower() not in _FUNCTION_WORDS]
     capitalised = sum(w[0].isupper() for w in words)
     return capitalised >= 2 and capitalised >= 0.75 * len(words)
@@ -956,6 +1028,8 @@ def _model_span_ok(ctx: _Text, span: tuple[int, int]) -> bool:
             return False
         if any(ctx.lower_elsewhere(w) for w in words) or _title_line(text, start, end):
             return False
+        if words[0].lower() in lexicon.index.get("adj", ()) and _quoted_title(text, start, end):
+            return False  # '"ORM Bulk Update by Primary Key"': an adjective and a noun in a quoted title
     return True
 
 
@@ -968,13 +1042,17 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
       surnames ending ``-ing`` are no adjectives (``Peter Lofting``);
     - a last word that is an adjective ending ``-ive``/``-ic``/``-ical`` (``Foo Interactive``,
       ``Bar Academic``): a company's or product's head, no surname;
-    - a first word that is an abstract noun (``Validation Salt``, ``Deployment Target``);
+    - a first word that is an abstract noun (``Validation Salt``, ``Deployment Target``), or a
+      last word that is one made with ``-ation``, ``-ition`` or ``-ment`` (``Docutils
+      Configuration``, ``Kafka Deployment``; surnames end ``-ness``: ``Guinness``, ``Furness``);
     - a first word of place names (``San Marino``, ``Port Louis``, ``New Haven``);
     - a first word that is a closed compound of a dictionary word and a trade name's head
       (``Microsoft Windows``, ``Netsoft Harbour``): a company's name before its product's; no
       first name of Faker's locales has that form (``Burbank`` is left out like last words);
     - a last all-caps word followed by a list of all-caps words (``grant Foo SELECT, INSERT and
       DELETE``): keywords; ``Guillaume SAVATON, Marie Dupont`` stays a name;
+    - a last word that is a device's noun made from a verb in ``-ize``/``-ise``/``-yze`` (``Thread
+      Sanitizer``, ``Query Optimizer``);
     - a last word that is a plural made with a noun-forming suffix (``-lets``, ``-ments``,
       ``-tions``, ``-ures``, ...: ``Kotlin Servlets``, ``Kafka Partitions``): things' names have
       plural heads, and no first or last name of Faker's locales has that form (plural-looking
@@ -1000,12 +1078,20 @@ def _thing_by_form(ctx: _Text, start: int, end: int, words: list[str]) -> bool:
         return True
     if len(words) >= 2 and _ABSTRACT_NOUN.fullmatch(words[0]) and words[0].lower() in lexicon.index.get("noun", ()):
         return True
+    if len(words) >= 2 and _ABSTRACT_HEAD.fullmatch(words[-1]) and words[-1].lower() in lexicon.index.get("noun", ()):
+        return True  # "Docutils Configuration", "Kafka Deployment": an abstract noun heads a thing
     if words[0].lower() in _PLACE_FIRST_WORDS:
         return True
     if len(words) >= 2 and _trade_name(lexicon, words[0]):
         return True  # "Microsoft Windows", "Netsoft Vault": a company's name before its product's
     if len(words[-1]) > 1 and words[-1].isupper() and _CAPS_LIST_AFTER.match(text, end):
         return True
+    if (
+        len(words) >= 2
+        and _DEVICE_NOUN.fullmatch(words[-1])
+        and words[-1].lower()[:-1] in lexicon.index.get("verb", ())
+    ):
+        return True  # "Thread Sanitizer", "Query Optimizer": a device named after what it does
     if len(words) >= 2 and _SUFFIXED_PLURAL.fullmatch(words[-1]):
         return True  # "Kotlin Servlets", "Kafka Partitions": a plural noun by its suffix heads a thing
     if _LABEL_QUOTE_BEFORE.search(text[max(0, start - 24) : start]) and _QUOTE_AFTER.match(text, end):
@@ -1054,22 +1140,21 @@ def _thing_in_context(ctx: _Text, start: int, end: int) -> bool:
         return True  # "Widget Features" ... "your own widget", "widgets", "a Widget"
     if any(w in ctx.versioned_words for w in words):
         return True  # "Divmod Nevow" ... "the latest version of Nevow"
-    if len(words) >= 2 and _number_elsewhere(ctx.text, start, end):
+    if len(words) >= 2 and _number_elsewhere(ctx, start, end):
         return True
     return _sentence_start(ctx.text, start) and ctx.lexicon.is_verb_form_only(words[0])
 
 
-def _number_elsewhere(text: str, start: int, end: int) -> bool:
+def _number_elsewhere(ctx: _Text, start: int, end: int) -> bool:
     """True when the span also stands in the text in the other grammatical number (``Markov
     Chains`` ... ``a Markov Chain``): people's names are not pluralised, things' names are."""
-    value = " ".join(text[start:end].split())
+    value = " ".join(ctx.text[start:end].split())
     forms = [value + "s", value + "es"]
     if value.endswith("s"):
         forms.append(value[:-1])
     if value.endswith("es"):
         forms.append(value[:-2])
-    flat = " ".join(text.split())
-    return any(re.search(rf"(?<![\w-]){re.escape(form)}(?![\w-])", flat) for form in forms)
+    return any(re.search(rf"(?<![\w-]){re.escape(form)}(?![\w-])", ctx.flat) for form in forms)
 
 
 def _command_or_description(ctx: _Text, start: int, end: int) -> bool:
@@ -1139,7 +1224,7 @@ def _alias(text: str, start: int) -> bool:
     or a software thing's noun (``the vendor's operating system (Tiger Moth, on ...``): in such an
     apposition the span names what the noun does, a thing. Nouns of people are not among them
     (``the applicant (Grace Bennett)``, ``the maintainer (Tom Fields)``)."""
-    m = _ALIAS_BEFORE.search(text[max(0, start - 40) : start])
+    m = _ALIAS_BEFORE.search(text[max(0, start - 72) : start])
     if m is None:
         return False
     noun = m.group(1).lower()
@@ -1174,13 +1259,19 @@ def _thing_or_foreign(value: str) -> bool:
 
 
 def _attributive(ctx: _Text, end: int) -> bool:
-    """True when a common noun follows ``end``: the words before modify it (``Enum class``).
+    """True when a common noun follows ``end``, or a short parenthesis and a plural one (``Enum
+    class``, ``Normal Python (def) functions``): the words before modify it; after a person's name
+    and a parenthesis comes a verb or punctuation (``Ada Lovelace (CTO) approved``). Nouns of time
+    are no heads (``said Ada Lovelace yesterday``).
     A plural noun that the tagger takes for a verb counts when a modal or a verb follows it
     (``Foo Python attributes can be``: the noun is the subject; a person's verb is not
     followed by another verb)."""
-    next_text, next_tag = ctx.next_token(end)
-    if next_tag in ("NN", "NNS") and next_text.islower():
-        return True
+    parenthesis = _SHORT_PARENTHESIS.match(ctx.text, end)
+    next_text, next_tag = ctx.next_token(parenthesis.end() if parenthesis else end)
+    if next_text.lower() in _TIME_NOUNS:
+        return False  # "said Ada Lovelace yesterday": a time, not a modified noun
+    if next_tag == "NNS" and next_text.islower() or next_tag == "NN" and next_text.islower() and not parenthesis:
+        return True  # after an aside only a plural ("Normal Python (def) functions"; "Ada (admin) account")
     if not next_text.islower() or not ctx.lexicon.is_plural_noun(next_text):
         return False
     after = ctx.tokens(end, len(ctx.text))[1:2]
@@ -1302,6 +1393,8 @@ def _cue_name(ctx: _Text, start: int, end: int, trust: str) -> tuple[int, int] |
         return None
     if trust == "full" and len(words) == 1 and lexicon.is_word(words[0]):
         return None
+    if len(words) == 1 and lexicon.is_word(words[0]) and _attributive(ctx, end):
+        return None  # "name: String name of the collection": a type that modifies a noun
     if trust != "any" and all(lexicon.is_word(w) for w in words) and any(lexicon.is_plural_noun(w) for w in words):
         return None  # "certain Secondary Sections whose titles": a plural common noun, not a person
     if (
