@@ -696,15 +696,16 @@ class _Text:
 
     def lower_elsewhere(self, word: str) -> bool:
         """True when ``word`` is also written in lower case in the text: a whole word, the start
-        of a code-like token's part (``enum`` ... ``Enum``, ``.pdbrc`` ... ``Pdb``) or the first
+        of a code-like token's part or, from four letters, any place in it (``enum`` ... ``Enum``,
+        ``.pdbrc`` ... ``Pdb``, ``googlefonts/ufo2ft`` ... ``Font``) or the first
         part of a closed compound (``fonttools`` ... ``Font``). Inside other words it does not
         count: ``metadata`` is no ``Ada``, ``tomorrow`` no ``Tom``."""
         w = word.lower()
         if w not in self.lower_tokens:
             return False
         words, code = self.lower_runs
-        if w in words or any(run.startswith(w) for run in code):
-            return True
+        if w in words or any(run.startswith(w) or len(w) >= 4 and w in run for run in code):
+            return True  # identifiers hold words anywhere ("googlefonts/ufo2ft" ... "Font")
         # a closed compound's first part: "fonttools" ... "Font" (the rest a word of four letters
         # or more; "tomorrow" is no "tom" + word, "marker" no "mark" + word)
         return any(
