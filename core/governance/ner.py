@@ -319,6 +319,8 @@ _DETERMINER_BEFORE = re.compile(rf"(?i)\b(?:the|a|an|this|that|our|your|their|it
 _TIME_NOUNS = frozenset("yesterday today tonight tomorrow morning afternoon evening night earlier".split())
 #: A short lower-case aside in parentheses right after a place (" (def)", " (sync)").
 _SHORT_PARENTHESIS = re.compile(r"[ \t]*\([a-z][\w.-]{0,15}\)")
+#: Endings of inflected and derived forms of a word ("writers", "configured", "deployment").
+_WORD_ENDINGS = frozenset("s es d ed ing er ers ment ments ation ations able".split())
 #: A token that reads as code: a dot, underscore, slash or hyphen between letters, or a leading dot.
 _CODE_LIKE_TOKEN = re.compile(r"[^\W\d_][._/-][^\W\d_]|^\.[^\W\d_]|_")
 #: A phrase in double quotes on one line, the phrase in group 1.
@@ -695,21 +697,25 @@ class _Text:
         return frozenset(words), tuple(code)
 
     def lower_elsewhere(self, word: str) -> bool:
-        """True when ``word`` is also written in lower case in the text: a whole word, the start
-        of a code-like token's part or, from four letters, any place in it (``enum`` ... ``Enum``,
-        ``.pdbrc`` ... ``Pdb``, ``googlefonts/ufo2ft`` ... ``Font``) or the first
-        part of a closed compound (``fonttools`` ... ``Font``). Inside other words it does not
-        count: ``metadata`` is no ``Ada``, ``tomorrow`` no ``Tom``."""
+        """True when ``word`` is also written in lower case in the text: a whole word or one of
+        its inflected or derived forms (``writers``), the start of a code-like token's part or,
+        from four letters, any place in it (``enum`` ... ``Enum``, ``.pdbrc`` ... ``Pdb``,
+        ``googlefonts/ufo2ft`` ... ``Font``), or the first part of a closed compound (``fonttools``
+        ... ``Font``). Inside other words it does not count: ``metadata`` is no ``Ada``,
+        ``tomorrow`` no ``Tom``, ``bookmark`` no ``Mark``."""
         w = word.lower()
         if w not in self.lower_tokens:
             return False
         words, code = self.lower_runs
         if w in words or any(run.startswith(w) or len(w) >= 4 and w in run for run in code):
             return True  # identifiers hold words anywhere ("googlefonts/ufo2ft" ... "Font")
-        # a closed compound's first part: "fonttools" ... "Font" (the rest a word of four letters
-        # or more; "tomorrow" is no "tom" + word, "marker" no "mark" + word)
+        # an inflected or derived form ("writers", "deployment" ... "Writer", "Deploy") or a
+        # closed compound's first part ("fonttools" ... "Font": the rest a word of four letters or
+        # more); "tomorrow" is neither "tom" + ending nor "tom" + word, "bookmark" does not start "mark"
         return any(
-            run.startswith(w) and len(run) - len(w) >= 4 and self.lexicon.is_word(run[len(w) :]) for run in words
+            run.startswith(w)
+            and (run[len(w) :] in _WORD_ENDINGS or len(run) - len(w) >= 4 and self.lexicon.is_word(run[len(w) :]))
+            for run in words
         )
 
     @functools.cached_property
