@@ -193,7 +193,7 @@ THING_WORDS = frozenset(
     # Wizard"); none is a first or last name of Faker's locales ("Kit", "Stack", "Bridge" are)
     "cluster lab hub studio cloud shell store cache queue bus broker registry mesh node vault wizard "
     "launcher scheduler daemon sandbox playground workspace toolbox suite dashboard core designer profiler "
-    "debugger installer inspector explorer".split()
+    "debugger installer inspector explorer writer parser".split()
 )
 #: Nationality and language adjectives: a span glossed by one ("Referencia Catastral (Spanish
 #: real estate id)", "Mispar Zehut, Israeli identity number") is a foreign term, not a person.
@@ -683,6 +683,12 @@ class _Text:
         for start, end in reversed(self.blocked):
             text = text[:start] + " " + text[end:]
         return " " + " ".join(t for t in re.findall(r"\S+", text) if t.islower()) + " "
+
+    def lower_inside(self, word: str) -> bool:
+        """True when ``word`` stands in lower case anywhere in the text, inside other words too
+        (``config`` in ``configuration``): the looser test, for capitalised words the model did
+        not call a person (:func:`_name_pairs`), where a familiar word is reason enough to pass."""
+        return word.lower() in self.lower_tokens
 
     @functools.cached_property
     def lower_runs(self) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -1299,7 +1305,7 @@ def _name_pairs(ctx: _Text) -> list[tuple[int, int]]:
         words = _words(text[start:end])
         names = [w for w in words if w.lower() not in PARTICLES]
         # an all-caps word is an acronym as often as a surname ("Azure OIDC"): it is not unfamiliar
-        unknown = [not lexicon.is_word(w) and not ctx.lower_elsewhere(w) and not w.isupper() for w in names]
+        unknown = [not lexicon.is_word(w) and not ctx.lower_inside(w) and not w.isupper() for w in names]
         # the model often calls unfamiliar names ORG or GPE ("Yolanda Price"): then the first word
         # must be unfamiliar; otherwise all words but one may be dictionary words
         if _overlaps((start, end), ctx.other_entities):
